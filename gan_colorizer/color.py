@@ -1,0 +1,82 @@
+"""Batched sRGB <-> CIE Lab on tensors (any device), and the model's L / ab scaling.
+
+This module is the only place that knows the Lab scales. The maths follows
+scikit-image (D65, 2 degree observer) so the numbers agree with `skimage.color`.
+"""
+from __future__ import annotations
+
+import torch
+
+L_SCALE = 50.0  # model L = L / 50 - 1, in [-1, 1]
+AB_SCALE = 110.0  # model ab = ab / 110, about [-1, 1]
+
+_XYZ_FROM_RGB = torch.tensor([[0.412453, 0.357580, 0.180423],
+                              [0.212671, 0.715160, 0.072169],
+                              [0.019334, 0.119193, 0.950227]], dtype=torch.float64)
+_RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
+_D65 = (0.95047, 1.0, 1.08883)
+
+
+def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 3x3 matrix to the channel dimension of a (B, 3, H, W) tensor."""
+    return torch.einsum("ij,bjhw->bihw", matrix.to(device=x.device, dtype=x.dtype), x)
+
+
+def _float32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) sRGB in [0, 1] -> Lab (L in [0, 100], ab in about [-110, 110])."""
+    with torch.autocast(rgb.device.type, enabled=False):
+        rgb = _float32(rgb).clamp(0.0, 1.0)
+        linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+        xyz = _mix(_XYZ_FROM_RGB, linear)
+        ref = torch.tensor(_D65, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
+        xyz = xyz / ref
+        f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856) ** (1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
+        fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
+        return torch.cat([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) Lab -> sRGB in [0, 1], out-of-gamut colors clipped as scikit-image does."""
+    with torch.autocast(lab.device.type, enabled=False):
+        lab = _float32(lab)
+        fy = (lab[:, 0:1] + 16.0) / 116.0
+        fx = lab[:, 1:2] / 500.0 + fy
+        fz = (fy - lab[:, 2:3] / 200.0).clamp_min(0.0)
+        f = torch.cat([fx, fy, fz], dim=1)
+        xyz = torch.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787)
+        ref = torch.tensor(_D65, device=lab.device, dtype=lab.dtype).view(1, 3, 1, 1)
+        linear = _mix(_RGB_FROM_XYZ, xyz * ref)
+        rgb = torch.where(linear > 0.0031308,
+                          1.055 * linear.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+        return rgb.clamp(0.0, 1.0)
+
+
+def lab_to_model(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lab -> (gray_l, ab) in the model's units."""
+    return lab[:, :1] / L_SCALE - 1.0, lab[:, 1:] / AB_SCALE
+
+
+def model_to_lab(gray_l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """(gray_l, ab) in the model's units -> Lab."""
+    return torch.cat([(_float32(gray_l) + 1.0) * L_SCALE, _float32(ab) * AB_SCALE], dim=1)
+
+
+def rgb_to_model(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sRGB batch (uint8 0..255 or float 0..1) -> (gray_l, real_ab) in the model's units."""
+    if rgb.dtype == torch.uint8:
+        rgb = rgb.float() / 255.0
+    return lab_to_model(rgb_to_lab(rgb))
+
+
+def model_to_rgb(gray_l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """(gray_l, ab) in the model's units -> sRGB in [0, 1]."""
+    return lab_to_rgb(model_to_lab(gray_l, ab))
+
+
+def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] -> uint8, rounded."""
+    return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)

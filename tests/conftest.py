@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny color photos made on the fly, and a way to run the scripts as a user would."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def color_image(seed: int, size=(48, 40)) -> Image.Image:
+    """A smooth, saturated color field with a few blocks: it has chroma everywhere, like a photo."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w] / max(w, h)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    rgb = np.stack([0.5 + 0.45 * np.sin(4 * x + 3 * y * (c + 1) + phase[c]) for c in range(3)], axis=-1)
+    for _ in range(3):
+        x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
+        rgb[y0:y0 + h // 3, x0:x0 + w // 3] = rng.uniform(0, 1, 3)
+    return Image.fromarray((rgb * 255).round().astype(np.uint8), "RGB")
+
+
+def make_photo_folder(folder: Path, n: int, size=(48, 40), start_seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"photo_{i:03d}.{'png' if i % 2 else 'jpg'}"
+        color_image(start_seed + i, size).save(path, quality=95)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def photo_folder(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    make_photo_folder(folder, 8)
+    return folder
+
+
+def run_script(script: str, *args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run one of the top-level scripts in a subprocess, as a user would."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def run_dirs_args(tmp_path: Path, name: str) -> list[str]:
+    return ["--name", name, "--runs-dir", str(tmp_path / "runs"), "--checkpoints-dir", str(tmp_path / "checkpoints")]
+
+
+TINY = ["--image-size", "64", "--batch-size", "2", "--num-workers", "0", "--log-every", "1", "--image-every", "1"]

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+from skimage import color as skcolor
+
+from gan_colorizer.color import (AB_SCALE, L_SCALE, lab_to_model, lab_to_rgb, model_to_lab, model_to_rgb,
+                                 rgb_to_lab, rgb_to_model, to_uint8)
+
+EDGE_COLORS = np.array([[0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1],
+                        [0.5, 0.5, 0.5], [0.002, 0.001, 0.003], [0.04045, 0.0031308, 0.99]])
+
+
+def _as_batch(rgb: np.ndarray) -> torch.Tensor:
+    """(N, 3) colors -> (1, 3, N, 1) tensor."""
+    return torch.from_numpy(rgb.T[None, :, :, None].astype(np.float32))
+
+
+def _colors():
+    rng = np.random.default_rng(0)
+    return np.concatenate([EDGE_COLORS, rng.uniform(0, 1, (2000, 3))])
+
+
+def test_rgb_to_lab_matches_skimage_on_random_and_edge_colors():
+    rgb = _colors()
+    ours = rgb_to_lab(_as_batch(rgb))[0, :, :, 0].T.double().numpy()
+    theirs = skcolor.rgb2lab(rgb[:, None, :])[:, 0, :]
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_lab_to_rgb_matches_skimage_including_out_of_gamut_lab():
+    rng = np.random.default_rng(1)
+    lab = np.stack([rng.uniform(0, 100, 3000), rng.uniform(-110, 110, 3000), rng.uniform(-110, 110, 3000)], 1)
+    lab = np.concatenate([skcolor.rgb2lab(EDGE_COLORS[:, None, :])[:, 0, :], lab])
+    ours = lab_to_rgb(_as_batch(lab))[0, :, :, 0].T.double().numpy()
+    with pytest.warns(UserWarning):  # skimage warns about negative Z values it clips, as we do
+        theirs = skcolor.lab2rgb(lab[:, None, :])[:, 0, :]
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_round_trip_error_is_below_one_level_of_8_bit():
+    rgb = _colors()
+    back = lab_to_rgb(rgb_to_lab(_as_batch(rgb)))[0, :, :, 0].T.double().numpy()
+    assert np.abs(back - rgb).max() < 1 / 255
+
+
+def test_conversion_works_on_whole_batches_not_only_the_first_image():
+    rgb = torch.rand(5, 3, 7, 9)
+    lab = rgb_to_lab(rgb)
+    for i in range(5):
+        expected = skcolor.rgb2lab(rgb[i].permute(1, 2, 0).numpy())
+        assert np.abs(lab[i].permute(1, 2, 0).numpy() - expected).max() < 1e-3
+
+
+def test_model_scaling_maps_l_to_unit_range_and_ab_by_110():
+    lab = torch.tensor([[0.0, 110.0, -55.0], [100.0, -110.0, 0.0]]).T.reshape(1, 3, 2, 1)
+    gray_l, ab = lab_to_model(lab)
+    assert gray_l.flatten().tolist() == [-1.0, 1.0]
+    assert ab[0, :, 0, 0].tolist() == [1.0, -0.5]
+    assert torch.allclose(model_to_lab(gray_l, ab), lab)
+    assert L_SCALE == 50 and AB_SCALE == 110
+
+
+def test_uint8_input_and_model_round_trip():
+    pixels = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    gray_l, ab = rgb_to_model(pixels)
+    assert gray_l.shape == (2, 1, 16, 16) and ab.shape == (2, 2, 16, 16)
+    assert gray_l.min() >= -1 and gray_l.max() <= 1 and ab.abs().max() <= 1.1
+    assert torch.equal(to_uint8(model_to_rgb(gray_l, ab)), pixels)
+
+
+def test_conversion_stays_float32_under_bf16_autocast():
+    rgb = torch.rand(2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lab = rgb_to_lab(rgb)
+        back = lab_to_rgb(lab)
+    assert lab.dtype == torch.float32 and back.dtype == torch.float32
+    assert (back - rgb).abs().max() < 1 / 255
