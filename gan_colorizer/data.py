@@ -1,0 +1,247 @@
+"""Image folders -> checked file lists -> uint8 crops in DataLoader workers (Lab happens on the device)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .errors import UserError
+from .images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb, open_image
+
+log = logging.getLogger("gan_colorizer")
+
+# Real color photos that ship inside installed packages: the embedded default data.
+SAMPLE_TRAIN = [("skimage", "astronaut.png"), ("skimage", "rocket.jpg"), ("skimage", "motorcycle_left.png"),
+                ("skimage", "motorcycle_right.png"), ("skimage", "hubble_deep_field.jpg"), ("skimage", "retina.jpg"),
+                ("skimage", "ihc.png"), ("sklearn", "china.jpg")]
+SAMPLE_VAL = [("skimage", "chelsea.png"), ("skimage", "coffee.png"), ("sklearn", "flower.jpg")]
+
+
+def sample_photos() -> tuple[list[Path], list[Path]]:
+    """(train, val) paths of the embedded sample photos from scikit-image's and scikit-learn's data folders."""
+    import skimage.data
+    import sklearn.datasets
+    folders = {"skimage": Path(skimage.data.__file__).parent,
+               "sklearn": Path(sklearn.datasets.__file__).parent / "images"}
+    paths = [[folders[pkg] / name for pkg, name in group] for group in (SAMPLE_TRAIN, SAMPLE_VAL)]
+    missing = [str(p) for p in paths[0] + paths[1] if not p.is_file()]
+    if missing:
+        raise UserError(f"embedded sample photos missing from the installed packages: {', '.join(missing)}")
+    return paths[0], paths[1]
+
+
+@dataclass
+class FileScan:
+    """The outcome of checking every file of a folder: usable, unreadable (with reasons) and gray."""
+    source: str
+    used: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    gray: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "used": len(self.used), "gray_excluded": [str(p) for p in self.gray],
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+
+
+def _check(path: Path) -> tuple[Path, str | None, bool]:
+    try:
+        return path, None, is_gray(open_image(path, min_side=64))
+    except UnreadableImage as e:
+        return path, e.reason, False
+
+
+def scan_files(paths, source: str, keep_gray: bool, workers: int = 4) -> FileScan:
+    """Decode every file once (JPEGs at reduced scale): unreadable files are skipped with one warning line each."""
+    scan = FileScan(source)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for path, reason, gray in pool.map(_check, paths):
+            if reason is not None:
+                log.warning("warning: skipped %s: %s", path, reason)
+                scan.skipped.append((str(path), reason))
+            elif gray and not keep_gray:
+                scan.gray.append(path)
+            else:
+                scan.used.append(path)
+    return scan
+
+
+def scan_folder(root, keep_gray: bool, workers: int = 4, flag: str = "--data") -> FileScan:
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{flag} {root}: no such folder")
+    scan = scan_files(list_images(root), str(root), keep_gray, workers)
+    if not scan.used:
+        raise UserError(f"{flag} {root}: no usable image ({len(scan.skipped)} unreadable, {len(scan.gray)} gray "
+                        f"left out; looked for {' '.join(IMAGE_EXTENSIONS)})")
+    return scan
+
+
+def split_files(paths: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """Reproducible train / validation split of a sorted file list."""
+    if fraction <= 0:
+        return list(paths), []
+    if len(paths) < 2:
+        log.warning("warning: only one usable image: it is used for training and validation")
+        return list(paths), list(paths)
+    order = list(paths)
+    random.Random(seed).shuffle(order)
+    n_val = min(len(order) - 1, max(1, round(len(order) * fraction)))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+@dataclass
+class DataSplit:
+    train: list[Path]
+    val: list[Path]
+    summary: dict
+    embedded: bool
+
+
+def prepare_files(data_cfg, seed: int) -> DataSplit:
+    """Resolve --data / --val-data / --val-fraction (or the embedded sample) into train and val file lists."""
+    keep = data_cfg.include_gray
+    workers = max(2, data_cfg.num_workers)
+    if data_cfg.data is None:
+        train, val = sample_photos()
+        scans = [scan_files(train, "embedded:train", keep), scan_files(val, "embedded:val", keep)]
+        return DataSplit(scans[0].used, scans[1].used, {"train": scans[0].to_dict(), "val": scans[1].to_dict()}, True)
+    scan = scan_folder(data_cfg.data, keep, workers)
+    if data_cfg.val_data:
+        val_scan = scan_folder(data_cfg.val_data, keep, workers, flag="--val-data")
+        train, val = scan.used, val_scan.used
+        summary = {"train": scan.to_dict(), "val": val_scan.to_dict()}
+    else:
+        train, val = split_files(scan.used, data_cfg.val_fraction, seed)
+        summary = {"train": scan.to_dict(), "val": {"source": f"{data_cfg.val_fraction} of --data, seed {seed}"}}
+    summary["train"]["used"], summary["val"]["used"] = len(train), len(val)
+    return DataSplit(train, val, summary, False)
+
+
+def save_split(split: DataSplit, run_dir: Path) -> str:
+    """Write the file lists and counts into the run directory; return a one-line account."""
+    (run_dir / "train_files.txt").write_text("".join(f"{p}\n" for p in split.train))
+    (run_dir / "val_files.txt").write_text("".join(f"{p}\n" for p in split.val))
+    (run_dir / "data.json").write_text(json.dumps(split.summary, indent=2))
+    t, v = split.summary["train"], split.summary["val"]
+    skipped = len(t["skipped"]) + len(v.get("skipped", []))
+    gray = len(t["gray_excluded"]) + len(v.get("gray_excluded", []))
+    source = "embedded sample photos" if split.embedded else t["source"]
+    return (f"data: {len(split.train)} training and {len(split.val)} validation images from {source}; "
+            f"{skipped} unreadable skipped, {gray} gray left out (see {run_dir / 'data.json'})")
+
+
+def crop_box(width: int, height: int, rng: random.Random | None, scale_min: float) -> tuple[int, int, int, int]:
+    """A random resized crop box (area share in [scale_min, 1], aspect in [3/4, 4/3]); the center square without rng."""
+    if rng is not None:
+        area = width * height
+        for _ in range(10):
+            target = area * rng.uniform(scale_min, 1.0)
+            ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+            if 0 < w <= width and 0 < h <= height:
+                left, top = rng.randint(0, width - w), rng.randint(0, height - h)
+                return left, top, left + w, top + h
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+class PhotoDataset(Dataset):
+    """Photos as uint8 (3, S, S) crops plus a flip flag; keys are (index, sample_seed) from EpochSampler.
+
+    Randomness comes only from the key, so crops do not depend on the number of workers.
+    A file that breaks after the scan is skipped with a warning and the next one is used.
+    """
+
+    def __init__(self, paths, image_size: int, train: bool, crop_scale: float = 0.25, cache: bool = False):
+        self.paths, self.size, self.train, self.crop_scale = list(paths), image_size, train, crop_scale
+        self.cache = {} if cache else None
+        self.broken: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, index: int) -> Image.Image:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        min_side = math.ceil(self.size / math.sqrt(self.crop_scale)) if self.train else self.size
+        img = load_rgb(self.paths[index], min_side=None if self.cache is not None else min_side)
+        if self.cache is not None:
+            self.cache[index] = img
+        return img
+
+    def __getitem__(self, key):
+        index, sample_seed = key if isinstance(key, tuple) else (key, 0)
+        for attempt in range(len(self.paths)):
+            i = (index + attempt) % len(self.paths)
+            if i in self.broken:
+                continue
+            try:
+                img = self._load(i)
+                break
+            except UnreadableImage as e:
+                self.broken.add(i)
+                print(f"warning: skipped {e.path} during training: {e.reason}", file=sys.stderr)
+        else:
+            raise RuntimeError("every image of the dataset became unreadable")
+        rng = random.Random(sample_seed) if self.train else None
+        box = crop_box(img.width, img.height, rng, self.crop_scale)
+        crop = img.resize((self.size, self.size), Image.BICUBIC, box=box, reducing_gap=3.0)
+        flip = bool(rng is not None and rng.random() < 0.5)
+        pixels = torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1)
+        return pixels, flip
+
+
+class EpochSampler(Sampler):
+    """Yields (index, sample_seed): a fresh permutation per epoch from (seed, epoch), sharded over ranks.
+
+    `set_epoch(epoch, start)` skips the first `start` samples of this rank, so a resumed run
+    sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool, epoch_size: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
+        self.total = math.ceil((epoch_size or n) / world) * world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _keys(self) -> list[tuple[int, int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        reps = math.ceil(self.total / self.n)
+        if self.shuffle:
+            order = torch.cat([torch.randperm(self.n, generator=g) for _ in range(reps)])
+        else:
+            order = torch.arange(self.n).repeat(reps)
+        seeds = torch.randint(0, 2**62, (self.total,), generator=g)
+        keys = list(zip(order[: self.total].tolist(), seeds.tolist()))
+        return keys[self.rank:: self.world]
+
+    def __iter__(self):
+        return iter(self._keys()[self.start:])
+
+    @property
+    def per_rank(self) -> int:
+        return self.total // self.world
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start
+
+
+def make_loader(dataset: PhotoDataset, sampler: EpochSampler, batch_size: int, num_workers: int,
+                pin_memory: bool, drop_last: bool) -> DataLoader:
+    workers = num_workers if len(dataset) > 0 else 0
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=pin_memory, drop_last=drop_last, persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None)

@@ -1,0 +1,98 @@
+import json
+
+import pytest
+import torch
+
+from conftest import make_photo_folder
+from gan_colorizer.config import DataConfig
+from gan_colorizer.data import (EpochSampler, PhotoDataset, prepare_files, sample_photos, save_split, scan_folder,
+                                split_files)
+from gan_colorizer.errors import UserError
+from test_images import make_odd_files
+
+
+def test_scan_counts_used_skipped_and_gray_files(tmp_path, caplog):
+    expected = make_odd_files(tmp_path / "odd")
+    scan = scan_folder(tmp_path / "odd", keep_gray=False)
+    bad = {n for n, o in expected.items() if o not in ("ok", "gray")}
+    assert {p.name for p in scan.used} == {n for n, o in expected.items() if o == "ok"}
+    assert {p.name for p in scan.gray} == {n for n, o in expected.items() if o == "gray"}
+    assert {p.split("/")[-1] for p, _ in scan.skipped} == bad
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == len(bad) and all("skipped" in w for w in warnings)
+
+
+def test_gray_files_are_kept_when_asked(tmp_path):
+    make_odd_files(tmp_path / "odd")
+    scan = scan_folder(tmp_path / "odd", keep_gray=True)
+    assert not scan.gray and any(p.name == "gray.png" for p in scan.used)
+
+
+def test_folder_without_usable_image_is_a_user_error(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.jpg").write_text("no")
+    with pytest.raises(UserError, match="no usable image"):
+        scan_folder(tmp_path / "junk", keep_gray=False)
+    with pytest.raises(UserError, match="no such folder"):
+        scan_folder(tmp_path / "missing", keep_gray=False)
+
+
+def test_split_is_reproducible_and_disjoint(tmp_path):
+    paths = make_photo_folder(tmp_path / "p", 20)
+    a = split_files(paths, 0.25, seed=3)
+    assert a == split_files(paths, 0.25, seed=3)
+    assert a != split_files(paths, 0.25, seed=4)
+    train, val = a
+    assert len(val) == 5 and not set(train) & set(val) and len(train) + len(val) == 20
+
+
+def test_split_files_and_counts_are_saved_in_the_run_dir(tmp_path, photo_folder):
+    split = prepare_files(DataConfig(data=str(photo_folder), val_fraction=0.25), seed=0)
+    line = save_split(split, tmp_path)
+    assert (tmp_path / "train_files.txt").read_text().count("\n") == 6
+    assert (tmp_path / "val_files.txt").read_text().count("\n") == 2
+    summary = json.loads((tmp_path / "data.json").read_text())
+    assert summary["train"]["used"] == 6 and summary["val"]["used"] == 2
+    assert "6 training and 2 validation images" in line
+
+
+def test_embedded_sample_photos_exist_and_are_color():
+    train, val = sample_photos()
+    assert len(train) >= 6 and len(val) >= 2 and not set(train) & set(val)
+    split = prepare_files(DataConfig(), seed=0)
+    assert split.embedded and len(split.train) == len(train) and len(split.val) == len(val)
+
+
+def test_dataset_gives_uint8_crops_determined_by_the_key(photo_folder):
+    paths = sorted(photo_folder.iterdir())
+    ds = PhotoDataset(paths, 32, train=True)
+    a, flip_a = ds[(3, 12345)]
+    b, flip_b = ds[(3, 12345)]
+    c, _ = ds[(3, 999)]
+    assert a.dtype == torch.uint8 and a.shape == (3, 32, 32)
+    assert torch.equal(a, b) and flip_a == flip_b and not torch.equal(a, c)
+    val = PhotoDataset(paths, 32, train=False)
+    assert torch.equal(val[(0, 1)][0], val[(0, 2)][0]) and val[(0, 1)][1] is False
+
+
+def test_dataset_skips_a_file_broken_after_the_scan(photo_folder, capsys):
+    paths = sorted(photo_folder.iterdir())
+    ds = PhotoDataset(paths, 32, train=True)
+    paths[2].write_bytes(b"corrupted meanwhile")
+    pixels, _ = ds[(2, 0)]
+    assert pixels.shape == (3, 32, 32)
+    assert f"skipped {paths[2]}" in capsys.readouterr().err
+
+
+def test_sampler_permutes_per_epoch_resumes_mid_epoch_and_shards_ranks():
+    s = EpochSampler(10, seed=1, shuffle=True, epoch_size=16)
+    s.set_epoch(0)
+    epoch0 = list(s)
+    assert len(epoch0) == 16 and {i for i, _ in epoch0} == set(range(10))
+    s.set_epoch(1)
+    assert list(s) != epoch0
+    s.set_epoch(0, start=6)
+    assert list(s) == epoch0[6:] and len(s) == 10
+    ranks = [EpochSampler(10, 1, True, 16, rank=r, world=2) for r in range(2)]
+    shards = [list(r) for r in ranks]
+    assert sorted(shards[0] + shards[1]) == sorted(epoch0) and not set(shards[0]) & set(shards[1])

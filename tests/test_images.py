@@ -1,0 +1,113 @@
+"""Every odd file a user's folder may hold becomes 8-bit sRGB, or is refused with a one-line reason."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from conftest import color_image
+from gan_colorizer.images import UnreadableImage, is_gray, list_images, load_rgb, to_rgb8
+
+
+def make_odd_files(folder: Path) -> dict:
+    """Every mode and failure case; returns {name: expected outcome} ('ok', 'gray' or a reason fragment)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = color_image(7)
+    arr = np.asarray(base)
+    base.save(folder / "rgb.jpg", quality=90)
+    base.save(folder / "rgb.webp")
+    base.save(folder / "rgb.bmp")
+    base.save(folder / "rgb.ppm")
+    base.convert("L").save(folder / "gray.pgm")
+    base.convert("L").save(folder / "gray.png")
+    base.convert("LA").save(folder / "gray_alpha.png")
+    rgba = base.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "rgba.png")
+    base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(folder / "palette.png")
+    base.convert("CMYK").save(folder / "cmyk.jpg")
+    base.convert("CMYK").save(folder / "cmyk.tif")
+    Image.fromarray((arr[..., 0].astype(np.uint16) * 257)).save(folder / "gray16.png")
+    tifffile.imwrite(folder / "rgb16.tif", arr.astype(np.uint16) * 257)
+    Image.new("RGB", (1, 1), (200, 30, 40)).save(folder / "one_pixel.png")
+    jpeg = (folder / "rgb.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is a text file, not a photo\n")
+    (folder / "readme.txt").write_text("ignored: not an image extension")
+    sub = folder / "nested" / "deeper"
+    sub.mkdir(parents=True)
+    base.save(sub / "RGB_UPPER.JPEG")
+    return {"rgb.jpg": "ok", "rgb.webp": "ok", "rgb.bmp": "ok", "rgb.ppm": "ok", "gray.pgm": "gray",
+            "gray.png": "gray", "gray_alpha.png": "gray", "rgba.png": "ok", "palette.png": "ok", "cmyk.jpg": "ok",
+            "cmyk.tif": "ok", "gray16.png": "gray", "rgb16.tif": "ok", "one_pixel.png": "ok",
+            "truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not an image",
+            "RGB_UPPER.JPEG": "ok"}
+
+
+@pytest.fixture
+def odd_folder(tmp_path):
+    folder = tmp_path / "odd"
+    return folder, make_odd_files(folder)
+
+
+def test_every_odd_file_is_converted_to_rgb8_or_refused_with_its_reason(odd_folder):
+    folder, expected = odd_folder
+    found = {p.name: p for p in list_images(folder)}
+    assert set(found) == set(expected)  # readme.txt is not an image extension; nested folders are searched
+    for name, outcome in expected.items():
+        if outcome in ("ok", "gray"):
+            img = load_rgb(found[name])
+            assert img.mode == "RGB", name
+            assert np.asarray(img).dtype == np.uint8
+        else:
+            with pytest.raises(UnreadableImage) as err:
+                load_rgb(found[name])
+            assert outcome in err.value.reason, (name, err.value.reason)
+            assert str(found[name]) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_gray_files_are_detected_and_color_files_are_not(odd_folder):
+    folder, expected = odd_folder
+    from gan_colorizer.images import open_image
+    for path in list_images(folder):
+        if expected[path.name] in ("ok", "gray"):
+            assert is_gray(open_image(path)) == (expected[path.name] == "gray"), path.name
+
+
+def test_rgb_jpeg_of_a_gray_photo_counts_as_gray(tmp_path):
+    gray_as_rgb = color_image(3).convert("L").convert("RGB")
+    gray_as_rgb.save(tmp_path / "g.jpg", quality=80)
+    assert is_gray(Image.open(tmp_path / "g.jpg"))
+
+
+def test_transparent_pixels_are_composited_on_white():
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (0, 0, 255, 255))
+    out = np.asarray(to_rgb8(rgba))
+    assert out[1, 1].tolist() == [255, 255, 255]
+    assert out[0, 0].tolist() == [0, 0, 255]
+
+
+def test_16_bit_values_are_scaled_not_clipped(odd_folder):
+    folder, _ = odd_folder
+    src = np.asarray(color_image(7))[..., 0]
+    out = np.asarray(load_rgb(folder / "gray16.png"))[..., 0]
+    assert np.abs(out.astype(int) - src.astype(int)).max() <= 1
+    rgb16 = np.asarray(load_rgb(folder / "rgb16.tif")).astype(int)
+    assert np.abs(rgb16 - np.asarray(color_image(7)).astype(int)).max() <= 1
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (30, 10), (10, 200, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    img.save(tmp_path / "rotated.jpg", exif=exif)
+    assert load_rgb(tmp_path / "rotated.jpg").size == (10, 30)
+
+
+def test_jpeg_draft_decoding_keeps_the_requested_short_side(tmp_path):
+    color_image(1, size=(800, 600)).save(tmp_path / "big.jpg")
+    img = load_rgb(tmp_path / "big.jpg", min_side=140)
+    assert 140 <= min(img.size) < 600
