@@ -1,0 +1,43 @@
+"""Losses as small pure functions: each returns (total, parts) with parts as floats-to-be (detached tensors)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GAN_MODES = ("vanilla", "lsgan", "hinge")
+
+
+def l1_loss(fake_ab: torch.Tensor, real_ab: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Stage 1: mean absolute ab error in the model's units."""
+    loss = F.l1_loss(fake_ab.float(), real_ab.float())
+    return loss, {"g_l1": loss.detach()}
+
+
+def _adversarial(logits: torch.Tensor, real: bool, mode: str, for_generator: bool) -> torch.Tensor:
+    logits = logits.float()
+    if mode == "vanilla":
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        return F.binary_cross_entropy_with_logits(logits, target)
+    if mode == "lsgan":
+        return F.mse_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
+    if mode == "hinge":
+        if for_generator:
+            return -logits.mean()
+        return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
+    raise ValueError(f"unknown gan mode {mode!r}; choose from {GAN_MODES}")
+
+
+def generator_loss(fake_logits: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.Tensor,
+                   lambda_l1: float = 100.0, mode: str = "vanilla") -> tuple[torch.Tensor, dict]:
+    """Stage 2 generator: GAN (fakes judged real) + lambda * L1, as in pix2pix."""
+    gan = _adversarial(fake_logits, True, mode, for_generator=True)
+    l1, _ = l1_loss(fake_ab, real_ab)
+    return gan + lambda_l1 * l1, {"g_gan": gan.detach(), "g_l1": l1.detach()}
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                       mode: str = "vanilla") -> tuple[torch.Tensor, dict]:
+    """Stage 2 discriminator: (real + fake) / 2, halved as in pix2pix to slow D relative to G."""
+    real = _adversarial(real_logits, True, mode, for_generator=False)
+    fake = _adversarial(fake_logits, False, mode, for_generator=False)
+    return (real + fake) * 0.5, {"d_real": real.detach(), "d_fake": fake.detach()}

@@ -1,0 +1,179 @@
+"""Generators (fastai DynamicUnet on a ResNet body; the pix2pix U-Net) and the PatchGAN discriminator.
+
+Every generator maps gray_l (B, 1, H, W) to ab (B, 2, H, W) in the model's units (see color.py).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from .errors import UserError
+
+log = logging.getLogger("gan_colorizer")
+
+# torchvision's ImageNet checkpoints, as named in its cache ($TORCH_HOME/hub/checkpoints).
+RESNET_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
+                "resnet50": "resnet50-0676ba61.pth"}
+UNET_INPUT_SIZE = (256, 256)  # DynamicUnet traces its layout at this size; the net runs at any multiple of 32
+
+
+def pretrained_path(backbone: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / RESNET_FILES[backbone]
+
+
+def load_state_dict_file(path, what: str) -> dict:
+    """A state dict from a local file, loaded weights-only; unwraps {'state_dict': ...} and DDP's 'module.'."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file; all mean the same to the user
+        raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a {what} (expected a state dict)")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def resnet_body(backbone: str, weights: dict | None = None, source: str = "") -> nn.Sequential:
+    """A torchvision ResNet without pool and fc, taking 1 channel: with weights, conv1 is summed over RGB."""
+    model = getattr(torchvision.models, backbone)(weights=None)
+    if weights is not None:
+        result = model.load_state_dict(weights, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("fc.")]
+        if missing or result.unexpected_keys:
+            raise UserError(f"{source}: not a torchvision {backbone} state dict "
+                            f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    conv = model.conv1
+    gray_conv = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
+    if weights is not None:
+        gray_conv.weight.data.copy_(conv.weight.data.sum(dim=1, keepdim=True))
+    model.conv1 = gray_conv
+    return nn.Sequential(*list(model.children())[:-2])
+
+
+def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "") -> nn.Module:
+    """fastai DynamicUnet on a ResNet body; 31,099,672 parameters with resnet18 (the reference tutorial's net)."""
+    from fastai.vision.models.unet import DynamicUnet  # heavy import, only where needed
+    net = DynamicUnet(resnet_body(backbone, weights, source), n_out=2, img_size=UNET_INPUT_SIZE)
+    return net.train()  # DynamicUnet traces its encoder in eval mode and leaves it there
+
+
+def _down(cin: int, cout: int, act: bool = True, norm: bool = True) -> nn.Sequential:
+    layers = [nn.LeakyReLU(0.2)] if act else []
+    layers.append(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False))
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers)
+
+
+def _up(cin: int, cout: int, dropout: float = 0.0) -> nn.Sequential:
+    layers = [nn.ReLU(), nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout)]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class UNetGenerator(nn.Module):
+    """The pix2pix U-Net (unet_256): 8 stride-2 downsamplings, skips by concatenation, dropout in 3 decoder blocks."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 2, filters: int = 64, dropout: float = 0.5):
+        super().__init__()
+        f = filters
+        self.down1 = _down(in_channels, f, act=False, norm=False)
+        self.down2, self.down3, self.down4 = _down(f, 2 * f), _down(2 * f, 4 * f), _down(4 * f, 8 * f)
+        self.down5, self.down6, self.down7 = _down(8 * f, 8 * f), _down(8 * f, 8 * f), _down(8 * f, 8 * f)
+        self.down8 = _down(8 * f, 8 * f, norm=False)  # bottleneck: 1x1 at 256 px
+        self.up8 = _up(8 * f, 8 * f)
+        self.up7, self.up6, self.up5 = (_up(16 * f, 8 * f, dropout) for _ in range(3))
+        self.up4, self.up3, self.up2 = _up(16 * f, 4 * f), _up(8 * f, 2 * f), _up(4 * f, f)
+        self.up1 = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * f, out_channels, 4, stride=2, padding=1), nn.Tanh())
+
+    def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
+        d1 = self.down1(gray_l)
+        d2 = self.down2(d1)
+        d3 = self.down3(d2)
+        d4 = self.down4(d3)
+        d5 = self.down5(d4)
+        d6 = self.down6(d5)
+        d7 = self.down7(d6)
+        u = self.up8(self.down8(d7))
+        u = self.up7(torch.cat([d7, u], 1))
+        u = self.up6(torch.cat([d6, u], 1))
+        u = self.up5(torch.cat([d5, u], 1))
+        u = self.up4(torch.cat([d4, u], 1))
+        u = self.up3(torch.cat([d3, u], 1))
+        u = self.up2(torch.cat([d2, u], 1))
+        return self.up1(torch.cat([d1, u], 1))
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pix PatchGAN over concat(L, ab): 70x70 receptive field with 3 layers, a 30x30 logit map at 256 px."""
+
+    def __init__(self, in_channels: int = 3, filters: int = 64, n_layers: int = 3):
+        super().__init__()
+        layers = [nn.Conv2d(in_channels, filters, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        width = filters
+        for n in range(1, n_layers + 1):
+            stride = 2 if n < n_layers else 1
+            out = filters * min(2 ** n, 8)
+            layers += [nn.Conv2d(width, out, 4, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out),
+                       nn.LeakyReLU(0.2)]
+            width = out
+        layers.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, gray_l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.cat([gray_l, ab], dim=1))
+
+
+def init_normal(net: nn.Module, std: float = 0.02) -> nn.Module:
+    """pix2pix init: conv weights N(0, std), BatchNorm weights N(1, std), biases 0."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+    return net
+
+
+def _backbone_weights(model_cfg) -> tuple[dict | None, str]:
+    if model_cfg.backbone_weights:
+        return load_state_dict_file(model_cfg.backbone_weights, "backbone weights"), model_cfg.backbone_weights
+    if model_cfg.pretrained:
+        path = pretrained_path(model_cfg.backbone)
+        if not path.is_file():
+            raise UserError(f"--pretrained: ImageNet weights for {model_cfg.backbone} not found at {path}; put "
+                            f"{RESNET_FILES[model_cfg.backbone]} (from download.pytorch.org/models/) there, "
+                            f"or pass --backbone-weights FILE")
+        return load_state_dict_file(path, "backbone weights"), str(path)
+    return None, ""
+
+
+def build_generator(model_cfg, load_pretrained: bool = True) -> nn.Module:
+    """The generator the config names; load_pretrained=False when a checkpoint will supply every weight."""
+    if model_cfg.generator == "unet":
+        return init_normal(UNetGenerator(1, 2, model_cfg.unet_filters, model_cfg.unet_dropout))
+    weights, source = _backbone_weights(model_cfg) if load_pretrained else (None, "")
+    if load_pretrained:
+        log.info("generator: resunet on %s, %s", model_cfg.backbone,
+                 f"body weights from {source}" if weights is not None else "random init (no --pretrained / --backbone-weights)")
+    return resunet(model_cfg.backbone, weights, source)
+
+
+def build_discriminator(model_cfg) -> PatchDiscriminator:
+    return init_normal(PatchDiscriminator(3, model_cfg.disc_filters, model_cfg.disc_layers))
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
