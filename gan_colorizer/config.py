@@ -1,0 +1,188 @@
+"""Run configuration: dataclasses with commented defaults, and the command line built from them.
+
+The resolved config is saved as JSON in the run directory and inside every checkpoint,
+so evaluation and inference rebuild the model with no flags.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+from .errors import UserError
+
+STAGES = ("pretrain", "gan")
+
+
+def opt(default, help: str, *, choices=None, stages=STAGES):
+    """A config field: its default, its --help text, and the stages that have the flag."""
+    return field(default=default, metadata={"help": help, "choices": choices, "stages": stages})
+
+
+@dataclass
+class DataConfig:
+    data: typing.Optional[str] = opt(None, "image folder, searched recursively; default: the embedded sample photos")
+    val_data: typing.Optional[str] = opt(None, "held-out image folder; default: --val-fraction of --data")
+    val_fraction: float = opt(0.1, "share of --data held out for validation when --val-data is not given")
+    image_size: int = opt(256, "training crop and validation size in pixels (multiple of 32; of 256 for --generator unet)")
+    crop_scale: float = opt(0.25, "smallest random crop, as a share of the photo's area")
+    include_gray: bool = opt(False, "keep photos that are already gray (no chroma) for training")
+    epoch_size: int = opt(0, "training samples per epoch; 0 = one pass over the training files (useful for tiny folders)")
+    num_workers: int = opt(2, "DataLoader worker processes that decode and crop images")
+
+
+@dataclass
+class ModelConfig:
+    generator: str = opt("resunet", "resunet: fastai DynamicUnet on a ResNet; unet: the pix2pix U-Net baseline",
+                         choices=("resunet", "unet"))
+    backbone: str = opt("resnet18", "ResNet body of the resunet generator", choices=("resnet18", "resnet34", "resnet50"))
+    backbone_weights: typing.Optional[str] = opt(None, "local torchvision ResNet state dict for the body (RGB conv1 summed to 1 channel)")
+    pretrained: bool = opt(False, "torchvision's ImageNet weights for the body, from the local cache (TORCH_HOME); never downloaded")
+    unet_filters: int = opt(64, "filters of the first layer of the pix2pix U-Net")
+    unet_dropout: float = opt(0.5, "dropout in the three innermost decoder blocks of the pix2pix U-Net")
+    disc_filters: int = opt(64, "filters of the first PatchGAN layer", stages=("gan",))
+    disc_layers: int = opt(3, "downsampling blocks of the PatchGAN (3 gives the 70x70 receptive field)", stages=("gan",))
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = opt(16, "images per optimizer step (per micro-batch when --grad-accum > 1)")
+    epochs: int = opt(20, "training epochs")
+    max_steps: int = opt(0, "stop after this many optimizer steps in all (0 = no limit); for smoke runs")
+    lr: float = opt(1e-4, "Adam learning rate (stage 1: 1e-4, stage 2: 2e-4 for both nets)")
+    beta1: float = opt(0.9, "Adam beta1 (stage 2: 0.5, as in pix2pix)")
+    beta2: float = opt(0.999, "Adam beta2")
+    grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
+    lambda_l1: float = opt(100.0, "weight of L1 in the generator loss GAN + lambda * L1 (pix2pix paper)", stages=("gan",))
+    gan_mode: str = opt("vanilla", "adversarial loss", choices=("vanilla", "lsgan", "hinge"), stages=("gan",))
+    amp: str = opt("auto", "mixed precision: auto = bf16 where the device runs it fast (CUDA with bf16, CPUs with AVX-512 BF16), else off",
+                   choices=("auto", "off", "bf16", "fp16"))
+    channels_last: bool = opt(True, "channels_last memory format for the nets (faster convolutions)")
+
+
+@dataclass
+class RunConfig:
+    name: typing.Optional[str] = opt(None, "run name: runs/NAME and checkpoints/NAME (default: STAGE-DATE-TIME)")
+    runs_dir: str = opt("runs", "where TensorBoard events and run files go")
+    checkpoints_dir: str = opt("checkpoints", "where last.pt and best.pt go")
+    seed: int = opt(0, "seed for weights, validation split, crops and flips")
+    device: str = opt("auto", "auto = cuda when present, else cpu", choices=("auto", "cpu", "cuda"))
+    resume: typing.Optional[str] = opt(None, "continue a run from its last.pt (same step, epoch and config; flags given override)")
+    init_generator: typing.Optional[str] = opt(None, "stage-1 checkpoint to start the generator from", stages=("gan",))
+    log_every: int = opt(20, "optimizer steps between loss / throughput logs")
+    image_every: int = opt(200, "optimizer steps between image grids of the fixed validation samples")
+    best_metric: str = opt("val/l1", "validation figure that picks best.pt", choices=("val/l1", "val/psnr"))
+    best_mode: str = opt("auto", "auto: min for val/l1, max for val/psnr", choices=("auto", "min", "max"))
+
+
+GROUPS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
+STAGE_DEFAULTS = {"pretrain": {}, "gan": {"lr": 2e-4, "beta1": 0.5}}
+
+
+@dataclass
+class Config:
+    stage: str = "pretrain"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        """Rebuild from JSON; keys unknown to this version are ignored, missing ones take defaults."""
+        cfg = cls(stage=d.get("stage", "pretrain"))
+        for group in GROUPS:
+            update(cfg, {k: v for k, v in d.get(group, {}).items() if _find(k)})
+        return cfg
+
+
+def defaults(stage: str) -> Config:
+    cfg = Config(stage=stage)
+    update(cfg, STAGE_DEFAULTS[stage])
+    return cfg
+
+
+def _find(name: str):
+    for group, cls in GROUPS.items():
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return group, f
+    return None
+
+
+def update(cfg: Config, values: dict) -> Config:
+    """Set flat field names (as the CLI spells them) on the nested config."""
+    for name, value in values.items():
+        group, _ = _find(name)
+        setattr(getattr(cfg, group), name, value)
+    return cfg
+
+
+def _arg_type(f, hints):
+    t = hints[f.name]
+    if typing.get_origin(t) is typing.Union:
+        t = next(a for a in typing.get_args(t) if a is not type(None))
+    return t
+
+
+def build_parser(stage: str, description: str) -> argparse.ArgumentParser:
+    """Flags for every config field of the stage; defaults are suppressed so explicit flags can be told apart."""
+    parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS, usage="%(prog)s [options]",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    base = defaults(stage)
+    for group, cls in GROUPS.items():
+        hints = typing.get_type_hints(cls)
+        arg_group = parser.add_argument_group(group)
+        for f in dataclasses.fields(cls):
+            if stage not in f.metadata["stages"]:
+                continue
+            default = getattr(getattr(base, group), f.name)
+            t = _arg_type(f, hints)
+            flag = "--" + f.name.replace("_", "-")
+            help_text = f"{f.metadata['help']} (default: {default})"
+            if t is bool:
+                arg_group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+            else:
+                arg_group.add_argument(flag, type=t, choices=f.metadata["choices"], help=help_text,
+                                       metavar=None if f.metadata["choices"] else f.name.upper())
+    return parser
+
+
+def explicit_flags(parser: argparse.ArgumentParser, argv) -> dict:
+    """The flags given on the command line, as {field name: value}."""
+    return vars(parser.parse_args(argv))
+
+
+def validate(cfg: Config) -> Config:
+    """Reject values the run cannot use, with a message that names the flag."""
+    d, m, o, r = cfg.data, cfg.model, cfg.optim, cfg.run
+    checks = [
+        (d.image_size > 0 and d.image_size % 32 == 0, f"--image-size {d.image_size}: must be a positive multiple of 32"),
+        (m.generator != "unet" or d.image_size % 256 == 0,
+         f"--image-size {d.image_size}: the pix2pix U-Net downsamples 8 times and needs a multiple of 256"),
+        (0.0 <= d.val_fraction < 1.0, f"--val-fraction {d.val_fraction}: must be in [0, 1)"),
+        (0.0 < d.crop_scale <= 1.0, f"--crop-scale {d.crop_scale}: must be in (0, 1]"),
+        (d.num_workers >= 0, "--num-workers must be >= 0"),
+        (d.epoch_size >= 0, "--epoch-size must be >= 0"),
+        (o.batch_size > 0, "--batch-size must be > 0"),
+        (o.grad_accum > 0, "--grad-accum must be > 0"),
+        (o.epochs > 0, "--epochs must be > 0"),
+        (o.max_steps >= 0, "--max-steps must be >= 0"),
+        (o.lr > 0, "--lr must be > 0"),
+        (r.log_every > 0 and r.image_every > 0, "--log-every and --image-every must be > 0"),
+        (not (m.pretrained and m.backbone_weights), "give --pretrained or --backbone-weights, not both"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    return cfg
+
+
+def best_mode(cfg: Config) -> str:
+    if cfg.run.best_mode != "auto":
+        return cfg.run.best_mode
+    return "max" if cfg.run.best_metric == "val/psnr" else "min"

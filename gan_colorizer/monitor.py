@@ -1,0 +1,87 @@
+"""What a run reports: TensorBoard scalars (loss/, val/, perf/, lr), sample grids, the config, and console lines."""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from .color import model_to_rgb
+
+
+@torch.no_grad()
+def sample_grid(runtime, generator, pixels: torch.Tensor) -> torch.Tensor:
+    """One row per sample: gray input | predicted | real, as an RGB (3, H, W) grid in [0, 1]."""
+    was_training = generator.training
+    generator.eval()
+    gray_l, real_ab = runtime.batch(pixels)
+    with runtime.autocast():
+        fake_ab = generator(gray_l)
+    generator.train(was_training)
+    gray = model_to_rgb(gray_l, torch.zeros_like(real_ab))
+    fake = model_to_rgb(gray_l, fake_ab.float())
+    real = pixels.to(gray.device).float() / 255.0
+    rows = torch.stack([gray, fake, real], dim=1).flatten(0, 1)
+    return make_grid(rows.cpu(), nrow=3, padding=2, pad_value=1.0)
+
+
+class Monitor:
+    """Running means of the step losses, throughput, and everything written to runs/NAME."""
+
+    def __init__(self, run_dir: Path, log_every: int, start_step: int = 0):
+        self.run_dir = Path(run_dir)
+        # on resume, drop what a killed run logged after its checkpoint
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=start_step + 1 if start_step else None)
+        self.log_every = log_every
+        self.sums: dict[str, float] = defaultdict(float)
+        self.count = 0
+        self.images = 0
+        self.data_wait = 0.0
+        self.clock = time.perf_counter()
+        self.last: dict[str, float] = {}
+
+    def add_config(self, config: dict) -> None:
+        text = json.dumps(config, indent=2)
+        (self.run_dir / "config.json").write_text(text)
+        self.writer.add_text("config", "```\n" + text + "\n```", 0)
+
+    def step(self, step: int, parts: dict, n_images: int, data_wait: float, lr: float) -> dict | None:
+        """Accumulate one optimizer step; every log_every steps write the means and return them."""
+        for k, v in parts.items():
+            self.sums[k] += float(v)
+        self.count += 1
+        self.images += n_images
+        self.data_wait += data_wait
+        if step % self.log_every:
+            return None
+        elapsed = max(time.perf_counter() - self.clock, 1e-9)
+        means = {f"loss/{k}": v / self.count for k, v in self.sums.items()}
+        means["perf/img_per_sec"] = self.images / elapsed
+        means["perf/data_wait_frac"] = self.data_wait / elapsed
+        means["lr"] = lr
+        self.scalars(step, means)
+        self.sums.clear()
+        self.count = self.images = 0
+        self.data_wait = 0.0
+        self.clock = time.perf_counter()
+        self.last = means
+        return means
+
+    def scalars(self, step: int, values: dict) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def grid(self, step: int, grid: torch.Tensor) -> Path:
+        self.writer.add_image("val/samples", grid, step)
+        path = self.run_dir / "samples" / f"step_{step:07d}.png"
+        path.parent.mkdir(exist_ok=True)
+        save_image(grid, path)
+        return path
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()

@@ -1,0 +1,90 @@
+"""Where the tensors live: device choice, mixed precision, memory format, and the device-side batch path."""
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from .color import rgb_to_model
+from .errors import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    return torch.device(name)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX-512 BF16 (or AMX) CPUs run bf16 matmuls and convolutions natively."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for --amp, or None for fp32."""
+    if mode == "off":
+        return None
+    if mode == "fp16":
+        if device.type != "cuda":
+            raise UserError("--amp fp16 needs a CUDA device; on CPU use --amp bf16 or off")
+        return torch.float16
+    if mode == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_fast_bf16() else None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Runtime:
+    """Device, autocast dtype, gradient scaler (fp16 only) and memory format, shared by training and evaluation."""
+
+    def __init__(self, device: str = "auto", amp: str = "auto", channels_last: bool = True):
+        self.device = resolve_device(device)
+        self.amp_dtype = resolve_amp(amp, self.device)
+        self.channels_last = channels_last
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    @property
+    def amp_name(self) -> str:
+        return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def place(self, net: torch.nn.Module) -> torch.nn.Module:
+        net = net.to(self.device)
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def batch(self, pixels: torch.Tensor, flips: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (B, 3, H, W) RGB from the loader -> (gray_l, real_ab) on the device; flips applied here."""
+        x = pixels.to(self.device, non_blocking=True)
+        if flips is not None and bool(flips.any()):
+            mask = flips.to(self.device, non_blocking=True).view(-1, 1, 1, 1)
+            x = torch.where(mask, x.flip(-1), x)
+        gray_l, real_ab = rgb_to_model(x)
+        return self.layout(gray_l), self.layout(real_ab)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.scaler.step(optimizer)
+
+    def end_step(self) -> None:
+        self.scaler.update()
