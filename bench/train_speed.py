@@ -1,0 +1,126 @@
+"""Training throughput per stage: the real data path vs pure compute vs a plain reference implementation.
+
+- pure: the step function on (gray_l, real_ab) tensors already on the device;
+- real: JPEG folder -> DataLoader workers (decode, crop) -> Lab on the device -> the same step (our defaults);
+- plain: the textbook path with the same networks: fp32, no channels_last, per-image scikit-image
+  rgb2lab in the workers.
+
+    python bench/train_speed.py [--steps 4] [--sizes 128x8 256x16] [--stages pretrain gan]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import peak_rss_mb, photo_folder, print_table, timed, write_results  # noqa: E402
+from gan_colorizer.config import defaults, update  # noqa: E402
+from gan_colorizer.data import EpochSampler, PhotoDataset, crop_box, make_loader  # noqa: E402
+from gan_colorizer.images import list_images  # noqa: E402
+from gan_colorizer.runtime import Runtime  # noqa: E402
+from gan_colorizer.training import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
+
+
+class PlainLabDataset(Dataset):
+    """The textbook loader: PIL decode, random crop, per-image skimage rgb2lab, float tensors out."""
+
+    def __init__(self, paths, size):
+        self.paths, self.size = paths, size
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, key):
+        import random
+        from skimage.color import rgb2lab
+        index, seed = key
+        img = Image.open(self.paths[index]).convert("RGB")
+        rng = random.Random(seed)
+        img = img.resize((self.size, self.size), Image.BICUBIC, box=crop_box(img.width, img.height, rng, 0.25))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        lab = rgb2lab(np.asarray(img) / 255.0).astype(np.float32)
+        lab = torch.from_numpy(lab).permute(2, 0, 1)
+        return lab[:1] / 50.0 - 1.0, lab[1:] / 110.0
+
+
+def build(stage: str, rt: Runtime):
+    cfg = defaults(stage)
+    from gan_colorizer.networks import build_discriminator, build_generator
+    nets = Nets(rt.place(build_generator(cfg.model, load_pretrained=False)).train())
+    opts = {"g": make_optimizer(nets.generator, cfg)}
+    if stage == "gan":
+        nets.discriminator = rt.place(build_discriminator(cfg.model)).train()
+        opts["d"] = make_optimizer(nets.discriminator, cfg)
+    return cfg, nets, opts
+
+
+def endless(loader):
+    return itertools.chain.from_iterable(itertools.repeat(loader))
+
+
+def measure(stage, size, batch, paths, mode, steps, workers):
+    """img/s of one (stage, size, batch) under mode pure | real | plain."""
+    rt = Runtime("auto", "off" if mode == "plain" else "auto", channels_last=mode != "plain")
+    cfg, nets, opts = build(stage, rt)
+    step_fn = gan_step if stage == "gan" else pretrain_step
+    sampler = EpochSampler(len(paths), 0, True, epoch_size=batch * (steps + 2) * 4)
+    if mode == "pure":
+        pixels = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
+        fixed = [rt.batch(pixels)]
+        next_micro = lambda: fixed  # noqa: E731
+    elif mode == "real":
+        ds = PhotoDataset(paths, size, train=True)
+        batches = endless(make_loader(ds, sampler, batch, workers, rt.device.type == "cuda", drop_last=True))
+        next_micro = lambda: [rt.batch(*next(batches))]  # noqa: E731
+    else:
+        loader = DataLoader(PlainLabDataset(paths, size), batch_size=batch, sampler=sampler, num_workers=workers,
+                            persistent_workers=workers > 0, drop_last=True)
+        batches = endless(loader)
+        next_micro = lambda: [tuple(t.to(rt.device) for t in next(batches))]  # noqa: E731
+    sync = torch.cuda.synchronize if rt.device.type == "cuda" else None
+    rate = timed(lambda: step_fn(rt, nets, opts, next_micro(), cfg), warmup=2, steps=steps, images_per_step=batch,
+                 sync=sync)
+    return rate, rt.amp_name
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per measurement")
+    parser.add_argument("--sizes", nargs="+", default=["128x8", "256x16"], help="SIZExBATCH pairs")
+    parser.add_argument("--stages", nargs="+", default=["pretrain", "gan"], choices=["pretrain", "gan"])
+    parser.add_argument("--modes", nargs="+", default=["pure", "real", "plain"], choices=["pure", "real", "plain"])
+    parser.add_argument("--num-workers", type=int, default=defaults("pretrain").data.num_workers)
+    args = parser.parse_args(argv)
+    paths = list_images(photo_folder())
+    rows = []
+    for stage, spec in itertools.product(args.stages, args.sizes):
+        size, batch = map(int, spec.split("x"))
+        row = {"stage": stage, "size": size, "batch": batch}
+        for mode in args.modes:
+            row[f"{mode}_img_s"], amp = measure(stage, size, batch, paths, mode, args.steps, args.num_workers)
+            row.setdefault("amp", amp)
+            print(f"{stage} {size}px batch {batch} {mode}: {row[f'{mode}_img_s']:.2f} img/s", flush=True)
+        if "real_img_s" in row and "pure_img_s" in row:
+            row["real_vs_pure"] = row["real_img_s"] / row["pure_img_s"]
+        if "real_img_s" in row and "plain_img_s" in row:
+            row["real_vs_plain"] = row["real_img_s"] / row["plain_img_s"]
+        rows.append(row)
+    print()
+    print_table(rows, ["stage", "size", "batch", "amp", "pure_img_s", "real_img_s", "plain_img_s", "real_vs_pure",
+                       "real_vs_plain"])
+    path = write_results("train_speed", rows, {"peak_rss_mb": peak_rss_mb(), "steps": args.steps,
+                                                "num_workers": args.num_workers})
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+import torch
+
+from gan_colorizer.color import rgb_to_lab
+from gan_colorizer.inference import apply_controls, colorize_rgb, render_shape
+
+
+class ConstantAB(torch.nn.Module):
+    """A stand-in generator that predicts the same ab everywhere and records its input shape."""
+
+    def __init__(self, a=0.2, b=-0.1):
+        super().__init__()
+        self.ab, self.seen = (a, b), []
+
+    def forward(self, gray_l):
+        self.seen.append(tuple(gray_l.shape))
+        out = torch.empty(gray_l.shape[0], 2, *gray_l.shape[-2:])
+        out[:, 0], out[:, 1] = self.ab
+        return out
+
+
+def test_render_shape_keeps_aspect_and_multiples_of_32():
+    assert render_shape(4000, 6000, 256) == (256, 384)
+    assert render_shape(1, 1, 256) == (256, 256)
+    h, w = render_shape(333, 1000, 256)
+    assert h % 32 == 0 and w % 32 == 0 and abs(w / h - 1000 / 333) < 0.15
+
+
+def test_output_keeps_full_resolution_l_and_the_network_sees_render_size():
+    rgb = torch.rand(1, 3, 301, 517)
+    g = ConstantAB()
+    out = colorize_rgb(g, rgb, render_size=64)
+    assert out.shape == rgb.shape and g.seen == [(1, 1, 64, 96)]
+    l_in, l_out = rgb_to_lab(rgb)[:, 0], rgb_to_lab(out)[:, 0]
+    in_gamut = (out > 0.01).all(1) & (out < 0.99).all(1)
+    assert (l_in - l_out)[in_gamut].abs().max() < 0.5
+
+
+def test_controls_neutral_saturation_temperature_hue():
+    ab = torch.randn(2, 2, 8, 8) * 0.3
+    assert torch.equal(apply_controls(ab), ab)
+    assert apply_controls(ab, saturation=0.0).abs().max() == 0
+    assert apply_controls(ab, temperature=20.0)[:, 1].mean() > ab[:, 1].mean()
+    rotated = apply_controls(ab, hue=90.0)
+    assert torch.allclose(rotated[:, 0], -ab[:, 1], atol=1e-6) and torch.allclose(rotated[:, 1], ab[:, 0], atol=1e-6)
