@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_FLAGS := --image-size 128 --batch-size 8 --epoch-size 400 --num-workers 1 --log-every 10 --image-every 50
+DEMO_FLAGS := --image-size 128 --batch-size 8 --epoch-size 400 --log-every 10 --image-every 50
 
 .PHONY: install demo test bench clean
 

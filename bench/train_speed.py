@@ -24,7 +24,7 @@ from bench.common import peak_rss_mb, photo_folder, print_table, timed, write_re
 from gan_colorizer.config import defaults, update  # noqa: E402
 from gan_colorizer.data import EpochSampler, PhotoDataset, crop_box, make_loader  # noqa: E402
 from gan_colorizer.images import list_images  # noqa: E402
-from gan_colorizer.runtime import Runtime  # noqa: E402
+from gan_colorizer.runtime import Runtime, resolve_workers  # noqa: E402
 from gan_colorizer.training import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
 
 
@@ -69,6 +69,7 @@ def endless(loader):
 def measure(stage, size, batch, paths, mode, steps, workers):
     """img/s of one (stage, size, batch) under mode pure | real | plain."""
     rt = Runtime("auto", "off" if mode == "plain" else "auto", channels_last=mode != "plain")
+    workers = resolve_workers(workers, rt.device)
     cfg, nets, opts = build(stage, rt)
     step_fn = gan_step if stage == "gan" else pretrain_step
     sampler = EpochSampler(len(paths), 0, True, epoch_size=batch * (steps + 2) * 4)
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["128x8", "256x16"], help="SIZExBATCH pairs")
     parser.add_argument("--stages", nargs="+", default=["pretrain", "gan"], choices=["pretrain", "gan"])
     parser.add_argument("--modes", nargs="+", default=["pure", "real", "plain"], choices=["pure", "real", "plain"])
-    parser.add_argument("--num-workers", type=int, default=defaults("pretrain").data.num_workers)
+    parser.add_argument("--num-workers", type=int, default=-1, help="-1 = the training default for the device")
     args = parser.parse_args(argv)
     paths = list_images(photo_folder())
     rows = []

@@ -29,7 +29,8 @@ class DataConfig:
     crop_scale: float = opt(0.25, "smallest random crop, as a share of the photo's area")
     include_gray: bool = opt(False, "keep photos that are already gray (no chroma) for training")
     epoch_size: int = opt(0, "training samples per epoch; 0 = one pass over the training files (useful for tiny folders)")
-    num_workers: int = opt(2, "DataLoader worker processes that decode and crop images")
+    num_workers: int = opt(-1, "DataLoader worker processes that decode and crop images; -1 = auto: 1 on CPU "
+                               "(more workers steal cores from the compute threads), min(8, cores) with CUDA")
 
 
 @dataclass
@@ -131,8 +132,8 @@ def _arg_type(f, hints):
 
 def build_parser(stage: str, description: str) -> argparse.ArgumentParser:
     """Flags for every config field of the stage; defaults are suppressed so explicit flags can be told apart."""
-    parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS, usage="%(prog)s [options]",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS,
+                                     usage="%(prog)s [options]", formatter_class=argparse.RawDescriptionHelpFormatter)
     base = defaults(stage)
     for group, cls in GROUPS.items():
         hints = typing.get_type_hints(cls)
@@ -166,7 +167,7 @@ def validate(cfg: Config) -> Config:
          f"--image-size {d.image_size}: the pix2pix U-Net downsamples 8 times and needs a multiple of 256"),
         (0.0 <= d.val_fraction < 1.0, f"--val-fraction {d.val_fraction}: must be in [0, 1)"),
         (0.0 < d.crop_scale <= 1.0, f"--crop-scale {d.crop_scale}: must be in (0, 1]"),
-        (d.num_workers >= 0, "--num-workers must be >= 0"),
+        (d.num_workers >= -1, "--num-workers must be >= 0, or -1 for auto"),
         (d.epoch_size >= 0, "--epoch-size must be >= 0"),
         (o.batch_size > 0, "--batch-size must be > 0"),
         (o.grad_accum > 0, "--grad-accum must be > 0"),

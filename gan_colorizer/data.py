@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -110,7 +111,7 @@ class DataSplit:
 def prepare_files(data_cfg, seed: int) -> DataSplit:
     """Resolve --data / --val-data / --val-fraction (or the embedded sample) into train and val file lists."""
     keep = data_cfg.include_gray
-    workers = max(2, data_cfg.num_workers)
+    workers = min(16, max(2, data_cfg.num_workers, os.cpu_count() or 1))  # threads: the scan mostly waits on I/O
     if data_cfg.data is None:
         train, val = sample_photos()
         scans = [scan_files(train, "embedded:train", keep), scan_files(val, "embedded:val", keep)]

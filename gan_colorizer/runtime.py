@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 
 import numpy as np
@@ -17,6 +18,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
     return torch.device(name)
+
+
+def resolve_workers(num_workers: int, device: torch.device) -> int:
+    """-1 (auto): one worker on CPU, where decoding is cheap next to the step and extra workers preempt the
+    compute threads (measured: 2 workers cost 39% of throughput on 2 cores); min(8, cores) feeding a GPU."""
+    if num_workers >= 0:
+        return num_workers
+    return 1 if device.type == "cpu" else min(8, os.cpu_count() or 1)
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -19,7 +19,7 @@ from .errors import UserError
 from .losses import discriminator_loss, generator_loss, l1_loss
 from .monitor import Monitor, sample_grid
 from .networks import build_discriminator, build_generator, count_parameters
-from .runtime import Runtime, seed_everything
+from .runtime import Runtime, resolve_workers, seed_everything
 
 log = logging.getLogger("gan_colorizer")
 N_SAMPLES = 4  # fixed validation photos in the image grids
@@ -212,15 +212,15 @@ class Trainer:
 
     def _make_loaders(self, split) -> None:
         d, pin = self.cfg.data, self.rt.device.type == "cuda"
-        micro_batch = self.cfg.optim.batch_size
+        micro_batch, workers = self.cfg.optim.batch_size, resolve_workers(d.num_workers, self.rt.device)
         train = PhotoDataset(split.train, d.image_size, True, d.crop_scale, cache=split.embedded)
         self.sampler = EpochSampler(len(train), self.cfg.run.seed, True, d.epoch_size)
-        self.loader = make_loader(train, self.sampler, micro_batch, d.num_workers, pin, drop_last=True)
+        self.loader = make_loader(train, self.sampler, micro_batch, workers, pin, drop_last=True)
         if len(self.loader) < self.cfg.optim.grad_accum:
             raise UserError(f"an epoch of {len(self.sampler)} images holds fewer than --grad-accum "
                             f"{self.cfg.optim.grad_accum} batches of {micro_batch}; lower --batch-size or raise --epoch-size")
         val = PhotoDataset(split.val, d.image_size, False, cache=split.embedded)
-        self.val_loader = make_loader(val, EpochSampler(len(val), 0, False), micro_batch, d.num_workers, pin,
+        self.val_loader = make_loader(val, EpochSampler(len(val), 0, False), micro_batch, workers, pin,
                                       drop_last=False) if len(val) else None
         self.samples = torch.stack([val[(i, 0)][0] for i in range(min(N_SAMPLES, len(val)))]) if len(val) else None
 
