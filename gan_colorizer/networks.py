@@ -63,6 +63,8 @@ def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str
     """fastai DynamicUnet on a ResNet body; 31,099,672 parameters with resnet18 (the reference tutorial's net)."""
     from fastai.vision.models.unet import DynamicUnet  # heavy import, only where needed
     net = DynamicUnet(resnet_body(backbone, weights, source), n_out=2, img_size=UNET_INPUT_SIZE)
+    if type(net.layers[-1]).__name__ == "ToTensorBase":  # returns fastai's tensor subclass: plain tensors
+        net.layers = net.layers[:-1]                       # compile, export and run without its overhead
     return net.train()  # DynamicUnet traces its encoder in eval mode and leaves it there
 
 

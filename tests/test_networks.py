@@ -24,6 +24,7 @@ def test_resunet_resnet18_has_the_reference_tutorials_parameter_count_and_shapes
     assert count_parameters(g) == 31_099_672
     for size in (64, 96, 256):
         assert g(torch.randn(2, 1, size, size)).shape == (2, 2, size, size)
+    assert type(g(torch.zeros(2, 1, 64, 64))) is torch.Tensor  # not fastai's TensorBase subclass
 
 
 def test_a_new_generator_is_in_training_mode_everywhere():
