@@ -177,5 +177,14 @@ def build_discriminator(model_cfg) -> PatchDiscriminator:
     return init_normal(PatchDiscriminator(3, model_cfg.disc_filters, model_cfg.disc_layers))
 
 
+def unwrap(net: nn.Module) -> nn.Module:
+    """The plain module under DistributedDataParallel (.module) and torch.compile (._orig_mod) wrappers."""
+    while True:
+        inner = getattr(net, "_orig_mod", None) or (net.module if type(net).__name__ == "DistributedDataParallel" else None)
+        if inner is None:
+            return net
+        net = inner
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())

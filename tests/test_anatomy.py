@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from gan_colorizer.anatomy import GROUPS, group_of, stages
+from gan_colorizer.config import ModelConfig
+from gan_colorizer.networks import UNetGenerator, build_generator, count_parameters
+
+
+@pytest.mark.parametrize("make, size", [(lambda: build_generator(ModelConfig()), 64), (lambda: UNetGenerator(1, 2), 256)])
+def test_stages_run_from_encoder_to_head_with_shrinking_then_growing_maps(make, size):
+    g = make().eval()
+    found = stages(g)
+    assert [s.group for s in found] == sorted((s.group for s in found), key=GROUPS.index)
+    shapes = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            shapes.setdefault(name, output.shape)
+        return hook
+    hooks = [s.module.register_forward_hook(record(s.name)) for s in found]
+    with torch.no_grad():
+        g(torch.randn(1, 1, size, size))
+    for h in hooks:
+        h.remove()
+    assert set(shapes) == {s.name for s in found}
+    bottleneck = shapes["bottleneck"][-1]
+    assert bottleneck < shapes[found[0].name][-1] and shapes[found[-1].name][-2:] == (size, size)
+    assert shapes[found[-1].name][1] == 2
+
+
+def test_every_parameter_belongs_to_one_group():
+    g = build_generator(ModelConfig())
+    groups = group_of(g)
+    counted = sum(sum(p.numel() for p in dict(g.named_modules())[n].parameters(recurse=False)) for n in groups)
+    assert counted == count_parameters(g)
+    assert set(groups.values()) == set(GROUPS)
