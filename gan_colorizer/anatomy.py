@@ -52,7 +52,10 @@ def stages(generator: nn.Module) -> list[Stage]:
 def group_of(generator: nn.Module) -> dict[str, str]:
     """{qualified parameter-module name: group} for every module that holds parameters."""
     g = unwrap(generator)
-    owner = {id(m): s.group for s in stages(g) for m in s.module.modules()}
+    containers = [(s.group, s.module) for s in stages(g)]
+    if not isinstance(g, UNetGenerator):
+        containers.append(("encoder", g.layers[0]))  # the stem's conv and BatchNorm, before the hooked ReLU
+    owner = {id(m): group for group, c in containers for m in c.modules()}
     groups = {}
     for name, module in g.named_modules():
         if any(True for _ in module.parameters(recurse=False)):
