@@ -80,3 +80,22 @@ def model_to_rgb(gray_l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
 def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> uint8, rounded."""
     return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def _linear_table(device) -> torch.Tensor:
+    """sRGB level 0..255 -> linear light, float32 (computed in float64)."""
+    v = torch.arange(256, dtype=torch.float64) / 255.0
+    return torch.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92).float().to(device)
+
+
+def rgb8_to_gray_l(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 sRGB (B, 3, H, W), or gray levels (B, 1, H, W) -> gray_l (B, 1, H, W) in the model's units.
+
+    The L of rgb_to_lab to float32 precision, through a 256-entry table: several times cheaper on
+    full-size photos, whose only L is needed. Fastest for channels-last (H, W, C) image arrays.
+    """
+    last = pixels.permute(0, 2, 3, 1)
+    linear = _linear_table(pixels.device).index_select(0, last.reshape(-1).int()).view(last.shape)
+    y = linear if last.shape[-1] == 1 else linear @ _XYZ_FROM_RGB[1].float().to(pixels.device).view(3, 1)
+    f = torch.where(y > 0.008856, y.clamp_min(0.008856) ** (1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
+    return ((116.0 / L_SCALE) * f - (16.0 / L_SCALE + 1.0)).permute(0, 3, 1, 2)

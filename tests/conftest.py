@@ -55,3 +55,19 @@ def run_dirs_args(tmp_path: Path, name: str) -> list[str]:
 
 
 TINY = ["--image-size", "64", "--batch-size", "2", "--num-workers", "0", "--log-every", "1", "--image-every", "1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A stage-1 checkpoint of the default generator (seeded random weights), saved as training saves it."""
+    import torch
+    from gan_colorizer.checkpoint import save_atomic
+    from gan_colorizer.config import defaults
+    from gan_colorizer.networks import build_generator
+    torch.manual_seed(0)
+    cfg = defaults("pretrain")
+    generator = build_generator(cfg.model, load_pretrained=False)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(), "generator": generator.state_dict(),
+                 "step": 1, "epoch": 0, "metrics": {}}, path)
+    return path

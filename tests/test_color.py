@@ -75,3 +75,15 @@ def test_conversion_stays_float32_under_bf16_autocast():
         back = lab_to_rgb(lab)
     assert lab.dtype == torch.float32 and back.dtype == torch.float32
     assert (back - rgb).abs().max() < 1 / 255
+
+
+def test_rgb8_to_gray_l_is_the_l_of_rgb_to_lab_for_colour_and_gray_levels():
+    from gan_colorizer.color import rgb8_to_gray_l
+    rgb = torch.randint(0, 256, (2, 3, 17, 23), dtype=torch.uint8)
+    expected = lab_to_model(rgb_to_lab(rgb.float() / 255.0))[0]
+    assert torch.allclose(rgb8_to_gray_l(rgb), expected, atol=1e-5)
+    hwc = rgb.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # image arrays arrive channels last
+    assert torch.allclose(rgb8_to_gray_l(hwc), expected, atol=1e-5)
+    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    expected = lab_to_model(rgb_to_lab(levels.expand(-1, 3, -1, -1).float() / 255.0))[0]
+    assert torch.allclose(rgb8_to_gray_l(levels), expected, atol=1e-5)

@@ -42,3 +42,32 @@ def test_controls_neutral_saturation_temperature_hue():
     assert apply_controls(ab, temperature=20.0)[:, 1].mean() > ab[:, 1].mean()
     rotated = apply_controls(ab, hue=90.0)
     assert torch.allclose(rotated[:, 0], -ab[:, 1], atol=1e-6) and torch.allclose(rotated[:, 1], ab[:, 0], atol=1e-6)
+
+
+def test_row_chunked_upsampling_equals_one_bicubic_interpolate():
+    import torch.nn.functional as F
+    from gan_colorizer.inference import upsampled_ab_rows
+    ab = torch.randn(2, 2, 32, 64)
+    for height, width in [(301, 517), (32, 64), (1000, 37), (5, 3)]:
+        rows = list(upsampled_ab_rows(ab, height, width))
+        assert [r[0] for r in rows] == sorted({r[0] for r in rows}) and rows[-1][1] == height
+        expected = F.interpolate(ab, size=(height, width), mode="bicubic", align_corners=False)
+        assert torch.allclose(torch.cat([r[2] for r in rows], 2), expected, atol=1e-5)
+
+
+def test_full_res_l_is_the_same_for_uint8_and_float_inputs_across_chunks(monkeypatch):
+    import gan_colorizer.inference as inference
+    from gan_colorizer.inference import full_res_l
+    monkeypatch.setattr(inference, "CHUNK_PIXELS", 500)  # many chunks, with a ragged last one
+    assert len(list(inference.row_chunks(45, 31))) == 3
+    rgb = torch.randint(0, 256, (1, 3, 45, 31), dtype=torch.uint8)
+    expected = rgb_to_lab(rgb.float() / 255.0)[:, :1] / 50.0 - 1.0
+    assert torch.allclose(full_res_l(rgb), expected, atol=1e-5)
+    assert torch.allclose(full_res_l(rgb.float() / 255.0), expected, atol=1e-5)
+
+
+def test_colorize_rgb_uses_256_px_multiples_for_the_pix2pix_unet():
+    from gan_colorizer.networks import UNetGenerator
+    g = UNetGenerator(filters=4).eval()
+    out = colorize_rgb(g, torch.rand(1, 3, 100, 170), render_size=256)
+    assert out.shape == (1, 3, 100, 170)
