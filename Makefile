@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/colorize_speed.py
+	$(BIN)/python bench/checkpoint_write.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

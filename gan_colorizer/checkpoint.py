@@ -12,35 +12,64 @@ import torch
 
 from .config import Config
 from .errors import UserError
+from .faults import kill_here_in_tests
 
 log = logging.getLogger("gan_colorizer")
 
 FORMAT_VERSION = 1
 ARCH_FIELDS = {"generator": ("generator", "backbone", "unet_filters"), "discriminator": ("disc_filters", "disc_layers")}
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+PARTIAL_SUFFIX = ".tmp"
+_UMASK = os.umask(0o022)  # read once, at import (setting it is process-wide), and put back at once
+os.umask(_UMASK)
 
 
 def save_atomic(obj: dict, path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename: a kill never leaves a broken file."""
+    """torch.save to a temporary file in the same folder, fsync, then rename: a kill never leaves a broken file.
+
+    Any OSError (disk full, folder not writable) is a one-line UserError; the previous file is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a checkpoint is shared like any file
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
+            kill_here_in_tests(f"save:{obj.get('step')}", f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise UserError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous file is intact") from None
+            kept = "the previous file is intact" if path.is_file() else "no earlier file exists"
+            raise UserError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; file systems that cannot fsync a folder are left to their own devices."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(dir_fd)
+    except OSError:
+        pass
     finally:
         os.close(dir_fd)
+
+
+def remove_partial_writes(folder) -> int:
+    """Delete temporary files left by a write that was killed (they are never read); returns how many."""
+    partial = list(Path(folder).glob(f".*.pt.*{PARTIAL_SUFFIX}"))
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return len(partial)
 
 
 def load(path) -> dict:
@@ -53,23 +82,43 @@ def load(path) -> dict:
     except Exception as e:  # truncated zip, random bytes, forbidden globals: all mean "not a checkpoint we can read"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first})") from None
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "generator" not in ckpt:
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) and isinstance(ckpt.get("generator"), dict)):
         raise UserError(f"{path}: not a gan_colorizer checkpoint (no config / generator entry)")
+    version = ckpt.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserError(f"{path}: checkpoint format {version!r} is newer than this gan_colorizer reads "
+                        f"({FORMAT_VERSION}); update gan_colorizer")
     return ckpt
 
 
-def strip_wrappers(state: dict, path="") -> dict:
-    """Remove DDP / torch.compile name segments, with a logged note when any were found."""
-    out, changed = {}, False
-    for key, value in state.items():
-        new = key
-        for prefix in WRAPPER_PREFIXES:
-            new = new.replace(prefix, "")
-        changed |= new != key
-        out[new] = value
-    if changed:
-        log.info("note: %s: removed wrapper prefixes %s from parameter names", path, WRAPPER_PREFIXES)
+def strip_wrappers(state: dict, path="", expected=None) -> dict:
+    """Parameter names as a plain module has them, with a logged note when they were changed.
+
+    Removes torch.compile's `_orig_mod.` segments and DistributedDataParallel's leading `module.`; given the
+    `expected` names, also any one leading segment shared by every name (an older wrapper) when that makes them fit.
+    """
+    expected = set(expected) if expected is not None else None
+    out = {".".join(p for p in key.split(".") if p != "_orig_mod"): v for key, v in state.items()}
+    if expected is not None and set(state) == expected:
+        out = state
+    while _wrapped(out, expected):
+        out = {k.split(".", 1)[1]: v for k, v in out.items()}
+    if list(out) != list(state):
+        log.info("note: %s: parameter names remapped from a wrapped or older layout (e.g. %r -> %r)",
+                 path, next(iter(state)), next(iter(out)))
     return out
+
+
+def _wrapped(state: dict, expected: set | None) -> bool:
+    """True when every name shares a first segment that is a wrapper's (DDP's `module`, or one that hides a fit)."""
+    if not state or any("." not in k for k in state) or (expected is not None and set(state) == expected):
+        return False
+    if len({k.split(".", 1)[0] for k in state}) != 1:
+        return False
+    if all(k.startswith("module.") for k in state):
+        return True
+    stripped = {k.split(".", 1)[1] for k in state}
+    return expected is not None and len(stripped & expected) > len(set(state) & expected)
 
 
 def check_architecture(saved: Config, wanted: Config, path, nets=("generator",)) -> None:
@@ -82,10 +131,41 @@ def check_architecture(saved: Config, wanted: Config, path, nets=("generator",))
 
 def load_weights(net: torch.nn.Module, state: dict, path, what: str) -> None:
     try:
-        net.load_state_dict(strip_wrappers(state, path))
+        net.load_state_dict(strip_wrappers(state, path, net.state_dict().keys()))
     except RuntimeError as e:
         detail = " ".join(str(e).split())[:300]
         raise UserError(f"{path}: {what} weights do not fit this architecture ({detail})") from None
+
+
+def make_checkpoint(cfg: Config, nets: dict, counters: dict, metrics: dict, resume_state=None) -> dict:
+    """One file's dict: weights, config, counters and metrics; with resume_state = (optimizers, scaler), also
+    everything a resume needs (last.pt). best.pt has no resume state."""
+    ckpt = {"format_version": FORMAT_VERSION, "stage": cfg.stage, "config": cfg.to_dict(), "metrics": metrics,
+            **counters, **{name: net.state_dict() for name, net in nets.items()}}
+    if resume_state is not None:
+        optimizers, scaler = resume_state
+        ckpt["optimizers"] = {k: o.state_dict() for k, o in optimizers.items()}
+        ckpt["scaler"] = scaler.state_dict()
+        ckpt["rng"] = rng_state()
+    return ckpt
+
+
+def restore(ckpt: dict, path, nets: dict, optimizers: dict, scaler) -> dict:
+    """Load a last.pt into the nets, optimizers, gradient scaler and RNGs; returns its counters (epoch, step...)."""
+    if "optimizers" not in ckpt:
+        raise UserError(f"{path}: holds weights only (best.pt); resume from last.pt")
+    try:
+        for name, net in nets.items():
+            load_weights(net, ckpt[name], path, name)
+        for key, optimizer in optimizers.items():
+            optimizer.load_state_dict(ckpt["optimizers"][key])
+        if ckpt["scaler"]:  # empty when saved without fp16: a run moved to fp16 starts with a fresh scale
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        counters = {k: int(ckpt[k]) for k in ("epoch", "batch_in_epoch", "step")}
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: damaged resume state ({type(e).__name__}: {str(e)[:200]})") from None
+    return {**counters, "best_metric": ckpt.get("best_metric"), "skipped_steps": int(ckpt.get("skipped_steps", 0))}
 
 
 def rng_state() -> dict:

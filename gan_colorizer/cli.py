@@ -1,6 +1,7 @@
 """Command lines of the two training stages: flags -> config (merged with a checkpoint's) -> training.
 
-Errors the user can fix print one line and exit 2; nothing else is lost.
+Errors the user can fix print one line and exit 2; a diverged run exits 3; SIGINT / SIGTERM stop cleanly with
+last.pt written and exit 130 / 143.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import warnings
 
 from .config import Config, build_parser, defaults, explicit_flags, update
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 DESCRIPTIONS = {
     "pretrain": """Stage 1: pretrain the generator with L1 on the Lab ab channels.
@@ -24,6 +25,10 @@ examples:
   python train_gan.py --init-generator checkpoints/coco-l1/best.pt --data ~/coco/train2017 --name coco-gan
   python train_gan.py --resume checkpoints/coco-gan/last.pt""",
 }
+RELIABILITY = """
+Ctrl-C or SIGTERM stops after the current step with last.pt written (a second one stops at once); last.pt is also
+written every --checkpoint-minutes, so a crash loses at most that much. Continue with --resume checkpoints/NAME/last.pt.
+Exit codes: 0 done, 2 bad input or unwritable checkpoint, 3 diverged (NaN / Inf), 130 / 143 stopped by SIGINT / SIGTERM."""
 ARCH_FLAGS = ("generator", "backbone", "unet_filters", "unet_dropout")
 
 
@@ -70,7 +75,7 @@ def resolve_config(stage: str, explicit: dict) -> Config:
 
 
 def main(stage: str, argv=None) -> int:
-    parser = build_parser(stage, DESCRIPTIONS[stage])
+    parser = build_parser(stage, DESCRIPTIONS[stage] + "\n" + RELIABILITY)
     explicit = explicit_flags(parser, argv)
     setup_logging()
     try:
@@ -79,7 +84,10 @@ def main(stage: str, argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except Interrupted as e:
+        print(e, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: the checkpoints are as last written
         print("interrupted", file=sys.stderr)
         return 130
     return 0

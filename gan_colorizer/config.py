@@ -31,6 +31,8 @@ class DataConfig:
     epoch_size: int = opt(0, "training samples per epoch; 0 = one pass over the training files (useful for tiny folders)")
     num_workers: int = opt(-1, "DataLoader worker processes that decode and crop images; -1 = auto: 1 on CPU "
                                "(more workers steal cores from the compute threads), min(8, cores) with CUDA")
+    loader_timeout: float = opt(300.0, "seconds to wait for a batch from the workers before stopping with last.pt "
+                                       "written (slow or hung disk); 0 = forever; needs --num-workers > 0")
 
 
 @dataclass
@@ -60,6 +62,7 @@ class OptimConfig:
     amp: str = opt("auto", "mixed precision: auto = bf16 where the device runs it fast (CUDA with bf16, CPUs with AVX-512 BF16), else off",
                    choices=("auto", "off", "bf16", "fp16"))
     channels_last: bool = opt(True, "channels_last memory format for the nets (faster convolutions)")
+    max_bad_steps: int = opt(20, "steps with a NaN / Inf loss or gradient are skipped; this many in a row stop the run")
 
 
 @dataclass
@@ -71,6 +74,9 @@ class RunConfig:
     device: str = opt("auto", "auto = cuda when present, else cpu", choices=("auto", "cpu", "cuda"))
     resume: typing.Optional[str] = opt(None, "continue a run from its last.pt (same step, epoch and config; flags given override)")
     init_generator: typing.Optional[str] = opt(None, "stage-1 checkpoint to start the generator from", stages=("gan",))
+    checkpoint_minutes: float = opt(15.0, "also write last.pt mid-epoch when this many minutes passed since the last "
+                                          "write (bounds the work a crash loses; 0 = off)")
+    checkpoint_every: int = opt(0, "also write last.pt every N optimizer steps (0 = off)")
     log_every: int = opt(20, "optimizer steps between loss / throughput logs")
     image_every: int = opt(200, "optimizer steps between image grids of the fixed validation samples")
     best_metric: str = opt("val/l1", "validation figure that picks best.pt", choices=("val/l1", "val/psnr"))
@@ -169,11 +175,14 @@ def validate(cfg: Config) -> Config:
         (0.0 < d.crop_scale <= 1.0, f"--crop-scale {d.crop_scale}: must be in (0, 1]"),
         (d.num_workers >= -1, "--num-workers must be >= 0, or -1 for auto"),
         (d.epoch_size >= 0, "--epoch-size must be >= 0"),
+        (d.loader_timeout >= 0, "--loader-timeout must be >= 0"),
         (o.batch_size > 0, "--batch-size must be > 0"),
         (o.grad_accum > 0, "--grad-accum must be > 0"),
         (o.epochs > 0, "--epochs must be > 0"),
         (o.max_steps >= 0, "--max-steps must be >= 0"),
         (o.lr > 0, "--lr must be > 0"),
+        (o.max_bad_steps > 0, "--max-bad-steps must be > 0"),
+        (r.checkpoint_minutes >= 0 and r.checkpoint_every >= 0, "--checkpoint-minutes and --checkpoint-every must be >= 0"),
         (r.log_every > 0 and r.image_every > 0, "--log-every and --image-every must be > 0"),
         (not (m.pretrained and m.backbone_weights), "give --pretrained or --backbone-weights, not both"),
     ]

@@ -1,11 +1,13 @@
 """Image folders -> checked file lists -> uint8 crops in DataLoader workers (Lab happens on the device)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import random
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -130,15 +132,53 @@ def prepare_files(data_cfg, seed: int) -> DataSplit:
 
 def save_split(split: DataSplit, run_dir: Path) -> str:
     """Write the file lists and counts into the run directory; return a one-line account."""
-    (run_dir / "train_files.txt").write_text("".join(f"{p}\n" for p in split.train))
-    (run_dir / "val_files.txt").write_text("".join(f"{p}\n" for p in split.val))
-    (run_dir / "data.json").write_text(json.dumps(split.summary, indent=2))
+    _write_atomic(run_dir / "train_files.txt", "".join(f"{p}\n" for p in split.train))
+    _write_atomic(run_dir / "val_files.txt", "".join(f"{p}\n" for p in split.val))
+    _write_atomic(run_dir / "data.json", json.dumps(split.summary, indent=2))
     t, v = split.summary["train"], split.summary["val"]
     skipped = len(t["skipped"]) + len(v.get("skipped", []))
     gray = len(t["gray_excluded"]) + len(v.get("gray_excluded", []))
     source = "embedded sample photos" if split.embedded else t["source"]
     return (f"data: {len(split.train)} training and {len(split.val)} validation images from {source}; "
             f"{skipped} unreadable skipped, {gray} gray left out (see {run_dir / 'data.json'})")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """A kill mid-write leaves the old file, never half a list."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def split_digest(split: DataSplit) -> str:
+    """A fingerprint of the file lists, kept in checkpoints so that a resume can tell whether they changed."""
+    h = hashlib.sha256()
+    for name, paths in (("train", split.train), ("val", split.val)):
+        h.update("".join(f"{p}\n" for p in [name, *paths]).encode())
+    return h.hexdigest()[:16]
+
+
+def saved_split(run_dir: Path, digest: str, embedded: bool) -> DataSplit | None:
+    """The file lists a run started with, when runs/NAME still holds them unchanged (same digest); else None.
+
+    A resume never rescans the folder: files added since are not used, and files gone since stay in the lists
+    (so that every other image keeps its index) and are skipped when met, as the resumed run would otherwise differ.
+    """
+    try:
+        lists = [[Path(line) for line in (run_dir / f"{n}_files.txt").read_text().splitlines()] for n in ("train", "val")]
+    except (OSError, UnicodeDecodeError):
+        return None
+    split = DataSplit(lists[0], lists[1], {}, embedded)
+    if split_digest(split) != digest:
+        return None
+    gone = {p for p in split.train + split.val if not p.is_file()}
+    if split.train and gone.issuperset(split.train):
+        raise UserError(f"all {len(split.train)} training images of this run are gone (e.g. {split.train[0]}): "
+                        f"is the data disk mounted?")
+    if gone:
+        log.warning("warning: %d of the %d images of this run are gone since it started (e.g. %s); they are skipped",
+                    len(gone), len(split.train) + len(split.val), sorted(gone)[0])
+    return split
 
 
 def crop_box(width: int, height: int, rng: random.Random | None, scale_min: float) -> tuple[int, int, int, int]:
@@ -194,7 +234,7 @@ class PhotoDataset(Dataset):
                 self.broken.add(i)
                 print(f"warning: skipped {e.path} during training: {e.reason}", file=sys.stderr)
         else:
-            raise RuntimeError("every image of the dataset became unreadable")
+            raise RuntimeError("every image of the dataset became unreadable (is the data disk still mounted?)")
         rng = random.Random(sample_seed) if self.train else None
         box = crop_box(img.width, img.height, rng, self.crop_scale)
         crop = img.resize((self.size, self.size), Image.BICUBIC, box=box, reducing_gap=3.0)
@@ -241,8 +281,39 @@ class EpochSampler(Sampler):
 
 
 def make_loader(dataset: PhotoDataset, sampler: EpochSampler, batch_size: int, num_workers: int,
-                pin_memory: bool, drop_last: bool) -> DataLoader:
+                pin_memory: bool, drop_last: bool, timeout: float = 0.0) -> DataLoader:
+    """Worker seeds come from a private generator: the crops depend on the keys only, and drawing them from the
+    global RNG would shift dropout after a mid-epoch resume. `timeout` (seconds) only applies to workers."""
     workers = num_workers if len(dataset) > 0 else 0
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=pin_memory, drop_last=drop_last, persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers > 0 else None)
+                      prefetch_factor=4 if workers > 0 else None, timeout=timeout if workers > 0 else 0,
+                      worker_init_fn=_leave_ctrl_c_to_the_main_process, generator=torch.Generator().manual_seed(0))
+
+
+def _leave_ctrl_c_to_the_main_process(_worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group; the main process turns it into a clean stop, workers go on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class LoaderFailure(UserError):
+    """The DataLoader stopped delivering batches: a worker timed out or died, or every image became unreadable."""
+
+
+def guarded(loader: DataLoader, source: str, timeout: float):
+    """Iterate a DataLoader; a worker timeout or crash becomes a one-line LoaderFailure naming `source`."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except RuntimeError as e:
+            text = str(e)
+            if "timed out" in text:
+                reason = f"no batch from the DataLoader workers in {timeout:g} s (--loader-timeout): a slow or hung disk?"
+            else:
+                lines = [line.strip() for line in text.splitlines() if line.strip()]
+                reason = f"data loading failed ({lines[-1] if lines else type(e).__name__})"
+            raise LoaderFailure(f"{source}: {reason}") from None
+        yield batch

@@ -49,6 +49,12 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
+def grads_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """One fused norm per gradient and a single device sync."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return not grads or bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -92,8 +98,16 @@ class Runtime:
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
+    def step(self, optimizer: torch.optim.Optimizer, losses_finite: bool = True) -> bool:
+        """Update, unless a loss or any gradient is NaN / Inf; False when the update was skipped.
+
+        Gradients are unscaled first, so fp16 overflow steps (which the scaler skips anyway) are reported too.
+        """
+        self.scaler.unscale_(optimizer)
+        if not (losses_finite and grads_finite(optimizer)):
+            return False
         self.scaler.step(optimizer)
+        return True
 
     def end_step(self) -> None:
         self.scaler.update()

@@ -50,9 +50,29 @@ def test_architecture_mismatch_names_the_field():
         ckpt_io.check_architecture(saved, wanted, "x.pt")
 
 
-def test_wrapper_prefixes_are_removed():
-    state = {"module.layers.0.weight": 1, "_orig_mod.x": 2, "plain": 3}
-    assert ckpt_io.strip_wrappers(state) == {"layers.0.weight": 1, "x": 2, "plain": 3}
+@pytest.mark.parametrize("names", [
+    ["module.layers.0.weight", "module.head.bias"],  # DistributedDataParallel
+    ["_orig_mod.layers.0.weight", "_orig_mod.head.bias"],  # torch.compile
+    ["module._orig_mod.layers.0.weight", "module._orig_mod.head.bias"],  # DDP around a compiled net
+    ["_orig_mod.module.layers.0.weight", "_orig_mod.module.head.bias"],  # compile around DDP
+    ["layers.0._orig_mod.weight", "head.bias"],  # a compiled submodule
+])
+def test_wrapper_segments_are_removed(names):
+    state = dict(zip(names, (1, 2)))
+    assert ckpt_io.strip_wrappers(state) == {"layers.0.weight": 1, "head.bias": 2}
+
+
+def test_names_that_only_contain_module_are_left_alone():
+    state = {"submodule.weight": 1, "module_norm.bias": 2}
+    assert ckpt_io.strip_wrappers(state) == state
+    assert ckpt_io.strip_wrappers({"module.a": 1}, expected=["module.a"]) == {"module.a": 1}
+
+
+def test_a_shared_wrapper_prefix_is_removed_only_when_it_makes_the_names_fit():
+    state = {"generator.layers.0.weight": 1, "generator.head.bias": 2}
+    fits = ckpt_io.strip_wrappers(state, expected=["layers.0.weight", "head.bias"])
+    assert fits == {"layers.0.weight": 1, "head.bias": 2}
+    assert ckpt_io.strip_wrappers(state, expected=["other.weight"]) == state
 
 
 def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
