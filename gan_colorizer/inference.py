@@ -23,14 +23,16 @@ def render_shape(height: int, width: int, render_size: int, multiple: int = 32) 
 @torch.no_grad()
 def predict_ab(generator: torch.nn.Module, gray_l: torch.Tensor, shape: tuple[int, int], runtime=None) -> torch.Tensor:
     """ab (model units, float32) for gray_l (B, 1, H, W) in model units, predicted at `shape` then resized back."""
-    small = F.interpolate(gray_l, size=shape, mode="bilinear", align_corners=False, antialias=True)
+    small = gray_l
+    if tuple(gray_l.shape[-2:]) != tuple(shape):
+        small = F.interpolate(gray_l, size=shape, mode="bilinear", align_corners=False, antialias=True)
     if runtime is not None:
         small = runtime.layout(small)
         with runtime.autocast():
             ab = generator(small)
     else:
         ab = generator(small)
-    ab = ab.float()
+    ab = ab.as_subclass(torch.Tensor).float()  # fastai's DynamicUnet returns its TensorBase: slow dispatch per op
     if tuple(ab.shape[-2:]) != tuple(gray_l.shape[-2:]):
         ab = F.interpolate(ab, size=gray_l.shape[-2:], mode="bicubic", align_corners=False)
     return ab
@@ -49,9 +51,22 @@ def apply_controls(ab: torch.Tensor, temperature: float = 0.0, saturation: float
     return ab
 
 
+def size_multiple(model_cfg) -> int:
+    """The side multiple a generator needs: 256 for the pix2pix U-Net (8 downsamplings), else 32."""
+    return 256 if model_cfg.generator == "unet" else 32
+
+
+@torch.no_grad()
+def colorize_l(generator: torch.nn.Module, gray_l: torch.Tensor, render_size: int = 256, runtime=None,
+               multiple: int = 32, **controls) -> torch.Tensor:
+    """gray_l (B, 1, H, W) in model units at full size -> colorized sRGB in [0, 1] with exactly that L."""
+    ab = predict_ab(generator, gray_l, render_shape(*gray_l.shape[-2:], render_size, multiple), runtime)
+    return lab_to_rgb(model_to_lab(gray_l, apply_controls(ab, **controls)))
+
+
 @torch.no_grad()
 def colorize_rgb(generator: torch.nn.Module, rgb: torch.Tensor, render_size: int = 256, runtime=None,
-                 **controls) -> torch.Tensor:
+                 multiple: int = 32, **controls) -> torch.Tensor:
     """(B, 3, H, W) sRGB in [0, 1] (or uint8) at full size -> colorized sRGB in [0, 1], same size.
 
     L comes from the input at full resolution; the network predicts ab from a render-size copy.
@@ -59,5 +74,4 @@ def colorize_rgb(generator: torch.nn.Module, rgb: torch.Tensor, render_size: int
     if rgb.dtype == torch.uint8:
         rgb = rgb.float() / 255.0
     gray_l, _ = lab_to_model(rgb_to_lab(rgb))
-    ab = predict_ab(generator, gray_l, render_shape(*rgb.shape[-2:], render_size), runtime)
-    return lab_to_rgb(model_to_lab(gray_l, apply_controls(ab, **controls)))
+    return colorize_l(generator, gray_l, render_size, runtime, multiple, **controls)
