@@ -16,6 +16,7 @@ from .color import rgb_to_lab
 AUC_THRESHOLDS = tuple(range(0, 151, 10))  # ab error thresholds of Zhang et al. 2016, 16 of them
 SSIM_SIGMA, SSIM_TRUNCATE = 1.5, 3.5  # Wang et al. 2004; scikit-image's truncate gives the 11-tap window
 SSIM_K1, SSIM_K2 = 0.01, 0.03
+SSIM_PASS_ELEMENTS = 2 ** 24  # above this many input values per batch, SSIM goes one channel at a time
 
 
 def psnr(pred: torch.Tensor, true: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
@@ -46,17 +47,19 @@ def ssim(pred: torch.Tensor, true: torch.Tensor, data_range: float = 255.0, sigm
     if min(h, w) < k.numel():
         return torch.full((b,), math.nan, dtype=torch.float64, device=pred.device)
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    # all channels in one pass (fewer, larger ops); one at a time for full-resolution batches, to bound memory
+    step = c if b * c * h * w <= SSIM_PASS_ELEMENTS else 1
     per_channel = []
-    for ch in range(c):  # one channel at a time bounds the memory of full-resolution images
-        x, y = pred[:, ch:ch + 1].float(), true[:, ch:ch + 1].float()
+    for ch in range(0, c, step):
+        x, y = pred[:, ch:ch + step].float(), true[:, ch:ch + step].float()
         mx, my = x.mean(dim=(2, 3), keepdim=True), y.mean(dim=(2, 3), keepdim=True)
         x, y = x - mx, y - my
-        ux, uy, uxx, uyy, uxy = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), k).unbind(1)
+        ux, uy, uxx, uyy, uxy = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), k).split(x.shape[1], dim=1)
         vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
-        ux, uy = ux + mx[:, 0], uy + my[:, 0]
+        ux, uy = ux + mx, uy + my
         s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-        per_channel.append(s.flatten(1).mean(dim=1, dtype=torch.float64))
-    return torch.stack(per_channel, dim=1).mean(dim=1)
+        per_channel.append(s.flatten(2).mean(dim=2, dtype=torch.float64))
+    return torch.cat(per_channel, dim=1).mean(dim=1)
 
 
 def _blur(maps: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

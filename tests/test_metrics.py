@@ -45,6 +45,14 @@ def test_ssim_matches_skimage_on_rgb_with_the_gaussian_window():
         np.testing.assert_allclose(M.ssim(ta, tb).numpy(), [sk_ssim(x, y) for x, y in zip(a, b)], atol=1e-7)
 
 
+def test_ssim_one_channel_at_a_time_for_large_batches_gives_the_same(monkeypatch):
+    a, b, ta, tb = pair(3, (2, 30, 41))
+    together = M.ssim(ta, tb)
+    monkeypatch.setattr(M, "SSIM_PASS_ELEMENTS", 1)
+    assert torch.allclose(M.ssim(ta, tb), together, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(together.numpy(), [sk_ssim(x, y) for x, y in zip(a, b)], atol=1e-7)
+
+
 def test_ssim_of_identical_and_constant_images():
     a, _, ta, _ = pair(shape=(2, 20, 24))
     assert torch.allclose(M.ssim(ta, ta), torch.ones(2, dtype=torch.float64))
