@@ -33,7 +33,7 @@ def resolve_data(data: str) -> tuple[list[Path], list[str]]:
         return paths, [p.name for p in paths]
     root = Path(data)
     if not root.is_dir():
-        raise UserError(f"--data {root}: no such folder")
+        raise UserError(f"--data {root}: {'a file, not a folder' if root.exists() else 'no such folder'}")
     paths = list_images(root)
     if not paths:
         raise UserError(f"--data {root}: no image file (looked for {' '.join(IMAGE_EXTENSIONS)}, recursively)")

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .color import rgb_to_lab
+from .errors import UserError
 from .eval_data import GRAY
 from .metrics import delta_e2000_map, summarize
 from .viz import SheetRow, comparison_sheet, difference_map, save_png
@@ -126,10 +127,13 @@ class Report:
     def __init__(self, opts, labels: list[str], names: list[str], n_eval: int):
         self.opts, self.labels, self.names = opts, labels, names
         self.out = Path(opts.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        for old in (self.out / "grids").glob("sheet_*.png"):
-            old.unlink()
-        self.csv_file = open(self.out / "metrics.csv", "w", newline="")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for old in (self.out / "grids").glob("sheet_*.png"):  # a previous run's sheets would mislead
+                old.unlink()
+            self.csv_file = open(self.out / "metrics.csv", "w", newline="")
+        except OSError as e:
+            raise UserError(f"--out {self.out}: cannot write there ({e.strerror or e})") from None
         self.csv = csv.writer(self.csv_file)
         self.csv.writerow(CSV_COLUMNS)
         # preallocated, not appended per batch: small long-lived buffers between the batches' large temporaries
@@ -143,6 +147,7 @@ class Report:
         self.saver = ImageSaver(self.out, labels, names) if opts.save_images else None
 
     def add(self, batch: dict, truth_u8, truth_lab, preds: dict, scores: dict, truth_cf) -> None:
+        """One scored batch: CSV rows, the per-image values kept for the statistics, grid rows, PNGs."""
         indices = batch["index"]
         host = {l: {m: v.cpu().numpy() for m, v in s.items()} for l, s in scores.items()}
         truth_cf = truth_cf.cpu().numpy()
@@ -155,17 +160,22 @@ class Report:
                 if m in host[label]:
                     self.values[label][j, rows] = host[label][m]
                     self.measured[label].add(m)
-            for k, index in enumerate(indices):
-                w, h = batch["size"][k]
-                row = host[label]
-                self.csv.writerow([label, self.names[index], w, h, _cell(batch["gray"][k])] +
-                                  [_cell(row[m][k]) if m in row else "" for m in METRICS[:4]] +
-                                  [_cell(truth_cf[k])] + [_cell(row[m][k]) if m in row else "" for m in METRICS[4:]])
-        self.csv_file.flush()
+        self._write_csv(batch, host, truth_cf)
         for k, index in enumerate(indices):
             self.grid.add(index, self.names[index], truth_u8, truth_lab, preds, scores, k)
         if self.saver:
             self.saver.save(indices, truth_u8, preds)
+
+    def _write_csv(self, batch: dict, host: dict, truth_cf: np.ndarray) -> None:
+        for label in self.labels:
+            values = host[label]
+            for k, index in enumerate(batch["index"]):
+                cells = {m: _cell(values[m][k]) if m in values else "" for m in METRICS}
+                cells |= {"label": label, "image": self.names[index], "width": batch["size"][k][0],
+                          "height": batch["size"][k][1], "gray_truth": _cell(batch["gray"][k]),
+                          "colorfulness_truth": _cell(truth_cf[k])}
+                self.csv.writerow([cells[c] for c in CSV_COLUMNS])
+        self.csv_file.flush()
 
     def close(self) -> None:
         self.csv_file.close()
@@ -192,10 +202,11 @@ class Report:
         truth = summarize(self.truth_cf[: self.count])
         summary["ground_truth"] = {"colorfulness": truth["mean"], "colorfulness_std": truth["std"],
                                    "colorfulness_median": truth["median"], "gray_images": self.gray_truth}
+        head = ["checkpoint", *SUMMARY_ORDER]  # the headline numbers first, then the details
         for label in self.labels:
             both = {**summary["models"][label], **self._model_stats(label, truth["mean"])}
-            head = ["checkpoint", *SUMMARY_ORDER]
-            summary["models"][label] = {**{k: both.get(k) for k in head}, **{k: v for k, v in both.items() if k not in head}}
+            summary["models"][label] = {**{k: both.get(k) for k in head}, **{k: v for k, v in both.items()
+                                                                            if k not in head}}
         summary["outputs"] = {"csv": str(self.out / "metrics.csv"), "grids": self.grid.sheets,
                               "images": str(self.out / "images") if self.saver else None}
         summary = _finite(summary)
