@@ -15,12 +15,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,export]"
 	touch $(STAMP)
 
-# Stage 1 then stage 2 on the embedded sample photos, on CPU.
+# Stage 1 then stage 2 on the embedded sample photos, on CPU; then both evaluated on the held-out ones.
 demo: $(STAMP)
-	rm -rf runs/demo-pretrain runs/demo-gan checkpoints/demo-pretrain checkpoints/demo-gan
+	rm -rf runs/demo-pretrain runs/demo-gan runs/demo-eval checkpoints/demo-pretrain checkpoints/demo-gan
 	$(BIN)/python pretrain_generator.py --name demo-pretrain --epochs 4 $(DEMO_FLAGS)
 	$(BIN)/python train_gan.py --name demo-gan --init-generator checkpoints/demo-pretrain/best.pt --epochs 3 $(DEMO_FLAGS)
-	@echo "demo done: TensorBoard with '$(BIN)/tensorboard --logdir runs'; sample grids in runs/demo-*/samples/"
+	$(BIN)/python evaluate.py --checkpoint checkpoints/demo-pretrain/best.pt --checkpoint checkpoints/demo-gan/best.pt \
+		--data embedded:val --out runs/demo-eval --num-workers 1
+	@echo "demo done: TensorBoard with '$(BIN)/tensorboard --logdir runs'; sample grids in runs/demo-*/samples/;"
+	@echo "evaluation in runs/demo-eval/ (summary.json, metrics.csv, grids/)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -29,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/colorize_speed.py
 	$(BIN)/python bench/checkpoint_write.py
+	$(BIN)/python bench/eval_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -74,13 +74,10 @@ def resolve_config(stage: str, explicit: dict) -> Config:
     return update(cfg, explicit)
 
 
-def main(stage: str, argv=None) -> int:
-    parser = build_parser(stage, DESCRIPTIONS[stage] + "\n" + RELIABILITY)
-    explicit = explicit_flags(parser, argv)
-    setup_logging()
+def run_command(action) -> int:
+    """Run action(): a UserError prints 'error: MESSAGE' and gives its exit code, Ctrl-C gives 130."""
     try:
-        from .training import train
-        train(resolve_config(stage, explicit))
+        action()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -91,6 +88,17 @@ def main(stage: str, argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def main(stage: str, argv=None) -> int:
+    parser = build_parser(stage, DESCRIPTIONS[stage] + "\n" + RELIABILITY)
+    explicit = explicit_flags(parser, argv)
+    setup_logging()
+
+    def action():
+        from .training import train
+        train(resolve_config(stage, explicit))
+    return run_command(action)
 
 
 def pretrain_main(argv=None) -> int:

@@ -24,8 +24,8 @@ def render_shape(height: int, width: int, render_size: int, multiple: int = 32) 
 
 def size_multiple(generator: torch.nn.Module) -> int:
     """Input sides the generator accepts: multiples of 32 (ResNet U-Net), of 256 for the pix2pix U-Net."""
-    from .networks import UNetGenerator
-    return 256 if isinstance(generator, UNetGenerator) else 32
+    from .networks import UNetGenerator, unwrap
+    return 256 if isinstance(unwrap(generator), UNetGenerator) else 32
 
 
 def row_chunks(height: int, width: int, chunk_pixels: int | None = None):
@@ -123,16 +123,22 @@ def recombined_chunks(gray_l: torch.Tensor, small_ab: torch.Tensor):
 
 
 @torch.no_grad()
+def colorize_l(generator: torch.nn.Module, gray_l: torch.Tensor, render_size: int = 256, runtime=None,
+               multiple: int | None = None, **controls) -> torch.Tensor:
+    """gray_l (B, 1, H, W) in model units at full size -> colorized sRGB in [0, 1] with exactly that L."""
+    shape = render_shape(*gray_l.shape[-2:], render_size, multiple or size_multiple(generator))
+    small_ab = apply_controls(forward_ab(generator, downsample_l(gray_l, shape), runtime), **controls)
+    out = torch.empty(gray_l.shape[0], 3, *gray_l.shape[-2:], device=gray_l.device)
+    for first, end, chunk in recombined_chunks(gray_l, small_ab):
+        out[:, :, first:end] = chunk
+    return out
+
+
+@torch.no_grad()
 def colorize_rgb(generator: torch.nn.Module, rgb: torch.Tensor, render_size: int = 256, runtime=None,
                  multiple: int | None = None, **controls) -> torch.Tensor:
     """(B, 3, H, W) sRGB in [0, 1] (or uint8) at full size -> colorized sRGB in [0, 1], same size.
 
     L comes from the input at full resolution; the network predicts ab from a render-size copy.
     """
-    gray_l = full_res_l(rgb)
-    shape = render_shape(*rgb.shape[-2:], render_size, multiple or size_multiple(generator))
-    small_ab = apply_controls(forward_ab(generator, downsample_l(gray_l, shape), runtime), **controls)
-    out = torch.empty(rgb.shape, device=gray_l.device)
-    for first, end, chunk in recombined_chunks(gray_l, small_ab):
-        out[:, :, first:end] = chunk
-    return out
+    return colorize_l(generator, full_res_l(rgb), render_size, runtime, multiple, **controls)

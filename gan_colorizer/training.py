@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +18,14 @@ from .data import (DataSplit, EpochSampler, LoaderFailure, PhotoDataset, guarded
 from .errors import Interrupted, TrainingDiverged, UserError
 from .faults import BadSteps, CheckpointSchedule, RunLock, StopSignals, StopWaiting, all_finite, kill_here_in_tests
 from .losses import discriminator_loss, generator_loss, l1_loss
+from .metrics import psnr
 from .monitor import Monitor, sample_grid
 from .networks import build_discriminator, build_generator, count_parameters
 from .runtime import Runtime, resolve_workers, seed_everything
 
 log = logging.getLogger("gan_colorizer")
 N_SAMPLES = 4  # fixed validation photos in the image grids
+PSNR_CAP = 100.0  # dB; an exact prediction has infinite PSNR, which would make the mean useless for best.pt
 
 
 @dataclass
@@ -126,9 +127,8 @@ def validate_generator(rt: Runtime, generator: torch.nn.Module, loader) -> dict:
         with rt.autocast():
             fake_ab = generator(gray_l).float()
         l1_sum += (fake_ab - real_ab).abs().mean(dim=(1, 2, 3)).sum().item()
-        fake = to_uint8(model_to_rgb(gray_l, fake_ab)).float()
-        mse = (fake - pixels.to(fake.device).float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-        psnr_sum += (20 * math.log10(255.0) - 10 * torch.log10(mse)).sum().item()
+        fake = to_uint8(model_to_rgb(gray_l, fake_ab))
+        psnr_sum += psnr(fake, pixels.to(fake.device)).clamp_max(PSNR_CAP).sum().item()
         n += pixels.shape[0]
     generator.train()
     return {"val/l1": l1_sum / n, "val/psnr": psnr_sum / n} if n else {}

@@ -1,0 +1,242 @@
+"""What an evaluation writes: metrics.csv (streamed), summary.json, the stdout table, grids/ and images/."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .color import rgb_to_lab
+from .errors import UserError
+from .eval_data import GRAY
+from .metrics import delta_e2000_map, summarize
+from .viz import SheetRow, comparison_sheet, difference_map, save_png
+
+METRICS = ("psnr", "ssim", "delta_e2000", "colorfulness", "auc_ab", "lpips")
+CSV_COLUMNS = ("label", "image", "width", "height", "gray_truth", "psnr", "ssim", "delta_e2000", "colorfulness",
+               "colorfulness_truth", "auc_ab", "lpips")
+SUMMARY_ORDER = ("psnr", "ssim", "delta_e2000", "colorfulness", "delta_colorfulness", "auc_ab", "lpips", "fid",
+                 "img_per_sec")
+SHEET_ROWS = 4  # images per grid sheet
+GRAY_COLUMN = "gray (baseline)"  # the input the models see, and the ab = 0 baseline
+TABLE = [("label", "{}"), ("psnr", "{:.2f}"), ("ssim", "{:.4f}"), ("delta_e2000", "{:.3f}"),
+         ("colorfulness", "{:.2f}"), ("delta_colorfulness", "{:.2f}"), ("auc_ab", "{:.4f}"), ("lpips", "{:.4f}"),
+         ("fid", "{:.2f}"), ("img_per_sec", "{:.1f}")]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.6f}" if np.isfinite(value) else str(value)
+    return str(value)
+
+
+def png_names(names: list[str]) -> list[str]:
+    """Relative names with a .png suffix; 'a.jpg' and 'a.png' side by side keep their full names apart."""
+    stems = [str(Path(n).with_suffix(".png")) for n in names]
+    counts = Counter(stems)
+    return [f"{n}.png" if counts[s] > 1 else s for n, s in zip(names, stems)]
+
+
+def _tile(image: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) -> a sheet-sized copy: long side 256 when the image is large or tiny, as it is otherwise."""
+    h, w = image.shape[-2:]
+    if 96 <= max(h, w) <= 320:
+        return image
+    size = (max(1, round(h * 256 / max(h, w))), max(1, round(w * 256 / max(h, w))))
+    mode = "area" if max(h, w) > 320 else "nearest"
+    return F.interpolate(image[None].float(), size=size, mode=mode)[0]
+
+
+class GridCollector:
+    """Keeps the few selected images (evenly spread over the set) until a sheet is full, then writes it."""
+
+    def __init__(self, folder: Path, labels: list[str], n_eval: int, n_images: int):
+        self.folder, self.labels = folder, labels
+        self.models = [l for l in labels if l != GRAY]
+        self.selected = set(np.linspace(0, n_eval - 1, min(n_images, n_eval)).round().astype(int).tolist()) \
+            if n_images else set()
+        self.rows: list[SheetRow] = []
+        self.sheets = 0
+
+    def add(self, index: int, name: str, truth_u8, truth_lab, preds: dict, scores: dict, i: int) -> None:
+        if index not in self.selected:
+            return
+        tiles = {GRAY_COLUMN: preds[GRAY][i], **{l: preds[l][i] for l in self.models}, "ground truth": truth_u8[i]}
+        tiles = {k: _tile(v).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+                 for k, v in tiles.items()}
+        captions = {}
+        for label in [GRAY] + self.models:
+            column = GRAY_COLUMN if label == GRAY else label
+            s = scores[label]
+            captions[column] = f"PSNR {float(s['psnr'][i]):.2f}  dE00 {float(s['delta_e2000'][i]):.2f}"
+        for label in self.models:
+            de = delta_e2000_map(rgb_to_lab(preds[label][i:i + 1].float() / 255), truth_lab[i:i + 1])
+            tiles[f"CIEDE2000 {label}"] = difference_map(_tile(de)[0])
+        self.rows.append(SheetRow(name, tiles, captions))
+        if len(self.rows) == SHEET_ROWS:
+            self.flush()
+
+    def columns(self) -> list[str]:
+        return [GRAY_COLUMN, *self.models, "ground truth", *[f"CIEDE2000 {l}" for l in self.models]]
+
+    def flush(self) -> None:
+        if self.rows:
+            self.sheets += 1
+            save_png(comparison_sheet(self.rows, self.columns()), self.folder / f"sheet_{self.sheets:03d}.png")
+            self.rows = []
+
+
+class ImageSaver:
+    """PNG writes in two background threads, at most a few batches behind."""
+
+    def __init__(self, out: Path, labels: list[str], names: list[str]):
+        self.out, self.names = out, png_names(names)
+        self.folders = {label: out / "images" / safe_name(label) for label in labels}
+        self.pool = ThreadPoolExecutor(2)
+        self.pending: list[Future] = []
+
+    def save(self, indices: list[int], truth_u8: torch.Tensor, preds: dict) -> None:
+        items = [(self.out / "truth", truth_u8)] + [(self.folders[l], p) for l, p in preds.items()]
+        for folder, images in items:
+            arrays = images.permute(0, 2, 3, 1).cpu().numpy()
+            for index, array in zip(indices, arrays):
+                self.pending.append(self.pool.submit(save_png, array, folder / self.names[index]))
+        while len(self.pending) > 256:
+            self.pending.pop(0).result()
+
+    def close(self) -> None:
+        for f in self.pending:
+            f.result()
+        self.pool.shutdown()
+
+
+def safe_name(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.#" else "_" for c in label)
+
+
+class Report:
+    def __init__(self, opts, labels: list[str], names: list[str], n_eval: int):
+        self.opts, self.labels, self.names = opts, labels, names
+        self.out = Path(opts.out)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for old in (self.out / "grids").glob("sheet_*.png"):  # a previous run's sheets would mislead
+                old.unlink()
+            self.csv_file = open(self.out / "metrics.csv", "w", newline="")
+        except OSError as e:
+            raise UserError(f"--out {self.out}: cannot write there ({e.strerror or e})") from None
+        self.csv = csv.writer(self.csv_file)
+        self.csv.writerow(CSV_COLUMNS)
+        # preallocated, not appended per batch: small long-lived buffers between the batches' large temporaries
+        # would fragment the heap and make the resident memory creep up with the number of images
+        self.values = {label: np.full((len(METRICS), n_eval), np.nan) for label in labels}
+        self.measured: dict[str, set] = {label: set() for label in labels}
+        self.truth_cf = np.full(n_eval, np.nan)
+        self.count = 0
+        self.gray_truth: list[str] = []
+        self.grid = GridCollector(self.out / "grids", labels, n_eval, opts.grid_images)
+        self.saver = ImageSaver(self.out, labels, names) if opts.save_images else None
+
+    def add(self, batch: dict, truth_u8, truth_lab, preds: dict, scores: dict, truth_cf) -> None:
+        """One scored batch: CSV rows, the per-image values kept for the statistics, grid rows, PNGs."""
+        indices = batch["index"]
+        host = {l: {m: v.cpu().numpy() for m, v in s.items()} for l, s in scores.items()}
+        truth_cf = truth_cf.cpu().numpy()
+        rows = slice(self.count, self.count + len(indices))
+        self.count += len(indices)
+        self.truth_cf[rows] = truth_cf
+        self.gray_truth += [self.names[i] for i, g in zip(indices, batch["gray"]) if g]
+        for label in self.labels:
+            for j, m in enumerate(METRICS):
+                if m in host[label]:
+                    self.values[label][j, rows] = host[label][m]
+                    self.measured[label].add(m)
+        self._write_csv(batch, host, truth_cf)
+        for k, index in enumerate(indices):
+            self.grid.add(index, self.names[index], truth_u8, truth_lab, preds, scores, k)
+        if self.saver:
+            self.saver.save(indices, truth_u8, preds)
+
+    def _write_csv(self, batch: dict, host: dict, truth_cf: np.ndarray) -> None:
+        for label in self.labels:
+            values = host[label]
+            for k, index in enumerate(batch["index"]):
+                cells = {m: _cell(values[m][k]) if m in values else "" for m in METRICS}
+                cells |= {"label": label, "image": self.names[index], "width": batch["size"][k][0],
+                          "height": batch["size"][k][1], "gray_truth": _cell(batch["gray"][k]),
+                          "colorfulness_truth": _cell(truth_cf[k])}
+                self.csv.writerow([cells[c] for c in CSV_COLUMNS])
+        self.csv_file.flush()
+
+    def close(self) -> None:
+        self.csv_file.close()
+        self.grid.flush()
+        if self.saver:
+            self.saver.close()
+
+    def _model_stats(self, label: str, truth_cf_mean: float | None) -> dict:
+        values = self.values[label][:, : self.count]
+        stats = {m: summarize(values[j]) if m in self.measured[label] else None for j, m in enumerate(METRICS)}
+        out = {m: s["mean"] if s else None for m, s in stats.items()}
+        cf = out["colorfulness"]
+        out["delta_colorfulness"] = abs(cf - truth_cf_mean) if cf is not None and truth_cf_mean is not None else None
+        out["psnr_identical"] = stats["psnr"]["inf"]
+        out["std"] = {m: s["std"] for m, s in stats.items() if s}
+        out["median"] = {m: s["median"] for m, s in stats.items() if s}
+        undefined = {m: s["nan"] for m, s in stats.items() if s and s["nan"]}
+        if undefined:
+            out["undefined"] = undefined
+        return out
+
+    def finish(self, summary: dict) -> dict:
+        """Merge the per-image statistics into the summary, write summary.json, print the table."""
+        truth = summarize(self.truth_cf[: self.count])
+        summary["ground_truth"] = {"colorfulness": truth["mean"], "colorfulness_std": truth["std"],
+                                   "colorfulness_median": truth["median"], "gray_images": self.gray_truth}
+        head = ["checkpoint", *SUMMARY_ORDER]  # the headline numbers first, then the details
+        for label in self.labels:
+            both = {**summary["models"][label], **self._model_stats(label, truth["mean"])}
+            summary["models"][label] = {**{k: both.get(k) for k in head}, **{k: v for k, v in both.items()
+                                                                            if k not in head}}
+        summary["outputs"] = {"csv": str(self.out / "metrics.csv"), "grids": self.grid.sheets,
+                              "images": str(self.out / "images") if self.saver else None}
+        summary = _finite(summary)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+        print_table(summary)
+        return summary
+
+
+def _finite(x):
+    """JSON has no inf or NaN: they become null (the counts of such images are reported beside)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def print_table(summary: dict) -> None:
+    rows = [[fmt.format(v) if (v := m.get(k) if k != "label" else label) is not None else "-" for k, fmt in TABLE]
+            for label, m in summary["models"].items()]
+    header = [k for k, _ in TABLE]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    gt = summary["ground_truth"]
+    lines.append(f"ground truth colorfulness {gt['colorfulness']:.2f}; {summary['n_images']} images "
+                 f"({summary['protocol']['name']}, {summary['protocol']['image_size']} px), "
+                 f"{len(summary['skipped'])} skipped, {len(gt['gray_images'])} gray")
+    for name, reason in summary.get("unavailable", {}).items():
+        lines.append(f"{name}: not computed ({reason.split(':')[0]}; see 'unavailable' in summary.json)")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,335 @@
+"""evaluate.py end to end: outputs, numbers recomputed independently from the saved PNGs, protocols, the
+pretrained-network metrics with random weights, user errors, and flat memory over 2,000 images."""
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from skimage.color import deltaE_ciede2000, rgb2lab
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from conftest import color_image, make_photo_folder, run_script
+from gan_colorizer import evaluation
+from gan_colorizer.config import defaults, update
+from gan_colorizer.eval_data import make_labels
+from gan_colorizer.evaluation import EvalOptions, evaluate, main
+from gan_colorizer.networks import build_generator
+
+N_COLOR = 5
+
+
+def save_checkpoint(path: Path, stage: str, **model) -> Path:
+    """The dict layout training writes for best.pt: weights, stage, step and the resolved config."""
+    cfg = defaults(stage)
+    update(cfg, {"image_size": 64, **model})
+    torch.manual_seed(0)
+    state = build_generator(cfg.model, load_pretrained=False).state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format_version": 1, "stage": stage, "config": cfg.to_dict(), "generator": state,
+                "step": 7, "epoch": 1, "metrics": {}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Two checkpoints named best.pt in different run folders: a stage-1 ResNet U-Net, and a stage-2 pix2pix U-Net
+    (8 filters, so it is small; it renders at 256 px, the multiple it needs)."""
+    root = tmp_path_factory.mktemp("ckpt")
+    return [save_checkpoint(root / "run-a" / "best.pt", "pretrain"),
+            save_checkpoint(root / "run-b" / "best.pt", "gan", generator="unet", unet_filters=8)]
+
+
+@pytest.fixture(scope="module")
+def messy_folder(tmp_path_factory) -> Path:
+    """Color photos, a gray one, an RGBA PNG in a subfolder, a broken JPEG and an empty file."""
+    folder = tmp_path_factory.mktemp("data") / "photos"
+    make_photo_folder(folder, N_COLOR)
+    gray = np.asarray(color_image(99).convert("L"))
+    Image.fromarray(gray).save(folder / "gray.png")
+    (folder / "sub").mkdir()
+    rgba = np.dstack([np.asarray(color_image(7)), np.full((40, 48), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(folder / "sub" / "alpha.png")
+    (folder / "broken.jpg").write_bytes((folder / "photo_000.jpg").read_bytes()[:200])
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+class TinyGenerator(torch.nn.Module):
+    """A fast stand-in generator: a fixed 3x3 convolution of L to ab."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, gray_l):
+        return torch.tanh(self.conv(gray_l))
+
+
+@pytest.fixture
+def tiny_generator(monkeypatch):
+    """evaluation.load_generator returns TinyGenerator: for tests about the data path, not the networks."""
+    def load(path, device="cpu"):
+        if not Path(path).is_file():
+            from gan_colorizer.errors import UserError
+            raise UserError(f"{path}: checkpoint not found")
+        return TinyGenerator().eval(), defaults("pretrain"), {"stage": "pretrain", "step": 1}
+    monkeypatch.setattr(evaluation, "load_generator", load)
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def colorfulness_np(rgb: np.ndarray) -> float:
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    rg, yb = np.abs(r - g), np.abs(0.5 * (r + g) - b)
+    return math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean())
+
+
+def auc_np(pred: np.ndarray, true: np.ndarray) -> float:
+    err = np.linalg.norm(rgb2lab(pred)[..., 1:] - rgb2lab(true)[..., 1:], axis=-1)
+    return float(np.mean([(err <= t).mean() for t in range(0, 151, 10)]))
+
+
+@pytest.fixture(scope="module")
+def cli_run(checkpoints, messy_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "out"
+    result = run_script("evaluate.py", "--checkpoint", checkpoints[0], "--checkpoint", checkpoints[1],
+                        "--data", messy_folder, "--out", out, "--image-size", "32", "--batch-size", "3",
+                        "--num-workers", "1", "--save-images", timeout=300)
+    return out, result
+
+
+def test_cli_writes_the_table_csv_summary_grids_and_images(cli_run, messy_folder):
+    out, result = cli_run
+    assert result.returncode == 0, result.stderr
+    labels = ["gray", "run-a/best", "run-b/best"]
+    lines = result.stdout.splitlines()
+    header = next(i for i, l in enumerate(lines) if l.startswith("label"))
+    assert [l.split()[0] for l in lines[header + 1: header + 4]] == labels
+    assert "psnr" in lines[header] and "fid" in lines[header] and "img_per_sec" in lines[header]
+    assert "skipped" in result.stderr and "broken.jpg" in result.stderr and "empty.png" in result.stderr
+
+    summary = json.loads((out / "summary.json").read_text())
+    n = N_COLOR + 2  # the gray photo and the RGBA one are evaluated
+    assert summary["n_images"] == n and summary["data"] == str(messy_folder)
+    assert summary["protocol"]["name"] == "center-crop" and summary["protocol"]["image_size"] == 32
+    assert sorted(Path(s["path"]).name for s in summary["skipped"]) == ["broken.jpg", "empty.png"]
+    assert all(s["reason"] for s in summary["skipped"])
+    assert summary["ground_truth"]["gray_images"] == ["gray.png"]
+    assert list(summary["models"]) == labels
+    keys = {"checkpoint", "psnr", "ssim", "delta_e2000", "colorfulness", "delta_colorfulness", "auc_ab", "lpips",
+            "fid", "img_per_sec"}
+    for label, m in summary["models"].items():
+        assert keys <= set(m), label
+        assert m["lpips"] is None and m["fid"] is None and m["img_per_sec"] > 0
+    assert set(summary["unavailable"]) == {"lpips", "fid"}
+    assert summary["models"]["gray"]["checkpoint"] is None
+    assert summary["models"]["run-b/best"]["stage"] == "gan"
+    assert summary["models"]["run-b/best"]["generator"] == "unet"
+
+    rows = read_csv(out / "metrics.csv")
+    assert len(rows) == 3 * n and {r["label"] for r in rows} == set(labels)
+    assert {r["image"] for r in rows if r["gray_truth"] == "1"} == {"gray.png"}
+    assert {"sub/alpha.png", "photo_000.jpg"} <= {r["image"] for r in rows}
+    assert len(list((out / "grids").glob("sheet_*.png"))) == 2  # 7 images, 4 per sheet
+    for label in ("gray", "run-a_best", "run-b_best"):
+        assert len(list((out / "images" / label).rglob("*.png"))) == n
+    assert png(out / "truth" / "sub" / "alpha.png").shape == (32, 32, 3)
+
+
+def test_csv_numbers_agree_with_scikit_image_on_the_saved_pngs(cli_run):
+    out, _ = cli_run
+    rows = read_csv(out / "metrics.csv")
+    for r in rows:
+        folder = {"gray": "gray"}.get(r["label"], r["label"].replace("/", "_"))
+        name = str(Path(r["image"]).with_suffix(".png"))
+        pred, true = png(out / "images" / folder / name), png(out / "truth" / name)
+        expected_psnr = math.inf if (pred == true).all() else peak_signal_noise_ratio(true, pred, data_range=255)
+        assert float(r["psnr"]) == pytest.approx(expected_psnr, abs=1e-5)
+        ssim = structural_similarity(true, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                     data_range=255, channel_axis=-1)
+        assert float(r["ssim"]) == pytest.approx(ssim, abs=1e-5)
+        assert float(r["delta_e2000"]) == pytest.approx(deltaE_ciede2000(rgb2lab(pred), rgb2lab(true)).mean(), abs=1e-3)
+        assert float(r["colorfulness"]) == pytest.approx(colorfulness_np(pred), abs=1e-5)
+        assert float(r["colorfulness_truth"]) == pytest.approx(colorfulness_np(true), abs=1e-5)
+        assert float(r["auc_ab"]) == pytest.approx(auc_np(pred, true), abs=2e-3)
+
+
+def test_summary_aggregates_the_csv_and_leaves_identical_images_out_of_psnr(cli_run):
+    out, _ = cli_run
+    rows, summary = read_csv(out / "metrics.csv"), json.loads((out / "summary.json").read_text())
+    truth_cf = np.mean([float(r["colorfulness_truth"]) for r in rows if r["label"] == "gray"])
+    assert summary["ground_truth"]["colorfulness"] == pytest.approx(truth_cf, abs=1e-4)
+    for label, m in summary["models"].items():
+        mine = [r for r in rows if r["label"] == label]
+        psnr = np.array([float(r["psnr"]) for r in mine])
+        assert m["psnr"] == pytest.approx(psnr[np.isfinite(psnr)].mean(), abs=1e-4)
+        assert m["psnr_identical"] == int(np.isinf(psnr).sum())
+        assert m["median"]["ssim"] == pytest.approx(np.median([float(r["ssim"]) for r in mine]), abs=1e-5)
+        cf = np.mean([float(r["colorfulness"]) for r in mine])
+        assert m["delta_colorfulness"] == pytest.approx(abs(cf - truth_cf), abs=1e-4)
+    # the gray baseline reproduces a gray photo exactly: PSNR inf in the CSV, counted apart from the mean
+    gray_row = next(r for r in rows if r["label"] == "gray" and r["image"] == "gray.png")
+    assert gray_row["psnr"] == "inf" and summary["models"]["gray"]["psnr_identical"] == 1
+
+
+def test_labels_are_stems_made_unique_by_their_folders():
+    assert make_labels(["a/x/best.pt", "a/y/best.pt", "b/other.pt"], None) == ["x/best", "y/best", "other"]
+    assert make_labels(["runs/gray.pt"], None) == ["runs/gray"]
+    assert make_labels(["m.pt", "m.pt"], None) == ["m#1", "m#2"]
+    assert make_labels(["a.pt", "b.pt"], ["ours", "theirs"]) == ["ours", "theirs"]
+
+
+def test_resize_and_full_res_protocols(tmp_path, tiny_generator):
+    data = tmp_path / "photos"
+    make_photo_folder(data, 2, size=(64, 40))
+    (tmp_path / "x.pt").write_bytes(b"")
+    common = dict(checkpoints=[str(tmp_path / "x.pt")], data=str(data), image_size=32, num_workers=0, save_images=True)
+    evaluate(EvalOptions(out=str(tmp_path / "resize"), protocol="resize", **common))
+    assert png(tmp_path / "resize" / "images" / "x" / "photo_000.png").shape == (32, 32, 3)
+    truth = np.asarray(Image.open(data / "photo_001.png").resize((32, 32), Image.BICUBIC))
+    assert (png(tmp_path / "resize" / "truth" / "photo_001.png") == truth).all()  # stretched, not cropped
+
+    summary = evaluate(EvalOptions(out=str(tmp_path / "full"), protocol="full-res", **common))
+    pred, true = png(tmp_path / "full" / "images" / "x" / "photo_001.png"), np.asarray(Image.open(data / "photo_001.png"))
+    assert pred.shape == true.shape == (40, 64, 3)
+    in_gamut = (pred > 3).all(-1) & (pred < 252).all(-1)
+    assert np.abs(rgb2lab(pred)[..., 0] - rgb2lab(true)[..., 0])[in_gamut].max() < 1.0  # the photo's own L
+    assert summary["protocol"]["name"] == "full-res" and summary["n_images"] == 2
+
+
+def test_embedded_validation_photos_and_a_single_image(tmp_path, tiny_generator):
+    (tmp_path / "x.pt").write_bytes(b"")
+    opts = dict(checkpoints=[str(tmp_path / "x.pt")], image_size=32, num_workers=0)
+    summary = evaluate(EvalOptions(data="embedded:val", out=str(tmp_path / "emb"), **opts))
+    assert summary["n_images"] == 3 and summary["data"] == "embedded:val"
+    one = evaluate(EvalOptions(data="embedded:val", out=str(tmp_path / "one"), limit=1, **opts))
+    assert one["n_images"] == 1 and one["models"]["x"]["std"]["psnr"] == 0.0
+    assert len(read_csv(tmp_path / "one" / "metrics.csv")) == 2
+
+
+class PooledFeatures(torch.nn.Module):
+    """A cheap stand-in for the FID Inception (whose loading and equality with pytorch-fid test_perceptual checks):
+    48-d features, the 4x4 average-pooled RGB."""
+
+    def forward(self, rgb):
+        return F.adaptive_avg_pool2d(rgb, 4).flatten(1)
+
+
+def test_lpips_and_fid_are_wired_to_the_right_images(tmp_path, tiny_generator, monkeypatch):
+    """LPIPS (random AlexNet from --lpips-weights) and FID recomputed from the saved PNGs by other means."""
+    import torchvision
+    from gan_colorizer.perceptual import Lpips, lpips_lin_file
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # nothing cached: only the flag's file
+    monkeypatch.setattr(evaluation, "load_fid", lambda path: (PooledFeatures(), "pooled"))
+    torch.manual_seed(1)
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), tmp_path / "alex.pth")
+    data, out = tmp_path / "photos", tmp_path / "out"
+    make_photo_folder(data, 5)
+    (tmp_path / "x.pt").write_bytes(b"")
+    summary = evaluate(EvalOptions(checkpoints=[str(tmp_path / "x.pt")], data=str(data), out=str(out), image_size=32,
+                                   num_workers=0, save_images=True, batch_size=2, grid_images=0,
+                                   lpips_weights=str(tmp_path / "alex.pth")))
+    assert summary["weights"] == {"lpips": str(tmp_path / "alex.pth"), "fid": "pooled"} and not summary["unavailable"]
+    rows = read_csv(out / "metrics.csv")
+    lpips_net = Lpips().eval()
+    lpips_net.load_weights(torch.load(tmp_path / "alex.pth"), torch.load(lpips_lin_file(), map_location="cpu"), "")
+    names = [f"photo_{i:03d}.png" for i in range(5)]
+    load = lambda folder: torch.stack([torch.from_numpy(png(folder / n).copy()).permute(2, 0, 1) for n in names])  # noqa: E731
+    truth = load(out / "truth").float() / 255
+    with torch.no_grad():
+        for label in ("gray", "x"):
+            pred = load(out / "images" / label).float() / 255
+            got = [float(r["lpips"]) for r in rows if r["label"] == label]
+            np.testing.assert_allclose(got, lpips_net(pred, truth).numpy(), atol=1e-5)
+            fid = _fid_low_rank(PooledFeatures()(pred).double().numpy(), PooledFeatures()(truth).double().numpy())
+            assert summary["models"][label]["fid"] == pytest.approx(fid, rel=1e-6, abs=1e-6)
+
+
+def _fid_low_rank(a: np.ndarray, b: np.ndarray) -> float:
+    """FID of two small feature sets without any d x d matrix: with centered A (n1 x d) and B (n2 x d),
+    tr((S1 S2)^1/2) is the nuclear norm of A B^T over sqrt((n1 - 1)(n2 - 1))."""
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    n1, n2 = len(a) - 1, len(b) - 1
+    cross = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / math.sqrt(n1 * n2)
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + (ca ** 2).sum() / n1 + (cb ** 2).sum() / n2 - 2 * cross)
+
+
+@pytest.mark.parametrize("case", ["missing checkpoint", "not a checkpoint", "no folder", "empty folder",
+                                  "label count", "label gray", "fid weights", "all broken", "bad size"])
+def test_unusable_arguments_exit_2_with_one_line(case, tmp_path, capsys, tiny_generator, monkeypatch):
+    ckpt, junk, folder = tmp_path / "ok.pt", tmp_path / "junk.pt", tmp_path / "photos"
+    ckpt.write_bytes(b"")
+    make_photo_folder(folder, 1)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.jpg").write_bytes(b"not a jpeg")
+    args = {"missing checkpoint": ["--checkpoint", tmp_path / "nope.pt", "--data", folder],
+            "not a checkpoint": ["--checkpoint", junk, "--data", folder],
+            "no folder": ["--checkpoint", ckpt, "--data", tmp_path / "nowhere"],
+            "empty folder": ["--checkpoint", ckpt, "--data", tmp_path / "empty"],
+            "label count": ["--checkpoint", ckpt, "--data", folder, "--label", "a", "--label", "b"],
+            "label gray": ["--checkpoint", ckpt, "--data", folder, "--label", "gray"],
+            "fid weights": ["--checkpoint", ckpt, "--data", folder, "--fid-weights", tmp_path / "none.pth"],
+            "all broken": ["--checkpoint", ckpt, "--data", tmp_path / "broken"],
+            "bad size": ["--checkpoint", ckpt, "--data", folder, "--image-size", "8"]}[case]
+    if case == "not a checkpoint":
+        from gan_colorizer.checkpoint import load_generator
+        monkeypatch.setattr(evaluation, "load_generator", load_generator)
+        junk.write_bytes(b"\x00garbage")
+    code = main([str(a) for a in args] + ["--out", str(tmp_path / "out"), "--num-workers", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
+
+
+@pytest.fixture
+def one_thread():
+    """Single-threaded torch: on a busy 2-core machine, two OpenMP threads per tiny op make this test 5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_memory_does_not_grow_from_200_to_2000_images(tmp_path, tiny_generator, one_thread):
+    """Resident memory sampled after every batch: its floor at the end of a 2,000-image run is no higher than
+    the 200-image run ever went. The floor is what a leak raises; peaks jitter by tens of MB with the batch temporaries.
+
+    Both runs share one process, so one-off costs (fonts, colormaps, allocator pools) are paid before either is
+    measured; keeping the 64 px ground truth of each image would add 22 MB (uint8), the margin is 10 MB.
+    """
+    folder = tmp_path / "many"
+    folder.mkdir()
+    base = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    for i in range(2000):
+        Image.fromarray(np.roll(base, i, axis=(0, 1))).save(folder / f"{i:04d}.png")
+    (tmp_path / "x.pt").write_bytes(b"")
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def run(limit: int) -> list[float]:
+        samples = []
+        probe = lambda n: samples.append(int(Path("/proc/self/statm").read_text().split()[1]) * page / 2**20)  # noqa: E731
+        summary = evaluate(EvalOptions(checkpoints=[str(tmp_path / "x.pt")], data=str(folder), limit=limit,
+                                       out=str(tmp_path / f"out{limit}"), image_size=64, batch_size=50, num_workers=0),
+                           on_batch=probe)
+        assert summary["n_images"] == limit
+        return samples
+
+    small, large = run(200), run(2000)
+    trace = ([round(m) for m in small], [round(m) for m in large])
+    assert min(large[-10:]) - max(small) < 10, trace  # the 2,000-image run ends where the 200-image run went
+    assert min(large[-10:]) - min(large[4:14]) < 10, trace  # and does not climb during its own 40 batches

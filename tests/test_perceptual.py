@@ -1,0 +1,121 @@
+"""LPIPS and FID networks: loaded from local files only, and equal to the reference packages given the same weights.
+
+Random weights stand in for the real ones (which are never downloaded); the reference packages are built with
+their download function replaced, so a network call would fail the test.
+"""
+import functools
+from unittest import mock
+
+import pytest
+import torch
+import torchvision
+
+from gan_colorizer import perceptual as P
+from gan_colorizer.errors import UserError
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch, tmp_path):
+    """An empty torch hub cache, and any download attempt is an error."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("attempted a download")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+@functools.lru_cache(maxsize=1)
+def random_fid_state(seed=0) -> dict:
+    """Built once: the Inception takes seconds to construct."""
+    torch.manual_seed(seed)
+    net = P.FidInception()
+    for m in net.modules():  # spread-out weights so that a wrong layer shows in the features
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, 0, 0.05)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    return net.net.state_dict()
+
+
+@functools.lru_cache(maxsize=1)
+def alexnet_state(seed=0) -> dict:
+    torch.manual_seed(seed)
+    return torchvision.models.alexnet(weights=None).state_dict()
+
+
+def test_fid_inception_equals_pytorch_fid_with_the_same_weights(tmp_path):
+    import pytorch_fid.inception as reference
+    state = random_fid_state()
+    torch.save(state, tmp_path / "fid.pth")
+    ours, source = P.load_fid(tmp_path / "fid.pth")
+    assert source == str(tmp_path / "fid.pth") and not ours.training
+    with mock.patch.object(reference, "load_state_dict_from_url", lambda *a, **k: state):
+        theirs = reference.InceptionV3([3]).eval()  # block 3 = pool3, 2048-d
+    rgb = torch.rand(2, 3, 96, 80)
+    with torch.no_grad():
+        a, b = ours(rgb), theirs(rgb)[0].flatten(1)
+    assert a.shape == (2, 2048) and a.std() > 0
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # lpips still passes torchvision's old pretrained= argument
+def test_lpips_equals_the_lpips_package_with_the_same_alexnet(tmp_path):
+    import lpips
+    state = alexnet_state()
+    torch.save(state, tmp_path / "alexnet.pth")
+    ours, _ = P.load_lpips(tmp_path / "alexnet.pth")
+    alexnet = torchvision.models.alexnet(weights=None)
+    alexnet.load_state_dict(state)
+    theirs = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)  # bundled lin weights, random trunk...
+    for block in (theirs.net.slice1, theirs.net.slice2, theirs.net.slice3, theirs.net.slice4, theirs.net.slice5):
+        for name in list(block._modules):  # ...replaced by the same AlexNet layers
+            block._modules[name] = alexnet.features[int(name)]
+    x, y = torch.rand(3, 3, 64, 64), torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = theirs(x * 2 - 1, y * 2 - 1).flatten()
+        assert torch.allclose(ours(x, y), expected, atol=1e-6)
+        assert ours(x, x).abs().max() < 1e-6
+        whole, _ = P.load_lpips(_saved(theirs.state_dict(), tmp_path / "lpips_whole.pth"))
+        assert torch.allclose(whole(x, y), expected, atol=1e-6)
+
+
+def _saved(state, path):
+    torch.save(state, path)
+    return path
+
+
+def test_weights_are_found_in_the_torch_hub_cache():
+    for name, state in ((P.FID_FILE, random_fid_state()), (P.ALEXNET_FILE, alexnet_state())):
+        path = P.hub_checkpoint(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+    (fid, fid_source), (lp, lp_source) = P.load_fid(), P.load_lpips()
+    assert fid is not None and lp is not None
+    assert fid_source.endswith(P.FID_FILE) and lp_source.endswith(P.ALEXNET_FILE)
+
+
+def test_missing_weights_give_none_and_a_reason():
+    for load, name, flag in ((P.load_fid, P.FID_FILE, "--fid-weights"), (P.load_lpips, P.ALEXNET_FILE, "--lpips-weights")):
+        net, reason = load()
+        assert net is None and name in reason and flag in reason and str(P.hub_checkpoint(name).parent) in reason
+
+
+def test_an_unusable_cached_file_gives_none_and_a_reason():
+    path = P.hub_checkpoint(P.FID_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(alexnet_state(), path)
+    net, reason = P.load_fid()
+    assert net is None and "unusable cached weights" in reason and "FID Inception" in reason
+
+
+def test_a_flag_naming_a_missing_or_wrong_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        P.load_fid(tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="junk.pth"):
+        P.load_lpips(tmp_path / "junk.pth")
+    torch.save(alexnet_state(), tmp_path / "alexnet.pth")
+    with pytest.raises(UserError, match="not pytorch-fid's FID Inception"):
+        P.load_fid(tmp_path / "alexnet.pth")
