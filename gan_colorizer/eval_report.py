@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from .color import rgb_to_lab
 from .errors import UserError
 from .eval_data import GRAY
-from .metrics import delta_e2000_map, summarize
-from .viz import SheetRow, comparison_sheet, difference_map, save_png
+from .metrics import summarize
+from .viz import SheetRow, comparison_sheet, difference_maps, save_png
 
 METRICS = ("psnr", "ssim", "delta_e2000", "colorfulness", "auc_ab", "lpips")
 CSV_COLUMNS = ("label", "image", "width", "height", "gray_truth", "psnr", "ssim", "delta_e2000", "colorfulness",
@@ -78,15 +78,16 @@ class GridCollector:
             column = GRAY_COLUMN if label == GRAY else label
             s = scores[label]
             captions[column] = f"PSNR {float(s['psnr'][i]):.2f}  dE00 {float(s['delta_e2000'][i]):.2f}"
+        long_side = max(tiles["ground truth"].shape[:2])
         for label in self.models:
-            de = delta_e2000_map(rgb_to_lab(preds[label][i:i + 1].float() / 255), truth_lab[i:i + 1])
-            tiles[f"CIEDE2000 {label}"] = difference_map(_tile(de)[0])
+            pred_lab = rgb_to_lab(preds[label][i:i + 1].float() / 255)
+            tiles[f"errors {label}"] = difference_maps(pred_lab, truth_lab[i:i + 1], long_side)
         self.rows.append(SheetRow(name, tiles, captions))
         if len(self.rows) == SHEET_ROWS:
             self.flush()
 
     def columns(self) -> list[str]:
-        return [GRAY_COLUMN, *self.models, "ground truth", *[f"CIEDE2000 {l}" for l in self.models]]
+        return [GRAY_COLUMN, *self.models, "ground truth", *[f"errors {l}" for l in self.models]]
 
     def flush(self) -> None:
         if self.rows:

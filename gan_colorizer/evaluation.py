@@ -225,7 +225,7 @@ def evaluate(opts: EvalOptions, on_batch=None) -> dict:
 DESCRIPTION = """Evaluate stage-1 / stage-2 checkpoints and the gray baseline on held-out photos under a fixed protocol.
 
 Writes OUT/metrics.csv (one row per label and image), OUT/summary.json (mean; std and median beside),
-OUT/grids/*.png (gray input | models | truth | CIEDE2000 maps) and, with --save-images, OUT/images/LABEL/.
+OUT/grids/*.png (gray input | models | truth | CIEDE2000, |delta a|, |delta b| maps) and, with --save-images, OUT/images/LABEL/.
 
 examples:
   python evaluate.py --checkpoint checkpoints/coco-l1/best.pt --checkpoint checkpoints/coco-gan/best.pt \\
