@@ -16,6 +16,7 @@ from .config import Config, best_mode, validate
 from .data import (DataSplit, EpochSampler, LoaderFailure, PhotoDataset, guarded, make_loader, prepare_files,
                    save_split, saved_split, split_digest)
 from .errors import Interrupted, TrainingDiverged, UserError
+from .features import training_visuals
 from .faults import BadSteps, CheckpointSchedule, RunLock, StopSignals, StopWaiting, all_finite, kill_here_in_tests
 from .losses import discriminator_loss, generator_loss, l1_loss
 from .metrics import psnr
@@ -388,6 +389,8 @@ class Trainer:
                             | {"img/s": f"{means['perf/img_per_sec']:.1f}"})
         if step % self.cfg.run.image_every == 0 and self.samples is not None:
             self.monitor.grid(step, sample_grid(self.rt, self.nets.generator, self.samples))
+        if self.cfg.run.viz_every and step % self.cfg.run.viz_every == 0 and self.samples is not None:
+            self.monitor.visuals(step, training_visuals(self.rt, self.nets.generator, self.samples))
 
     def _end_of_period(self) -> None:
         """Validate, log, write last.pt and (when improved) best.pt."""
