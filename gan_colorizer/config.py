@@ -60,6 +60,8 @@ class OptimConfig:
     amp: str = opt("auto", "mixed precision: auto = bf16 where the device runs it fast (CUDA with bf16, CPUs with AVX-512 BF16), else off",
                    choices=("auto", "off", "bf16", "fp16"))
     channels_last: bool = opt(True, "channels_last memory format for the nets (faster convolutions)")
+    compile: bool = opt(False, "torch.compile both nets (the first steps are slow while it compiles)")
+    sync_bn: bool = opt(False, "BatchNorm statistics over all processes under torchrun (SyncBatchNorm)")
 
 
 @dataclass
