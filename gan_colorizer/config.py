@@ -63,6 +63,8 @@ class OptimConfig:
                    choices=("auto", "off", "bf16", "fp16"))
     channels_last: bool = opt(True, "channels_last memory format for the nets (faster convolutions)")
     max_bad_steps: int = opt(20, "steps with a NaN / Inf loss or gradient are skipped; this many in a row stop the run")
+    compile: bool = opt(False, "torch.compile both nets (the first steps are slow while it compiles)")
+    sync_bn: bool = opt(False, "BatchNorm statistics over all processes under torchrun (SyncBatchNorm)")
 
 
 @dataclass

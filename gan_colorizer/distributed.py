@@ -1,0 +1,154 @@
+"""Multi-process training under torchrun: process group, DDP wrapping, sync BatchNorm, collectives.
+
+A single process (no torchrun) gets world size 1 and every function here is a no-op.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .errors import UserError
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def setup(device: str) -> tuple[Dist, str]:
+    """Join the process group torchrun describes in the environment; returns (Dist, device for this rank)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices")
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
+    return Dist(rank, world, local_rank), device
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(d: Dist) -> None:
+    if d.active:
+        dist.barrier()
+
+
+def broadcast_object(d: Dist, obj=None):
+    """rank 0's obj on every rank."""
+    if not d.active:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_gather_object(d: Dist, obj) -> list:
+    if not d.active:
+        return [obj]
+    out = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(d: Dist, values: list[float], device) -> list[float]:
+    if not d.active:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(d: Dist, flag: bool, device) -> bool:
+    """True on every rank when flag is True on any rank (stop requests, divergence)."""
+    return bool(all_reduce_sum(d, [float(flag)], device)[0] > 0) if d.active else flag
+
+
+class CPUSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm with statistics over all ranks, for gloo on CPU (torch's SyncBatchNorm runs on GPUs only)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce  # differentiable all_reduce
+        x32 = x.float()
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32)
+        stats = torch.cat([x32.sum(dim=(0, 2, 3)), (x32 * x32).sum(dim=(0, 2, 3)), count])
+        stats = all_reduce(stats)
+        c = x.shape[1]
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = stats[c:2 * c] / n - mean * mean
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * n / max(n.item() - 1, 1.0), alpha=m)
+        shape = (1, c, 1, 1)
+        out = (x32 - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return (out * self.weight.view(shape) + self.bias.view(shape)).to(x.dtype)
+
+
+def convert_sync_bn(net: nn.Module, device: torch.device) -> nn.Module:
+    """BatchNorm -> torch's SyncBatchNorm on GPUs, CPUSyncBatchNorm on CPU."""
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    for name, child in net.named_children():
+        if isinstance(child, nn.BatchNorm2d) and type(child) is not CPUSyncBatchNorm:
+            sync = CPUSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                    child.track_running_stats)
+            sync.load_state_dict(child.state_dict())
+            setattr(net, name, sync.to(child.weight.device))
+        else:
+            convert_sync_bn(child, device)
+    return net
+
+
+def wrap(net: nn.Module, d: Dist, device: torch.device) -> nn.Module:
+    if not d.active:
+        return net
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(net, device_ids=ids, broadcast_buffers=True)
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The plain module under DDP and torch.compile wrappers."""
+    while True:
+        if isinstance(net, DistributedDataParallel):
+            net = net.module
+        elif hasattr(net, "_orig_mod"):
+            net = net._orig_mod
+        else:
+            return net
+
+
+def sync_gradients(net: nn.Module, sync: bool):
+    """DDP's no_sync() for all but the last micro-batch of an accumulated step: no needless all-reduce."""
+    if sync or not isinstance(net, DistributedDataParallel):
+        return contextlib.nullcontext()
+    return net.no_sync()

@@ -1,0 +1,99 @@
+"""Training under torchrun on CPU (gloo, 2 processes) against a single process with the same global batch."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from conftest import ROOT, make_photo_folder, run_dirs_args
+from gan_colorizer.distributed import CPUSyncBatchNorm, unwrap
+from test_training import events, scalar_values
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sync_bn_worker(rank, world, port, x, weight, out_queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    bn = CPUSyncBatchNorm(3)
+    bn.weight.data.copy_(weight)
+    shard = x.chunk(world)[rank].clone().requires_grad_(True)
+    out = bn(shard)
+    (out * torch.arange(out.numel()).view_as(out) / out.numel()).sum().backward()
+    out_queue.put((rank, out.detach(), shard.grad, bn.weight.grad, bn.running_mean, bn.running_var))
+    dist.destroy_process_group()
+
+
+def test_cpu_sync_batchnorm_equals_batchnorm_over_the_global_batch():
+    torch.manual_seed(0)
+    x, weight = torch.randn(4, 3, 5, 5) * 3 + 1, torch.rand(3) + 0.5
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_sync_bn_worker, args=(r, 2, port, x, weight, queue))
+             for port in [_free_port()] for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict((r[0], r[1:]) for r in (queue.get(timeout=120) for _ in procs))
+    for p in procs:
+        p.join(timeout=60)
+    ref = torch.nn.BatchNorm2d(3)
+    ref.weight.data.copy_(weight)
+    xr = x.clone().requires_grad_(True)
+    out = ref(xr)
+    weights = torch.arange(out[:2].numel()).view_as(out[:2]) / out[:2].numel()
+    (out * torch.cat([weights, weights])).sum().backward()
+    assert torch.allclose(torch.cat([results[0][0], results[1][0]]), out, atol=1e-5)
+    assert torch.allclose(torch.cat([results[0][1], results[1][1]]), xr.grad, atol=1e-5)
+    assert torch.allclose(results[0][2] + results[1][2], ref.weight.grad, atol=1e-4)  # DDP sums then averages
+    assert torch.allclose(results[0][3], ref.running_mean, atol=1e-6)
+    assert torch.allclose(results[0][4], ref.running_var, atol=1e-5)
+
+
+def _torchrun(nproc: int, script: str, *args):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    """Stage 2, global micro-batch 4, 2 accumulated micro-batches: 2 processes vs 1 process."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    data = tmp / "photos"
+    make_photo_folder(data, 10)
+    common = ["--data", str(data), "--val-fraction", "0.2", "--image-size", "32", "--batch-size", "4",
+              "--grad-accum", "2", "--max-steps", "3", "--num-workers", "0", "--amp", "off", "--sync-bn",
+              "--log-every", "1", "--image-every", "100"]
+    two = _torchrun(2, "train_gan.py", *common, *run_dirs_args(tmp, "two"))
+    one = _torchrun(1, "train_gan.py", *common, *run_dirs_args(tmp, "one"))
+    return tmp, two, one
+
+
+def test_two_processes_follow_the_single_process_loss_trajectory(ddp_runs):
+    tmp, two, one = ddp_runs
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert one.returncode == 0, one.stderr[-3000:]
+    for tag in ("loss/g_l1", "loss/d_real", "loss/d_fake", "loss/g_gan"):
+        a = scalar_values(tmp / "runs" / "two", tag)
+        b = scalar_values(tmp / "runs" / "one", tag)
+        assert [s for s, _ in a] == [1, 2, 3]
+        for (_, x), (_, y) in zip(a, b):
+            assert x == pytest.approx(y, rel=2e-3, abs=1e-4), (tag, a, b)
+
+
+def test_only_rank_0_writes_and_the_checkpoint_loads_in_one_process(ddp_runs):
+    tmp, _, _ = ddp_runs
+    assert len(list((tmp / "runs" / "two").glob("events.out.tfevents.*"))) == 1
+    from gan_colorizer.checkpoint import load_generator
+    generator, cfg, ckpt = load_generator(tmp / "checkpoints" / "two" / "last.pt")
+    assert not any(k.startswith("module.") for k in ckpt["generator"])
+    assert generator(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+    assert unwrap(generator) is generator
