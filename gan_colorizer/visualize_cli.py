@@ -49,12 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def network_input(path, size: int, multiple: int) -> tuple[torch.Tensor, bool]:
-    """The photo resized (bicubic) to the network's input shape as uint8 (1, 3, H, W), and whether it is gray."""
+def read_photo(path) -> Image.Image:
     try:
-        img = load_rgb(path)
+        return load_rgb(path)
     except UnreadableImage as e:
         raise UserError(f"--image {e.path}: {e.reason}") from None
+
+
+def network_input(img: Image.Image, size: int, multiple: int) -> tuple[torch.Tensor, bool]:
+    """The photo resized (bicubic) to the network's input shape as uint8 (1, 3, H, W), and whether it is gray."""
     h, w = render_shape(img.height, img.width, size, multiple)
     pixels = torch.from_numpy(np.array(img.resize((w, h), Image.BICUBIC))).permute(2, 0, 1)[None]
     return pixels.contiguous(), is_gray(img)
@@ -81,11 +84,14 @@ def visualize(args) -> dict:
     from .features import ab_maps, capture, select_stages
     if args.top < 1:
         raise UserError("--top must be >= 1")
+    if args.size is not None and args.size < 16:
+        raise UserError(f"--size {args.size}: must be at least 16")
+    photo = read_photo(args.image)  # before the model loads: a wrong path fails at once
     rt = Runtime(args.device, "off", channels_last=False)
     generator, cfg, _ = load_generator(args.checkpoint, rt.device)
     names = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
     chosen = select_stages(generator, names)
-    pixels, gray = network_input(args.image, args.size or cfg.data.image_size, size_multiple(generator))
+    pixels, gray = network_input(photo, args.size or cfg.data.image_size, size_multiple(generator))
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
