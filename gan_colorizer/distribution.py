@@ -139,8 +139,9 @@ def _chroma_axes(ax, sources: dict) -> None:
         share = dist.c / max(1, dist.c.sum())
         ax.plot(np.arange(N_CHROMA) + 0.5, share * 100, lw=2 if name == "ground truth" else 1.2,
                 color="black" if name == "ground truth" else None, label=name)
-    ax.set_xlabel("chroma sqrt(a\u00b2 + b\u00b2)"), ax.set_ylabel("% of pixels per unit")
+    ax.set_xlabel("chroma sqrt(a\u00b2 + b\u00b2)"), ax.set_ylabel("% of pixels per unit (log)")
     ax.set_title("chroma (low = grayish; L1 training pulls it down)", fontsize=9)
+    ax.set_yscale("log"), ax.set_ylim(bottom=1e-3)  # log: a gray spike at 0 and the rare saturated tail both show
     ax.set_xlim(0, 110), ax.legend(fontsize=8)
 
 

@@ -115,11 +115,12 @@ def activation_chart(fmap: torch.Tensor, title: str, k: int = TOP_CHANNELS) -> n
     """Bar chart of every filter's mean activation, the k shown in the grid highlighted; (H, W, 3) uint8."""
     means = channel_means(fmap).cpu().numpy()
     silent = int((fmap.flatten(1).amax(dim=1) <= 0).sum())  # never positive on this input: dead after a ReLU
-    colors = np.full(len(means), "#4c72b0", dtype=object)
-    colors[top_channels(torch.from_numpy(means), k)] = "#dd8452"
+    top = top_channels(torch.from_numpy(means), k)
     fig = figure(max(6.0, min(14.0, len(means) / 40)), 2.8)
     ax = fig.add_subplot()
-    ax.bar(np.arange(len(means)), means, width=1.0, color=list(colors))
+    # one filled step artist for all bars (a Rectangle per bar is ten times slower), then the shown ones on top
+    ax.stairs(means, np.arange(len(means) + 1) - 0.5, fill=True, color="#4c72b0", baseline=0)
+    ax.bar(top, means[top], width=1.0, color="#dd8452")
     ax.axhline(0, color="0.3", lw=0.6)
     ax.set_xlim(-0.5, len(means) - 0.5)
     ax.set_xlabel(f"filter (of {len(means)}; orange: the {min(k, len(means))} in the grid)")
