@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/colorize_speed.py
 	$(BIN)/python bench/checkpoint_write.py
 	$(BIN)/python bench/eval_speed.py
+	$(BIN)/python bench/viz_cost.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -56,6 +56,7 @@ class HtmlReport:
             for sub in ("img", "pixels", "layers"):  # a previous report's files would mislead
                 shutil.rmtree(self.dir / sub, ignore_errors=True)
                 (self.dir / sub).mkdir(parents=True)
+            (self.dir / "index.html").unlink(missing_ok=True)  # written again when this evaluation completes
         except OSError as e:
             raise UserError(f"--out {out}: cannot write the report there ({e.strerror or e})") from None
         n = min(opts.report_images, n_eval)

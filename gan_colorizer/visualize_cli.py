@@ -104,20 +104,26 @@ def visualize(args) -> dict:
     save_png(_hwc(fake_rgb), out / "prediction.png")
     save_png(ab_maps(fake_ab[0], "prediction"), out / "ab_prediction.png")
     if not gray:  # a gray photo has no truth to compare with
-        fake_lab = rgb_to_lab(fake_rgb.float() / 255)
-        save_png(_hwc(pixels), out / "truth.png")
-        save_png(ab_maps(real_ab[0], "truth"), out / "ab_truth.png")
-        save_png(difference_maps(fake_lab, model_to_lab(gray_l, real_ab)), out / "difference.png")
-        truth, pred = ColorDistribution(), ColorDistribution()
-        truth.update(model_to_lab(gray_l, real_ab))
-        pred.update(fake_lab)
-        distribution_figure(truth, {"prediction": pred}, out / "ab_distribution.png")
+        compare_with_truth(out, pixels, gray_l, real_ab, fake_rgb)
     summary = {"checkpoint": str(args.checkpoint), "image": str(args.image), "input_size": list(pixels.shape[-2:]),
                "generator": cfg.model.generator, "gray_photo": gray, "layers": _layer_files(out, outputs, args.top)}
     (out / "layers.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(summary['layers'])} layers of {args.checkpoint} on {args.image} "
           f"({pixels.shape[-1]}x{pixels.shape[-2]}) -> {out}")
     return summary
+
+
+def compare_with_truth(out: Path, pixels, gray_l, real_ab, fake_rgb) -> None:
+    """truth.png, ab_truth.png, difference.png and ab_distribution.png: the prediction against the photo."""
+    from .features import ab_maps
+    fake_lab, real_lab = rgb_to_lab(fake_rgb.float() / 255), model_to_lab(gray_l, real_ab)
+    save_png(_hwc(pixels), out / "truth.png")
+    save_png(ab_maps(real_ab[0], "truth"), out / "ab_truth.png")
+    save_png(difference_maps(fake_lab, real_lab), out / "difference.png")
+    truth, pred = ColorDistribution(), ColorDistribution()
+    truth.update(real_lab)
+    pred.update(fake_lab)
+    distribution_figure(truth, {"prediction": pred}, out / "ab_distribution.png")
 
 
 def _hwc(images: torch.Tensor):
