@@ -158,3 +158,36 @@ def test_hovering_a_pixel_shows_its_l_ab_and_ciede2000(page, report):
                          f"{label} de": deltaE_ciede2000(lab[y, x], truth_lab[y, x])}
         for key, value in expected.items():
             assert float(shown[key]) == pytest.approx(value, abs=0.011), key
+
+
+class TinyGenerator(torch.nn.Module):
+    """A 3x3 convolution of L to ab: fast, and of no known generator type (no layer view)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, gray_l):
+        return torch.tanh(self.conv(gray_l))
+
+
+def test_report_keeps_a_bounded_number_of_images_while_streaming(tmp_path, monkeypatch):
+    from gan_colorizer import evaluation
+    monkeypatch.setattr(evaluation, "load_generator", lambda path, device="cpu": (TinyGenerator().eval(),
+                                                                                 defaults("pretrain"), {}))
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"{i:02d}.png")
+    opts = EvalOptions(checkpoints=["tiny.pt"], data=str(tmp_path / "photos"), out=str(tmp_path / "out"), image_size=16,
+                       batch_size=7, num_workers=0, grid_images=0, report=True, report_images=4, report_worst=3)
+    evaluator = evaluation.Evaluator(opts)
+    held = []
+    evaluator.run(on_batch=lambda n: held.append((len(evaluator.report.html.cards),
+                                                  len(list((tmp_path / "out" / "report" / "img").iterdir())))))
+    assert len(held) == 9 and max(cards for cards, _ in held) <= 4 + 3
+    assert all(files == 4 * cards for cards, files in held)  # gray, model, truth and errors of each card
+    html = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "No layer view: tiny: TinyGenerator is neither generator type" in html
+    assert len(card_ids(html, "worst")) == 3
