@@ -25,7 +25,7 @@ from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.data import EpochSampler, PhotoDataset, crop_box, make_loader  # noqa: E402
 from gan_colorizer.images import list_images  # noqa: E402
 from gan_colorizer.runtime import Runtime, resolve_workers  # noqa: E402
-from gan_colorizer.training import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
+from gan_colorizer.steps import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
 
 
 class PlainLabDataset(Dataset):

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 from conftest import ROOT, make_photo_folder, run_dirs_args
 from gan_colorizer.distributed import CPUSyncBatchNorm, unwrap
-from test_training import events, scalar_values
+from test_training import scalar_values
 
 
 def _free_port() -> int:
@@ -78,6 +78,9 @@ def ddp_runs(tmp_path_factory):
 
 
 def test_two_processes_follow_the_single_process_loss_trajectory(ddp_runs):
+    """Within 1% over 3 steps (measured: 0.35% at most; the float order of the all-reduce and of the synced
+    BatchNorm statistics differs, and Adam turns sign flips of near-zero gradients into full steps). One process
+    with half the batch, which is what a process without gradient sync would follow, is 10-40% off."""
     tmp, two, one = ddp_runs
     assert two.returncode == 0, two.stderr[-3000:]
     assert one.returncode == 0, one.stderr[-3000:]
@@ -86,7 +89,18 @@ def test_two_processes_follow_the_single_process_loss_trajectory(ddp_runs):
         b = scalar_values(tmp / "runs" / "one", tag)
         assert [s for s, _ in a] == [1, 2, 3]
         for (_, x), (_, y) in zip(a, b):
-            assert x == pytest.approx(y, rel=2e-3, abs=1e-4), (tag, a, b)
+            assert x == pytest.approx(y, rel=1e-2, abs=1e-3), (tag, a, b)
+    share = _share_of_weights_apart(tmp / "checkpoints" / "two", tmp / "checkpoints" / "one")
+    assert share < 0.15, share  # measured 4.4%; half the batch without sync: 38%
+
+
+def _share_of_weights_apart(a, b, by: float = 1e-4) -> float:
+    """The share of generator weights (not BatchNorm statistics) that differ by more than `by` between two runs."""
+    wa = torch.load(a / "last.pt", weights_only=True)["generator"]
+    wb = torch.load(b / "last.pt", weights_only=True)["generator"]
+    keys = [k for k in wa if k.endswith("weight") and wa[k].is_floating_point()]
+    diff = torch.cat([(wa[k].float() - wb[k].float()).abs().flatten() for k in keys])
+    return (diff > by).float().mean().item()
 
 
 def test_only_rank_0_writes_and_the_checkpoint_loads_in_one_process(ddp_runs):
