@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
 
 from conftest import ROOT, make_photo_folder, run_dirs_args
 from gan_colorizer.distributed import CPUSyncBatchNorm, unwrap
@@ -103,11 +104,32 @@ def _share_of_weights_apart(a, b, by: float = 1e-4) -> float:
     return (diff > by).float().mean().item()
 
 
-def test_only_rank_0_writes_and_the_checkpoint_loads_in_one_process(ddp_runs):
+def test_only_rank_0_writes_and_the_checkpoint_serves_evaluation_and_colorize(ddp_runs):
     tmp, _, _ = ddp_runs
     assert len(list((tmp / "runs" / "two").glob("events.out.tfevents.*"))) == 1
+    assert not list((tmp / "checkpoints" / "two").glob(".*.tmp"))
+    from gan_colorizer import Colorizer
     from gan_colorizer.checkpoint import load_generator
-    generator, cfg, ckpt = load_generator(tmp / "checkpoints" / "two" / "last.pt")
+    from gan_colorizer.evaluation import EvalOptions, evaluate
+    last = tmp / "checkpoints" / "two" / "last.pt"
+    generator, cfg, ckpt = load_generator(last)
     assert not any(k.startswith("module.") for k in ckpt["generator"])
-    assert generator(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
-    assert unwrap(generator) is generator
+    assert unwrap(generator) is generator and cfg.optim.sync_bn
+    summary = evaluate(EvalOptions(checkpoints=[str(last)], data=str(tmp / "photos"), out=str(tmp / "eval"),
+                                   image_size=32, num_workers=0, device="cpu"))
+    assert summary["n_images"] == 10 and summary["models"]["last"]["psnr"] > 0
+    photo = Colorizer.from_checkpoint(last, device="cpu").colorize(Image.open(next((tmp / "photos").iterdir())))
+    assert photo.size == (48, 40)
+
+
+def test_compile_matches_eager_and_a_missing_compiler_is_one_line(monkeypatch):
+    from gan_colorizer.errors import UserError
+    from gan_colorizer.networks import PatchDiscriminator
+    from gan_colorizer.runtime import compile_net
+    net = PatchDiscriminator(3, 8, 2)
+    gray_l, ab = torch.randn(2, 1, 32, 32), torch.randn(2, 2, 32, 32)
+    compiled = compile_net(net, torch.device("cpu"))
+    assert torch.allclose(compiled(gray_l, ab), net(gray_l, ab), atol=1e-5)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(UserError, match="--compile: .* needs a C\\+\\+ compiler"):
+        compile_net(net, torch.device("cpu"))
