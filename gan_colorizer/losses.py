@@ -5,12 +5,28 @@ import torch
 import torch.nn.functional as F
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")
+RECON_LOSSES = ("l1", "l2", "l1+l2")
 
 
 def l1_loss(fake_ab: torch.Tensor, real_ab: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Stage 1: mean absolute ab error in the model's units."""
     loss = F.l1_loss(fake_ab.float(), real_ab.float())
     return loss, {"g_l1": loss.detach()}
+
+
+def reconstruction_loss(fake_ab: torch.Tensor, real_ab: torch.Tensor, kind: str = "l1",
+                        l2_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """L1, L2 (mean squared error) or L1 + l2_weight * L2 on ab; L1 is always reported, for comparability."""
+    l1, parts = l1_loss(fake_ab, real_ab)
+    if kind == "l1":
+        return l1, parts
+    l2 = F.mse_loss(fake_ab.float(), real_ab.float())
+    parts["g_l2"] = l2.detach()
+    if kind == "l2":
+        return l2, parts
+    if kind == "l1+l2":
+        return l1 + l2_weight * l2, parts
+    raise ValueError(f"unknown reconstruction loss {kind!r}; choose from {RECON_LOSSES}")
 
 
 def _adversarial(logits: torch.Tensor, real: bool, mode: str, for_generator: bool) -> torch.Tensor:
