@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .color import model_to_rgb, to_uint8
+from .color import model_to_lab, model_to_rgb, to_uint8
 from .config import Config
 from .distributed import sync_gradients
 from .faults import all_finite
-from .losses import discriminator_loss, generator_loss, l1_loss
-from .metrics import psnr
+from .losses import discriminator_loss, generator_loss, reconstruction
+from .metrics import colorfulness, delta_e2000, psnr
 from .runtime import Runtime
 
 PSNR_CAP = 100.0  # dB; an exact prediction has infinite PSNR, which would make the mean useless for best.pt
@@ -24,21 +24,28 @@ PSNR_CAP = 100.0  # dB; an exact prediction has infinite PSNR, which would make 
 class Nets:
     generator: torch.nn.Module
     discriminator: torch.nn.Module | None = None
+    perceptual: torch.nn.Module | None = None  # frozen VGG16 for --perceptual-weight; not trained, not saved
+    ema: object | None = None  # ema.EMA of the generator for --ema-decay
 
 
 def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    return torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
+    """Adam, or AdamW (decoupled weight decay) when --weight-decay > 0."""
+    o = cfg.optim
+    if o.weight_decay > 0:
+        return torch.optim.AdamW(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
 
 
 def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> tuple[dict, bool]:
-    """Stage 1: L1 on ab, gradients accumulated over the micro-batches. Returns (losses, whether G was updated)."""
+    """Stage 1: the reconstruction loss (L1 on ab by default), gradients accumulated over the micro-batches.
+    Returns (losses, whether G was updated)."""
     opts["g"].zero_grad(set_to_none=True)
     parts = {}
     for i, (gray_l, real_ab) in enumerate(micro):
         with sync_gradients(nets.generator, i == len(micro) - 1):
             with rt.autocast():
                 fake_ab = nets.generator(gray_l)
-            loss, parts_i = l1_loss(fake_ab, real_ab)
+            loss, parts_i = reconstruction(gray_l, fake_ab, real_ab, cfg.optim, nets.perceptual)
             rt.backward(loss / len(micro))
         _accumulate(parts, parts_i, len(micro))
     updated = rt.step(opts["g"], all_finite(parts))
@@ -94,7 +101,8 @@ def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: li
                 with rt.autocast():
                     fake_ab = G(gray_l)
             with rt.autocast():
-                loss_g, parts_g = generator_loss(D(gray_l, fake_ab), fake_ab, real_ab, o.lambda_l1, o.gan_mode)
+                recon = reconstruction(gray_l, fake_ab, real_ab, o, nets.perceptual)
+                loss_g, parts_g = generator_loss(D(gray_l, fake_ab), recon, o.lambda_l1, o.gan_mode)
             rt.backward(loss_g / len(micro))
         _accumulate(parts, parts_g, len(micro))
 
@@ -110,21 +118,29 @@ def validation_sums(rt: Runtime, generator: torch.nn.Module, batches) -> dict:
 
     Sums rather than means, so that processes under torchrun can add theirs before dividing.
     """
+    was_training = generator.training
     generator.eval()
-    sums = {"l1": 0.0, "psnr": 0.0, "n": 0.0}
+    sums = dict.fromkeys(("l1", "psnr", "delta_e2000", "cf_pred", "cf_true", "n"), 0.0)
     for pixels, _ in batches:
         gray_l, real_ab = rt.batch(pixels)
         with rt.autocast():
             fake_ab = generator(gray_l).float()
         sums["l1"] += (fake_ab - real_ab).abs().mean(dim=(1, 2, 3)).sum().item()
-        fake = to_uint8(model_to_rgb(gray_l, fake_ab))
-        sums["psnr"] += psnr(fake, pixels.to(fake.device)).clamp_max(PSNR_CAP).sum().item()
+        fake, true = to_uint8(model_to_rgb(gray_l, fake_ab)), pixels.to(fake_ab.device)
+        sums["psnr"] += psnr(fake, true).clamp_max(PSNR_CAP).sum().item()
+        sums["delta_e2000"] += delta_e2000(model_to_lab(gray_l, fake_ab), model_to_lab(gray_l, real_ab)).sum().item()
+        sums["cf_pred"] += colorfulness(fake).sum().item()
+        sums["cf_true"] += colorfulness(true).sum().item()
         sums["n"] += pixels.shape[0]
-    generator.train()
+    generator.train(was_training)
     return sums
 
 
 def finish_validation(sums: dict) -> dict:
-    """Mean L1 on ab (model units) and mean PSNR on 8-bit RGB, as val/ metrics."""
+    """Means over the validation set: L1 on ab (model units), PSNR on 8-bit RGB, CIEDE2000, and the colorfulness
+    gap |mean CF(predictions) - mean CF(truth)| (Hasler & Suesstrunk; the gray/brown bias of L1 shows up here)."""
     n = sums.get("n", 0)
-    return {"val/l1": sums["l1"] / n, "val/psnr": sums["psnr"] / n} if n else {}
+    if not n:
+        return {}
+    return {"val/l1": sums["l1"] / n, "val/psnr": sums["psnr"] / n, "val/delta_e2000": sums["delta_e2000"] / n,
+            "val/colorfulness_gap": abs(sums["cf_pred"] - sums["cf_true"]) / n}

@@ -40,7 +40,8 @@ class TrainState:
 def _restore(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt: Runtime) -> TrainState:
     if ckpt.get("stage") != cfg.stage:
         raise UserError(f"{path}: a {ckpt.get('stage')} checkpoint cannot resume a {cfg.stage} run")
-    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path, nets=list(_by_name(nets)))
+    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path, nets=[n for n in _by_name(nets)
+                                                                                  if n in ckpt_io.ARCH_FIELDS])
     counters = ckpt_io.restore(ckpt, path, _by_name(nets), opts, rt.scaler)
     state = TrainState(counters["epoch"], counters["batch_in_epoch"], counters["step"], counters["best_metric"],
                        counters["skipped_steps"])
@@ -58,9 +59,14 @@ def _init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
 
 
 def _by_name(nets: Nets) -> dict:
-    """{"generator": G} or {"generator": G, "discriminator": D}: the nets this stage has, without DDP / compile
-    wrappers (so checkpoints written under torchrun load anywhere)."""
-    return {name: unwrap(net) for name, net in vars(nets).items() if net is not None}
+    """The nets a checkpoint holds: generator, discriminator (stage 2), generator_ema (--ema-decay); without
+    DDP / compile wrappers, so checkpoints written under torchrun load anywhere."""
+    named = {"generator": unwrap(nets.generator)}
+    if nets.discriminator is not None:
+        named["discriminator"] = unwrap(nets.discriminator)
+    if nets.ema is not None:
+        named["generator_ema"] = nets.ema.model
+    return named
 
 
 def _build(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist) -> tuple[Nets, dict, TrainState]:
@@ -82,6 +88,7 @@ def _build(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dis
         _init_generator(cfg.run.init_generator, cfg, nets.generator)
     elif cfg.stage == "gan":
         log.info("generator: starting from scratch (no --init-generator stage-1 checkpoint)")
+    _add_helpers(cfg, rt, nets, resumed)
     sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in _by_name(nets).items())
     log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
              f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
@@ -89,6 +96,21 @@ def _build(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dis
         net = distributed.wrap(net, dist, rt.device)
         setattr(nets, name, compile_net(net, rt.device) if cfg.optim.compile else net)
     return nets, opts, state
+
+
+def _add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None) -> None:
+    """The frozen VGG16 of --perceptual-weight and the EMA copy of --ema-decay (from the checkpoint on resume)."""
+    o = cfg.optim
+    if o.perceptual_weight > 0:
+        from .vgg_loss import load_perceptual
+        nets.perceptual = rt.place(load_perceptual(o.vgg_weights, o.perceptual_layers))
+    if o.ema_decay > 0:
+        from .ema import EMA
+        nets.ema = EMA(nets.generator, o.ema_decay)
+        if resumed is not None and "generator_ema" in resumed:
+            ckpt_io.load_weights(nets.ema.model, resumed["generator_ema"], cfg.run.resume, "generator_ema")
+        elif resumed is not None:
+            log.info("note: %s has no EMA weights: the average starts now from the resumed generator", cfg.run.resume)
 
 
 def run_paths(cfg: Config) -> tuple[Path, Path]:
@@ -297,6 +319,8 @@ class Trainer:
         try:
             for micro, wait in self._micro_batches():
                 parts, updated = self.step_fn(self.rt, self.nets, self.opts, micro, cfg)
+                if updated and self.nets.ema is not None:
+                    self.nets.ema.update(self.nets.generator)
                 kill_here_in_tests(f"step:{s.step + 1}")
                 s.step += 1
                 s.batch_in_epoch += 1  # a skipped step still consumed its batch: resume stays in step with the data
@@ -325,7 +349,12 @@ class Trainer:
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in means.items() if k.startswith("loss/")}
                             | {"img/s": f"{means['perf/img_per_sec']:.1f}"})
         if step % self.cfg.run.image_every == 0 and self.samples is not None:
-            self.monitor.grid(step, sample_grid(self.rt, unwrap(self.nets.generator), self.samples))
+            self.monitor.grid(step, sample_grid(self.rt, self._shown_generator(), self.samples))
+
+    def _shown_generator(self) -> torch.nn.Module:
+        """What validation and sample grids score: the EMA copy under --ema-decay (what evaluation and inference
+        use by default), else the trained generator."""
+        return self.nets.ema.model if self.nets.ema is not None else unwrap(self.nets.generator)
 
     def _mean_over_processes(self, parts: dict) -> dict:
         """The losses every process logs: the mean over processes (each saw an equal share of the batch)."""
@@ -345,7 +374,7 @@ class Trainer:
         """Validate, log, write last.pt and (when improved) best.pt."""
         metrics = {}
         if self.val_loader is not None:
-            sums = validation_sums(self.rt, unwrap(self.nets.generator), self._batches(self.val_loader, self.sources["val"]))
+            sums = validation_sums(self.rt, self._shown_generator(), self._batches(self.val_loader, self.sources["val"]))
             keys = sorted(sums)
             metrics = finish_validation(dict(zip(keys, distributed.all_reduce_sum(
                 self.dist, [sums[k] for k in keys], self.rt.device))))
@@ -355,7 +384,7 @@ class Trainer:
         s, run = self.state, self.cfg.run
         self.monitor.scalars(s.step, metrics)
         if self.samples is not None:
-            self.monitor.grid(s.step, sample_grid(self.rt, unwrap(self.nets.generator), self.samples))
+            self.monitor.grid(s.step, sample_grid(self.rt, self._shown_generator(), self.samples))
         improved = self._improved(metrics.get(run.best_metric))
         final = self._done()
         self._write("last.pt", full=True, final=final)

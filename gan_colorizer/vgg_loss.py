@@ -62,13 +62,14 @@ def vgg_weights_path(path: str | None) -> Path:
 
 def load_perceptual(path: str | None, layers: str) -> VGGPerceptual:
     """The perceptual loss with VGG16 weights from `path` or torchvision's cache; missing weights are an error."""
+    names = parse_layers(layers)
     file = vgg_weights_path(path)
     if not file.is_file():
         raise UserError(f"--perceptual-weight needs VGG16 ImageNet weights: {file} not found; put {VGG16_FILE} "
                         f"(from download.pytorch.org/models/) there or pass --vgg-weights FILE")
     state = load_state_dict_file(file, "VGG16 weights")
     try:
-        return VGGPerceptual(state, parse_layers(layers))
+        return VGGPerceptual(state, names)
     except RuntimeError as e:
         raise UserError(f"{file}: not a torchvision VGG16 state dict ({str(e).splitlines()[0][:200]})") from None
 

@@ -189,7 +189,7 @@ def adam_steps(ckpt, net="g") -> int:
 
 
 def test_a_nan_step_is_skipped_counted_and_training_goes_on(photo_folder, tmp_path, monkeypatch, capsys):
-    poison(monkeypatch, "l1_loss", {2})
+    poison(monkeypatch, "reconstruction", {2})
     assert main("pretrain", ["--data", str(photo_folder), *FAST, "--max-steps", "4", *run_dirs_args(tmp_path, "n")]) == 0
     ckpt = ckpt_io.load(tmp_path / "checkpoints" / "n" / "last.pt")
     assert ckpt["step"] == 4 and ckpt["skipped_steps"] == 1 and adam_steps(ckpt) == 3
@@ -202,7 +202,7 @@ def test_a_nan_step_is_skipped_counted_and_training_goes_on(photo_folder, tmp_pa
 
 def test_too_many_bad_steps_in_a_row_stop_with_exit_3_and_keep_the_last_good_checkpoint(photo_folder, tmp_path,
                                                                                         monkeypatch, capsys):
-    poison(monkeypatch, "l1_loss", set(range(3, 100)))
+    poison(monkeypatch, "reconstruction", set(range(3, 100)))
     args = ["--data", str(photo_folder), *FAST, "--checkpoint-every", "2", "--max-bad-steps", "3", "--max-steps", "50"]
     assert main("pretrain", [*args, *run_dirs_args(tmp_path, "d")]) == 3
     last = tmp_path / "checkpoints" / "d" / "last.pt"
