@@ -106,6 +106,9 @@ def test_evaluation_and_inference_take_the_ema_weights_when_present(photos, tmp_
     assert main("pretrain", ["--data", str(photos), *TINY32, "--max-steps", "1", *run_dirs_args(tmp_path, "plain")]) == 0
     with pytest.raises(UserError, match="no EMA weights"):
         ckpt_io.load_generator(tmp_path / "checkpoints" / "plain" / "last.pt", weights="ema")
+    from gan_colorizer import Colorizer
+    colorizer = Colorizer.from_checkpoint(path, device="cpu", weights="raw")
+    assert all(torch.equal(v, ckpt["generator"][k].to(v.dtype)) for k, v in colorizer.generator.state_dict().items())
 
 
 def test_resume_keeps_the_ema_exactly(photos, tmp_path):
