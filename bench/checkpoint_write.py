@@ -22,7 +22,7 @@ from bench.train_speed import build  # noqa: E402
 from gan_colorizer import checkpoint as ckpt_io  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
-from gan_colorizer.training import gan_step, pretrain_step  # noqa: E402
+from gan_colorizer.steps import gan_step, pretrain_step  # noqa: E402
 
 
 def trained_state(stage: str, rt: Runtime):

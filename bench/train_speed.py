@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.data import EpochSampler, PhotoDataset, crop_box, make_loader  # noqa: E402
 from gan_colorizer.images import list_images  # noqa: E402
 from gan_colorizer.runtime import Runtime, resolve_workers  # noqa: E402
-from gan_colorizer.training import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
+from gan_colorizer.steps import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
 
 
 class PlainLabDataset(Dataset):
@@ -89,7 +91,18 @@ def measure(stage, size, batch, paths, mode, steps, workers):
     sync = torch.cuda.synchronize if rt.device.type == "cuda" else None
     rate = timed(lambda: step_fn(rt, nets, opts, next_micro(), cfg), warmup=2, steps=steps, images_per_step=batch,
                  sync=sync)
-    return rate, rt.amp_name
+    result = {"img_s": rate, "amp": rt.amp_name, "peak_rss_mb": peak_rss_mb()}
+    if rt.device.type == "cuda":
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def measure_in_subprocess(stage, size, batch, mode, steps, workers) -> dict:
+    """One measurement in a fresh process: no state carried over, and its own peak memory."""
+    cmd = [sys.executable, __file__, "--one", stage, str(size), str(batch), mode, "--steps", str(steps),
+           "--num-workers", str(workers)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
@@ -99,16 +112,25 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", nargs="+", default=["pretrain", "gan"], choices=["pretrain", "gan"])
     parser.add_argument("--modes", nargs="+", default=["pure", "real", "plain"], choices=["pure", "real", "plain"])
     parser.add_argument("--num-workers", type=int, default=-1, help="-1 = the training default for the device")
+    parser.add_argument("--one", nargs=4, metavar=("STAGE", "SIZE", "BATCH", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     paths = list_images(photo_folder())
+    if args.one:
+        stage, size, batch, mode = args.one
+        print(json.dumps(measure(stage, int(size), int(batch), paths, mode, args.steps, args.num_workers)))
+        return 0
     rows = []
     for stage, spec in itertools.product(args.stages, args.sizes):
         size, batch = map(int, spec.split("x"))
         row = {"stage": stage, "size": size, "batch": batch}
         for mode in args.modes:
-            row[f"{mode}_img_s"], amp = measure(stage, size, batch, paths, mode, args.steps, args.num_workers)
-            row.setdefault("amp", amp)
-            print(f"{stage} {size}px batch {batch} {mode}: {row[f'{mode}_img_s']:.2f} img/s", flush=True)
+            result = measure_in_subprocess(stage, size, batch, mode, args.steps, args.num_workers)
+            row[f"{mode}_img_s"], row[f"{mode}_rss_mb"] = result["img_s"], result["peak_rss_mb"]
+            if "gpu_peak_mb" in result:
+                row[f"{mode}_gpu_mb"] = result["gpu_peak_mb"]
+            row.setdefault("amp", result["amp"])
+            print(f"{stage} {size}px batch {batch} {mode}: {result['img_s']:.2f} img/s, "
+                  f"peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
         if "real_img_s" in row and "pure_img_s" in row:
             row["real_vs_pure"] = row["real_img_s"] / row["pure_img_s"]
         if "real_img_s" in row and "plain_img_s" in row:
@@ -116,9 +138,8 @@ def main(argv=None) -> int:
         rows.append(row)
     print()
     print_table(rows, ["stage", "size", "batch", "amp", "pure_img_s", "real_img_s", "plain_img_s", "real_vs_pure",
-                       "real_vs_plain"])
-    path = write_results("train_speed", rows, {"peak_rss_mb": peak_rss_mb(), "steps": args.steps,
-                                                "num_workers": args.num_workers})
+                       "real_vs_plain", "real_rss_mb"])
+    path = write_results("train_speed", rows, {"steps": args.steps, "num_workers": args.num_workers})
     print(f"\nwritten {path}")
     return 0
 

@@ -196,11 +196,22 @@ def _to_tuples(x):
     return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
 
 
-def load_generator(path, device="cpu"):
-    """(generator in eval mode, config, checkpoint dict) from any stage-1 or stage-2 checkpoint."""
+WEIGHTS = ("auto", "ema", "raw")  # which generator weights: the EMA copy when present (auto), or insist
+
+
+def load_generator(path, device="cpu", weights: str = "auto"):
+    """(generator in eval mode, config, checkpoint dict) from any stage-1 or stage-2 checkpoint.
+
+    A run trained with --ema-decay holds an averaged copy too: `auto` and `ema` take it, `raw` the trained weights;
+    ckpt["weights_used"] says which.
+    """
     from .networks import build_generator
     ckpt = load(path)
     cfg = Config.from_dict(ckpt["config"])
+    key = "generator_ema" if weights != "raw" and "generator_ema" in ckpt else "generator"
+    if weights == "ema" and key != "generator_ema":
+        raise UserError(f"{path}: no EMA weights in this checkpoint (trained without --ema-decay); use --weights raw")
     generator = build_generator(cfg.model, load_pretrained=False)
-    load_weights(generator, ckpt["generator"], path, "generator")
+    load_weights(generator, ckpt[key], path, key)
+    ckpt["weights_used"] = "ema" if key == "generator_ema" else "raw"
     return generator.to(device).eval(), cfg, ckpt

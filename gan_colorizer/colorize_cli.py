@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos of the same render shape per network forward (default: 4)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
+    p.add_argument("--weights", default="auto", choices=("auto", "ema", "raw"),
+                   help="auto = the EMA copy when the run kept one (--ema-decay), else the trained weights")
     p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
                    help="mixed precision of the network: auto = bf16 where the device runs it fast (default: auto)")
     controls = p.add_argument_group("mood controls (applied in Lab after prediction)")
@@ -243,7 +245,7 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
 
 def load_colorizer(args):
     from .colorizer import Colorizer
-    return Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.amp)
+    return Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.amp, weights=args.weights)
 
 
 def _plan(args):

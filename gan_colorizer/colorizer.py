@@ -93,12 +93,15 @@ class Colorizer:
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "auto", render_size: int = 256, amp: str = "auto",
-                        channels_last: bool = True) -> "Colorizer":
-        """Rebuild the generator from any stage-1 or stage-2 checkpoint (its config travels inside)."""
+                        channels_last: bool = True, weights: str = "auto") -> "Colorizer":
+        """Rebuild the generator from any stage-1 or stage-2 checkpoint (its config travels inside).
+
+        weights: auto = the EMA copy when the run kept one (--ema-decay), else the trained weights; ema or raw to insist.
+        """
         from .checkpoint import load_generator
         from .runtime import Runtime
         runtime = Runtime(device, amp, channels_last)
-        generator, _, _ = load_generator(path, "cpu")
+        generator, _, _ = load_generator(path, "cpu", weights)
         return cls(generator, runtime, render_size)
 
     @property

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .errors import UserError
 
 STAGES = ("pretrain", "gan")
+VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
 
 
 def opt(default, help: str, *, choices=None, stages=STAGES):
@@ -57,7 +58,19 @@ class OptimConfig:
     beta1: float = opt(0.9, "Adam beta1 (stage 2: 0.5, as in pix2pix)")
     beta2: float = opt(0.999, "Adam beta2")
     grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
-    lambda_l1: float = opt(100.0, "weight of L1 in the generator loss GAN + lambda * L1 (pix2pix paper)", stages=("gan",))
+    lambda_l1: float = opt(100.0, "weight of the reconstruction loss in the generator loss GAN + lambda * recon "
+                                  "(pix2pix paper: 100 with L1)", stages=("gan",))
+    recon_loss: str = opt("l1", "reconstruction loss on ab: l1 (sharper colors), l2 (grayish, desaturated: the regression "
+                                "average), or l1+l2", choices=("l1", "l2", "l1+l2"))
+    l2_weight: float = opt(1.0, "weight of L2 in --recon-loss l1+l2")
+    perceptual_weight: float = opt(0.0, "weight of a VGG16 feature loss on the RGB rebuilt from L and predicted ab, "
+                                        "added to the reconstruction loss (0 = off)")
+    perceptual_layers: str = opt("relu1_2,relu2_2,relu3_3,relu4_3", "VGG16 layers of the perceptual loss")
+    vgg_weights: typing.Optional[str] = opt(None, "torchvision VGG16 state dict for --perceptual-weight (default: "
+                                                  "$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth; never downloaded)")
+    weight_decay: float = opt(0.0, "decoupled weight decay for both nets (AdamW when > 0)")
+    ema_decay: float = opt(0.0, "keep an exponential moving average of the generator with this decay, e.g. 0.999 "
+                                "(0 = off); evaluation and inference use it when present")
     gan_mode: str = opt("vanilla", "adversarial loss", choices=("vanilla", "lsgan", "hinge"), stages=("gan",))
     amp: str = opt("auto", "mixed precision: auto = bf16 where the device runs it fast (CUDA with bf16, CPUs with AVX-512 BF16), else off",
                    choices=("auto", "off", "bf16", "fp16"))
@@ -83,8 +96,9 @@ class RunConfig:
     image_every: int = opt(200, "optimizer steps between image grids of the fixed validation samples")
     viz_every: int = opt(1000, "optimizer steps between TensorBoard feature maps, ab histograms and difference maps "
                                "of the fixed validation samples (0 = off)")
-    best_metric: str = opt("val/l1", "validation figure that picks best.pt", choices=("val/l1", "val/psnr"))
-    best_mode: str = opt("auto", "auto: min for val/l1, max for val/psnr", choices=("auto", "min", "max"))
+    best_metric: str = opt("val/l1", "validation figure that picks best.pt; val/colorfulness_gap keeps the checkpoint "
+                                     "whose colors are most as vivid as the truth's", choices=VAL_METRICS)
+    best_mode: str = opt("auto", "auto: max for val/psnr, min for the others", choices=("auto", "min", "max"))
 
 
 GROUPS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
@@ -190,6 +204,9 @@ def validate(cfg: Config) -> Config:
         (r.log_every > 0 and r.image_every > 0, "--log-every and --image-every must be > 0"),
         (r.viz_every >= 0, "--viz-every must be >= 0 (0 = off)"),
         (not (m.pretrained and m.backbone_weights), "give --pretrained or --backbone-weights, not both"),
+        (o.perceptual_weight >= 0 and o.weight_decay >= 0 and o.l2_weight >= 0,
+         "--perceptual-weight, --weight-decay and --l2-weight must be >= 0"),
+        (o.ema_decay == 0 or 0 < o.ema_decay < 1, f"--ema-decay {o.ema_decay}: must be in (0, 1), or 0 for off"),
     ]
     for ok, message in checks:
         if not ok:

@@ -250,9 +250,12 @@ class EpochSampler(Sampler):
     sees exactly the batches an uninterrupted run would have seen.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool, epoch_size: int = 0, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, seed: int, shuffle: bool, epoch_size: int = 0, rank: int = 0, world: int = 1,
+                 pad: bool = True):
+        """pad=False (validation): no sample repeated to even out the ranks' shares, which may then differ by one."""
         self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
-        self.total = math.ceil((epoch_size or n) / world) * world
+        size = epoch_size or n
+        self.total = math.ceil(size / world) * world if pad else size
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -274,7 +277,7 @@ class EpochSampler(Sampler):
 
     @property
     def per_rank(self) -> int:
-        return self.total // self.world
+        return len(range(self.rank, self.total, self.world))
 
     def __len__(self) -> int:
         return self.per_rank - self.start

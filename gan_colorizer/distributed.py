@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .errors import UserError
+from .networks import unwrap  # noqa: F401  (re-exported: the plain module under DDP / compile)
 
 
 @dataclass
@@ -66,6 +67,22 @@ def broadcast_object(d: Dist, obj=None):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_main(d: Dist, fn):
+    """fn() on rank 0, its result on every rank; a UserError there is raised on every rank (all exit cleanly)."""
+    if not d.active:
+        return fn()
+    result, error = None, None
+    if d.main:
+        try:
+            result = fn()
+        except UserError as e:
+            error = e
+    result, error = broadcast_object(d, (result, error))
+    if error is not None:
+        raise error
+    return result
 
 
 def all_gather_object(d: Dist, obj) -> list:
@@ -136,19 +153,19 @@ def wrap(net: nn.Module, d: Dist, device: torch.device) -> nn.Module:
     return DistributedDataParallel(net, device_ids=ids, broadcast_buffers=True)
 
 
-def unwrap(net: nn.Module) -> nn.Module:
-    """The plain module under DDP and torch.compile wrappers."""
-    while True:
-        if isinstance(net, DistributedDataParallel):
-            net = net.module
-        elif hasattr(net, "_orig_mod"):
-            net = net._orig_mod
-        else:
-            return net
+def _ddp(net: nn.Module) -> DistributedDataParallel | None:
+    """The DDP wrapper of net, also when torch.compile wraps DDP."""
+    while not isinstance(net, DistributedDataParallel):
+        net = getattr(net, "_orig_mod", None)
+        if net is None:
+            return None
+    return net
 
 
 def sync_gradients(net: nn.Module, sync: bool):
-    """DDP's no_sync() for all but the last micro-batch of an accumulated step: no needless all-reduce."""
-    if sync or not isinstance(net, DistributedDataParallel):
+    """DDP's no_sync() when sync is False (all but the last micro-batch of an accumulated step, or a frozen net):
+    no needless all-reduce, and no reducer waiting for gradients that never come."""
+    ddp = _ddp(net)
+    if sync or ddp is None:
         return contextlib.nullcontext()
-    return net.no_sync()
+    return ddp.no_sync()

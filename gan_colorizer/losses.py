@@ -5,12 +5,28 @@ import torch
 import torch.nn.functional as F
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")
+RECON_LOSSES = ("l1", "l2", "l1+l2")
 
 
 def l1_loss(fake_ab: torch.Tensor, real_ab: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Stage 1: mean absolute ab error in the model's units."""
     loss = F.l1_loss(fake_ab.float(), real_ab.float())
     return loss, {"g_l1": loss.detach()}
+
+
+def reconstruction_loss(fake_ab: torch.Tensor, real_ab: torch.Tensor, kind: str = "l1",
+                        l2_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """L1, L2 (mean squared error) or L1 + l2_weight * L2 on ab; L1 is always reported, for comparability."""
+    l1, parts = l1_loss(fake_ab, real_ab)
+    if kind == "l1":
+        return l1, parts
+    l2 = F.mse_loss(fake_ab.float(), real_ab.float())
+    parts["g_l2"] = l2.detach()
+    if kind == "l2":
+        return l2, parts
+    if kind == "l1+l2":
+        return l1 + l2_weight * l2, parts
+    raise ValueError(f"unknown reconstruction loss {kind!r}; choose from {RECON_LOSSES}")
 
 
 def _adversarial(logits: torch.Tensor, real: bool, mode: str, for_generator: bool) -> torch.Tensor:
@@ -27,12 +43,24 @@ def _adversarial(logits: torch.Tensor, real: bool, mode: str, for_generator: boo
     raise ValueError(f"unknown gan mode {mode!r}; choose from {GAN_MODES}")
 
 
-def generator_loss(fake_logits: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.Tensor,
-                   lambda_l1: float = 100.0, mode: str = "vanilla") -> tuple[torch.Tensor, dict]:
-    """Stage 2 generator: GAN (fakes judged real) + lambda * L1, as in pix2pix."""
+def reconstruction(gray_l: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.Tensor, optim_cfg,
+                   perceptual=None) -> tuple[torch.Tensor, dict]:
+    """The configured reconstruction loss (--recon-loss), plus --perceptual-weight times the VGG feature loss."""
+    loss, parts = reconstruction_loss(fake_ab, real_ab, optim_cfg.recon_loss, optim_cfg.l2_weight)
+    if perceptual is not None and optim_cfg.perceptual_weight > 0:
+        from .vgg_loss import perceptual_loss
+        feature = perceptual_loss(perceptual, gray_l, fake_ab, real_ab)
+        parts["g_perceptual"] = feature.detach()
+        loss = loss + optim_cfg.perceptual_weight * feature
+    return loss, parts
+
+
+def generator_loss(fake_logits: torch.Tensor, recon: tuple[torch.Tensor, dict], lambda_recon: float = 100.0,
+                   mode: str = "vanilla") -> tuple[torch.Tensor, dict]:
+    """Stage 2 generator: GAN (fakes judged real) + lambda * reconstruction, as pix2pix's GAN + 100 * L1."""
     gan = _adversarial(fake_logits, True, mode, for_generator=True)
-    l1, _ = l1_loss(fake_ab, real_ab)
-    return gan + lambda_l1 * l1, {"g_gan": gan.detach(), "g_l1": l1.detach()}
+    recon_loss, parts = recon
+    return gan + lambda_recon * recon_loss, {"g_gan": gan.detach(), **parts}
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,

@@ -52,11 +52,12 @@ def _never_fatal(write):
 class Monitor:
     """Running means of the step losses, throughput, and everything written to runs/NAME."""
 
-    def __init__(self, run_dir: Path, log_every: int, start_step: int = 0):
+    def __init__(self, run_dir: Path, log_every: int, start_step: int = 0, writes: bool = True):
+        """writes=False (processes other than rank 0 under torchrun): the means are kept, nothing is written."""
         self.run_dir = Path(run_dir)
-        self.broken = False
+        self.broken = not writes
         # on resume, drop what a killed run logged after its checkpoint
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=start_step + 1 if start_step else None)
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=start_step + 1 if start_step else None) if writes else None
         self.log_every = log_every
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)

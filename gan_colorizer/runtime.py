@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 
 import numpy as np
 import torch
@@ -26,6 +27,27 @@ def resolve_workers(num_workers: int, device: torch.device) -> int:
     if num_workers >= 0:
         return num_workers
     return 1 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+
+
+def compile_net(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """torch.compile, after checking what it needs; it compiles lazily, on the first step."""
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise UserError("--compile: torch.compile on CPU needs a C++ compiler (g++ or clang++); install one, "
+                        "or run without --compile")
+    return torch.compile(net)
+
+
+def compile_errors_as_user_errors(step_fn):
+    """A step function whose torch.compile failures (first step) become one-line UserErrors."""
+    def guarded(*args, **kwargs):
+        try:
+            return step_fn(*args, **kwargs)
+        except Exception as e:
+            if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise UserError(f"--compile: torch.compile failed on this platform ({first}); run without --compile") from None
+    return guarded
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -69,6 +91,7 @@ class Runtime:
         self.amp_dtype = resolve_amp(amp, self.device)
         self.channels_last = channels_last
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.agree = lambda ok: ok  # under torchrun: True only when every process says True
 
     @property
     def amp_name(self) -> str:
@@ -104,7 +127,7 @@ class Runtime:
         Gradients are unscaled first, so fp16 overflow steps (which the scaler skips anyway) are reported too.
         """
         self.scaler.unscale_(optimizer)
-        if not (losses_finite and grads_finite(optimizer)):
+        if not self.agree(losses_finite and grads_finite(optimizer)):
             return False
         self.scaler.step(optimizer)
         return True

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,28 +13,20 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
-from .color import model_to_rgb, to_uint8
+from . import distributed
 from .config import Config, best_mode, validate
 from .data import (DataSplit, EpochSampler, LoaderFailure, PhotoDataset, guarded, make_loader, prepare_files,
                    save_split, saved_split, split_digest)
 from .errors import Interrupted, TrainingDiverged, UserError
 from .features import training_visuals
-from .faults import BadSteps, CheckpointSchedule, RunLock, StopSignals, StopWaiting, all_finite, kill_here_in_tests
-from .losses import discriminator_loss, generator_loss, l1_loss
-from .metrics import psnr
+from .faults import BadSteps, CheckpointSchedule, RunLock, StopSignals, StopWaiting, kill_here_in_tests
 from .monitor import Monitor, sample_grid
-from .networks import build_discriminator, build_generator, count_parameters
-from .runtime import Runtime, resolve_workers, seed_everything
+from .networks import build_discriminator, build_generator, count_parameters, unwrap
+from .runtime import Runtime, compile_errors_as_user_errors, compile_net, resolve_workers, seed_everything
+from .steps import Nets, finish_validation, gan_step, make_optimizer, pretrain_step, validation_sums
 
 log = logging.getLogger("gan_colorizer")
 N_SAMPLES = 4  # fixed validation photos in the image grids
-PSNR_CAP = 100.0  # dB; an exact prediction has infinite PSNR, which would make the mean useless for best.pt
-
-
-@dataclass
-class Nets:
-    generator: torch.nn.Module
-    discriminator: torch.nn.Module | None = None
 
 
 @dataclass
@@ -45,101 +38,11 @@ class TrainState:
     skipped_steps: int = 0  # steps skipped for a NaN / Inf loss or gradient, in all
 
 
-def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    return torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
-
-
-def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> tuple[dict, bool]:
-    """Stage 1: L1 on ab, gradients accumulated over the micro-batches. Returns (losses, whether G was updated)."""
-    opts["g"].zero_grad(set_to_none=True)
-    parts = {}
-    for gray_l, real_ab in micro:
-        with rt.autocast():
-            fake_ab = nets.generator(gray_l)
-        loss, parts_i = l1_loss(fake_ab, real_ab)
-        rt.backward(loss / len(micro))
-        _accumulate(parts, parts_i, len(micro))
-    updated = rt.step(opts["g"], all_finite(parts))
-    rt.end_step()
-    return parts, updated
-
-
-def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> tuple[dict, bool]:
-    """Stage 2, in pix2pix order: update D on real vs fake, then G on GAN + lambda * L1 against the updated D.
-
-    Returns (losses, whether the step went through). A NaN / Inf in the D phase skips the whole step (neither net
-    moves); one in the G phase skips G's update, while D's, made from finite values, stands.
-    """
-    parts = {}
-    fakes = _discriminator_phase(rt, nets, opts, micro, cfg, parts)
-    updated = rt.step(opts["d"], all_finite(parts))
-    if updated:
-        _generator_phase(rt, nets, opts, micro, fakes, cfg, parts)
-        updated = rt.step(opts["g"], all_finite(parts))
-    rt.end_step()
-    return parts, updated
-
-
-def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, parts: dict) -> list:
-    """D's gradients on real vs fake; returns the fakes (with their graph when one micro-batch lets G reuse them)."""
-    G, D = nets.generator, nets.discriminator
-    reuse = len(micro) == 1
-    fakes = []
-    D.requires_grad_(True)
-    opts["d"].zero_grad(set_to_none=True)
-    for gray_l, real_ab in micro:
-        with rt.autocast(), torch.set_grad_enabled(reuse):
-            fake_ab = G(gray_l)
-        fakes.append(fake_ab)
-        with rt.autocast():
-            loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(gray_l, fake_ab.detach()), cfg.optim.gan_mode)
-        rt.backward(loss_d / len(micro))
-        _accumulate(parts, parts_d, len(micro))
-    return fakes
-
-
-def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: list, cfg: Config, parts: dict) -> None:
-    """G's gradients on GAN + lambda * L1 against the updated D; with several micro-batches each fake is recomputed
-    so that only one generator graph is alive at a time."""
-    G, D, o = nets.generator, nets.discriminator, cfg.optim
-    D.requires_grad_(False)
-    opts["g"].zero_grad(set_to_none=True)
-    for (gray_l, real_ab), fake_ab in zip(micro, fakes):
-        if len(micro) > 1:
-            with rt.autocast():
-                fake_ab = G(gray_l)
-        with rt.autocast():
-            loss_g, parts_g = generator_loss(D(gray_l, fake_ab), fake_ab, real_ab, o.lambda_l1, o.gan_mode)
-        rt.backward(loss_g / len(micro))
-        _accumulate(parts, parts_g, len(micro))
-
-
-def _accumulate(total: dict, parts: dict, n: int) -> None:
-    for k, v in parts.items():
-        total[k] = total.get(k, 0.0) + float(v) / n
-
-
-@torch.no_grad()
-def validate_generator(rt: Runtime, generator: torch.nn.Module, loader) -> dict:
-    """Mean L1 on ab (model units) and mean PSNR on 8-bit RGB over the validation set."""
-    generator.eval()
-    l1_sum, psnr_sum, n = 0.0, 0.0, 0
-    for pixels, _ in loader:
-        gray_l, real_ab = rt.batch(pixels)
-        with rt.autocast():
-            fake_ab = generator(gray_l).float()
-        l1_sum += (fake_ab - real_ab).abs().mean(dim=(1, 2, 3)).sum().item()
-        fake = to_uint8(model_to_rgb(gray_l, fake_ab))
-        psnr_sum += psnr(fake, pixels.to(fake.device)).clamp_max(PSNR_CAP).sum().item()
-        n += pixels.shape[0]
-    generator.train()
-    return {"val/l1": l1_sum / n, "val/psnr": psnr_sum / n} if n else {}
-
-
 def _restore(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt: Runtime) -> TrainState:
     if ckpt.get("stage") != cfg.stage:
         raise UserError(f"{path}: a {ckpt.get('stage')} checkpoint cannot resume a {cfg.stage} run")
-    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path, nets=list(_by_name(nets)))
+    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path, nets=[n for n in _by_name(nets)
+                                                                                  if n in ckpt_io.ARCH_FIELDS])
     counters = ckpt_io.restore(ckpt, path, _by_name(nets), opts, rt.scaler)
     state = TrainState(counters["epoch"], counters["batch_in_epoch"], counters["step"], counters["best_metric"],
                        counters["skipped_steps"])
@@ -157,16 +60,24 @@ def _init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
 
 
 def _by_name(nets: Nets) -> dict:
-    """{"generator": G} or {"generator": G, "discriminator": D}: the nets this stage has."""
-    return {name: net for name, net in vars(nets).items() if net is not None}
+    """The nets a checkpoint holds: generator, discriminator (stage 2), generator_ema (--ema-decay); without
+    DDP / compile wrappers, so checkpoints written under torchrun load anywhere."""
+    named = {"generator": unwrap(nets.generator)}
+    if nets.discriminator is not None:
+        named["discriminator"] = unwrap(nets.discriminator)
+    if nets.ema is not None:
+        named["generator_ema"] = nets.ema.model
+    return named
 
 
-def _build(cfg: Config, rt: Runtime, resumed: dict | None) -> tuple[Nets, dict, TrainState]:
+def _build(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist) -> tuple[Nets, dict, TrainState]:
     fresh = not (cfg.run.resume or cfg.run.init_generator)
     nets = Nets(build_generator(cfg.model, load_pretrained=fresh))
     if cfg.stage == "gan":
         nets.discriminator = build_discriminator(cfg.model)
     for name, net in _by_name(nets).items():
+        if cfg.optim.sync_bn and dist.active:
+            net = distributed.convert_sync_bn(net, rt.device)
         setattr(nets, name, rt.place(net).train())
     opts = {"g": make_optimizer(nets.generator, cfg)}
     if nets.discriminator is not None:
@@ -178,9 +89,29 @@ def _build(cfg: Config, rt: Runtime, resumed: dict | None) -> tuple[Nets, dict, 
         _init_generator(cfg.run.init_generator, cfg, nets.generator)
     elif cfg.stage == "gan":
         log.info("generator: starting from scratch (no --init-generator stage-1 checkpoint)")
+    _add_helpers(cfg, rt, nets, resumed)
     sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in _by_name(nets).items())
-    log.info("%s; device %s, amp %s, channels_last %s", sizes, rt.device, rt.amp_name, rt.channels_last)
+    log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
+             f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
+    for name, net in _by_name(nets).items():
+        net = distributed.wrap(net, dist, rt.device)
+        setattr(nets, name, compile_net(net, rt.device) if cfg.optim.compile else net)
     return nets, opts, state
+
+
+def _add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None) -> None:
+    """The frozen VGG16 of --perceptual-weight and the EMA copy of --ema-decay (from the checkpoint on resume)."""
+    o = cfg.optim
+    if o.perceptual_weight > 0:
+        from .vgg_loss import load_perceptual
+        nets.perceptual = rt.place(load_perceptual(o.vgg_weights, o.perceptual_layers))
+    if o.ema_decay > 0:
+        from .ema import EMA
+        nets.ema = EMA(nets.generator, o.ema_decay)
+        if resumed is not None and "generator_ema" in resumed:
+            ckpt_io.load_weights(nets.ema.model, resumed["generator_ema"], cfg.run.resume, "generator_ema")
+        elif resumed is not None:
+            log.info("note: %s has no EMA weights: the average starts now from the resumed generator", cfg.run.resume)
 
 
 def run_paths(cfg: Config) -> tuple[Path, Path]:
@@ -194,6 +125,18 @@ def run_paths(cfg: Config) -> tuple[Path, Path]:
     return run_dir, ckpt_dir
 
 
+class _NoLock:
+    def release(self) -> None:
+        pass
+
+
+def _per_process_batch(batch_size: int, world: int) -> int:
+    """--batch-size is the global micro-batch: each of `world` processes takes an equal share."""
+    if batch_size % world:
+        raise UserError(f"--batch-size {batch_size} does not split evenly over {world} processes")
+    return batch_size // world
+
+
 def _same_data(saved: Config, cfg: Config) -> bool:
     """Whether the flags that choose the files (not how they are cropped) are those the run started with."""
     fields = ("data", "val_data", "val_fraction", "include_gray")
@@ -205,17 +148,27 @@ class Trainer:
 
     def __init__(self, cfg: Config):
         self.cfg = validate(cfg)
-        self.rt = Runtime(cfg.run.device, cfg.optim.amp, cfg.optim.channels_last)
-        seed_everything(cfg.run.seed)
-        self.run_dir, self.ckpt_dir = run_paths(cfg)
+        self.dist, device = distributed.setup(cfg.run.device)
+        if not self.dist.main:
+            log.setLevel(logging.WARNING)  # one console: rank 0 speaks for all
+        self.rt = Runtime(device, cfg.optim.amp, cfg.optim.channels_last)
+        if self.dist.active:
+            self.rt.agree = lambda ok: not distributed.any_rank(self.dist, not ok, self.rt.device)
+        self.micro_batch = _per_process_batch(cfg.optim.batch_size, self.dist.world)
+        seed_everything(cfg.run.seed + self.dist.rank)  # dropout differs per process; DDP broadcasts rank 0's weights
+        self.run_dir, self.ckpt_dir, cfg.run.name = distributed.on_main(self.dist, lambda: (*run_paths(cfg), cfg.run.name))
         resumed = ckpt_io.load(cfg.run.resume) if cfg.run.resume else None
-        split = self._data_split(resumed)
-        self.lock = self._claim_folders()
+        split = distributed.on_main(self.dist, lambda: self._data_split(resumed))
+        self.lock = _NoLock()  # processes other than rank 0 write nothing and lock nothing
+        distributed.on_main(self.dist, self._claim_folders_on_main)
         try:
             self._setup(split, resumed)
         except BaseException:
             self.lock.release()
             raise
+
+    def _claim_folders_on_main(self) -> None:
+        self.lock = self._claim_folders()
 
     def _claim_folders(self) -> RunLock:
         """Create runs/NAME and checkpoints/NAME and lock the run: from here on this process owns them."""
@@ -228,13 +181,16 @@ class Trainer:
 
     def _setup(self, split: DataSplit, resumed: dict | None) -> None:
         cfg = self.cfg
-        if split.summary:  # a fresh scan (a resume that found its saved file lists has nothing new to save)
+        if split.summary and self.dist.main:  # a fresh scan (a resume that found its saved lists has nothing to save)
             log.info(save_split(split, self.run_dir))
         self.data_digest = split_digest(split)
-        self.nets, self.opts, self.state = _build(cfg, self.rt, resumed)
-        self.step_fn = gan_step if cfg.stage == "gan" else pretrain_step
+        self.nets, self.opts, self.state = _build(cfg, self.rt, resumed, self.dist)
+        if resumed and self.dist.rank:  # checkpoints hold rank 0's RNG: the others branch off it, reproducibly
+            seed_everything(cfg.run.seed + self.dist.rank + 7919 * self.state.step)
+        step_fn = gan_step if cfg.stage == "gan" else pretrain_step
+        self.step_fn = compile_errors_as_user_errors(step_fn) if cfg.optim.compile else step_fn
         self._make_loaders(split)
-        self.monitor = Monitor(self.run_dir, cfg.run.log_every, start_step=self.state.step)
+        self.monitor = Monitor(self.run_dir, cfg.run.log_every, start_step=self.state.step, writes=self.dist.main)
         self.monitor.add_config(cfg.to_dict())
         self.metrics: dict = (resumed or {}).get("metrics") or {}
         self.bad_steps = BadSteps(cfg.optim.max_bad_steps)
@@ -259,24 +215,26 @@ class Trainer:
         return split
 
     def _make_loaders(self, split) -> None:
-        d, pin = self.cfg.data, self.rt.device.type == "cuda"
-        micro_batch, workers = self.cfg.optim.batch_size, resolve_workers(d.num_workers, self.rt.device)
+        d, pin, dist = self.cfg.data, self.rt.device.type == "cuda", self.dist
+        micro_batch, workers = self.micro_batch, resolve_workers(d.num_workers, self.rt.device)
         train = PhotoDataset(split.train, d.image_size, True, d.crop_scale, cache=split.embedded)
-        self.sampler = EpochSampler(len(train), self.cfg.run.seed, True, d.epoch_size)
+        self.sampler = EpochSampler(len(train), self.cfg.run.seed, True, d.epoch_size, dist.rank, dist.world)
         self.loader = make_loader(train, self.sampler, micro_batch, workers, pin, True, d.loader_timeout)
         if len(self.loader) < self.cfg.optim.grad_accum:
             raise UserError(f"an epoch of {len(self.sampler)} images holds fewer than --grad-accum "
                             f"{self.cfg.optim.grad_accum} batches of {micro_batch}; lower --batch-size or raise --epoch-size")
         val = PhotoDataset(split.val, d.image_size, False, cache=split.embedded)
-        self.val_loader = make_loader(val, EpochSampler(len(val), 0, False), micro_batch, workers, pin,
-                                      False, d.loader_timeout) if len(val) else None
-        self.samples = torch.stack([val[(i, 0)][0] for i in range(min(N_SAMPLES, len(val)))]) if len(val) else None
+        val_sampler = EpochSampler(len(val), 0, False, rank=dist.rank, world=dist.world, pad=False)
+        self.val_loader = make_loader(val, val_sampler, micro_batch, workers, pin, False, d.loader_timeout) \
+            if len(val) else None
+        n_samples = min(N_SAMPLES, len(val)) if dist.main else 0
+        self.samples = torch.stack([val[(i, 0)][0] for i in range(n_samples)]) if n_samples else None
         self.sources = {"train": f"--data {d.data}" if d.data else "the embedded sample photos"}
         self.sources["val"] = f"--val-data {d.val_data}" if d.val_data else self.sources["train"]
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.sampler.per_rank // self.cfg.optim.batch_size // self.cfg.optim.grad_accum
+        return self.sampler.per_rank // self.micro_batch // self.cfg.optim.grad_accum
 
     def fit(self) -> dict:
         """Train until --epochs or --max-steps; returns the last validation metrics.
@@ -356,17 +314,19 @@ class Trainer:
     def _run_epoch(self) -> None:
         """Steps until the epoch ends, --max-steps is reached or a stop signal arrives; last.pt when it is due."""
         s, cfg = self.state, self.cfg
-        self.sampler.set_epoch(s.epoch, s.batch_in_epoch * cfg.optim.batch_size * cfg.optim.grad_accum)
+        self.sampler.set_epoch(s.epoch, s.batch_in_epoch * self.micro_batch * cfg.optim.grad_accum)
         bar = tqdm(total=self.steps_per_epoch, initial=s.batch_in_epoch, desc=f"epoch {s.epoch + 1}/{cfg.optim.epochs}",
-                   unit="step", dynamic_ncols=True, leave=False, disable=None)
+                   unit="step", dynamic_ncols=True, leave=False, disable=None if self.dist.main else True)
         try:
             for micro, wait in self._micro_batches():
                 parts, updated = self.step_fn(self.rt, self.nets, self.opts, micro, cfg)
+                if updated and self.nets.ema is not None:
+                    self.nets.ema.update(self.nets.generator)
                 kill_here_in_tests(f"step:{s.step + 1}")
                 s.step += 1
                 s.batch_in_epoch += 1  # a skipped step still consumed its batch: resume stays in step with the data
                 self._after_step(parts, updated, micro, wait, bar)
-                if self._reached_max() or self.stop.requested:
+                if self._reached_max() or self._stop_agreed():
                     break
                 if s.batch_in_epoch < self.steps_per_epoch and self.schedule.due(s.step):
                     self._write("last.pt", full=True, final=False)
@@ -381,7 +341,8 @@ class Trainer:
             raise TrainingDiverged(f"{self.bad_steps.diverged_message(step, parts)}; {self._resume_hint(diverged=True)}")
         if not updated:
             self.monitor.scalars(step, {"train/skipped_steps": self.state.skipped_steps})
-        n = sum(g.shape[0] for g, _ in micro)
+        n = sum(g.shape[0] for g, _ in micro) * self.dist.world
+        parts = self._mean_over_processes(parts) if updated else parts
         means = self.monitor.step(step, parts if updated else {}, n, wait, self.opts["g"].param_groups[0]["lr"],
                                   self.state.skipped_steps)
         bar.update(1)
@@ -389,22 +350,44 @@ class Trainer:
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in means.items() if k.startswith("loss/")}
                             | {"img/s": f"{means['perf/img_per_sec']:.1f}"})
         if step % self.cfg.run.image_every == 0 and self.samples is not None:
-            self.monitor.grid(step, sample_grid(self.rt, self.nets.generator, self.samples))
+            self.monitor.grid(step, sample_grid(self.rt, self._shown_generator(), self.samples))
         if self.cfg.run.viz_every and step % self.cfg.run.viz_every == 0 and self.samples is not None:
-            self.monitor.visuals(step, training_visuals(self.rt, self.nets.generator, self.samples))
+            self.monitor.visuals(step, training_visuals(self.rt, self._shown_generator(), self.samples))
+
+    def _shown_generator(self) -> torch.nn.Module:
+        """What validation and sample grids score: the EMA copy under --ema-decay (what evaluation and inference
+        use by default), else the trained generator."""
+        return self.nets.ema.model if self.nets.ema is not None else unwrap(self.nets.generator)
+
+    def _mean_over_processes(self, parts: dict) -> dict:
+        """The losses every process logs: the mean over processes (each saw an equal share of the batch)."""
+        if not self.dist.active:
+            return parts
+        keys = sorted(parts)
+        sums = distributed.all_reduce_sum(self.dist, [parts[k] for k in keys], self.rt.device)
+        return {k: v / self.dist.world for k, v in zip(keys, sums)}
+
+    def _stop_agreed(self) -> bool:
+        """A stop signal, taken at the same step boundary by every process (torchrun may deliver it unevenly)."""
+        if self.dist.active and distributed.any_rank(self.dist, self.stop.requested, self.rt.device):
+            self.stop.received = self.stop.received or signal.SIGTERM
+        return self.stop.requested
 
     def _end_of_period(self) -> None:
         """Validate, log, write last.pt and (when improved) best.pt."""
         metrics = {}
         if self.val_loader is not None:
-            metrics = validate_generator(self.rt, self.nets.generator, self._batches(self.val_loader, self.sources["val"]))
+            sums = validation_sums(self.rt, self._shown_generator(), self._batches(self.val_loader, self.sources["val"]))
+            keys = sorted(sums)
+            metrics = finish_validation(dict(zip(keys, distributed.all_reduce_sum(
+                self.dist, [sums[k] for k in keys], self.rt.device))))
         if self.stop.requested:
             metrics = {}  # validation cut short by a stop signal: no partial figures, no best.pt from them
         self.metrics = metrics or self.metrics
         s, run = self.state, self.cfg.run
         self.monitor.scalars(s.step, metrics)
         if self.samples is not None:
-            self.monitor.grid(s.step, sample_grid(self.rt, self.nets.generator, self.samples))
+            self.monitor.grid(s.step, sample_grid(self.rt, self._shown_generator(), self.samples))
         improved = self._improved(metrics.get(run.best_metric))
         final = self._done()
         self._write("last.pt", full=True, final=final)
@@ -426,7 +409,11 @@ class Trainer:
         return False
 
     def _write(self, name: str, full: bool, final: bool) -> bool:
-        """Write last.pt / best.pt atomically; never while steps are being skipped (the weights may be going bad)."""
+        """Write last.pt / best.pt atomically (rank 0 only: the processes hold the same weights); never while steps
+        are being skipped (the weights may be going bad)."""
+        if not self.dist.main:
+            self.saved_step = self.state.step if full else self.saved_step
+            return True
         if self.bad_steps.streak:
             log.warning("warning: step %d: %s not written while steps are being skipped (%d in a row)",
                         self.state.step, name, self.bad_steps.streak)
@@ -462,4 +449,7 @@ class Trainer:
 
 
 def train(cfg: Config) -> dict:
-    return Trainer(cfg).fit()
+    try:
+        return Trainer(cfg).fit()
+    finally:
+        distributed.cleanup()

@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
 
 from conftest import ROOT, make_photo_folder, run_dirs_args
 from gan_colorizer.distributed import CPUSyncBatchNorm, unwrap
-from test_training import events, scalar_values
+from test_training import scalar_values
 
 
 def _free_port() -> int:
@@ -78,6 +79,9 @@ def ddp_runs(tmp_path_factory):
 
 
 def test_two_processes_follow_the_single_process_loss_trajectory(ddp_runs):
+    """Within 1% over 3 steps (measured: 0.35% at most; the float order of the all-reduce and of the synced
+    BatchNorm statistics differs, and Adam turns sign flips of near-zero gradients into full steps). One process
+    with half the batch, which is what a process without gradient sync would follow, is 10-40% off."""
     tmp, two, one = ddp_runs
     assert two.returncode == 0, two.stderr[-3000:]
     assert one.returncode == 0, one.stderr[-3000:]
@@ -86,14 +90,46 @@ def test_two_processes_follow_the_single_process_loss_trajectory(ddp_runs):
         b = scalar_values(tmp / "runs" / "one", tag)
         assert [s for s, _ in a] == [1, 2, 3]
         for (_, x), (_, y) in zip(a, b):
-            assert x == pytest.approx(y, rel=2e-3, abs=1e-4), (tag, a, b)
+            assert x == pytest.approx(y, rel=1e-2, abs=1e-3), (tag, a, b)
+    share = _share_of_weights_apart(tmp / "checkpoints" / "two", tmp / "checkpoints" / "one")
+    assert share < 0.15, share  # measured 4.4%; half the batch without sync: 38%
 
 
-def test_only_rank_0_writes_and_the_checkpoint_loads_in_one_process(ddp_runs):
+def _share_of_weights_apart(a, b, by: float = 1e-4) -> float:
+    """The share of generator weights (not BatchNorm statistics) that differ by more than `by` between two runs."""
+    wa = torch.load(a / "last.pt", weights_only=True)["generator"]
+    wb = torch.load(b / "last.pt", weights_only=True)["generator"]
+    keys = [k for k in wa if k.endswith("weight") and wa[k].is_floating_point()]
+    diff = torch.cat([(wa[k].float() - wb[k].float()).abs().flatten() for k in keys])
+    return (diff > by).float().mean().item()
+
+
+def test_only_rank_0_writes_and_the_checkpoint_serves_evaluation_and_colorize(ddp_runs):
     tmp, _, _ = ddp_runs
     assert len(list((tmp / "runs" / "two").glob("events.out.tfevents.*"))) == 1
+    assert not list((tmp / "checkpoints" / "two").glob(".*.tmp"))
+    from gan_colorizer import Colorizer
     from gan_colorizer.checkpoint import load_generator
-    generator, cfg, ckpt = load_generator(tmp / "checkpoints" / "two" / "last.pt")
+    from gan_colorizer.evaluation import EvalOptions, evaluate
+    last = tmp / "checkpoints" / "two" / "last.pt"
+    generator, cfg, ckpt = load_generator(last)
     assert not any(k.startswith("module.") for k in ckpt["generator"])
-    assert generator(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
-    assert unwrap(generator) is generator
+    assert unwrap(generator) is generator and cfg.optim.sync_bn
+    summary = evaluate(EvalOptions(checkpoints=[str(last)], data=str(tmp / "photos"), out=str(tmp / "eval"),
+                                   image_size=32, num_workers=0, device="cpu"))
+    assert summary["n_images"] == 10 and summary["models"]["last"]["psnr"] > 0
+    photo = Colorizer.from_checkpoint(last, device="cpu").colorize(Image.open(next((tmp / "photos").iterdir())))
+    assert photo.size == (48, 40)
+
+
+def test_compile_matches_eager_and_a_missing_compiler_is_one_line(monkeypatch):
+    from gan_colorizer.errors import UserError
+    from gan_colorizer.networks import PatchDiscriminator
+    from gan_colorizer.runtime import compile_net
+    net = PatchDiscriminator(3, 8, 2)
+    gray_l, ab = torch.randn(2, 1, 32, 32), torch.randn(2, 2, 32, 32)
+    compiled = compile_net(net, torch.device("cpu"))
+    assert torch.allclose(compiled(gray_l, ab), net(gray_l, ab), atol=1e-5)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(UserError, match="--compile: .* needs a C\\+\\+ compiler"):
+        compile_net(net, torch.device("cpu"))

@@ -15,6 +15,7 @@ import torch
 from conftest import ROOT, make_photo_folder, run_dirs_args
 from gan_colorizer import checkpoint as ckpt_io
 from gan_colorizer import training
+from gan_colorizer import steps as steps_module
 from gan_colorizer.cli import main
 from gan_colorizer.data import PhotoDataset
 from gan_colorizer.faults import KILL_AT_ENV, KILL_SIGNAL_ENV
@@ -130,12 +131,12 @@ def test_sigterm_stops_cleanly_with_exit_143(photo_folder, tmp_path, monkeypatch
 
 def test_a_signal_during_validation_cuts_it_short_and_writes_no_partial_best(photo_folder, tmp_path, monkeypatch,
                                                                              capsys):
-    original = training.validate_generator
+    original = training.validation_sums
 
     def interrupted_validation(*args):
         os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came while the validation set is being scored
         return original(*args)
-    monkeypatch.setattr(training, "validate_generator", interrupted_validation)
+    monkeypatch.setattr(training, "validation_sums", interrupted_validation)
     assert main("pretrain", ["--data", str(photo_folder), *FAST, *run_dirs_args(tmp_path, "v")]) == 130
     folder = tmp_path / "checkpoints" / "v"
     ckpt = ckpt_io.load(folder / "last.pt")
@@ -170,8 +171,8 @@ def test_signal_to_the_process_group_with_workers_stops_without_traceback(refere
 # --- NaN / Inf steps -------------------------------------------------------------------------------------------
 
 def poison(monkeypatch, name: str, steps: set):
-    """Make training's `name` loss NaN on the given calls (one call per step with one micro-batch)."""
-    original, calls = getattr(training, name), {"n": 0}
+    """Make the step functions' `name` loss NaN on the given calls (one call per step with one micro-batch)."""
+    original, calls = getattr(steps_module, name), {"n": 0}
 
     def nan_on_some_calls(*args, **kwargs):
         calls["n"] += 1
@@ -179,7 +180,7 @@ def poison(monkeypatch, name: str, steps: set):
         if calls["n"] in steps:
             total, parts = total * float("nan"), {k: v * float("nan") for k, v in parts.items()}
         return total, parts
-    monkeypatch.setattr(training, name, nan_on_some_calls)
+    monkeypatch.setattr(steps_module, name, nan_on_some_calls)
 
 
 def adam_steps(ckpt, net="g") -> int:
@@ -188,7 +189,7 @@ def adam_steps(ckpt, net="g") -> int:
 
 
 def test_a_nan_step_is_skipped_counted_and_training_goes_on(photo_folder, tmp_path, monkeypatch, capsys):
-    poison(monkeypatch, "l1_loss", {2})
+    poison(monkeypatch, "reconstruction", {2})
     assert main("pretrain", ["--data", str(photo_folder), *FAST, "--max-steps", "4", *run_dirs_args(tmp_path, "n")]) == 0
     ckpt = ckpt_io.load(tmp_path / "checkpoints" / "n" / "last.pt")
     assert ckpt["step"] == 4 and ckpt["skipped_steps"] == 1 and adam_steps(ckpt) == 3
@@ -201,7 +202,7 @@ def test_a_nan_step_is_skipped_counted_and_training_goes_on(photo_folder, tmp_pa
 
 def test_too_many_bad_steps_in_a_row_stop_with_exit_3_and_keep_the_last_good_checkpoint(photo_folder, tmp_path,
                                                                                         monkeypatch, capsys):
-    poison(monkeypatch, "l1_loss", set(range(3, 100)))
+    poison(monkeypatch, "reconstruction", set(range(3, 100)))
     args = ["--data", str(photo_folder), *FAST, "--checkpoint-every", "2", "--max-bad-steps", "3", "--max-steps", "50"]
     assert main("pretrain", [*args, *run_dirs_args(tmp_path, "d")]) == 3
     last = tmp_path / "checkpoints" / "d" / "last.pt"

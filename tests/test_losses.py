@@ -16,7 +16,7 @@ def test_vanilla_gan_losses_against_hand_values():
     assert parts["d_real"].item() == pytest.approx(0.6931, abs=1e-4)
     assert total.item() == pytest.approx(0.6931, abs=1e-4)  # (real + fake) / 2
     fake_ab, real_ab = torch.zeros(1, 2, 4, 4), torch.full((1, 2, 4, 4), 0.1)
-    total, parts = generator_loss(logits, fake_ab, real_ab, lambda_l1=100.0, mode="vanilla")
+    total, parts = generator_loss(logits, l1_loss(fake_ab, real_ab), lambda_recon=100.0, mode="vanilla")
     assert total.item() == pytest.approx(0.6931 + 10.0, abs=1e-3)
     assert set(parts) == {"g_gan", "g_l1"}
 
@@ -28,8 +28,8 @@ def test_other_gan_modes_reward_the_right_side(mode):
     bad, _ = discriminator_loss(confident_fake, confident_real, mode)
     assert good < bad
     ab = torch.zeros(1, 2, 4, 4)
-    fooled, _ = generator_loss(confident_real, ab, ab, mode=mode)
-    caught, _ = generator_loss(confident_fake, ab, ab, mode=mode)
+    fooled, _ = generator_loss(confident_real, l1_loss(ab, ab), mode=mode)
+    caught, _ = generator_loss(confident_fake, l1_loss(ab, ab), mode=mode)
     assert fooled < caught
 
 
