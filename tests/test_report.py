@@ -11,6 +11,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 
 from browser import Chromium, install_chromium
 from conftest import make_photo_folder
+from test_evaluate import TinyGenerator  # a 3x3 convolution: fast, and of no known generator type
 from gan_colorizer.anatomy import stages
 from gan_colorizer.checkpoint import load_generator, save_atomic
 from gan_colorizer.config import defaults
@@ -158,18 +159,6 @@ def test_hovering_a_pixel_shows_its_l_ab_and_ciede2000(page, report):
                          f"{label} de": deltaE_ciede2000(lab[y, x], truth_lab[y, x])}
         for key, value in expected.items():
             assert float(shown[key]) == pytest.approx(value, abs=0.011), key
-
-
-class TinyGenerator(torch.nn.Module):
-    """A 3x3 convolution of L to ab: fast, and of no known generator type (no layer view)."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
-
-    def forward(self, gray_l):
-        return torch.tanh(self.conv(gray_l))
 
 
 def test_report_keeps_a_bounded_number_of_images_while_streaming(tmp_path, monkeypatch):
