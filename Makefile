@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_FLAGS := --image-size 128 --batch-size 8 --epoch-size 400 --log-every 10 --image-every 50
+DEMO_FLAGS := --image-size 128 --batch-size 8 --epoch-size 400 --log-every 10 --image-every 50 --viz-every 100
 
 .PHONY: install demo test bench clean
 
@@ -17,13 +17,15 @@ $(STAMP): setup.cfg pyproject.toml
 
 # Stage 1 then stage 2 on the embedded sample photos, on CPU; then both evaluated on the held-out ones.
 demo: $(STAMP)
-	rm -rf runs/demo-pretrain runs/demo-gan runs/demo-eval checkpoints/demo-pretrain checkpoints/demo-gan
+	rm -rf runs/demo-pretrain runs/demo-gan runs/demo-eval runs/demo-curves checkpoints/demo-pretrain checkpoints/demo-gan
 	$(BIN)/python pretrain_generator.py --name demo-pretrain --epochs 4 $(DEMO_FLAGS)
 	$(BIN)/python train_gan.py --name demo-gan --init-generator checkpoints/demo-pretrain/best.pt --epochs 3 $(DEMO_FLAGS)
 	$(BIN)/python evaluate.py --checkpoint checkpoints/demo-pretrain/best.pt --checkpoint checkpoints/demo-gan/best.pt \
-		--data embedded:val --out runs/demo-eval --num-workers 1
+		--data embedded:val --out runs/demo-eval --num-workers 1 --report
+	$(BIN)/python -m gan_colorizer.plots --run runs/demo-pretrain --run runs/demo-gan --out runs/demo-curves
 	@echo "demo done: TensorBoard with '$(BIN)/tensorboard --logdir runs'; sample grids in runs/demo-*/samples/;"
-	@echo "evaluation in runs/demo-eval/ (summary.json, metrics.csv, grids/)"
+	@echo "evaluation in runs/demo-eval/ (summary.json, metrics.csv, grids/); open runs/demo-eval/report/index.html;"
+	@echo "loss and validation curves in runs/demo-curves/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -33,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/colorize_speed.py
 	$(BIN)/python bench/checkpoint_write.py
 	$(BIN)/python bench/eval_speed.py
+	$(BIN)/python bench/viz_cost.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -46,7 +46,11 @@ def _unet_stages(g: UNetGenerator) -> list[Stage]:
 def stages(generator: nn.Module) -> list[Stage]:
     """Every encoder stage, the bottleneck, every decoder stage and the head, in forward order."""
     g = unwrap(generator)
-    return _unet_stages(g) if isinstance(g, UNetGenerator) else _resunet_stages(g)
+    if isinstance(g, UNetGenerator):
+        return _unet_stages(g)
+    if type(g).__name__ != "DynamicUnet":
+        raise ValueError(f"{type(g).__name__} is neither generator type (resunet, unet): its stages are unknown")
+    return _resunet_stages(g)
 
 
 def group_of(generator: nn.Module) -> dict[str, str]:

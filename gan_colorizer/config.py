@@ -94,6 +94,8 @@ class RunConfig:
     checkpoint_every: int = opt(0, "also write last.pt every N optimizer steps (0 = off)")
     log_every: int = opt(20, "optimizer steps between loss / throughput logs")
     image_every: int = opt(200, "optimizer steps between image grids of the fixed validation samples")
+    viz_every: int = opt(1000, "optimizer steps between TensorBoard feature maps, ab histograms and difference maps "
+                               "of the fixed validation samples (0 = off)")
     best_metric: str = opt("val/l1", "validation figure that picks best.pt; val/colorfulness_gap keeps the checkpoint "
                                      "whose colors are most as vivid as the truth's", choices=VAL_METRICS)
     best_mode: str = opt("auto", "auto: max for val/psnr, min for the others", choices=("auto", "min", "max"))
@@ -200,6 +202,7 @@ def validate(cfg: Config) -> Config:
         (o.max_bad_steps > 0, "--max-bad-steps must be > 0"),
         (r.checkpoint_minutes >= 0 and r.checkpoint_every >= 0, "--checkpoint-minutes and --checkpoint-every must be >= 0"),
         (r.log_every > 0 and r.image_every > 0, "--log-every and --image-every must be > 0"),
+        (r.viz_every >= 0, "--viz-every must be >= 0 (0 = off)"),
         (not (m.pretrained and m.backbone_weights), "give --pretrained or --backbone-weights, not both"),
         (o.perceptual_weight >= 0 and o.weight_decay >= 0 and o.l2_weight >= 0,
          "--perceptual-weight, --weight-decay and --l2-weight must be >= 0"),

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from .color import rgb_to_lab
 from .errors import UserError
 from .eval_data import GRAY
-from .metrics import delta_e2000_map, summarize
-from .viz import SheetRow, comparison_sheet, difference_map, save_png
+from .html_report import HtmlReport
+from .metrics import summarize
+from .viz import SheetRow, comparison_sheet, difference_maps, save_png
 
 METRICS = ("psnr", "ssim", "delta_e2000", "colorfulness", "auc_ab", "lpips")
 CSV_COLUMNS = ("label", "image", "width", "height", "gray_truth", "psnr", "ssim", "delta_e2000", "colorfulness",
@@ -78,15 +79,16 @@ class GridCollector:
             column = GRAY_COLUMN if label == GRAY else label
             s = scores[label]
             captions[column] = f"PSNR {float(s['psnr'][i]):.2f}  dE00 {float(s['delta_e2000'][i]):.2f}"
+        long_side = max(tiles["ground truth"].shape[:2])
         for label in self.models:
-            de = delta_e2000_map(rgb_to_lab(preds[label][i:i + 1].float() / 255), truth_lab[i:i + 1])
-            tiles[f"CIEDE2000 {label}"] = difference_map(_tile(de)[0])
+            pred_lab = rgb_to_lab(preds[label][i:i + 1].float() / 255)
+            tiles[f"errors {label}"] = difference_maps(pred_lab, truth_lab[i:i + 1], long_side)
         self.rows.append(SheetRow(name, tiles, captions))
         if len(self.rows) == SHEET_ROWS:
             self.flush()
 
     def columns(self) -> list[str]:
-        return [GRAY_COLUMN, *self.models, "ground truth", *[f"CIEDE2000 {l}" for l in self.models]]
+        return [GRAY_COLUMN, *self.models, "ground truth", *[f"errors {l}" for l in self.models]]
 
     def flush(self) -> None:
         if self.rows:
@@ -124,7 +126,7 @@ def safe_name(label: str) -> str:
 
 
 class Report:
-    def __init__(self, opts, labels: list[str], names: list[str], n_eval: int):
+    def __init__(self, opts, labels: list[str], names: list[str], n_eval: int, candidates=None, runtime=None):
         self.opts, self.labels, self.names = opts, labels, names
         self.out = Path(opts.out)
         try:
@@ -145,6 +147,7 @@ class Report:
         self.gray_truth: list[str] = []
         self.grid = GridCollector(self.out / "grids", labels, n_eval, opts.grid_images)
         self.saver = ImageSaver(self.out, labels, names) if opts.save_images else None
+        self.html = HtmlReport(self.out, labels, names, n_eval, opts, candidates, runtime) if opts.report else None
 
     def add(self, batch: dict, truth_u8, truth_lab, preds: dict, scores: dict, truth_cf) -> None:
         """One scored batch: CSV rows, the per-image values kept for the statistics, grid rows, PNGs."""
@@ -165,6 +168,8 @@ class Report:
             self.grid.add(index, self.names[index], truth_u8, truth_lab, preds, scores, k)
         if self.saver:
             self.saver.save(indices, truth_u8, preds)
+        if self.html:
+            self.html.add(batch, truth_u8, truth_lab, preds, host, rows.start)
 
     def _write_csv(self, batch: dict, host: dict, truth_cf: np.ndarray) -> None:
         for label in self.labels:
@@ -209,6 +214,9 @@ class Report:
                                                                             if k not in head}}
         summary["outputs"] = {"csv": str(self.out / "metrics.csv"), "grids": self.grid.sheets,
                               "images": str(self.out / "images") if self.saver else None}
+        if self.html:
+            summary["outputs"]["report"] = str(self.html.finish(_finite(summary), self.values, self.measured, METRICS,
+                                                                 self.count))
         summary = _finite(summary)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
         print_table(summary)

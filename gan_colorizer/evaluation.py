@@ -54,6 +54,9 @@ class EvalOptions:
     lpips_weights: str | None = None
     num_workers: int = 2
     grid_images: int = 16
+    report: bool = False
+    report_images: int = 16
+    report_worst: int = 8
 
 
 @dataclass
@@ -108,7 +111,7 @@ class Evaluator:
         self.moments = {label: FeatureMoments() for label in labels + ["truth"]} if self.fid else {}
         self.seconds = dict.fromkeys(labels, 0.0)
         self.n_eval = min(len(self.paths), opts.limit or len(self.paths))
-        self.report = Report(opts, labels, self.names, self.n_eval)
+        self.report = Report(opts, labels, self.names, self.n_eval, self.candidates, self.rt)
         self.skipped: list[tuple[int, str]] = []
         self.n_images = 0
 
@@ -119,7 +122,8 @@ class Evaluator:
                   (opts.batch_size > 0, "--batch-size must be > 0"),
                   (opts.limit is None or opts.limit > 0, "--limit must be > 0"),
                   (opts.num_workers >= 0, "--num-workers must be >= 0"),
-                  (opts.grid_images >= 0, "--grid-images must be >= 0")]
+                  (opts.grid_images >= 0, "--grid-images must be >= 0"),
+                  (opts.report_images >= 0 and opts.report_worst >= 0, "--report-images and --report-worst must be >= 0")]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
@@ -225,11 +229,12 @@ def evaluate(opts: EvalOptions, on_batch=None) -> dict:
 DESCRIPTION = """Evaluate stage-1 / stage-2 checkpoints and the gray baseline on held-out photos under a fixed protocol.
 
 Writes OUT/metrics.csv (one row per label and image), OUT/summary.json (mean; std and median beside),
-OUT/grids/*.png (gray input | models | truth | CIEDE2000 maps) and, with --save-images, OUT/images/LABEL/.
+OUT/grids/*.png (gray input | models | truth | CIEDE2000, |delta a|, |delta b| maps), with --save-images
+OUT/images/LABEL/, and with --report OUT/report/index.html (open it in a browser; no server needed).
 
 examples:
   python evaluate.py --checkpoint checkpoints/coco-l1/best.pt --checkpoint checkpoints/coco-gan/best.pt \\
-      --data ~/imagenet/val5k --out runs/eval-val5k
+      --data ~/imagenet/val5k --out runs/eval-val5k --report
   python evaluate.py --checkpoint a.pt --label ours --data embedded:val --out /tmp/eval --protocol full-res"""
 
 
@@ -257,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=2, metavar="N", help="DataLoader processes that decode images (default: 2)")
     p.add_argument("--grid-images", type=int, default=16, metavar="N",
                    help="images shown in grids/, spread evenly over the set, 4 per sheet; 0 = none (default: 16)")
+    p.add_argument("--report", action="store_true",
+                   help="also write OUT/report/index.html: images, sortable metric tables, ab distributions, layer "
+                        "view and a pixel inspector; opens from disk, offline")
+    p.add_argument("--report-images", type=int, default=16, metavar="N",
+                   help="images the report shows, spread evenly over the set (default: 16)")
+    p.add_argument("--report-worst", type=int, default=8, metavar="N",
+                   help="and the N with the highest CIEDE2000, mean over the models (default: 8)")
     return p
 
 

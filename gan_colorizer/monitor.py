@@ -113,6 +113,14 @@ class Monitor:
         return path
 
     @_never_fatal
+    def visuals(self, step: int, visuals) -> None:
+        """features.Visuals: images (H, W, 3) uint8 and histograms, by tag."""
+        for tag, image in visuals.images.items():
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+        for tag, values in visuals.histograms.items():
+            self.writer.add_histogram(tag, values, step)
+
+    @_never_fatal
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()

@@ -18,6 +18,7 @@ from .config import Config, best_mode, validate
 from .data import (DataSplit, EpochSampler, LoaderFailure, PhotoDataset, guarded, make_loader, prepare_files,
                    save_split, saved_split, split_digest)
 from .errors import Interrupted, TrainingDiverged, UserError
+from .features import training_visuals
 from .faults import BadSteps, CheckpointSchedule, RunLock, StopSignals, StopWaiting, kill_here_in_tests
 from .monitor import Monitor, sample_grid
 from .networks import build_discriminator, build_generator, count_parameters, unwrap
@@ -350,6 +351,8 @@ class Trainer:
                             | {"img/s": f"{means['perf/img_per_sec']:.1f}"})
         if step % self.cfg.run.image_every == 0 and self.samples is not None:
             self.monitor.grid(step, sample_grid(self.rt, self._shown_generator(), self.samples))
+        if self.cfg.run.viz_every and step % self.cfg.run.viz_every == 0 and self.samples is not None:
+            self.monitor.visuals(step, training_visuals(self.rt, self._shown_generator(), self.samples))
 
     def _shown_generator(self) -> torch.nn.Module:
         """What validation and sample grids score: the EMA copy under --ema-decay (what evaluation and inference

@@ -1,4 +1,4 @@
-"""Pictures for people: CIEDE2000 difference maps with a color bar, and comparison sheets of several models.
+"""Pictures for people: color-difference maps with color bars, and comparison sheets of several models.
 
 Everything returns or writes 8-bit RGB arrays (H, W, 3), so TensorBoard, HTML reports and PNG files share it.
 """
@@ -9,9 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from .metrics import delta_e2000_map
+
 DELTA_E_MAX = 50.0  # top of the heat-map scale; a CIEDE2000 of 50 is already a different color
+AB_ERROR_MAX = 50.0  # top of the |delta a|, |delta b| scale, in ab units (ab spans about -110..110)
+ERROR_SCALES = {"dE00": DELTA_E_MAX, "|da|": AB_ERROR_MAX, "|db|": AB_ERROR_MAX}  # titles on the color bars
 CMAP = "magma"
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
@@ -60,15 +65,45 @@ def color_bar(height: int, vmax: float = DELTA_E_MAX, cmap: str = CMAP, title: s
     return np.asarray(canvas)
 
 
-def difference_map(delta_e, vmax: float = DELTA_E_MAX, cmap: str = CMAP, bar: bool = True) -> np.ndarray:
-    """Per-pixel CIEDE2000 (H, W) as a heat map on a fixed scale [0, vmax], with its color bar on the right.
-
-    The fixed scale makes maps of different images and models comparable by eye.
+def difference_map(delta_e, vmax: float = DELTA_E_MAX, cmap: str = CMAP, bar: bool = True, title: str = "dE00") -> np.ndarray:
+    """Per-pixel errors (H, W), CIEDE2000 by default, as a heat map on a fixed scale [0, vmax], with its color bar
+    on the right. The fixed scale makes maps of different images and models comparable by eye.
     """
     colors = heat_colors(delta_e, vmax, cmap)
     if not bar:
         return colors
-    return np.concatenate([colors, color_bar(colors.shape[0], vmax, cmap)], axis=1)
+    return np.concatenate([colors, color_bar(colors.shape[0], vmax, cmap, title)], axis=1)
+
+
+def error_maps(pred_lab: torch.Tensor, true_lab: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-pixel errors (B, H, W) between Lab batches (B, 3, H, W): CIEDE2000, |delta a| and |delta b| (ab units)."""
+    diff = (pred_lab.float() - true_lab.float()).abs()
+    return {"dE00": delta_e2000_map(pred_lab.float(), true_lab.float()), "|da|": diff[:, 1], "|db|": diff[:, 2]}
+
+
+def fit_long_side(image: torch.Tensor, long_side: int | None) -> torch.Tensor:
+    """(..., H, W) resized so its long side is long_side (area when shrinking, nearest when growing); None: as is."""
+    h, w = image.shape[-2:]
+    if not long_side or max(h, w) == long_side:
+        return image
+    size = (max(1, round(h * long_side / max(h, w))), max(1, round(w * long_side / max(h, w))))
+    batch = image.reshape(-1, 1, h, w).float()
+    out = F.interpolate(batch, size=size, mode="area" if max(h, w) > long_side else "nearest")
+    return out.reshape(*image.shape[:-2], *size)
+
+
+def difference_maps(pred_lab: torch.Tensor, true_lab: torch.Tensor, long_side: int | None = None) -> np.ndarray:
+    """One image's CIEDE2000, |delta a| and |delta b| heat maps side by side, each with its color bar; (H, W, 3) uint8.
+
+    pred_lab, true_lab: (3, H, W) or (1, 3, H, W) Lab. Fixed scales (ERROR_SCALES), so maps are comparable by eye.
+    Evaluation grids, TensorBoard, visualize.py and the HTML report all draw their difference maps with this.
+    """
+    maps = error_maps(pred_lab.reshape(1, 3, *pred_lab.shape[-2:]), true_lab.reshape(1, 3, *true_lab.shape[-2:]))
+    panels = []
+    for title, values in maps.items():
+        panels.append(difference_map(fit_long_side(values[0], long_side), ERROR_SCALES[title], title=title))
+        panels.append(np.full((panels[-1].shape[0], 6, 3), BACKGROUND, np.uint8))
+    return np.concatenate(panels[:-1], axis=1)
 
 
 @dataclass
@@ -103,6 +138,21 @@ def comparison_sheet(rows: list[SheetRow], columns: list[str]) -> np.ndarray:
                 draw.text((int(x), y + h + 2), row.captions[c], fill=INK, font=f_small)
         y += h + line + pad
     return np.asarray(sheet)
+
+
+def figure(width: float, height: float, dpi: int = 100):
+    """A matplotlib Figure drawn by Agg (no pyplot, no display, no global state), laid out by constrained layout."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_rgb(fig) -> np.ndarray:
+    """The figure rendered as (H, W, 3) uint8."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 def save_png(rgb: np.ndarray, path) -> Path:

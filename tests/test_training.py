@@ -30,7 +30,7 @@ def stage1(tmp_path_factory):
     data = tmp / "photos"
     make_photo_folder(data, 6)
     result = run_script("pretrain_generator.py", "--data", data, "--val-fraction", "0.34", "--max-steps", "2",
-                        *TINY, *run_dirs_args(tmp, "s1"))
+                        "--viz-every", "2", *TINY, *run_dirs_args(tmp, "s1"))
     return tmp, data, result
 
 
@@ -48,6 +48,17 @@ def test_stage1_runs_from_the_command_line_and_writes_everything(stage1):
     assert "val/samples" in acc.Tags()["images"]
     assert any("config" in t for t in acc.Tags()["tensors"])
     assert "random init" in result.stdout and "4 training and 2 validation images" in result.stdout
+
+
+def test_viz_every_puts_feature_maps_ab_histograms_and_difference_maps_in_tensorboard(stage1):
+    tmp, _, _ = stage1
+    acc = EventAccumulator(str(tmp / "runs" / "s1"), size_guidance={"images": 0, "histograms": 0})
+    acc.Reload()
+    images = {"features/encoder.stem", "features/bottleneck", "errors/val_samples", "ab/distribution"}
+    assert images <= set(acc.Tags()["images"])
+    assert set(acc.Tags()["histograms"]) == {"ab/pred_a", "ab/pred_b", "ab/real_a", "ab/real_b"}
+    assert [e.step for e in acc.Images("features/bottleneck")] == [2]  # every 2 steps, not at step 1
+    assert acc.Histograms("ab/real_a")[0].histogram_value.num == 2 * 64 * 64  # the 2 fixed validation samples
 
 
 def test_stage1_checkpoint_reloads_and_rebuilds_the_generator_without_flags(stage1):

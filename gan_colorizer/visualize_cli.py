@@ -1,0 +1,136 @@
+"""visualize.py: what every stage of a trained generator makes of one photo, and how its colors differ from the truth."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import load_generator
+from .cli import run_command, setup_logging
+from .color import model_to_lab, model_to_rgb, rgb_to_lab, rgb_to_model, to_uint8
+from .distribution import ColorDistribution, distribution_figure
+from .errors import UserError
+from .images import UnreadableImage, is_gray, load_rgb
+from .inference import render_shape, size_multiple
+from .runtime import Runtime
+from .viz import difference_maps, save_png
+
+TOP_CHANNELS = 16  # as features.TOP_CHANNELS; features imports fastai, which warns before logging is set up
+
+DESCRIPTION = """Look inside a trained generator on one photo: feature maps of every encoder stage, the bottleneck and
+every decoder stage; the predicted a and b maps; and, for a color photo, the difference maps and ab distributions
+against the photo itself (its L is the input).
+
+Writes into OUT: input.png, prediction.png, truth.png, ab_prediction.png, ab_truth.png, difference.png
+(CIEDE2000, |delta a|, |delta b|), ab_distribution.png, and per layer layers/NN_NAME_channels.png (the most
+active channels) and layers/NN_NAME_activations.png (every filter's mean activation); layers.json lists them.
+
+examples:
+  python visualize.py --checkpoint checkpoints/coco-gan/best.pt --image photo.jpg --out runs/viz-photo
+  python visualize.py --checkpoint best.pt --image photo.jpg --out /tmp/viz --layers bottleneck,decoder --top 9"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a stage-1 or stage-2 checkpoint")
+    p.add_argument("--image", required=True, metavar="PATH", help="the photo (color or gray)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--size", type=int, metavar="N",
+                   help="short side the network sees, snapped to the sizes it accepts (default: its training size)")
+    p.add_argument("--layers", metavar="NAMES",
+                   help="comma-separated stage names or groups (encoder, bottleneck, decoder, head); default: all")
+    p.add_argument("--top", type=int, default=TOP_CHANNELS, metavar="K",
+                   help=f"channels shown per layer (default: {TOP_CHANNELS})")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
+    return p
+
+
+def read_photo(path) -> Image.Image:
+    try:
+        return load_rgb(path)
+    except UnreadableImage as e:
+        raise UserError(f"--image {e.path}: {e.reason}") from None
+
+
+def network_input(img: Image.Image, size: int, multiple: int) -> tuple[torch.Tensor, bool]:
+    """The photo resized (bicubic) to the network's input shape as uint8 (1, 3, H, W), and whether it is gray."""
+    h, w = render_shape(img.height, img.width, size, multiple)
+    pixels = torch.from_numpy(np.array(img.resize((w, h), Image.BICUBIC))).permute(2, 0, 1)[None]
+    return pixels.contiguous(), is_gray(img)
+
+
+def _layer_files(out: Path, outputs: dict, k: int) -> list[dict]:
+    from .features import activation_chart, channel_means, feature_grid, top_channels
+    layers = []
+    for i, (name, fmap) in enumerate(outputs.items()):
+        stem = f"layers/{i:02d}_{name}"
+        fmap = fmap[0]
+        means = channel_means(fmap)
+        title = f"{name}  {fmap.shape[0]} x {fmap.shape[1]} x {fmap.shape[2]}"
+        save_png(feature_grid(fmap, title, k), out / f"{stem}_channels.png")
+        save_png(activation_chart(fmap, name, k), out / f"{stem}_activations.png")
+        top = top_channels(means, k)
+        layers.append({"name": name, "shape": list(fmap.shape), "channels": f"{stem}_channels.png",
+                       "activations": f"{stem}_activations.png", "top_channels": top,
+                       "top_means": [round(float(means[c]), 6) for c in top], "mean": float(means.mean())})
+    return layers
+
+
+def visualize(args) -> dict:
+    from .features import ab_maps, capture, select_stages
+    if args.top < 1:
+        raise UserError("--top must be >= 1")
+    if args.size is not None and args.size < 16:
+        raise UserError(f"--size {args.size}: must be at least 16")
+    photo = read_photo(args.image)  # before the model loads: a wrong path fails at once
+    rt = Runtime(args.device, "off", channels_last=False)
+    generator, cfg, _ = load_generator(args.checkpoint, rt.device)
+    names = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
+    chosen = select_stages(generator, names)
+    pixels, gray = network_input(photo, args.size or cfg.data.image_size, size_multiple(generator))
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    gray_l, real_ab = rgb_to_model(pixels.to(rt.device))
+    fake_ab, outputs = capture(generator, gray_l, chosen)
+    fake_rgb = to_uint8(model_to_rgb(gray_l, fake_ab))
+    save_png(_hwc(to_uint8(model_to_rgb(gray_l, torch.zeros_like(fake_ab)))), out / "input.png")
+    save_png(_hwc(fake_rgb), out / "prediction.png")
+    save_png(ab_maps(fake_ab[0], "prediction"), out / "ab_prediction.png")
+    if not gray:  # a gray photo has no truth to compare with
+        compare_with_truth(out, pixels, gray_l, real_ab, fake_rgb)
+    summary = {"checkpoint": str(args.checkpoint), "image": str(args.image), "input_size": list(pixels.shape[-2:]),
+               "generator": cfg.model.generator, "gray_photo": gray, "layers": _layer_files(out, outputs, args.top)}
+    (out / "layers.json").write_text(json.dumps(summary, indent=2))
+    print(f"{len(summary['layers'])} layers of {args.checkpoint} on {args.image} "
+          f"({pixels.shape[-1]}x{pixels.shape[-2]}) -> {out}")
+    return summary
+
+
+def compare_with_truth(out: Path, pixels, gray_l, real_ab, fake_rgb) -> None:
+    """truth.png, ab_truth.png, difference.png and ab_distribution.png: the prediction against the photo."""
+    from .features import ab_maps
+    fake_lab, real_lab = rgb_to_lab(fake_rgb.float() / 255), model_to_lab(gray_l, real_ab)
+    save_png(_hwc(pixels), out / "truth.png")
+    save_png(ab_maps(real_ab[0], "truth"), out / "ab_truth.png")
+    save_png(difference_maps(fake_lab, real_lab), out / "difference.png")
+    truth, pred = ColorDistribution(), ColorDistribution()
+    truth.update(real_lab)
+    pred.update(fake_lab)
+    distribution_figure(truth, {"prediction": pred}, out / "ab_distribution.png")
+
+
+def _hwc(images: torch.Tensor):
+    return images[0].permute(1, 2, 0).cpu().numpy()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    return run_command(lambda: visualize(args))

@@ -1,0 +1,182 @@
+"""evaluate.py --report: the files it writes, what it selects, and the page in a real headless Chromium."""
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.color import deltaE_ciede2000, rgb2lab
+
+from browser import Chromium, install_chromium
+from conftest import make_photo_folder
+from test_evaluate import TinyGenerator  # a 3x3 convolution: fast, and of no known generator type
+from gan_colorizer.anatomy import stages
+from gan_colorizer.checkpoint import load_generator, save_atomic
+from gan_colorizer.config import defaults
+from gan_colorizer.evaluation import EvalOptions, evaluate
+from gan_colorizer.networks import build_generator
+
+LABELS = ["a", "b"]
+N_IMAGES, SPREAD, WORST = 7, 3, 2
+
+
+def save_checkpoint(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    cfg = defaults("pretrain")
+    save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(), "step": 1, "epoch": 0,
+                 "metrics": {}, "generator": build_generator(cfg.model, load_pretrained=False).state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """Two ResNet U-Nets (different seeds) on 7 photos of 48 x 40, center-cropped to 32 px, in batches of 3."""
+    root = tmp_path_factory.mktemp("report")
+    data = root / "photos"
+    make_photo_folder(data, N_IMAGES)
+    ckpts = [str(save_checkpoint(root / f"{label}.pt", seed)) for seed, label in enumerate(LABELS)]
+    out = root / "out"
+    summary = evaluate(EvalOptions(checkpoints=ckpts, labels=LABELS, data=str(data), out=str(out), image_size=32,
+                                   batch_size=3, num_workers=0, report=True, report_images=SPREAD,
+                                   report_worst=WORST))
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return out / "report", summary, rows, ckpts
+
+
+def card_ids(html: str, section: str) -> list[str]:
+    part = re.search(rf'<section id="{section}">(.*?)</section>', html, re.S).group(1)
+    return re.findall(r'<article class="card" id="img-(\d+)"', part)
+
+
+def mean_de(rows) -> dict[str, float]:
+    per_image = {}
+    for r in rows:
+        if r["label"] in LABELS:
+            per_image.setdefault(r["image"], []).append(float(r["delta_e2000"]))
+    return {name: float(np.mean(v)) for name, v in per_image.items()}
+
+
+def test_report_shows_the_worst_images_and_a_spread_and_keeps_only_their_files(report):
+    folder, summary, rows, _ = report
+    html = (folder / "index.html").read_text()
+    assert summary["outputs"]["report"] == str(folder / "index.html")
+    names = sorted({r["image"] for r in rows})  # the dataset order: sorted paths
+    scores = mean_de(rows)
+    worst = sorted(names, key=lambda n: -scores[n])[:WORST]
+    assert [names[int(i)] for i in card_ids(html, "worst")] == worst
+    spread = [i for i in (0, 3, 6) if names[i] not in worst]  # an image among the worst is shown once
+    assert [int(i) for i in card_ids(html, "images")] == spread
+    shown = {f"{names.index(n):06d}" for n in worst} | {f"{i:06d}" for i in spread}
+    on_disk = {p.name.split("_")[0] for p in (folder / "img").iterdir()} | {p.stem for p in (folder / "pixels").iterdir()}
+    assert on_disk == shown  # the cards of images pushed out of the worst were deleted
+    for ident in shown:
+        assert {p.name for p in (folder / "img").glob(f"{ident}_*")} == {
+            f"{ident}_{s}.png" for s in ["truth", "gray", *LABELS, *(f"errors_{l}" for l in LABELS)]}
+
+
+def test_report_is_self_contained_and_holds_distributions_and_layers(report):
+    folder, summary, _, ckpts = report
+    html = (folder / "index.html").read_text()
+    links = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert not [l for l in links if re.match(r"(https?:)?//", l)]  # no CDN, no server
+    for link in links:
+        if not link.startswith(("#", "data:")):
+            assert (folder / link.split("#")[0]).exists(), link
+    hist = np.load(folder / "color_histograms.npz")
+    assert hist["ground_truth_ab"].sum() == N_IMAGES * 32 * 32 and hist["a_ab"].sum() == N_IMAGES * 32 * 32
+    assert hist["ground_truth_l"].shape == (100,)
+    assert Image.open(folder / "ab_distribution.png").size[0] > 500
+    layers = sorted((folder / "layers" / "a").glob("*_channels.png"))
+    generator = load_generator(ckpts[0])[0]
+    assert [p.name.split("_", 1)[1][: -len("_channels.png")] for p in layers] == [s.name for s in stages(generator)]
+    assert len(list((folder / "layers" / "b").glob("*_activations.png"))) == len(layers)
+
+
+@pytest.fixture(scope="module")
+def page(report, tmp_path_factory):
+    """The report open in one headless Chromium session for all browser checks."""
+    binary = install_chromium()
+    if binary is None:
+        pytest.skip("chromium is missing and 'apt-get install chromium' failed (no root or no package registry)")
+    browser = Chromium(binary)
+    try:
+        browser.open((report[0] / "index.html").as_uri())
+        yield browser
+        browser.screenshot(tmp_path_factory.mktemp("shot") / "report.png")  # kept for a look by hand
+    finally:
+        browser.close()
+
+
+def test_page_loads_without_console_errors_and_every_image_loads(page):
+    assert page.errors() == []
+    broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
+                           ".map(i => i.getAttribute('src'))")
+    assert page.evaluate("document.images.length") > 50 and broken == []
+
+
+def box(page, selector: str) -> dict:
+    return page.evaluate(f"(() => {{ const e = document.querySelector({selector!r}); e.scrollIntoView({{block: 'center'}});"
+                         f" const r = e.getBoundingClientRect(); return {{x: r.left, y: r.top, w: r.width, h: r.height}}; }})()")
+
+
+def test_clicking_a_column_header_sorts_the_table(page, report):
+    _, _, rows, _ = report
+    de_b = {r["image"]: float(r["delta_e2000"]) for r in rows if r["label"] == "b"}
+    heads = page.evaluate("Array.from(document.querySelectorAll('#image-table thead tr:nth-child(2) th'))"
+                          ".map(th => th.textContent)")
+    column = heads.index("CIEDE2000 \u2193", len(heads) // 3 * 2)  # gray, a, b: the third group
+    selector = f"#image-table thead tr:nth-child(2) th:nth-child({column + 1})"
+    order = "Array.from(document.querySelectorAll('#image-table tbody tr')).map(r => r.cells[0].dataset.value)"
+    for expected in (sorted(de_b, key=de_b.get), sorted(de_b, key=de_b.get, reverse=True)):
+        b = box(page, selector)
+        page.click(b["x"] + b["w"] / 2, b["y"] + b["h"] / 2)
+        assert page.evaluate(order) == expected
+
+
+def test_hovering_a_pixel_shows_its_l_ab_and_ciede2000(page, report):
+    folder = report[0]
+    ident = page.evaluate("document.querySelector('#worst .card').dataset.id")
+    truth = np.asarray(Image.open(folder / "img" / f"{ident}_truth.png").convert("RGB"))
+    truth_lab = rgb2lab(truth)
+    preds = {l: rgb2lab(np.asarray(Image.open(folder / "img" / f"{ident}_{l}.png").convert("RGB"))) for l in LABELS}
+    h, w = truth.shape[:2]
+    for x, y in ((5, 9), (w - 3, h - 12)):
+        b = box(page, f"#img-{ident} img.inspect[data-source='b']")
+        px, py = b["x"] + (x + 0.5) / w * b["w"], b["y"] + (y + 0.5) / h * b["h"]
+        page.mouse_move(px, py)
+        page.evaluate("new Promise(done => setTimeout(done, 300))")  # the pixel script loads and decodes once
+        page.mouse_move(px + 0.01, py)
+        shown = page.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('#inspector [data-field]'))"
+                              ".map(e => [(e.closest('tr') ? e.closest('tr').dataset.source + ' ' : '') + e.dataset.field,"
+                              " e.textContent]))")
+        assert (int(shown["x"]), int(shown["y"])) == (x, y)
+        expected = {"L": truth_lab[y, x, 0], "ground truth a": truth_lab[y, x, 1], "ground truth b": truth_lab[y, x, 2]}
+        for label, lab in preds.items():
+            expected |= {f"{label} a": lab[y, x, 1], f"{label} b": lab[y, x, 2],
+                         f"{label} de": deltaE_ciede2000(lab[y, x], truth_lab[y, x])}
+        for key, value in expected.items():
+            assert float(shown[key]) == pytest.approx(value, abs=0.011), key
+
+
+def test_report_keeps_a_bounded_number_of_images_while_streaming(tmp_path, monkeypatch):
+    from gan_colorizer import evaluation
+    monkeypatch.setattr(evaluation, "load_generator", lambda path, device="cpu": (TinyGenerator().eval(),
+                                                                                 defaults("pretrain"), {}))
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"{i:02d}.png")
+    opts = EvalOptions(checkpoints=["tiny.pt"], data=str(tmp_path / "photos"), out=str(tmp_path / "out"), image_size=16,
+                       batch_size=7, num_workers=0, grid_images=0, report=True, report_images=4, report_worst=3)
+    evaluator = evaluation.Evaluator(opts)
+    held = []
+    evaluator.run(on_batch=lambda n: held.append((len(evaluator.report.html.cards),
+                                                  len(list((tmp_path / "out" / "report" / "img").iterdir())))))
+    assert len(held) == 9 and max(cards for cards, _ in held) <= 4 + 3
+    assert all(files == 4 * cards for cards, files in held)  # gray, model, truth and errors of each card
+    html = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "No layer view: tiny: TinyGenerator is neither generator type" in html
+    assert len(card_ids(html, "worst")) == 3
