@@ -40,6 +40,16 @@ def resolve_data(data: str) -> tuple[list[Path], list[str]]:
     return paths, [str(p.relative_to(root)) for p in paths]
 
 
+ROOT_CATEGORY = "."  # images directly in --data, when others sit in subfolders
+
+
+def categories(names: list[str]) -> list[str] | None:
+    """Each image's category, its first folder below --data (ImageNet synsets, ADE20K scene types...);
+    None when every image sits directly in --data."""
+    firsts = [Path(n).parts[0] if len(Path(n).parts) > 1 else ROOT_CATEGORY for n in names]
+    return firsts if any(f != ROOT_CATEGORY for f in firsts) else None
+
+
 class EvalDataset(Dataset):
     """Ground truth under the protocol as uint8 (3, H, W), or the reason the file cannot be read."""
 

@@ -19,11 +19,15 @@ from .metrics import summarize
 from .viz import SheetRow, comparison_sheet, difference_maps, save_png
 
 METRICS = ("psnr", "ssim", "delta_e2000", "colorfulness", "auc_ab", "lpips")
-CSV_COLUMNS = ("label", "image", "width", "height", "gray_truth", "psnr", "ssim", "delta_e2000", "colorfulness",
+CSV_COLUMNS = ("label", "image", "category", "width", "height", "gray_truth", "psnr", "ssim", "delta_e2000", "colorfulness",
                "colorfulness_truth", "auc_ab", "lpips")
 SUMMARY_ORDER = ("psnr", "ssim", "delta_e2000", "colorfulness", "delta_colorfulness", "auc_ab", "lpips", "fid",
                  "img_per_sec")
 SHEET_ROWS = 4  # images per grid sheet
+MAX_PRINTED_CATEGORIES = 40  # more (ImageNet's 1,000 synsets) stay in summary.json only
+CATEGORY_TABLE = [("category", "{}"), ("label", "{}"), ("n", "{}"), ("psnr", "{:.2f}"), ("ssim", "{:.4f}"),
+                  ("delta_e2000", "{:.3f}"), ("colorfulness", "{:.2f}"), ("delta_colorfulness", "{:.2f}"),
+                  ("auc_ab", "{:.4f}")]
 GRAY_COLUMN = "gray (baseline)"  # the input the models see, and the ab = 0 baseline
 TABLE = [("label", "{}"), ("psnr", "{:.2f}"), ("ssim", "{:.4f}"), ("delta_e2000", "{:.3f}"),
          ("colorfulness", "{:.2f}"), ("delta_colorfulness", "{:.2f}"), ("auc_ab", "{:.4f}"), ("lpips", "{:.4f}"),
@@ -126,8 +130,9 @@ def safe_name(label: str) -> str:
 
 
 class Report:
-    def __init__(self, opts, labels: list[str], names: list[str], n_eval: int, candidates=None, runtime=None):
-        self.opts, self.labels, self.names = opts, labels, names
+    def __init__(self, opts, labels: list[str], names: list[str], n_eval: int, candidates=None, runtime=None,
+                 categories: list[str] | None = None):
+        self.opts, self.labels, self.names, self.categories = opts, labels, names, categories
         self.out = Path(opts.out)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +148,8 @@ class Report:
         self.values = {label: np.full((len(METRICS), n_eval), np.nan) for label in labels}
         self.measured: dict[str, set] = {label: set() for label in labels}
         self.truth_cf = np.full(n_eval, np.nan)
+        self.category_names = sorted(set(categories)) if categories else []
+        self.row_category = np.full(n_eval, -1, dtype=np.int32)  # index into category_names, per stored row
         self.count = 0
         self.gray_truth: list[str] = []
         self.grid = GridCollector(self.out / "grids", labels, n_eval, opts.grid_images)
@@ -157,6 +164,8 @@ class Report:
         rows = slice(self.count, self.count + len(indices))
         self.count += len(indices)
         self.truth_cf[rows] = truth_cf
+        if self.categories:
+            self.row_category[rows] = [self.category_names.index(self.categories[i]) for i in indices]
         self.gray_truth += [self.names[i] for i, g in zip(indices, batch["gray"]) if g]
         for label in self.labels:
             for j, m in enumerate(METRICS):
@@ -177,6 +186,7 @@ class Report:
             for k, index in enumerate(batch["index"]):
                 cells = {m: _cell(values[m][k]) if m in values else "" for m in METRICS}
                 cells |= {"label": label, "image": self.names[index], "width": batch["size"][k][0],
+                          "category": self.categories[index] if self.categories else "",
                           "height": batch["size"][k][1], "gray_truth": _cell(batch["gray"][k]),
                           "colorfulness_truth": _cell(truth_cf[k])}
                 self.csv.writerow([cells[c] for c in CSV_COLUMNS])
@@ -188,8 +198,10 @@ class Report:
         if self.saver:
             self.saver.close()
 
-    def _model_stats(self, label: str, truth_cf_mean: float | None) -> dict:
+    def _model_stats(self, label: str, truth_cf_mean: float | None, rows=None) -> dict:
         values = self.values[label][:, : self.count]
+        if rows is not None:
+            values = values[:, rows]
         stats = {m: summarize(values[j]) if m in self.measured[label] else None for j, m in enumerate(METRICS)}
         out = {m: s["mean"] if s else None for m, s in stats.items()}
         cf = out["colorfulness"]
@@ -212,6 +224,8 @@ class Report:
             both = {**summary["models"][label], **self._model_stats(label, truth["mean"])}
             summary["models"][label] = {**{k: both.get(k) for k in head}, **{k: v for k, v in both.items()
                                                                             if k not in head}}
+        if self.category_names:
+            summary["categories"] = self._per_category()
         summary["outputs"] = {"csv": str(self.out / "metrics.csv"), "grids": self.grid.sheets,
                               "images": str(self.out / "images") if self.saver else None}
         if self.html:
@@ -221,6 +235,23 @@ class Report:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
         print_table(summary)
         return summary
+
+    def _per_category(self) -> dict:
+        """Every metric per category (FID and LPIPS-free set statistics stay per set: FID on a few dozen images
+        per category would be noise)."""
+        out = {}
+        for c, name in enumerate(self.category_names):
+            rows = self.row_category[: self.count] == c
+            if not rows.any():
+                continue
+            truth = summarize(self.truth_cf[: self.count][rows])
+            models = {}
+            for label in self.labels:
+                stats = self._model_stats(label, truth["mean"], rows)
+                models[label] = {k: stats[k] for k in (*METRICS, "delta_colorfulness", "psnr_identical")}
+            out[name] = {"n_images": int(rows.sum()), "ground_truth": {"colorfulness": truth["mean"]},
+                         "models": models}
+        return out
 
 
 def _finite(x):
@@ -247,4 +278,24 @@ def print_table(summary: dict) -> None:
                  f"{len(summary['skipped'])} skipped, {len(gt['gray_images'])} gray")
     for name, reason in summary.get("unavailable", {}).items():
         lines.append(f"{name}: not computed ({reason.split(':')[0]}; see 'unavailable' in summary.json)")
+    print("\n".join(lines), flush=True)
+    if summary.get("categories"):
+        print_category_table(summary["categories"])
+
+
+def print_category_table(cats: dict) -> None:
+    """One row per (category, label); only the count when there are too many categories to read."""
+    if len(cats) > MAX_PRINTED_CATEGORIES:
+        print(f"{len(cats)} categories (subfolders of --data): per-category figures in summary.json "
+              f"('categories') and the category column of metrics.csv", flush=True)
+        return
+    rows = []
+    for cat, entry in cats.items():
+        for label, m in entry["models"].items():
+            values = {"category": cat, "label": label, "n": entry["n_images"], **m}
+            rows.append([fmt.format(v) if (v := values.get(k)) is not None else "-" for k, fmt in CATEGORY_TABLE])
+    header = [k for k, _ in CATEGORY_TABLE]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["per category:", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     print("\n".join(lines), flush=True)

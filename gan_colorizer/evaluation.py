@@ -18,7 +18,7 @@ from .checkpoint import load_generator
 from .cli import run_command, setup_logging
 from .color import lab_to_model, model_to_rgb, rgb_to_lab, to_uint8
 from .errors import UserError
-from .eval_data import GRAY, PROTOCOLS, EvalDataset, collate, make_labels, resolve_data
+from .eval_data import GRAY, PROTOCOLS, EvalDataset, categories, collate, make_labels, resolve_data
 from .eval_report import Report
 from .inference import colorize_l, size_multiple
 from .metrics import FeatureMoments, colorfulness, frechet_distance, image_metrics, sqrtm_psd
@@ -54,6 +54,7 @@ class EvalOptions:
     lpips_weights: str | None = None
     num_workers: int = 2
     grid_images: int = 16
+    weights: str = "auto"
     report: bool = False
     report_images: int = 16
     report_worst: int = 8
@@ -73,10 +74,10 @@ def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
     """The gray baseline, then every checkpoint's generator, rebuilt from the config stored in it."""
     candidates = [Candidate(GRAY, info={"model": "ab = 0 (the ground truth's L only)"})]
     for label, path in zip(make_labels(opts.checkpoints, opts.labels), opts.checkpoints):
-        generator, cfg, ckpt = load_generator(path, "cpu")
+        generator, cfg, ckpt = load_generator(path, "cpu", opts.weights)
         info = {"stage": ckpt.get("stage"), "step": ckpt.get("step"), "generator": cfg.model.generator,
                 "backbone": cfg.model.backbone if cfg.model.generator == "resunet" else None,
-                "trained_image_size": cfg.data.image_size}
+                "trained_image_size": cfg.data.image_size, "weights": ckpt.get("weights_used", "raw")}
         candidates.append(Candidate(label, rt.place(generator).eval(), str(path), info, size_multiple(generator)))
     return candidates
 
@@ -111,7 +112,8 @@ class Evaluator:
         self.moments = {label: FeatureMoments() for label in labels + ["truth"]} if self.fid else {}
         self.seconds = dict.fromkeys(labels, 0.0)
         self.n_eval = min(len(self.paths), opts.limit or len(self.paths))
-        self.report = Report(opts, labels, self.names, self.n_eval, self.candidates, self.rt)
+        self.report = Report(opts, labels, self.names, self.n_eval, self.candidates, self.rt,
+                             categories(self.names[: self.n_eval]))
         self.skipped: list[tuple[int, str]] = []
         self.n_images = 0
 
@@ -252,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=256, metavar="SIZE", help="protocol size in pixels (default: 256)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per batch (full-res: always 1) (default: 16)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
+    p.add_argument("--weights", default="auto", choices=("auto", "ema", "raw"),
+                   help="auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained weights")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N files (sorted)")
     p.add_argument("--save-images", action="store_true", help="also write every colorized image (and the truth) as PNG")
     p.add_argument("--fid-weights", metavar="PATH",

@@ -163,8 +163,8 @@ def test_hovering_a_pixel_shows_its_l_ab_and_ciede2000(page, report):
 
 def test_report_keeps_a_bounded_number_of_images_while_streaming(tmp_path, monkeypatch):
     from gan_colorizer import evaluation
-    monkeypatch.setattr(evaluation, "load_generator", lambda path, device="cpu": (TinyGenerator().eval(),
-                                                                                 defaults("pretrain"), {}))
+    monkeypatch.setattr(evaluation, "load_generator",
+                        lambda path, device="cpu", weights="auto": (TinyGenerator().eval(), defaults("pretrain"), {}))
     rng = np.random.default_rng(0)
     (tmp_path / "photos").mkdir()
     for i in range(60):
