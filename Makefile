@@ -30,11 +30,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Each script prints a table and writes bench/results/NAME-DEVICE.json (about 40 minutes on 2 CPU cores).
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/bf16_convergence.py
+	$(BIN)/python bench/profile_step.py
+	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/colorize_speed.py
 	$(BIN)/python bench/checkpoint_write.py
-	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/viz_cost.py
 
 clean:
