@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/checkpoint_write.py
 	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/viz_cost.py
+	$(BIN)/python bench/head_cost.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
