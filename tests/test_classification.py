@@ -147,3 +147,19 @@ def test_onnx_export_of_a_classifier_outputs_the_decoded_ab(runs, tmp_path):
     generator, _, _ = ckpt_io.load_generator(runs[0] / "checkpoints" / "c1" / "best.pt")
     path = export_onnx(generator, tmp_path / "classes.onnx")
     assert check_onnx(path, generator, [(1, 32, 64)]) < 1e-3
+
+
+def test_under_torchrun_rank_0_makes_the_prior_and_every_rank_trains_with_it(runs, tmp_path):
+    from test_distributed import _torchrun
+    _, data = runs
+    result = _torchrun(2, "train_gan.py", "--data", str(data), *TINY32, "--batch-size", "4", "--grad-accum", "2",
+                       "--epoch-size", "16", "--max-steps", "2", *run_dirs_args(tmp_path, "ddp"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "ddp"
+    files = run_dir.joinpath("train_files.txt").read_text().splitlines()
+    expected, _ = empirical_prior(files, 32, len(files), seed=0, workers=0, device="cpu", bins=ab_bins())
+    assert np.allclose(np.load(run_dir / "prior.npy"), expected)
+    assert result.stdout.count("color prior of the training set") == 1  # made once, on rank 0
+    ckpt = ckpt_io.load(tmp_path / "checkpoints" / "ddp" / "last.pt")
+    assert np.allclose(ckpt["generator"]["prior"].numpy(), expected) and ckpt["step"] == 2
+    assert {"loss/g_ce", "loss/g_gan"} <= set(events(run_dir).Tags()["scalars"])
