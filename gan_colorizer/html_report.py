@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import report_page as page
 from .class_views import classifier, inspector_grid, logits_of, page_bins, prior_figure
-from .color import rgb_to_lab, rgb_to_model
+from .color import rgb_to_lab
 from .distribution import ColorDistribution, compare, distribution_figure
 from .errors import UserError
 from .eval_data import GRAY
@@ -128,9 +128,9 @@ class HtmlReport:
 
     def _distributions(self, label: str, image: torch.Tensor) -> dict:
         """A classification model's top bins for a grid of its output pixels on one image, for the inspector."""
-        from .inference import downsample_l, render_shape
+        from .inference import downsample_l, full_res_l, render_shape
         cand = self.candidates[label]
-        gray_l = rgb_to_model(image[None])[0]
+        gray_l = full_res_l(image[None])  # in row chunks: a full-res photo needs no full-size Lab temporaries
         shape = render_shape(*gray_l.shape[-2:], self.opts.image_size, cand.multiple)
         return inspector_grid(logits_of(cand.generator, downsample_l(gray_l, shape), self.runtime)[0])
 

@@ -13,7 +13,8 @@ from gan_colorizer.colorize_cli import main as colorize_main
 from gan_colorizer.visualize_cli import main as visualize_main
 from gan_colorizer.color_prior import empirical_prior
 from gan_colorizer.color_classes import ab_bins
-from gan_colorizer.networks import ColorClassifier
+from gan_colorizer.networks import ColorClassifier, core, count_parameters
+from gan_colorizer.report_weights import layer_rows
 from test_training import events
 
 TINY32 = ["--image-size", "32", "--batch-size", "2", "--num-workers", "0", "--log-every", "1", "--image-every", "100",
@@ -26,7 +27,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("classes")
     data = make_photo_folder(tmp / "photos", 8)[0].parent
     args = ["--data", str(data), *TINY32]
-    assert main("pretrain", [*args, "--max-steps", "2", *run_dirs_args(tmp, "c1")]) == 0
+    assert main("pretrain", [*args, "--max-steps", "2", "--viz-every", "2", *run_dirs_args(tmp, "c1")]) == 0
     assert main("gan", [*args, "--max-steps", "2", "--ema-decay", "0.9", "--init-generator",
                         str(tmp / "checkpoints" / "c1" / "best.pt"), *run_dirs_args(tmp, "c2")]) == 0
     return tmp, data
@@ -69,6 +70,23 @@ def test_checkpoints_rebuild_the_classifier_without_flags(runs):
     logits, ab = generator(gray_l, return_logits=True)
     assert logits.shape == (1, 313, 32, 64) and ab.shape == (1, 2, 32, 64)
     assert torch.equal(generator(gray_l), ab)
+    net = core(generator)  # the parameters: the wrapper holds only buffers (bins, prior)
+    rows = layer_rows(net)
+    assert sum(r["params"] for r in rows) == count_parameters(generator) == count_parameters(net)
+    assert {r["group"] for r in rows} == {"encoder", "bottleneck", "decoder", "head"}
+
+
+def test_both_generator_types_output_313_logits_per_pixel():
+    from gan_colorizer.config import defaults
+    from gan_colorizer.networks import UNetGenerator, build_generator
+    cfg = defaults("pretrain")
+    cfg.model.head, cfg.model.generator, cfg.model.unet_filters = "classification", "unet", 4
+    unet = build_generator(cfg.model).eval()
+    assert isinstance(unet.net, UNetGenerator) and not isinstance(unet.net.up1[-1], torch.nn.Tanh)
+    with torch.no_grad():
+        logits, ab = unet(torch.randn(1, 1, 256, 256), return_logits=True)
+    assert logits.shape == (1, 313, 256, 256) and ab.shape == (1, 2, 256, 256)
+    assert ab.abs().max() <= 1.0 and logits.abs().max() > 0
 
 
 def test_resume_keeps_the_prior_of_the_checkpoint(runs, tmp_path):
