@@ -178,7 +178,8 @@ def render(summary: dict, labels, models, worst: list, spread: list, table: Imag
     notes = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in proto["metrics"].items())
     missing = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in summary.get("unavailable", {}).items())
     skipped = len(summary["skipped"])
-    bins_js = json.dumps({l: {"ab": c["ab"], "rgb": c["rgb"]} for l, c in (classes or {}).items()})
+    bins = {l: {"ab": c["ab"], "rgb": c["rgb"]} for l, c in (classes or {}).items()}
+    bins_js = json.dumps(bins).replace("</", "<\\/")  # a label cannot end the inline script
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {escape(', '.join(models))}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
