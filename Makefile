@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/colorize_speed.py
 	$(BIN)/python bench/checkpoint_write.py
 	$(BIN)/python bench/viz_cost.py
+	$(BIN)/python bench/head_cost.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -53,10 +53,14 @@ class PlainLabDataset(Dataset):
         return lab[:1] / 50.0 - 1.0, lab[1:] / 110.0
 
 
-def build(stage: str, rt: Runtime):
+def build(stage: str, rt: Runtime, head: str = "regression"):
     cfg = defaults(stage)
+    cfg.model.head = head
     from gan_colorizer.networks import build_discriminator, build_generator
     nets = Nets(rt.place(build_generator(cfg.model, load_pretrained=False)).train())
+    if head == "classification":  # a uniform prior: the weights' values do not change the cost
+        from gan_colorizer.color_classes import ClassTargets
+        nets.classes = ClassTargets.from_prior(nets.generator.bins, nets.generator.prior, 0.5, rt.device)
     opts = {"g": make_optimizer(nets.generator, cfg)}
     if stage == "gan":
         nets.discriminator = rt.place(build_discriminator(cfg.model)).train()

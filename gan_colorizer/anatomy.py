@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .networks import UNetGenerator, unwrap
+from .networks import UNetGenerator, core
 
 GROUPS = ("encoder", "bottleneck", "decoder", "head")
 
@@ -45,7 +45,7 @@ def _unet_stages(g: UNetGenerator) -> list[Stage]:
 
 def stages(generator: nn.Module) -> list[Stage]:
     """Every encoder stage, the bottleneck, every decoder stage and the head, in forward order."""
-    g = unwrap(generator)
+    g = core(generator)  # a classification head's net: its stages are the same, its output Q logits
     if isinstance(g, UNetGenerator):
         return _unet_stages(g)
     if type(g).__name__ != "DynamicUnet":
@@ -55,7 +55,7 @@ def stages(generator: nn.Module) -> list[Stage]:
 
 def group_of(generator: nn.Module) -> dict[str, str]:
     """{qualified parameter-module name: group} for every module that holds parameters."""
-    g = unwrap(generator)
+    g = core(generator)
     containers = [(s.group, s.module) for s in stages(g)]
     if not isinstance(g, UNetGenerator):
         containers.append(("encoder", g.layers[0]))  # the stem's conv and BatchNorm, before the hooked ReLU

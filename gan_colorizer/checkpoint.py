@@ -17,7 +17,8 @@ from .faults import kill_here_in_tests
 log = logging.getLogger("gan_colorizer")
 
 FORMAT_VERSION = 1
-ARCH_FIELDS = {"generator": ("generator", "backbone", "unet_filters"), "discriminator": ("disc_filters", "disc_layers")}
+ARCH_FIELDS = {"generator": ("generator", "backbone", "unet_filters", "head"),
+               "discriminator": ("disc_filters", "disc_layers")}
 PARTIAL_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read once, at import (setting it is process-wide), and put back at once
 os.umask(_UMASK)

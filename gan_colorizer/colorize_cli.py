@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
     p.add_argument("--weights", default="auto", choices=("auto", "ema", "raw"),
                    help="auto = the EMA copy when the run kept one (--ema-decay), else the trained weights")
+    p.add_argument("--decode", choices=("annealed", "mode", "mean"),
+                   help="classification checkpoints: how the predicted distribution becomes ab: annealed mean (as "
+                        "trained), mode (most vivid, blotchy) or mean (smooth, duller)")
+    p.add_argument("--annealed-t", type=float, metavar="T",
+                   help="classification checkpoints: temperature of the annealed mean (default: as trained)")
     p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
                    help="mixed precision of the network: auto = bf16 where the device runs it fast (default: auto)")
     controls = p.add_argument_group("mood controls (applied in Lab after prediction)")
@@ -80,6 +85,7 @@ def check_args(args) -> None:
               (args.batch_size >= 1, "--batch-size must be >= 1"),
               (1 <= args.quality <= 100, f"--quality {args.quality}: must be in 1..100"),
               (args.workers >= 1, "--workers must be >= 1"),
+              (args.annealed_t is None or args.annealed_t > 0, f"--annealed-t {args.annealed_t}: must be > 0"),
               (not Path(args.out).exists() or Path(args.out).is_dir(), f"--out {args.out}: exists and is not a folder")]
     for ok, message in checks:
         if not ok:
@@ -245,7 +251,14 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
 
 def load_colorizer(args):
     from .colorizer import Colorizer
-    return Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.amp, weights=args.weights)
+    return Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.amp, weights=args.weights,
+                                     decode=args.decode, annealed_t=args.annealed_t)
+
+
+def _decoding(colorizer, args) -> str:
+    if colorizer.decoding:
+        return f", {colorizer.decoding}"
+    return ", --decode / --annealed-t ignored: regression checkpoint" if args.decode or args.annealed_t else ""
 
 
 def _plan(args):
@@ -273,7 +286,7 @@ def main(argv=None) -> int:
     if colorizer is not None:
         kept = f"; {report.tally.kept} existing outputs kept (--overwrite replaces them)" if report.tally.kept else ""
         print(f"colorizing {len(todo)} photo{'s' * (len(todo) != 1)} into {args.out} (render size {args.render_size}, "
-              f"device {colorizer.device}, amp {colorizer.runtime.amp_name}){kept}", flush=True)
+              f"device {colorizer.device}, amp {colorizer.runtime.amp_name}{_decoding(colorizer, args)}){kept}", flush=True)
     try:
         if todo:
             colorize_jobs(colorizer, todo, args, report)

@@ -82,7 +82,10 @@ def check_controls(temperature: float, saturation: float, hue: float) -> None:
 class Colorizer:
     """A generator with its runtime and render size; colorizes PIL images or files at their full resolution."""
 
-    def __init__(self, generator: torch.nn.Module, runtime=None, render_size: int = 256):
+    def __init__(self, generator: torch.nn.Module, runtime=None, render_size: int = 256, decode: str | None = None,
+                 annealed_t: float | None = None):
+        """decode / annealed_t: how a classification generator turns its distribution into ab (see --decode)."""
+        from .networks import set_decoding
         from .runtime import Runtime
         if render_size < 1:
             raise ValueError(f"render_size must be >= 1, got {render_size}")
@@ -90,10 +93,12 @@ class Colorizer:
         self.generator = self.runtime.place(generator).eval()
         self.render_size = render_size
         self.multiple = size_multiple(generator)
+        self.decoding = set_decoding(generator, decode, annealed_t)  # None for a regression generator
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "auto", render_size: int = 256, amp: str = "auto",
-                        channels_last: bool = True, weights: str = "auto") -> "Colorizer":
+                        channels_last: bool = True, weights: str = "auto", decode: str | None = None,
+                        annealed_t: float | None = None) -> "Colorizer":
         """Rebuild the generator from any stage-1 or stage-2 checkpoint (its config travels inside).
 
         weights: auto = the EMA copy when the run kept one (--ema-decay), else the trained weights; ema or raw to insist.
@@ -102,7 +107,7 @@ class Colorizer:
         from .runtime import Runtime
         runtime = Runtime(device, amp, channels_last)
         generator, _, _ = load_generator(path, "cpu", weights)
-        return cls(generator, runtime, render_size)
+        return cls(generator, runtime, render_size, decode, annealed_t)
 
     @property
     def device(self) -> torch.device:

@@ -32,6 +32,8 @@ class DataConfig:
     epoch_size: int = opt(0, "training samples per epoch; 0 = one pass over the training files (useful for tiny folders)")
     num_workers: int = opt(-1, "DataLoader worker processes that decode and crop images; -1 = auto: 1 on CPU "
                                "(more workers steal cores from the compute threads), min(8, cores) with CUDA")
+    prior_images: int = opt(1000, "--head classification: training images (a seeded sample) whose pixels give the "
+                                  "color prior of the class rebalancing")
     loader_timeout: float = opt(300.0, "seconds to wait for a batch from the workers before stopping with last.pt "
                                        "written (slow or hung disk); 0 = forever; needs --num-workers > 0")
 
@@ -45,6 +47,11 @@ class ModelConfig:
     pretrained: bool = opt(False, "torchvision's ImageNet weights for the body, from the local cache (TORCH_HOME); never downloaded")
     unet_filters: int = opt(64, "filters of the first layer of the pix2pix U-Net")
     unet_dropout: float = opt(0.5, "dropout in the three innermost decoder blocks of the pix2pix U-Net")
+    head: str = opt("regression", "regression: ab per pixel (--recon-loss); classification: Q = 313 logits per pixel "
+                                  "over the in-gamut ab bins, rebalanced cross-entropy (Zhang et al. 2016)",
+                    choices=("regression", "classification"))
+    annealed_t: float = opt(0.38, "--head classification: temperature of the annealed mean that decodes the predicted "
+                                  "distribution to ab (1 = the mean, toward 0 the mode; the paper's 0.38)")
     disc_filters: int = opt(64, "filters of the first PatchGAN layer", stages=("gan",))
     disc_layers: int = opt(3, "downsampling blocks of the PatchGAN (3 gives the 70x70 receptive field)", stages=("gan",))
 
@@ -60,6 +67,10 @@ class OptimConfig:
     grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
     lambda_l1: float = opt(100.0, "weight of the reconstruction loss in the generator loss GAN + lambda * recon "
                                   "(pix2pix paper: 100 with L1)", stages=("gan",))
+    lambda_ce: float = opt(2.0, "--head classification: weight of the rebalanced cross-entropy in the generator loss "
+                                "GAN + lambda * CE (see the README: --lambda-l1 100 is tuned for L1)", stages=("gan",))
+    rebalance_lambda: float = opt(0.5, "--head classification: class weights 1 / ((1 - lambda) prior + lambda / Q), "
+                                       "mean 1 under the prior (the paper's 0.5); 1 = no rebalancing")
     recon_loss: str = opt("l1", "reconstruction loss on ab: l1 (sharper colors), l2 (grayish, desaturated: the regression "
                                 "average), or l1+l2", choices=("l1", "l2", "l1+l2"))
     l2_weight: float = opt(1.0, "weight of L2 in --recon-loss l1+l2")
@@ -207,6 +218,9 @@ def validate(cfg: Config) -> Config:
         (o.perceptual_weight >= 0 and o.weight_decay >= 0 and o.l2_weight >= 0,
          "--perceptual-weight, --weight-decay and --l2-weight must be >= 0"),
         (o.ema_decay == 0 or 0 < o.ema_decay < 1, f"--ema-decay {o.ema_decay}: must be in (0, 1), or 0 for off"),
+        (m.annealed_t > 0, f"--annealed-t {m.annealed_t}: must be > 0"),
+        (0 < o.rebalance_lambda <= 1, f"--rebalance-lambda {o.rebalance_lambda}: must be in (0, 1] (1 = no rebalancing)"),
+        (o.lambda_ce >= 0 and d.prior_images > 0, "--lambda-ce must be >= 0 and --prior-images > 0"),
     ]
     for ok, message in checks:
         if not ok:

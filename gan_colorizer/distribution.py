@@ -97,8 +97,13 @@ def ab_plane_rgb(dist: ColorDistribution, background=(1.0, 1.0, 1.0), gamut_shad
     """(N_AB, N_AB, 3) float image of the ab plane, a to the right and b up: each bin in its own color at L = 50,
     opacity = log density (DECADES below the densest bin = transparent). Empty bins show the background, a little
     darker where the color exists in sRGB at L = 50."""
+    return density_plane_rgb(dist.probability(), background, gamut_shade)
+
+
+def density_plane_rgb(density: np.ndarray, background=(1.0, 1.0, 1.0), gamut_shade: float = 0.93) -> np.ndarray:
+    """ab_plane_rgb of any (N_AB, N_AB) [a bin, b bin] array of densities."""
     colors, in_gamut = _plane_colors()
-    p = dist.probability().T[::-1]  # [a, b] -> rows of b from the top, columns of a
+    p = np.asarray(density, np.float64).T[::-1]  # [a, b] -> rows of b from the top, columns of a
     with np.errstate(divide="ignore"):
         level = np.log10(p / p.max()) if p.max() > 0 else np.full_like(p, -np.inf)
     alpha = np.clip(1 + level / DECADES, 0, 1)[..., None]
@@ -151,3 +156,51 @@ def _l_axes(ax, truth: ColorDistribution) -> None:
     ax.set_xlabel("L"), ax.set_ylabel("% of pixels per unit")
     ax.set_title("L of the inputs", fontsize=9)
     ax.set_xlim(0, 100)
+
+
+def bins_on_plane(values: np.ndarray, bins: np.ndarray, grid: float = 10.0) -> np.ndarray:
+    """(N_AB, N_AB) [a, b] array in which every histogram cell takes the value of the ab bin (color_classes) whose
+    grid cell [center - grid/2, center + grid/2) holds it, 0 where no bin does: a distribution over bins, drawable."""
+    offset = int(round(AB_RANGE / grid)) + 1
+    index = np.full((2 * offset + 1,) * 2, -1)
+    cells = np.round(np.asarray(bins) / grid).astype(int) + offset
+    index[cells[:, 0], cells[:, 1]] = np.arange(len(bins))
+    fine = np.clip(np.floor(bin_centers() / grid + 0.5).astype(int) + offset, 0, 2 * offset)
+    found = index[fine[:, None], fine[None, :]]
+    return np.where(found >= 0, np.asarray(values, np.float64)[found], 0.0)
+
+
+MARKS = {"truth": dict(marker="x", color="black", s=70, linewidths=2),  # how bin_distribution_figure draws points
+         "decoded": dict(marker="o", facecolors="none", edgecolors="black", s=70, linewidths=1.5),
+         "mode": dict(marker="+", color="black", s=90, linewidths=1.5),
+         "mean": dict(marker="^", facecolors="none", edgecolors="0.3", s=55, linewidths=1.2)}
+
+
+def bin_distribution_figure(panels: dict[str, np.ndarray], bins: np.ndarray, marks: dict | None = None,
+                            path=None, title: str | None = None) -> np.ndarray:
+    """Distributions over the ab bins side by side on the ab plane, drawn as the ab histograms are (each bin in its
+    own color at L = 50, opacity = log density); marks {name: (a, b)} are drawn on every panel (MARKS gives the
+    marker of truth, decoded, mode, mean). Returns (H, W, 3) uint8; also saved when path is given."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig = figure(3.4 * len(panels) + 1.0, 4.0 if title else 3.7)
+    extent = (-AB_RANGE, AB_RANGE, -AB_RANGE, AB_RANGE)
+    for i, (name, values) in enumerate(panels.items(), 1):
+        ax = fig.add_subplot(1, len(panels), i)
+        ax.imshow(density_plane_rgb(bins_on_plane(values, bins)), extent=extent, interpolation="nearest")
+        for label, (a, b) in (marks or {}).items():
+            ax.scatter([a], [b], label=label, **MARKS.get(label, MARKS["decoded"]))
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("a"), ax.set_ylabel("b")
+        ax.axhline(0, color="0.6", lw=0.5), ax.axvline(0, color="0.6", lw=0.5)
+    if marks:
+        fig.axes[0].legend(fontsize=7, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.colorbar(ScalarMappable(Normalize(-DECADES, 0), "Greys"), ax=fig.axes, shrink=0.8,
+                 label="log10 probability / top bin (opacity)")
+    rgb = figure_rgb(fig)
+    if path is not None:
+        fig.savefig(path)
+    return rgb

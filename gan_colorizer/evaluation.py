@@ -15,8 +15,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .checkpoint import load_generator
+from .class_views import head_info
 from .cli import run_command, setup_logging
 from .color import lab_to_model, model_to_rgb, rgb_to_lab, to_uint8
+from .color_classes import DECODES
 from .errors import UserError
 from .eval_data import GRAY, PROTOCOLS, EvalDataset, categories, collate, make_labels, resolve_data
 from .eval_report import Report
@@ -58,6 +60,8 @@ class EvalOptions:
     report: bool = False
     report_images: int = 16
     report_worst: int = 8
+    decode: str | None = None  # classification checkpoints: annealed | mode | mean (default: as trained)
+    annealed_t: float | None = None
 
 
 @dataclass
@@ -77,7 +81,8 @@ def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
         generator, cfg, ckpt = load_generator(path, "cpu", opts.weights)
         info = {"stage": ckpt.get("stage"), "step": ckpt.get("step"), "generator": cfg.model.generator,
                 "backbone": cfg.model.backbone if cfg.model.generator == "resunet" else None,
-                "trained_image_size": cfg.data.image_size, "weights": ckpt.get("weights_used", "raw")}
+                "trained_image_size": cfg.data.image_size, "weights": ckpt.get("weights_used", "raw"),
+                **head_info(generator, ckpt, opts.decode, opts.annealed_t)}
         candidates.append(Candidate(label, rt.place(generator).eval(), str(path), info, size_multiple(generator)))
     return candidates
 
@@ -125,7 +130,8 @@ class Evaluator:
                   (opts.limit is None or opts.limit > 0, "--limit must be > 0"),
                   (opts.num_workers >= 0, "--num-workers must be >= 0"),
                   (opts.grid_images >= 0, "--grid-images must be >= 0"),
-                  (opts.report_images >= 0 and opts.report_worst >= 0, "--report-images and --report-worst must be >= 0")]
+                  (opts.report_images >= 0 and opts.report_worst >= 0, "--report-images and --report-worst must be >= 0"),
+                  (opts.annealed_t is None or opts.annealed_t > 0, f"--annealed-t {opts.annealed_t}: must be > 0")]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
@@ -273,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images the report shows, spread evenly over the set (default: 16)")
     p.add_argument("--report-worst", type=int, default=8, metavar="N",
                    help="and the N with the highest CIEDE2000, mean over the models (default: 8)")
+    p.add_argument("--decode", choices=DECODES, help="classification checkpoints (--head classification): how the "
+                   "predicted distribution becomes ab: annealed mean (as trained), mode or mean; regression ones "
+                   "ignore it (summary.json says so)")
+    p.add_argument("--annealed-t", type=float, metavar="T", help="temperature of the annealed mean for classification "
+                   "checkpoints (default: each checkpoint's --annealed-t)")
     return p
 
 

@@ -57,9 +57,11 @@ def _add_metadata(path: Path, metadata: dict) -> None:
 
 def model_metadata(cfg, multiple: int) -> dict:
     from .color import AB_SCALE, L_SCALE
+    decoded = f" (annealed mean at T = {cfg.model.annealed_t:g} of the {cfg.model.head} head's distribution)" \
+        if cfg.model.head == "classification" else ""
     return {"input": f"gray_l = L / {L_SCALE:g} - 1, (N, 1, H, W) float32, H and W multiples of {multiple}",
-            "output": f"ab / {AB_SCALE:g}, (N, 2, H, W) float32", "generator": cfg.model.generator,
-            "backbone": cfg.model.backbone, "size_multiple": multiple, "stage": cfg.stage}
+            "output": f"ab / {AB_SCALE:g}, (N, 2, H, W) float32{decoded}", "generator": cfg.model.generator,
+            "backbone": cfg.model.backbone, "head": cfg.model.head, "size_multiple": multiple, "stage": cfg.stage}
 
 
 def check_onnx(path, generator: torch.nn.Module, shapes, atol: float = 1e-3) -> float:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from . import report_page as page
+from .class_views import classifier, inspector_grid, logits_of, page_bins, prior_figure
 from .color import rgb_to_lab
 from .distribution import ColorDistribution, compare, distribution_figure
 from .errors import UserError
@@ -52,6 +53,7 @@ class HtmlReport:
         self.models = [l for l in labels if l != GRAY]
         self.opts, self.runtime = opts, runtime
         self.candidates = {c.label: c for c in candidates or [] if c.generator is not None}
+        self.classes = [l for l, c in self.candidates.items() if classifier(c.generator) is not None]
         try:
             for sub in ("img", "pixels", "layers"):  # a previous report's files would mislead
                 shutil.rmtree(self.dir / sub, ignore_errors=True)
@@ -115,12 +117,22 @@ class HtmlReport:
         for label in self.models:  # the maps of the shown pixels, so that they agree with the inspector
             pred_lab = rgb_to_lab(torch.from_numpy(shown[label]).permute(2, 0, 1)[None].float() / 255)
             save_png(difference_maps(pred_lab, truth_lab, side), self.dir / paths["errors"][label])
-        script = page.pixel_script(ident, truth_png, {l: raw[l] for l in self.models})
+        dists = {label: self._distributions(label, truth_u8[k]) for label in self.classes}
+        script = page.pixel_script(ident, truth_png, {l: raw[l] for l in self.models},
+                                   {"dists": dists} if dists else None)
         (self.dir / paths["pixels"]).write_text(script)
         files = [paths["truth"], paths["pixels"], *paths["pred"].values(), *paths["errors"].values()]
         metrics = {l: {m: float(v[k]) for m, v in host[l].items()} for l in self.labels}
         self.cards[index] = {"id": ident, "name": self.names[index], "files": files, "paths": paths, "size": truth.shape[1::-1], "metrics": metrics, "score": score,
                              "shrunk": max(truth_u8.shape[-2:]) > MAX_SIDE}
+
+    def _distributions(self, label: str, image: torch.Tensor) -> dict:
+        """A classification model's top bins for a grid of its output pixels on one image, for the inspector."""
+        from .inference import downsample_l, full_res_l, render_shape
+        cand = self.candidates[label]
+        gray_l = full_res_l(image[None])  # in row chunks: a full-res photo needs no full-size Lab temporaries
+        shape = render_shape(*gray_l.shape[-2:], self.opts.image_size, cand.multiple)
+        return inspector_grid(logits_of(cand.generator, downsample_l(gray_l, shape), self.runtime)[0])
 
     def _layer_view(self, index: int, truth_lab: torch.Tensor) -> dict:
         """Feature-map grids and activation charts of every stage of every model, on one image."""
@@ -157,6 +169,11 @@ class HtmlReport:
         np.savez_compressed(self.dir / "color_histograms.npz",
                             **{f"{safe_id(k)}_{kind}": getattr(d, kind) for k, d in self.dists.items() for kind in "ab l c".split()})
         colors = {l: compare(d, truth) for l, d in models.items()}
+        classes = {}
+        for label in self.classes:  # each classification model's training prior, and its bins for the inspector
+            cand, path = self.candidates[label], f"prior_{safe_id(label)}.png"
+            prior_figure(cand.generator, self.dir / path, cand.info.get("color_prior"))
+            classes[label] = {**page_bins(cand.generator), "prior": path}
         for asset in ("report.css", "report.js"):
             shutil.copyfile(resources.files("gan_colorizer") / "report_assets" / asset, self.dir / asset)
         rows = self._table_rows(values, count)
@@ -166,7 +183,7 @@ class HtmlReport:
         worst = [self.cards[i] for _, i in sorted(self.worst, reverse=True) if i in self.cards]
         shown = {c["id"] for c in worst}  # an image among the worst is shown once, there
         spread = [self.cards[i] for i in sorted(self.spread) if i in self.cards and self.cards[i]["id"] not in shown]
-        html = page.render(summary, self.labels, self.models, worst, spread, table, colors, self.layers)
+        html = page.render(summary, self.labels, self.models, worst, spread, table, colors, self.layers, classes)
         path = self.dir / "index.html"
         path.write_text(html, encoding="utf-8")
         return path

@@ -24,8 +24,8 @@ def render_shape(height: int, width: int, render_size: int, multiple: int = 32) 
 
 def size_multiple(generator: torch.nn.Module) -> int:
     """Input sides the generator accepts: multiples of 32 (ResNet U-Net), of 256 for the pix2pix U-Net."""
-    from .networks import UNetGenerator, unwrap
-    return 256 if isinstance(unwrap(generator), UNetGenerator) else 32
+    from .networks import UNetGenerator, core
+    return 256 if isinstance(core(generator), UNetGenerator) else 32
 
 
 def row_chunks(height: int, width: int, chunk_pixels: int | None = None):

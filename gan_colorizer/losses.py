@@ -47,12 +47,28 @@ def reconstruction(gray_l: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.T
                    perceptual=None) -> tuple[torch.Tensor, dict]:
     """The configured reconstruction loss (--recon-loss), plus --perceptual-weight times the VGG feature loss."""
     loss, parts = reconstruction_loss(fake_ab, real_ab, optim_cfg.recon_loss, optim_cfg.l2_weight)
+    return _with_perceptual(loss, parts, gray_l, fake_ab, real_ab, optim_cfg, perceptual)
+
+
+def _with_perceptual(loss, parts: dict, gray_l, fake_ab, real_ab, optim_cfg, perceptual) -> tuple[torch.Tensor, dict]:
     if perceptual is not None and optim_cfg.perceptual_weight > 0:
         from .vgg_loss import perceptual_loss
         feature = perceptual_loss(perceptual, gray_l, fake_ab, real_ab)
         parts["g_perceptual"] = feature.detach()
         loss = loss + optim_cfg.perceptual_weight * feature
     return loss, parts
+
+
+def classification(gray_l: torch.Tensor, logits: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.Tensor,
+                   targets, optim_cfg, perceptual=None) -> tuple[torch.Tensor, dict]:
+    """--head classification: Zhang et al.'s rebalanced cross-entropy against the soft-encoded true ab (g_ce), with
+    the L1 of the decoded ab reported beside it (not trained on), plus --perceptual-weight times the VGG loss of
+    the decoded ab. targets: color_classes.ClassTargets (bins and class weights on the device)."""
+    from .color_classes import classification_loss, soft_encode
+    index, weight = soft_encode(real_ab, targets.bins)
+    ce = classification_loss(logits, index, weight, targets.weights)
+    parts = {"g_ce": ce.detach(), "g_l1": F.l1_loss(fake_ab.float(), real_ab.float()).detach()}
+    return _with_perceptual(ce, parts, gray_l, fake_ab, real_ab, optim_cfg, perceptual)
 
 
 def generator_loss(fake_logits: torch.Tensor, recon: tuple[torch.Tensor, dict], lambda_recon: float = 100.0,

@@ -1,6 +1,7 @@
 """Generators (fastai DynamicUnet on a ResNet body; the pix2pix U-Net) and the PatchGAN discriminator.
 
-Every generator maps gray_l (B, 1, H, W) to ab (B, 2, H, W) in the model's units (see color.py).
+Every generator maps gray_l (B, 1, H, W) to ab (B, 2, H, W) in the model's units (see color.py). With
+--head classification the net predicts Q logits per pixel over the ab bins instead, and ColorClassifier decodes them.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
+from .color_classes import ANNEALED_T, DECODES, bin_tensor, decode
 from .errors import UserError
 
 log = logging.getLogger("gan_colorizer")
@@ -59,10 +61,10 @@ def resnet_body(backbone: str, weights: dict | None = None, source: str = "") ->
     return nn.Sequential(*list(model.children())[:-2])
 
 
-def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "") -> nn.Module:
+def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2) -> nn.Module:
     """fastai DynamicUnet on a ResNet body; 31,099,672 parameters with resnet18 (the reference tutorial's net)."""
     from fastai.vision.models.unet import DynamicUnet  # heavy import, only where needed
-    net = DynamicUnet(resnet_body(backbone, weights, source), n_out=2, img_size=UNET_INPUT_SIZE)
+    net = DynamicUnet(resnet_body(backbone, weights, source), n_out=n_out, img_size=UNET_INPUT_SIZE)
     if type(net.layers[-1]).__name__ == "ToTensorBase":  # returns fastai's tensor subclass: plain tensors
         net.layers = net.layers[:-1]                       # compile, export and run without its overhead
     return net.train()  # DynamicUnet traces its encoder in eval mode and leaves it there
@@ -84,9 +86,11 @@ def _up(cin: int, cout: int, dropout: float = 0.0) -> nn.Sequential:
 
 
 class UNetGenerator(nn.Module):
-    """The pix2pix U-Net (unet_256): 8 stride-2 downsamplings, skips by concatenation, dropout in 3 decoder blocks."""
+    """The pix2pix U-Net (unet_256): 8 stride-2 downsamplings, skips by concatenation, dropout in 3 decoder blocks.
+    logits=True leaves out the final tanh (class logits are unbounded)."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 2, filters: int = 64, dropout: float = 0.5):
+    def __init__(self, in_channels: int = 1, out_channels: int = 2, filters: int = 64, dropout: float = 0.5,
+                 logits: bool = False):
         super().__init__()
         f = filters
         self.down1 = _down(in_channels, f, act=False, norm=False)
@@ -96,7 +100,8 @@ class UNetGenerator(nn.Module):
         self.up8 = _up(8 * f, 8 * f)
         self.up7, self.up6, self.up5 = (_up(16 * f, 8 * f, dropout) for _ in range(3))
         self.up4, self.up3, self.up2 = _up(16 * f, 4 * f), _up(8 * f, 2 * f), _up(4 * f, f)
-        self.up1 = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * f, out_channels, 4, stride=2, padding=1), nn.Tanh())
+        self.up1 = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * f, out_channels, 4, stride=2, padding=1),
+                                 *([] if logits else [nn.Tanh()]))
 
     def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
         d1 = self.down1(gray_l)
@@ -114,6 +119,42 @@ class UNetGenerator(nn.Module):
         u = self.up3(torch.cat([d3, u], 1))
         u = self.up2(torch.cat([d2, u], 1))
         return self.up1(torch.cat([d1, u], 1))
+
+
+class ColorClassifier(nn.Module):
+    """A generator whose net predicts Q logits per pixel over the ab bins (color_classes.py, Zhang et al. 2016).
+
+    forward(gray_l) returns the decoded ab like any generator, so validation, evaluation, inference, export and EMA
+    need not know; forward(gray_l, return_logits=True) returns (logits, ab) for the training loss (through forward,
+    so DDP syncs its gradients). The bins and the training set's color prior are buffers: checkpoints carry them.
+    """
+
+    def __init__(self, net: nn.Module, bins: torch.Tensor, temperature: float = ANNEALED_T):
+        super().__init__()
+        self.net = net
+        self.register_buffer("bins", bins.float().clone())  # (Q, 2) ab units
+        self.register_buffer("prior", torch.full((len(bins),), 1.0 / len(bins)))  # set by training
+        self.decoding, self.temperature = "annealed", temperature
+
+    def forward(self, gray_l: torch.Tensor, return_logits: bool = False):
+        logits = self.net(gray_l)
+        ab = decode(logits, self.bins, self.decoding, self.temperature)
+        return (logits, ab) if return_logits else ab
+
+
+def set_decoding(generator: nn.Module, how: str | None = None, temperature: float | None = None) -> str | None:
+    """Choose how a classification generator turns its distribution into ab (annealed mean, mode, mean); returns a
+    description, or None for a regression generator (which has nothing to decode)."""
+    g = unwrap(generator)
+    if not isinstance(g, ColorClassifier):
+        return None
+    if how is not None:
+        if how not in DECODES:
+            raise ValueError(f"unknown decoding {how!r}; choose from {DECODES}")
+        g.decoding = how
+    if temperature is not None:
+        g.temperature = temperature
+    return f"annealed mean, T = {g.temperature:g}" if g.decoding == "annealed" else g.decoding
 
 
 class PatchDiscriminator(nn.Module):
@@ -164,13 +205,18 @@ def _backbone_weights(model_cfg) -> tuple[dict | None, str]:
 
 def build_generator(model_cfg, load_pretrained: bool = True) -> nn.Module:
     """The generator the config names; load_pretrained=False when a checkpoint will supply every weight."""
+    classes = model_cfg.head == "classification"
+    bins = bin_tensor() if classes else None
+    n_out = len(bins) if classes else 2
     if model_cfg.generator == "unet":
-        return init_normal(UNetGenerator(1, 2, model_cfg.unet_filters, model_cfg.unet_dropout))
-    weights, source = _backbone_weights(model_cfg) if load_pretrained else (None, "")
-    if load_pretrained:
-        log.info("generator: resunet on %s, %s", model_cfg.backbone,
-                 f"body weights from {source}" if weights is not None else "random init (no --pretrained / --backbone-weights)")
-    return resunet(model_cfg.backbone, weights, source)
+        net = init_normal(UNetGenerator(1, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=classes))
+    else:
+        weights, source = _backbone_weights(model_cfg) if load_pretrained else (None, "")
+        if load_pretrained:
+            log.info("generator: resunet on %s, %s", model_cfg.backbone, f"body weights from {source}"
+                     if weights is not None else "random init (no --pretrained / --backbone-weights)")
+        net = resunet(model_cfg.backbone, weights, source, n_out)
+    return ColorClassifier(net, bins, model_cfg.annealed_t) if classes else net
 
 
 def build_discriminator(model_cfg) -> PatchDiscriminator:
@@ -184,6 +230,12 @@ def unwrap(net: nn.Module) -> nn.Module:
         if inner is None:
             return net
         net = inner
+
+
+def core(net: nn.Module) -> nn.Module:
+    """The convolutional net itself: without DDP / compile wrappers and without a ColorClassifier around it."""
+    net = unwrap(net)
+    return unwrap(net.net) if isinstance(net, ColorClassifier) else net
 
 
 def count_parameters(net: nn.Module) -> int:

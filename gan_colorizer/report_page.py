@@ -22,10 +22,11 @@ SUMMARY_COLUMNS = ("psnr", "ssim", "delta_e2000", "colorfulness", "delta_colorfu
                    "ab_intersection", "mean_chroma", "img_per_sec")
 
 
-def pixel_script(ident: str, truth_png: bytes, model_pngs: dict[str, bytes]) -> str:
-    """pixels/ID.js: the shown truth and predictions as PNG data URLs, read back by the inspector."""
+def pixel_script(ident: str, truth_png: bytes, model_pngs: dict[str, bytes], extra: dict | None = None) -> str:
+    """pixels/ID.js: the shown truth and predictions as PNG data URLs, read back by the inspector (and, in extra,
+    the top-k distributions of classification models: class_views.inspector_grid)."""
     url = lambda raw: "data:image/png;base64," + base64.b64encode(raw).decode("ascii")  # noqa: E731
-    entry = {"truth": url(truth_png), "models": {label: url(raw) for label, raw in model_pngs.items()}}
+    entry = {"truth": url(truth_png), "models": {label: url(raw) for label, raw in model_pngs.items()}, **(extra or {})}
     return (f"window.REPORT_PIXELS = window.REPORT_PIXELS || {{}};\n"
             f"window.REPORT_PIXELS[{json.dumps(ident)}] = {json.dumps(entry)};\n")
 
@@ -118,6 +119,18 @@ def card(c: dict, labels: list[str], models: list[str], metrics: list[str]) -> s
             f'<tbody>{rows}</tbody></table></article>')
 
 
+def prior_section(classes: dict) -> str:
+    """The training prior of each classification model, drawn as the distributions above."""
+    if not classes:
+        return ""
+    images = "".join(f'<figure><img src="{escape(c["prior"])}" alt="prior {escape(l)}"><figcaption>{escape(l)}: '
+                     f'the color prior of its training set (rebalancing weights ~ 1 / prior)</figcaption></figure>'
+                     for l, c in classes.items())
+    return (f'<h3>Training priors of the classification models</h3><p class="note">How often each ab bin occurs in '
+            f'the training pixels, smoothed (Zhang et al. 2016); the pixel inspector draws the predicted distribution '
+            f'of the pixel under the mouse the same way.</p><div class="tiles">{images}</div>')
+
+
 def distribution_section(colors: dict) -> str:
     rows = "".join(f'<tr><td>{escape(l)}</td>{number_cell(c["ab_intersection"], "ab_intersection")}'
                    f'{number_cell(c["mean_chroma"], "mean_chroma")}{number_cell(c["truth_mean_chroma"], "mean_chroma")}</tr>'
@@ -157,7 +170,7 @@ def layer_section(view: dict | None) -> str:
 
 
 def render(summary: dict, labels, models, worst: list, spread: list, table: ImageTable, colors: dict,
-           layers: dict | None) -> str:
+           layers: dict | None, classes: dict | None = None) -> str:
     from .eval_report import METRICS
     proto = summary["protocol"]
     metrics = table.metrics
@@ -165,6 +178,8 @@ def render(summary: dict, labels, models, worst: list, spread: list, table: Imag
     notes = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in proto["metrics"].items())
     missing = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in summary.get("unavailable", {}).items())
     skipped = len(summary["skipped"])
+    bins = {l: {"ab": c["ab"], "rgb": c["rgb"]} for l, c in (classes or {}).items()}
+    bins_js = json.dumps(bins).replace("</", "<\\/")  # a label cannot end the inline script
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {escape(', '.join(models))}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
@@ -183,7 +198,8 @@ Files: <a href="../summary.json">summary.json</a>, <a href="../metrics.csv">metr
 <section id="worst"><h2>Worst images</h2>
 <p class="note">The {len(worst)} images with the highest CIEDE2000 (mean over the models). Move the mouse over an
 image: the inspector (bottom right) shows that pixel's L, each model's a and b and CIEDE2000, and the true a and b,
-all of the 8-bit images as shown and scored.</p>
+all of the 8-bit images as shown and scored. For a classification model it also draws the predicted distribution
+over the ab bins (of the nearest of at most 48 x 48 sampled pixels of the network's output).</p>
 {cards(worst)}</section>
 <section id="images"><h2>Images across the set</h2>
 <p class="note">Spread evenly over the set (those among the worst are shown above only).</p>
@@ -192,7 +208,7 @@ all of the 8-bit images as shown and scored.</p>
 <p class="note">Click a column to sort (again to reverse); names link to the images shown above.</p>
 {table.html(METRICS)}</section>
 <section id="colors"><h2>Color distributions</h2>
-{distribution_section(colors)}</section>
+{distribution_section(colors)}{prior_section(classes)}</section>
 <section id="layers"><h2>Layers</h2>
 {layer_section(layers)}</section>
 <section id="notes"><h2>Metric definitions</h2>
@@ -200,6 +216,7 @@ all of the 8-bit images as shown and scored.</p>
 </main>
 <div id="inspector"><div class="title">pixel inspector</div><div id="inspector-body" class="muted">move the mouse over
 an image</div></div>
+<script>window.REPORT_CLASSES = {bins_js};</script>
 <script src="report.js"></script>
 </body></html>
 """

@@ -17,7 +17,7 @@ from . import checkpoint as ckpt_io
 from .anatomy import group_of, stages
 from .color import rgb_to_model
 from .errors import UserError
-from .networks import build_discriminator
+from .networks import build_discriminator, core
 
 
 def friendly_names(generator) -> dict[str, str]:
@@ -143,11 +143,12 @@ def report(checkpoint: str, out: Path, images: str | None = None, n_images: int 
         discriminator = build_discriminator(cfg.model)
         ckpt_io.load_weights(discriminator, ckpt["discriminator"], checkpoint, "discriminator")
     out.mkdir(parents=True, exist_ok=True)
-    rows = layer_rows(generator, discriminator)
+    net = core(generator)  # the parameters; a classification head's wrapper holds none (bins and prior are buffers)
+    rows = layer_rows(net, discriminator)
     write_csv(out / "layers.csv", rows)
     groups = group_rows(rows)
     write_csv(out / "groups.csv", groups)
-    pngs = save_histograms(generator, group_of(generator), friendly_names(generator), out, "generator")
+    pngs = save_histograms(net, group_of(net), friendly_names(net), out, "generator")
     if discriminator is not None:
         pngs += save_histograms(discriminator, {}, {}, out, "discriminator")
     activations = activation_rows(generator, _photos(images, n_images, size or cfg.data.image_size))

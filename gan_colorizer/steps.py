@@ -13,7 +13,7 @@ from .color import model_to_lab, model_to_rgb, to_uint8
 from .config import Config
 from .distributed import sync_gradients
 from .faults import all_finite
-from .losses import discriminator_loss, generator_loss, reconstruction
+from .losses import classification, discriminator_loss, generator_loss, reconstruction
 from .metrics import colorfulness, delta_e2000, psnr
 from .runtime import Runtime
 
@@ -26,6 +26,7 @@ class Nets:
     discriminator: torch.nn.Module | None = None
     perceptual: torch.nn.Module | None = None  # frozen VGG16 for --perceptual-weight; not trained, not saved
     ema: object | None = None  # ema.EMA of the generator for --ema-decay
+    classes: object | None = None  # color_classes.ClassTargets for --head classification
 
 
 def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -44,13 +45,29 @@ def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config)
     for i, (gray_l, real_ab) in enumerate(micro):
         with sync_gradients(nets.generator, i == len(micro) - 1):
             with rt.autocast():
-                fake_ab = nets.generator(gray_l)
-            loss, parts_i = reconstruction(gray_l, fake_ab, real_ab, cfg.optim, nets.perceptual)
+                fake = generate(nets, gray_l)
+            loss, parts_i = objective(gray_l, fake, real_ab, nets, cfg)
             rt.backward(loss / len(micro))
         _accumulate(parts, parts_i, len(micro))
     updated = rt.step(opts["g"], all_finite(parts))
     rt.end_step()
     return parts, updated
+
+
+def generate(nets: Nets, gray_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(fake_ab, logits): the logits of a classification head come out of the same forward; None for regression."""
+    if nets.classes is None:
+        return nets.generator(gray_l), None
+    logits, fake_ab = nets.generator(gray_l, return_logits=True)
+    return fake_ab, logits
+
+
+def objective(gray_l: torch.Tensor, fake: tuple, real_ab: torch.Tensor, nets: Nets, cfg: Config) -> tuple:
+    """The generator's own term: --recon-loss on ab (regression), or the rebalanced cross-entropy (classification)."""
+    fake_ab, logits = fake
+    if logits is None:
+        return reconstruction(gray_l, fake_ab, real_ab, cfg.optim, nets.perceptual)
+    return classification(gray_l, logits, fake_ab, real_ab, nets.classes, cfg.optim, nets.perceptual)
 
 
 def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> tuple[dict, bool]:
@@ -71,18 +88,18 @@ def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> t
 
 def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, parts: dict) -> list:
     """D's gradients on real vs fake; returns the fakes (with their graph when one micro-batch lets G reuse them)."""
-    G, D = nets.generator, nets.discriminator
+    D = nets.discriminator
     reuse = len(micro) == 1
     fakes = []
     D.requires_grad_(True)
     opts["d"].zero_grad(set_to_none=True)
     for i, (gray_l, real_ab) in enumerate(micro):
         with rt.autocast(), torch.set_grad_enabled(reuse):
-            fake_ab = G(gray_l)
-        fakes.append(fake_ab)
+            fake = generate(nets, gray_l)
+        fakes.append(fake)
         with sync_gradients(D, i == len(micro) - 1):
             with rt.autocast():
-                loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(gray_l, fake_ab.detach()),
+                loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(gray_l, fake[0].detach()),
                                                      cfg.optim.gan_mode)
             rt.backward(loss_d / len(micro))
         _accumulate(parts, parts_d, len(micro))
@@ -90,19 +107,21 @@ def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: 
 
 
 def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: list, cfg: Config, parts: dict) -> None:
-    """G's gradients on GAN + lambda * L1 against the updated D; with several micro-batches each fake is recomputed
-    so that only one generator graph is alive at a time."""
+    """G's gradients on GAN + lambda * L1 (or lambda_ce * CE) against the updated D, which judges the decoded ab of a
+    classification head; with several micro-batches each fake is recomputed so that only one generator graph is
+    alive at a time."""
     G, D, o = nets.generator, nets.discriminator, cfg.optim
+    lam = o.lambda_l1 if nets.classes is None else o.lambda_ce
     D.requires_grad_(False)
     opts["g"].zero_grad(set_to_none=True)
-    for i, ((gray_l, real_ab), fake_ab) in enumerate(zip(micro, fakes)):
+    for i, ((gray_l, real_ab), fake) in enumerate(zip(micro, fakes)):
         with sync_gradients(G, i == len(micro) - 1), sync_gradients(D, False):  # frozen D: nothing to all-reduce
             if len(micro) > 1:
                 with rt.autocast():
-                    fake_ab = G(gray_l)
+                    fake = generate(nets, gray_l)
             with rt.autocast():
-                recon = reconstruction(gray_l, fake_ab, real_ab, o, nets.perceptual)
-                loss_g, parts_g = generator_loss(D(gray_l, fake_ab), recon, o.lambda_l1, o.gan_mode)
+                recon = objective(gray_l, fake, real_ab, nets, cfg)
+                loss_g, parts_g = generator_loss(D(gray_l, fake[0]), recon, lam, o.gan_mode)
             rt.backward(loss_g / len(micro))
         _accumulate(parts, parts_g, len(micro))
 

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
-from . import distributed
+from . import color_prior, distributed
 from .config import Config, best_mode, validate
 from .data import (DataSplit, EpochSampler, LoaderFailure, PhotoDataset, guarded, make_loader, prepare_files,
                    save_split, saved_split, split_digest)
@@ -70,7 +70,8 @@ def _by_name(nets: Nets) -> dict:
     return named
 
 
-def _build(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist) -> tuple[Nets, dict, TrainState]:
+def _build(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist,
+           prior=None) -> tuple[Nets, dict, TrainState]:
     fresh = not (cfg.run.resume or cfg.run.init_generator)
     nets = Nets(build_generator(cfg.model, load_pretrained=fresh))
     if cfg.stage == "gan":
@@ -89,6 +90,8 @@ def _build(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dis
         _init_generator(cfg.run.init_generator, cfg, nets.generator)
     elif cfg.stage == "gan":
         log.info("generator: starting from scratch (no --init-generator stage-1 checkpoint)")
+    if cfg.model.head == "classification":  # the prior goes in before the EMA copy is made
+        nets.classes = color_prior.attach(nets.generator, prior, cfg, rt.device)
     _add_helpers(cfg, rt, nets, resumed)
     sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in _by_name(nets).items())
     log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
@@ -184,7 +187,8 @@ class Trainer:
         if split.summary and self.dist.main:  # a fresh scan (a resume that found its saved lists has nothing to save)
             log.info(save_split(split, self.run_dir))
         self.data_digest = split_digest(split)
-        self.nets, self.opts, self.state = _build(cfg, self.rt, resumed, self.dist)
+        prior = self._color_prior(split, resumed)
+        self.nets, self.opts, self.state = _build(cfg, self.rt, resumed, self.dist, prior)
         if resumed and self.dist.rank:  # checkpoints hold rank 0's RNG: the others branch off it, reproducibly
             seed_everything(cfg.run.seed + self.dist.rank + 7919 * self.state.step)
         step_fn = gan_step if cfg.stage == "gan" else pretrain_step
@@ -197,6 +201,17 @@ class Trainer:
         self.schedule = CheckpointSchedule(cfg.run.checkpoint_every, cfg.run.checkpoint_minutes)
         self.saved_step = self.state.step  # the step last.pt holds (nothing to save before the first step)
         self.stop = StopSignals()
+
+    def _color_prior(self, split: DataSplit, resumed: dict | None):
+        """--head classification: the training set's color prior, made on rank 0 and sent to all; None on resume
+        (last.pt holds it) and for regression."""
+        self.prior_info = (resumed or {}).get("color_prior")
+        if self.cfg.model.head != "classification" or resumed is not None:
+            return None
+        workers = resolve_workers(self.cfg.data.num_workers, self.rt.device)
+        prior, self.prior_info = distributed.on_main(self.dist, lambda: color_prior.prior_for_run(
+            self.cfg, split, self.data_digest, self.run_dir, self.rt.device, workers))
+        return prior
 
     def _data_split(self, resumed: dict | None) -> DataSplit:
         """On resume, the file lists the run started with (no rescan: the same data as an uninterrupted run)."""
@@ -421,6 +436,8 @@ class Trainer:
         s = self.state
         counters = {"epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch, "step": s.step, "best_metric": s.best,
                     "skipped_steps": s.skipped_steps, "data_digest": self.data_digest}
+        if self.prior_info:
+            counters["color_prior"] = self.prior_info  # what the generator's prior buffer was made from
         ckpt = ckpt_io.make_checkpoint(self.cfg, _by_name(self.nets), counters, self.metrics,
                                        (self.opts, self.rt.scaler) if full else None)
         written = self.schedule.write(lambda: ckpt_io.save_atomic(ckpt, self.ckpt_dir / name), final)

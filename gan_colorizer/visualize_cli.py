@@ -11,7 +11,9 @@ from PIL import Image
 
 from .checkpoint import load_generator
 from .cli import run_command, setup_logging
-from .color import model_to_lab, model_to_rgb, rgb_to_lab, rgb_to_model, to_uint8
+from .class_views import classifier, head_info, logits_of, pixel_figure, pixel_marks, prior_figure, top_bins
+from .color import AB_SCALE, model_to_lab, model_to_rgb, rgb_to_lab, rgb_to_model, to_uint8
+from .color_classes import DECODES
 from .distribution import ColorDistribution, distribution_figure
 from .errors import UserError
 from .images import UnreadableImage, is_gray, load_rgb
@@ -28,10 +30,14 @@ against the photo itself (its L is the input).
 Writes into OUT: input.png, prediction.png, truth.png, ab_prediction.png, ab_truth.png, difference.png
 (CIEDE2000, |delta a|, |delta b|), ab_distribution.png, and per layer layers/NN_NAME_channels.png (the most
 active channels) and layers/NN_NAME_activations.png (every filter's mean activation); layers.json lists them.
+A classification checkpoint (--head classification) also gets prior.png (its training set's color prior) and,
+per --pixel X,Y, pixel_X_Y.png: that pixel's predicted distribution over the ab bins, as predicted (T = 1) and
+annealed, with the truth, the decoded ab, the mode and the mean marked.
 
 examples:
   python visualize.py --checkpoint checkpoints/coco-gan/best.pt --image photo.jpg --out runs/viz-photo
-  python visualize.py --checkpoint best.pt --image photo.jpg --out /tmp/viz --layers bottleneck,decoder --top 9"""
+  python visualize.py --checkpoint best.pt --image photo.jpg --out /tmp/viz --layers bottleneck,decoder --top 9
+  python visualize.py --checkpoint classes/best.pt --image photo.jpg --out /tmp/viz --pixel 120,80 --pixel 30,200"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=TOP_CHANNELS, metavar="K",
                    help=f"channels shown per layer (default: {TOP_CHANNELS})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
+    classes = p.add_argument_group("classification checkpoints (--head classification)")
+    classes.add_argument("--pixel", action="append", metavar="X,Y",
+                         help="draw the predicted distribution over the ab bins of the photo's pixel X,Y (0-based, "
+                              "from the top left) into pixel_X_Y.png; repeat for several pixels")
+    classes.add_argument("--decode", choices=DECODES, help="how the distribution becomes ab: annealed mean (the "
+                         "checkpoint's default), mode, or mean")
+    classes.add_argument("--annealed-t", type=float, metavar="T", help="temperature of the annealed mean "
+                         "(default: the checkpoint's --annealed-t)")
     return p
+
+
+def parse_pixels(values, photo: Image.Image) -> list[tuple[int, int]]:
+    """--pixel X,Y values as (x, y) inside the photo."""
+    points = []
+    for value in values or []:
+        try:
+            x, y = (int(t) for t in value.split(","))
+        except ValueError:
+            raise UserError(f"--pixel {value}: give X,Y in the photo's pixels, e.g. --pixel 120,80") from None
+        if not (0 <= x < photo.width and 0 <= y < photo.height):
+            raise UserError(f"--pixel {value}: outside the photo ({photo.width} x {photo.height} pixels)")
+        points.append((x, y))
+    return points
 
 
 def read_photo(path) -> Image.Image:
@@ -86,9 +114,16 @@ def visualize(args) -> dict:
         raise UserError("--top must be >= 1")
     if args.size is not None and args.size < 16:
         raise UserError(f"--size {args.size}: must be at least 16")
+    if args.annealed_t is not None and args.annealed_t <= 0:
+        raise UserError(f"--annealed-t {args.annealed_t}: must be > 0")
     photo = read_photo(args.image)  # before the model loads: a wrong path fails at once
+    points = parse_pixels(args.pixel, photo)
     rt = Runtime(args.device, "off", channels_last=False)
-    generator, cfg, _ = load_generator(args.checkpoint, rt.device)
+    generator, cfg, ckpt = load_generator(args.checkpoint, rt.device)
+    head = head_info(generator, ckpt, args.decode, args.annealed_t)
+    if points and head["head"] != "classification":
+        raise UserError(f"--pixel: {args.checkpoint} has a regression head (one ab per pixel, no distribution); "
+                        f"--pixel needs a checkpoint trained with --head classification")
     names = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
     chosen = select_stages(generator, names)
     pixels, gray = network_input(photo, args.size or cfg.data.image_size, size_multiple(generator))
@@ -106,11 +141,33 @@ def visualize(args) -> dict:
     if not gray:  # a gray photo has no truth to compare with
         compare_with_truth(out, pixels, gray_l, real_ab, fake_rgb)
     summary = {"checkpoint": str(args.checkpoint), "image": str(args.image), "input_size": list(pixels.shape[-2:]),
-               "generator": cfg.model.generator, "gray_photo": gray, "layers": _layer_files(out, outputs, args.top)}
+               "generator": cfg.model.generator, "gray_photo": gray, **head,
+               "layers": _layer_files(out, outputs, args.top)}
+    if head["head"] == "classification":
+        prior_figure(generator, out / "prior.png", head.get("color_prior"))
+        summary["pixels"] = pixel_files(out, generator, gray_l, None if gray else real_ab, fake_ab, points, photo)
     (out / "layers.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(summary['layers'])} layers of {args.checkpoint} on {args.image} "
           f"({pixels.shape[-1]}x{pixels.shape[-2]}) -> {out}")
     return summary
+
+
+def pixel_files(out: Path, generator, gray_l, real_ab, fake_ab, points: list, photo: Image.Image) -> list[dict]:
+    """pixel_X_Y.png for each --pixel point: the distribution at the network pixel the photo pixel falls in."""
+    g = classifier(generator)
+    logits = logits_of(generator, gray_l)[0]
+    h, w = logits.shape[-2:]
+    rows = []
+    for x, y in points:
+        nx, ny = min(w - 1, x * w // photo.width), min(h - 1, y * h // photo.height)
+        truth = None if real_ab is None else (real_ab[0, :, ny, nx] * AB_SCALE).tolist()
+        marks = pixel_marks(logits[:, ny, nx], g.bins, (fake_ab[0, :, ny, nx] * AB_SCALE).tolist(), truth)
+        name = f"pixel_{x}_{y}.png"
+        pixel_figure(logits[:, ny, nx], g.bins, g.temperature, marks, f"pixel ({x}, {y}) of the photo = ({nx}, {ny}) "
+                     f"of the network's {w} x {h} output", out / name)
+        rows.append({"pixel": [x, y], "network_pixel": [nx, ny], "file": name, "top_bins": top_bins(
+            logits[:, ny, nx], g.bins.cpu()), **{k: [round(v, 3) for v in ab] for k, ab in marks.items()}})
+    return rows
 
 
 def compare_with_truth(out: Path, pixels, gray_l, real_ab, fake_rgb) -> None:

@@ -22,9 +22,10 @@ LABELS = ["a", "b"]
 N_IMAGES, SPREAD, WORST = 7, 3, 2
 
 
-def save_checkpoint(path: Path, seed: int) -> Path:
+def save_checkpoint(path: Path, seed: int, head: str = "regression") -> Path:
     torch.manual_seed(seed)
     cfg = defaults("pretrain")
+    cfg.model.head = head
     save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(), "step": 1, "epoch": 0,
                  "metrics": {}, "generator": build_generator(cfg.model, load_pretrained=False).state_dict()}, path)
     return path
@@ -32,11 +33,13 @@ def save_checkpoint(path: Path, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """Two ResNet U-Nets (different seeds) on 7 photos of 48 x 40, center-cropped to 32 px, in batches of 3."""
+    """Two ResNet U-Nets (different seeds; b with the classification head) on 7 photos of 48 x 40, center-cropped to
+    32 px, in batches of 3."""
     root = tmp_path_factory.mktemp("report")
     data = root / "photos"
     make_photo_folder(data, N_IMAGES)
-    ckpts = [str(save_checkpoint(root / f"{label}.pt", seed)) for seed, label in enumerate(LABELS)]
+    ckpts = [str(save_checkpoint(root / f"{label}.pt", seed, head)) for seed, (label, head) in
+             enumerate(zip(LABELS, ("regression", "classification")))]
     out = root / "out"
     summary = evaluate(EvalOptions(checkpoints=ckpts, labels=LABELS, data=str(data), out=str(out), image_size=32,
                                    batch_size=3, num_workers=0, report=True, report_images=SPREAD,
@@ -93,6 +96,10 @@ def test_report_is_self_contained_and_holds_distributions_and_layers(report):
     generator = load_generator(ckpts[0])[0]
     assert [p.name.split("_", 1)[1][: -len("_channels.png")] for p in layers] == [s.name for s in stages(generator)]
     assert len(list((folder / "layers" / "b").glob("*_activations.png"))) == len(layers)
+    assert (folder / "prior_b.png").is_file() and not (folder / "prior_a.png").exists()  # b: classification head
+    assert 'src="prior_b.png"' in html and "window.REPORT_CLASSES" in html
+    script = next((folder / "pixels").iterdir()).read_text()
+    assert '"dists": {"b": {"net": [32, 32], "grid": [32, 32], "k": 16' in script
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +166,30 @@ def test_hovering_a_pixel_shows_its_l_ab_and_ciede2000(page, report):
                          f"{label} de": deltaE_ciede2000(lab[y, x], truth_lab[y, x])}
         for key, value in expected.items():
             assert float(shown[key]) == pytest.approx(value, abs=0.011), key
+        check_distribution(page, report, truth, x, y)
+
+
+def check_distribution(page, report, truth: np.ndarray, x: int, y: int) -> None:
+    """The inspector draws b's (classification) predicted distribution at that pixel, and none for a."""
+    from gan_colorizer.color import rgb_to_model
+    figures = "Array.from(document.querySelectorAll('#inspector figure.dist'))"
+    assert page.evaluate(f"{figures}.map(f => f.dataset.source)") == ["b"]
+    shown = page.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('#inspector figure.dist "
+                          "[data-field]')).map(e => [e.closest('figure').dataset.source + ' ' + e.dataset.field, "
+                          "e.textContent]))")
+    assert (int(shown["b net-x"]), int(shown["b net-y"])) == (x, y)  # 32 px output: every pixel is on the grid
+    generator = load_generator(report[3][1])[0]
+    gray_l, _ = rgb_to_model(torch.from_numpy(np.array(truth)).permute(2, 0, 1)[None].contiguous())
+    with torch.no_grad():
+        p = torch.softmax(generator(gray_l, return_logits=True)[0][0, :, y, x].double(), 0)
+    shown_bin = [float(shown["b top-a"]), float(shown["b top-b"])]
+    top = next(i for i, ab in enumerate(generator.bins.tolist()) if ab == shown_bin)
+    assert float(shown["b top-p"]) == pytest.approx(p[top].item(), abs=2e-4) and p.max() - p[top] < 1e-4
+    inked = page.evaluate("(() => { const c = document.querySelector('#inspector figure.dist canvas');"
+                          " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;"
+                          " for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] < 600) n++;"
+                          " return n; })()")
+    assert inked > 500  # the top bins and the marks are drawn
 
 
 def test_report_keeps_a_bounded_number_of_images_while_streaming(tmp_path, monkeypatch):

@@ -1,6 +1,8 @@
 /* evaluate.py --report: sortable tables, the layer view's model switch, and the pixel inspector.
    Runs from file:// with no server: per-image pixel data comes as <script src="pixels/ID.js"> files that fill
-   window.REPORT_PIXELS with PNG data URLs (data URLs keep the canvas readable where file:// images would not). */
+   window.REPORT_PIXELS with PNG data URLs (data URLs keep the canvas readable where file:// images would not),
+   and for classification models the top bins of a grid of output pixels (class_views.inspector_grid), drawn on
+   the ab plane with the bins of window.REPORT_CLASSES. */
 "use strict";
 (function () {
   // ---- sortable tables: a click on a header with data-col sorts by that body column (again: reversed)
@@ -124,8 +126,73 @@
     const truth = await readPng(entry.truth);
     const models = {};
     for (const [label, url] of Object.entries(entry.models)) models[label] = (await readPng(url)).data;
-    pixels[id] = {width: truth.width, height: truth.height, truth: truth.data, models: models};
+    const dists = {};
+    for (const [label, d] of Object.entries(entry.dists || {})) {
+      dists[label] = {net: d.net, grid: d.grid, k: d.k, index: words(d.index), prob: words(d.prob)};
+    }
+    pixels[id] = {width: truth.width, height: truth.height, truth: truth.data, models: models, dists: dists};
     render();
+  }
+
+  function words(base64) {  // little-endian uint16 values packed by class_views.inspector_grid
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const view = new DataView(bytes.buffer), out = new Uint16Array(bytes.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = view.getUint16(2 * i, true);
+    return out;
+  }
+
+  // ---- a classification model's predicted distribution at the pixel: the nearest sampled output pixel
+  function distributionAt(dist, x, y, width, height) {
+    const [gw, gh] = dist.grid, [nw, nh] = dist.net;
+    const i = Math.min(gw - 1, Math.floor((x + 0.5) / width * gw));
+    const j = Math.min(gh - 1, Math.floor((y + 0.5) / height * gh));
+    const at = (j * gw + i) * dist.k, top = [];
+    for (let n = 0; n < dist.k; n++) top.push([dist.index[at + n], dist.prob[at + n] / 65535]);
+    return {netX: Math.floor((i + 0.5) * nw / gw), netY: Math.floor((j + 0.5) * nh / gh), top: top};
+  }
+
+  const AB_EXTENT = 115, DECADES = 5;  // as distribution.py draws the ab plane: opacity = log density, 5 decades
+  function drawDistribution(canvas, bins, top, truthLab, shownLab) {
+    const ctx = canvas.getContext("2d"), s = canvas.width / (2 * AB_EXTENT), cell = 10 * s;
+    const px = (a) => (a + AB_EXTENT) * s, py = (b) => (AB_EXTENT - b) * s;
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = "#ececec";  // the bin set: the sRGB gamut
+    for (const [a, b] of bins.ab) ctx.fillRect(px(a - 5), py(b + 5), cell, cell);
+    const peak = top[0][1];
+    for (const [q, p] of top) {
+      if (!(p > 0)) continue;
+      const alpha = Math.max(0, Math.min(1, 1 + Math.log10(p / peak) / DECADES));
+      const [r, g, b] = bins.rgb[q], [qa, qb] = bins.ab[q];
+      ctx.fillStyle = `rgba(${r},${g},${b},${alpha})`;
+      ctx.fillRect(px(qa - 5), py(qb + 5), cell, cell);
+    }
+    ctx.strokeStyle = "#999";
+    ctx.lineWidth = 0.5;
+    ctx.beginPath();
+    ctx.moveTo(px(0), 0); ctx.lineTo(px(0), canvas.height); ctx.moveTo(0, py(0)); ctx.lineTo(canvas.width, py(0));
+    ctx.stroke();
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = 1.5;
+    const [ta, tb] = [px(truthLab[1]), py(truthLab[2])];  // the truth: a cross
+    ctx.beginPath();
+    ctx.moveTo(ta - 4, tb - 4); ctx.lineTo(ta + 4, tb + 4); ctx.moveTo(ta - 4, tb + 4); ctx.lineTo(ta + 4, tb - 4);
+    ctx.stroke();
+    ctx.beginPath();  // the model's shown (decoded) ab: a circle
+    ctx.arc(px(shownLab[1]), py(shownLab[2]), 4, 0, 2 * Math.PI);
+    ctx.stroke();
+  }
+
+  function distributionFigure(label, dist, x, y, width, height) {
+    const d = distributionAt(dist, x, y, width, height), bins = (window.REPORT_CLASSES || {})[label];
+    if (!bins) return {html: "", draw: null};
+    const [a, b] = bins.ab[d.top[0][0]], held = d.top.reduce((sum, t) => sum + t[1], 0);
+    const html = `<figure class="dist" data-source="${esc(label)}"><canvas width="150" height="150"></canvas>` +
+      `<figcaption><b>${esc(label)}</b> at output pixel (<span data-field="net-x">${d.netX}</span>, ` +
+      `<span data-field="net-y">${d.netY}</span>): top bin (<span data-field="top-a">${a}</span>, ` +
+      `<span data-field="top-b">${b}</span>) p <span data-field="top-p">${d.top[0][1].toFixed(4)}</span>; ` +
+      `${d.top.length} bins hold ${(100 * held).toFixed(0)}%; \u00d7 truth, \u25cb shown</figcaption></figure>`;
+    return {html: html, draw: (canvas, truthLab, shownLab) => drawDistribution(canvas, bins, d.top, truthLab, shownLab)};
   }
 
   function load(id) {
@@ -155,13 +222,24 @@
     const swatch = (c) => `<span class="swatch" style="background: rgb(${c.join(",")})"></span>`;
     let rows = `<tr data-source="ground truth"><th>${swatch(truthRgb)}ground truth</th>` +
       `<td data-field="a">${fmt(truthLab[1])}</td><td data-field="b">${fmt(truthLab[2])}</td><td>\u2013</td></tr>`;
+    const labs = {}, figures = [];
     for (const [label, bytes] of Object.entries(data.models)) {
       const c = rgb(bytes), lab = rgbToLab(...c);
+      labs[label] = lab;
       rows += `<tr data-source="${esc(label)}"><th>${swatch(c)}${esc(label)}</th><td data-field="a">${fmt(lab[1])}</td>` +
         `<td data-field="b">${fmt(lab[2])}</td><td data-field="de">${fmt(ciede2000(lab, truthLab))}</td></tr>`;
     }
+    for (const [label, dist] of Object.entries(data.dists || {})) {
+      figures.push([label, distributionFigure(label, dist, x, y, data.width, data.height)]);
+    }
+    const dists = figures.map(([, f]) => f.html).join("");
     panel.innerHTML = head + `<div>L (input) <b data-field="L">${fmt(truthLab[0])}</b></div>` +
-      `<table><thead><tr><th></th><th>a</th><th>b</th><th>\u0394E00</th></tr></thead><tbody>${rows}</tbody></table>`;
+      `<table><thead><tr><th></th><th>a</th><th>b</th><th>\u0394E00</th></tr></thead><tbody>${rows}</tbody></table>` +
+      (dists ? `<div class="dists">${dists}</div>` : "");
+    for (const [label, f] of figures) {
+      const canvas = panel.querySelector(`figure.dist[data-source="${CSS.escape(label)}"] canvas`);
+      if (f.draw && canvas) f.draw(canvas, truthLab, labs[label]);
+    }
   }
 
   function moveMarks(card, x, y, width, height) {
