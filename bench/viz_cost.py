@@ -20,7 +20,8 @@ from bench.train_speed import build  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.features import activation_chart, capture, feature_grid, select_stages, training_visuals  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
-from gan_colorizer.training import N_SAMPLES, pretrain_step  # noqa: E402
+from gan_colorizer.steps import pretrain_step  # noqa: E402
+from gan_colorizer.training import N_SAMPLES  # noqa: E402
 
 
 def _sync(rt: Runtime) -> None:

@@ -5,9 +5,6 @@ import logging
 import math
 import signal
 import time
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -21,129 +18,13 @@ from .errors import Interrupted, TrainingDiverged, UserError
 from .features import training_visuals
 from .faults import BadSteps, CheckpointSchedule, RunLock, StopSignals, StopWaiting, kill_here_in_tests
 from .monitor import Monitor, sample_grid
-from .networks import build_discriminator, build_generator, count_parameters, unwrap
-from .runtime import Runtime, compile_errors_as_user_errors, compile_net, resolve_workers, seed_everything
-from .steps import Nets, finish_validation, gan_step, make_optimizer, pretrain_step, validation_sums
+from .networks import unwrap
+from .runtime import Runtime, compile_errors_as_user_errors, resolve_workers, seed_everything
+from .startup import NoLock, build_nets, nets_by_name, per_process_batch, run_paths, same_data
+from .steps import finish_validation, gan_step, pretrain_step, validation_sums
 
 log = logging.getLogger("gan_colorizer")
 N_SAMPLES = 4  # fixed validation photos in the image grids
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0
-    batch_in_epoch: int = 0  # optimizer steps already taken in this epoch
-    step: int = 0
-    best: float | None = None
-    skipped_steps: int = 0  # steps skipped for a NaN / Inf loss or gradient, in all
-
-
-def _restore(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt: Runtime) -> TrainState:
-    if ckpt.get("stage") != cfg.stage:
-        raise UserError(f"{path}: a {ckpt.get('stage')} checkpoint cannot resume a {cfg.stage} run")
-    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path, nets=[n for n in _by_name(nets)
-                                                                                  if n in ckpt_io.ARCH_FIELDS])
-    counters = ckpt_io.restore(ckpt, path, _by_name(nets), opts, rt.scaler)
-    state = TrainState(counters["epoch"], counters["batch_in_epoch"], counters["step"], counters["best_metric"],
-                       counters["skipped_steps"])
-    log.info("resumed %s at epoch %d, step %d", path, state.epoch, state.step)
-    return state
-
-
-def _init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
-    ckpt = ckpt_io.load(path)
-    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path)
-    ckpt_io.load_weights(generator, ckpt["generator"], path, "generator")
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in (ckpt.get("metrics") or {}).items())
-    log.info("generator: weights from %s (%s checkpoint, step %s%s)", path, ckpt.get("stage"), ckpt.get("step"),
-             f", {metrics}" if metrics else "")
-
-
-def _by_name(nets: Nets) -> dict:
-    """The nets a checkpoint holds: generator, discriminator (stage 2), generator_ema (--ema-decay); without
-    DDP / compile wrappers, so checkpoints written under torchrun load anywhere."""
-    named = {"generator": unwrap(nets.generator)}
-    if nets.discriminator is not None:
-        named["discriminator"] = unwrap(nets.discriminator)
-    if nets.ema is not None:
-        named["generator_ema"] = nets.ema.model
-    return named
-
-
-def _build(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist,
-           prior=None) -> tuple[Nets, dict, TrainState]:
-    fresh = not (cfg.run.resume or cfg.run.init_generator)
-    nets = Nets(build_generator(cfg.model, load_pretrained=fresh))
-    if cfg.stage == "gan":
-        nets.discriminator = build_discriminator(cfg.model)
-    for name, net in _by_name(nets).items():
-        if cfg.optim.sync_bn and dist.active:
-            net = distributed.convert_sync_bn(net, rt.device)
-        setattr(nets, name, rt.place(net).train())
-    opts = {"g": make_optimizer(nets.generator, cfg)}
-    if nets.discriminator is not None:
-        opts["d"] = make_optimizer(nets.discriminator, cfg)
-    state = TrainState()
-    if resumed is not None:
-        state = _restore(resumed, cfg.run.resume, cfg, nets, opts, rt)
-    elif cfg.run.init_generator:
-        _init_generator(cfg.run.init_generator, cfg, nets.generator)
-    elif cfg.stage == "gan":
-        log.info("generator: starting from scratch (no --init-generator stage-1 checkpoint)")
-    if cfg.model.head == "classification":  # the prior goes in before the EMA copy is made
-        nets.classes = color_prior.attach(nets.generator, prior, cfg, rt.device)
-    _add_helpers(cfg, rt, nets, resumed)
-    sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in _by_name(nets).items())
-    log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
-             f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
-    for name, net in _by_name(nets).items():
-        net = distributed.wrap(net, dist, rt.device)
-        setattr(nets, name, compile_net(net, rt.device) if cfg.optim.compile else net)
-    return nets, opts, state
-
-
-def _add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None) -> None:
-    """The frozen VGG16 of --perceptual-weight and the EMA copy of --ema-decay (from the checkpoint on resume)."""
-    o = cfg.optim
-    if o.perceptual_weight > 0:
-        from .vgg_loss import load_perceptual
-        nets.perceptual = rt.place(load_perceptual(o.vgg_weights, o.perceptual_layers))
-    if o.ema_decay > 0:
-        from .ema import EMA
-        nets.ema = EMA(nets.generator, o.ema_decay)
-        if resumed is not None and "generator_ema" in resumed:
-            ckpt_io.load_weights(nets.ema.model, resumed["generator_ema"], cfg.run.resume, "generator_ema")
-        elif resumed is not None:
-            log.info("note: %s has no EMA weights: the average starts now from the resumed generator", cfg.run.resume)
-
-
-def run_paths(cfg: Config) -> tuple[Path, Path]:
-    """runs/NAME and checkpoints/NAME (created later, once the data is known to be usable)."""
-    if cfg.run.name is None:
-        cfg.run.name = f"{cfg.stage}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir, ckpt_dir = Path(cfg.run.runs_dir) / cfg.run.name, Path(cfg.run.checkpoints_dir) / cfg.run.name
-    if not cfg.run.resume and (ckpt_dir / "last.pt").exists():
-        raise UserError(f"{ckpt_dir / 'last.pt'} exists: pass --resume {ckpt_dir / 'last.pt'} to continue that run, "
-                        f"or choose another --name")
-    return run_dir, ckpt_dir
-
-
-class _NoLock:
-    def release(self) -> None:
-        pass
-
-
-def _per_process_batch(batch_size: int, world: int) -> int:
-    """--batch-size is the global micro-batch: each of `world` processes takes an equal share."""
-    if batch_size % world:
-        raise UserError(f"--batch-size {batch_size} does not split evenly over {world} processes")
-    return batch_size // world
-
-
-def _same_data(saved: Config, cfg: Config) -> bool:
-    """Whether the flags that choose the files (not how they are cropped) are those the run started with."""
-    fields = ("data", "val_data", "val_fraction", "include_gray")
-    return saved.run.seed == cfg.run.seed and all(getattr(saved.data, f) == getattr(cfg.data, f) for f in fields)
 
 
 class Trainer:
@@ -157,12 +38,12 @@ class Trainer:
         self.rt = Runtime(device, cfg.optim.amp, cfg.optim.channels_last)
         if self.dist.active:
             self.rt.agree = lambda ok: not distributed.any_rank(self.dist, not ok, self.rt.device)
-        self.micro_batch = _per_process_batch(cfg.optim.batch_size, self.dist.world)
+        self.micro_batch = per_process_batch(cfg.optim.batch_size, self.dist.world)
         seed_everything(cfg.run.seed + self.dist.rank)  # dropout differs per process; DDP broadcasts rank 0's weights
         self.run_dir, self.ckpt_dir, cfg.run.name = distributed.on_main(self.dist, lambda: (*run_paths(cfg), cfg.run.name))
         resumed = ckpt_io.load(cfg.run.resume) if cfg.run.resume else None
         split = distributed.on_main(self.dist, lambda: self._data_split(resumed))
-        self.lock = _NoLock()  # processes other than rank 0 write nothing and lock nothing
+        self.lock = NoLock()  # processes other than rank 0 write nothing and lock nothing
         distributed.on_main(self.dist, self._claim_folders_on_main)
         try:
             self._setup(split, resumed)
@@ -188,7 +69,7 @@ class Trainer:
             log.info(save_split(split, self.run_dir))
         self.data_digest = split_digest(split)
         prior = self._color_prior(split, resumed)
-        self.nets, self.opts, self.state = _build(cfg, self.rt, resumed, self.dist, prior)
+        self.nets, self.opts, self.state = build_nets(cfg, self.rt, resumed, self.dist, prior)
         if resumed and self.dist.rank:  # checkpoints hold rank 0's RNG: the others branch off it, reproducibly
             seed_everything(cfg.run.seed + self.dist.rank + 7919 * self.state.step)
         step_fn = gan_step if cfg.stage == "gan" else pretrain_step
@@ -217,7 +98,7 @@ class Trainer:
         """On resume, the file lists the run started with (no rescan: the same data as an uninterrupted run)."""
         cfg = self.cfg
         digest = (resumed or {}).get("data_digest")
-        if digest and _same_data(Config.from_dict(resumed["config"]), cfg):
+        if digest and same_data(Config.from_dict(resumed["config"]), cfg):
             split = saved_split(self.run_dir, digest, embedded=cfg.data.data is None)
             if split is not None:
                 log.info("data: %d training and %d validation images: the file lists this run started with (%s)",
@@ -438,7 +319,7 @@ class Trainer:
                     "skipped_steps": s.skipped_steps, "data_digest": self.data_digest}
         if self.prior_info:
             counters["color_prior"] = self.prior_info  # what the generator's prior buffer was made from
-        ckpt = ckpt_io.make_checkpoint(self.cfg, _by_name(self.nets), counters, self.metrics,
+        ckpt = ckpt_io.make_checkpoint(self.cfg, nets_by_name(self.nets), counters, self.metrics,
                                        (self.opts, self.rt.scaler) if full else None)
         written = self.schedule.write(lambda: ckpt_io.save_atomic(ckpt, self.ckpt_dir / name), final)
         if written and full:
