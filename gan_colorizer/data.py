@@ -82,7 +82,8 @@ def scan_folder(root, keep_gray: bool, workers: int = 4, flag: str = "--data") -
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{flag} {root}: no such folder")
-    scan = scan_files(list_images(root), str(root), keep_gray, workers)
+    # absolute paths: the saved file lists must still name the files when a resume starts in another folder
+    scan = scan_files(list_images(root.resolve()), str(root), keep_gray, workers)
     if not scan.used:
         raise UserError(f"{flag} {root}: no usable image ({len(scan.skipped)} unreadable, {len(scan.gray)} gray "
                         f"left out; looked for {' '.join(IMAGE_EXTENSIONS)})")

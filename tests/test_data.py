@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,3 +97,12 @@ def test_sampler_permutes_per_epoch_resumes_mid_epoch_and_shards_ranks():
     ranks = [EpochSampler(10, 1, True, 16, rank=r, world=2) for r in range(2)]
     shards = [list(r) for r in ranks]
     assert sorted(shards[0] + shards[1]) == sorted(epoch0) and not set(shards[0]) & set(shards[1])
+
+
+def test_saved_file_lists_hold_absolute_paths_even_for_a_relative_data_flag(tmp_path, monkeypatch):
+    make_photo_folder(tmp_path / "rel", 4)
+    monkeypatch.chdir(tmp_path)
+    split = prepare_files(DataConfig(data="rel", val_fraction=0.25), seed=0)
+    save_split(split, tmp_path)
+    listed = (tmp_path / "train_files.txt").read_text().split()
+    assert listed and all(Path(p).is_absolute() and Path(p).is_file() for p in listed)
