@@ -44,11 +44,22 @@ def save_atomic(obj: dict, path) -> None:
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
+        os_error = _os_error(e)
+        if os_error is not None:
             kept = "the previous file is intact" if path.is_file() else "no earlier file exists"
-            raise UserError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
+            raise UserError(f"cannot write checkpoint {path}: {os_error.strerror or os_error}; {kept}") from None
         raise
     _fsync_folder(path.parent)
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind a failed write: torch.save reports a full disk as a RuntimeError from its zip writer
+    ("unexpected pos ..."), with the file's OSError (ENOSPC) as its context."""
+    while e is not None:
+        if isinstance(e, OSError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -1,3 +1,5 @@
+import errno
+import io
 import os
 
 import pytest
@@ -21,6 +23,42 @@ def test_atomic_save_leaves_the_old_file_intact_when_the_write_fails(tmp_path, m
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
     assert os.listdir(tmp_path) == ["last.pt"]  # no temporary file left behind
+
+
+class NearlyFullDisk(io.RawIOBase):
+    """A file on a disk with `room` bytes left: writes fill it, then fail with ENOSPC, as a real disk does."""
+
+    def __init__(self, fd, room):
+        self.fd, self.room = fd, room
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = os.write(self.fd, bytes(b[:self.room]))
+        self.room -= n
+        return n
+
+    def close(self):
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
+def test_a_real_full_disk_is_a_one_line_error_not_a_zip_writer_traceback(tmp_path, monkeypatch):
+    """torch.save itself (not a stand-in) on a full disk: its zip writer raises RuntimeError("unexpected pos ..."),
+    with the ENOSPC behind it as context. That is what CI met when /tmp filled up; a tmpfs of 2 MB gives the same."""
+    path = tmp_path / "last.pt"
+    ckpt_io.save_atomic({"a": torch.ones(2)}, path)
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: io.BufferedWriter(NearlyFullDisk(fd, room=50_000)))
+    with pytest.raises(UserError) as err:
+        ckpt_io.save_atomic({"a": torch.zeros(1_000_000)}, path)
+    assert str(err.value) == f"cannot write checkpoint {path}: No space left on device; the previous file is intact"
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+    assert os.listdir(tmp_path) == ["last.pt"]
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00garbage" * 50])
