@@ -1,5 +1,6 @@
 """colorize.py as a user runs it: folders of odd files, output naming, existing outputs, bad arguments, exit codes."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,8 +169,11 @@ def test_an_interrupted_write_leaves_no_file_at_all(tmp_path, monkeypatch):
 def test_the_script_colorizes_and_ctrl_c_leaves_only_complete_files(cli, tiny_checkpoint, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    for i in range(16):
-        color_image(i, size=(160, 120)).save(photos / f"{i:02d}.png")
+    # 1280x960: a photo takes a few hundred ms (full-size recombination, PNG encoding), so the interrupt sent
+    # within 20 ms of the first output always lands mid-job; with small photos the job could finish first
+    color_image(0, size=(1280, 960)).save(photos / "00.png")
+    for i in range(1, 16):
+        shutil.copyfile(photos / "00.png", photos / f"{i:02d}.png")
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "colorize.py"), str(photos), "--out", str(out), "--checkpoint",
            str(tiny_checkpoint), "--render-size", "64", "--batch-size", "1", "--device", "cpu"]
