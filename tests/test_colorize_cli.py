@@ -169,15 +169,18 @@ def test_an_interrupted_write_leaves_no_file_at_all(tmp_path, monkeypatch):
 def test_the_script_colorizes_and_ctrl_c_leaves_only_complete_files(cli, tiny_checkpoint, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    # 1280x960: a photo takes a few hundred ms (full-size recombination, PNG encoding), so the interrupt sent
-    # within 20 ms of the first output always lands mid-job; with small photos the job could finish first
-    color_image(0, size=(1280, 960)).save(photos / "00.png")
+    # 640x480: each photo takes tens of ms (full-size recombination, PNG encoding), so the 15 left cannot all be
+    # written in the 20 ms between the first output and the interrupt
+    color_image(0, size=(640, 480)).save(photos / "00.png")
     for i in range(1, 16):
         shutil.copyfile(photos / "00.png", photos / f"{i:02d}.png")
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "colorize.py"), str(photos), "--out", str(out), "--checkpoint",
            str(tiny_checkpoint), "--render-size", "64", "--batch-size", "1", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as at a terminal: a job started in the background by a non-interactive shell (CI runners, nohup ...
+    # &) inherits SIGINT ignored, and Python then keeps ignoring it, as it should
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not (out.is_dir() and any(out.glob("*.png"))):
         time.sleep(0.02)
