@@ -84,16 +84,34 @@ def remove_partial_writes(folder) -> int:
     return len(partial)
 
 
+def _not_a_torch_file(path: Path) -> str | None:
+    """Why the file cannot be something torch.save wrote, from its first bytes (a zip, or a legacy pickle)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return e.strerror or str(e)
+    if not head:
+        return "empty file"
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return None
+    return f"not a file torch.save wrote: it starts with {head!r}"
+
+
 def load(path) -> dict:
     """Read a checkpoint weights-only (a pickle cannot run code); any failure is a one-line UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    not_torch = _not_a_torch_file(path)
+    if not_torch:
+        raise UserError(f"{path}: not a readable checkpoint ({not_torch})")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, random bytes, forbidden globals: all mean "not a checkpoint we can read"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first})") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:200]
+        kind = "truncated or damaged" if "zip archive" in first else type(e).__name__
+        raise UserError(f"{path}: not a readable checkpoint ({kind}: {first})") from None
     if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) and isinstance(ckpt.get("generator"), dict)):
         raise UserError(f"{path}: not a gan_colorizer checkpoint (no config / generator entry)")
     version = ckpt.get("format_version", 1)

@@ -61,13 +61,18 @@ def test_a_real_full_disk_is_a_one_line_error_not_a_zip_writer_traceback(tmp_pat
     assert os.listdir(tmp_path) == ["last.pt"]
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 50])
-def test_unreadable_checkpoints_are_one_line_errors(tmp_path, content):
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file"),
+    (b"\x00garbage" * 50, "not a file torch.save wrote: it starts with b'\\x00gar'"),
+    (b"hi\n", "not a file torch.save wrote: it starts with b'hi\\n'"),
+    (b"PK\x03\x04" + b"\x00" * 100, "truncated or damaged: PytorchStreamReader failed reading zip archive"),
+])
+def test_unreadable_checkpoints_are_one_line_errors(tmp_path, content, reason):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
     with pytest.raises(UserError) as err:
         ckpt_io.load(path)
-    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{path}: not a readable checkpoint ({reason}") and "\n" not in str(err.value)
 
 
 def test_pickle_that_would_run_code_is_refused_without_running(tmp_path):
