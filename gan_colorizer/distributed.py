@@ -150,7 +150,9 @@ def wrap(net: nn.Module, d: Dist, device: torch.device) -> nn.Module:
     if not d.active:
         return net
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(net, device_ids=ids, broadcast_buffers=True)
+    # DDP's default syncs buffers (BatchNorm running statistics) from rank 0 at every forward; naming it with
+    # broadcast_buffers= is deprecated since torch 2.14 (forward_sync_buffers, which older torch lacks)
+    return DistributedDataParallel(net, device_ids=ids)
 
 
 def _ddp(net: nn.Module) -> DistributedDataParallel | None:
