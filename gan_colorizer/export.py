@@ -24,7 +24,9 @@ DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 def export_onnx(generator: torch.nn.Module, path, multiple: int = 32, opset: int = OPSET, metadata=None) -> Path:
     """Write generator (eval mode, fp32, CPU) to path as ONNX with dynamic batch and spatial size, atomically.
 
-    torch's TorchScript-based exporter is used: the dynamo exporter cannot trace fastai's TensorBase subclass.
+    torch's TorchScript-based exporter is used (deprecated since torch 2.9, still in 2.14): the dynamo exporter
+    needs onnxscript, which is not a dependency here (it failed on fastai's TensorBase outputs, which
+    networks.resunet now strips, so it may work once onnxscript is installed; not tried).
     Tracing turns DynamicUnet's "resize when skip shapes differ" branches into constants; they never fire for
     sides that are multiples of `multiple`, which is the input contract of the exported model.
     """
