@@ -30,7 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Each script prints a table and writes bench/results/NAME-DEVICE.json (about 17 minutes on the 2-core development CPU).
+# Each script prints a table and writes bench/results/NAME-DEVICE.json (about 21 minutes on the 2-core development CPU).
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/bf16_convergence.py

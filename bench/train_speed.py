@@ -2,16 +2,19 @@
 
 - pure: the step function on (gray_l, real_ab) tensors already on the device;
 - real: JPEG folder -> DataLoader workers (decode, crop) -> Lab on the device -> the same step (our defaults);
+  pure and real run in one process, alternating round by round, so their ratio is not moved by the drift of a
+  shared machine between processes (which reached 20% on the development VM);
 - plain: the textbook path with the same networks: fp32, no channels_last, per-image scikit-image
   rgb2lab in the workers.
 
-    python bench/train_speed.py [--steps 4] [--sizes 128x8 256x16] [--stages pretrain gan]
+    python bench/train_speed.py [--steps 4] [--rounds 3] [--sizes 128x8 256x16] [--stages pretrain gan] [--no-plain]
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -72,78 +75,90 @@ def endless(loader):
     return itertools.chain.from_iterable(itertools.repeat(loader))
 
 
-def measure(stage, size, batch, paths, mode, steps, workers):
-    """img/s of one (stage, size, batch) under mode pure | real | plain."""
-    rt = Runtime("auto", "off" if mode == "plain" else "auto", channels_last=mode != "plain")
+def measure(stage, size, batch, paths, kind, steps, workers, rounds):
+    """img/s of one (stage, size, batch): kind "pair" times pure and real alternately in this one process (`rounds`
+    rounds of `steps` steps each, after a warm-up step), so the drift of a shared machine between processes does not
+    enter their ratio; kind "plain" times the plain path alone (its own runtime: fp32, no channels_last)."""
+    plain = kind == "plain"
+    rt = Runtime("auto", "off" if plain else "auto", channels_last=not plain)
     workers = resolve_workers(workers, rt.device)
     cfg, nets, opts = build(stage, rt)
     step_fn = gan_step if stage == "gan" else pretrain_step
-    sampler = EpochSampler(len(paths), 0, True, epoch_size=batch * (steps + 2) * 4)
-    if mode == "pure":
-        pixels = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
-        fixed = [rt.batch(pixels)]
-        next_micro = lambda: fixed  # noqa: E731
-    elif mode == "real":
-        ds = PhotoDataset(paths, size, train=True)
-        batches = endless(make_loader(ds, sampler, batch, workers, rt.device.type == "cuda", drop_last=True))
-        next_micro = lambda: [rt.batch(*next(batches))]  # noqa: E731
-    else:
+    sampler = EpochSampler(len(paths), 0, True, epoch_size=batch * (steps + 1) * rounds * 4)
+    if plain:
         loader = DataLoader(PlainLabDataset(paths, size), batch_size=batch, sampler=sampler, num_workers=workers,
                             persistent_workers=workers > 0, drop_last=True)
         batches = endless(loader)
-        next_micro = lambda: [tuple(t.to(rt.device) for t in next(batches))]  # noqa: E731
+        feeds = {"plain": lambda: [tuple(t.to(rt.device) for t in next(batches))]}
+    else:
+        fixed = [rt.batch(torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8))]
+        ds = PhotoDataset(paths, size, train=True)
+        batches = endless(make_loader(ds, sampler, batch, workers, rt.device.type == "cuda", drop_last=True))
+        feeds = {"pure": lambda: fixed, "real": lambda: [rt.batch(*next(batches))]}
     sync = torch.cuda.synchronize if rt.device.type == "cuda" else None
-    rate = timed(lambda: step_fn(rt, nets, opts, next_micro(), cfg), warmup=2, steps=steps, images_per_step=batch,
-                 sync=sync)
-    result = {"img_s": rate, "amp": rt.amp_name, "peak_rss_mb": peak_rss_mb()}
+    rates = {mode: [] for mode in feeds}
+    for _ in range(rounds):
+        for mode, feed in feeds.items():
+            rates[mode].append(timed(lambda: step_fn(rt, nets, opts, feed(), cfg), warmup=1, steps=steps,
+                                     images_per_step=batch, sync=sync))
+    result = {"amp": rt.amp_name, "peak_rss_mb": peak_rss_mb(),
+              **{f"{mode}_img_s": statistics.median(r) for mode, r in rates.items()},
+              **{f"{mode}_rounds": r for mode, r in rates.items()}}
     if rt.device.type == "cuda":
         result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
 
 
-def measure_in_subprocess(stage, size, batch, mode, steps, workers) -> dict:
+def measure_in_subprocess(stage, size, batch, kind, steps, workers, rounds) -> dict:
     """One measurement in a fresh process: no state carried over, and its own peak memory."""
-    cmd = [sys.executable, __file__, "--one", stage, str(size), str(batch), mode, "--steps", str(steps),
-           "--num-workers", str(workers)]
+    cmd = [sys.executable, __file__, "--one", stage, str(size), str(batch), kind, "--steps", str(steps),
+           "--num-workers", str(workers), "--rounds", str(rounds)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per measurement")
+    parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating pure / real rounds; the median is kept")
     parser.add_argument("--sizes", nargs="+", default=["128x8", "256x16"], help="SIZExBATCH pairs")
     parser.add_argument("--stages", nargs="+", default=["pretrain", "gan"], choices=["pretrain", "gan"])
-    parser.add_argument("--modes", nargs="+", default=["pure", "real", "plain"], choices=["pure", "real", "plain"])
+    parser.add_argument("--no-plain", action="store_true", help="skip the plain reference path")
     parser.add_argument("--num-workers", type=int, default=-1, help="-1 = the training default for the device")
-    parser.add_argument("--one", nargs=4, metavar=("STAGE", "SIZE", "BATCH", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, metavar=("STAGE", "SIZE", "BATCH", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     paths = list_images(photo_folder())
     if args.one:
-        stage, size, batch, mode = args.one
-        print(json.dumps(measure(stage, int(size), int(batch), paths, mode, args.steps, args.num_workers)))
+        stage, size, batch, kind = args.one
+        print(json.dumps(measure(stage, int(size), int(batch), paths, kind, args.steps, args.num_workers,
+                                 args.rounds)))
         return 0
     rows = []
     for stage, spec in itertools.product(args.stages, args.sizes):
         size, batch = map(int, spec.split("x"))
         row = {"stage": stage, "size": size, "batch": batch}
-        for mode in args.modes:
-            result = measure_in_subprocess(stage, size, batch, mode, args.steps, args.num_workers)
-            row[f"{mode}_img_s"], row[f"{mode}_rss_mb"] = result["img_s"], result["peak_rss_mb"]
+        for kind in ["pair"] + ([] if args.no_plain else ["plain"]):
+            rounds = args.rounds if kind == "pair" else 1  # rounds only serve the pure / real comparison
+            result = measure_in_subprocess(stage, size, batch, kind, args.steps, args.num_workers, rounds)
+            modes = ["pure", "real"] if kind == "pair" else ["plain"]
+            for mode in modes:
+                row[f"{mode}_img_s"], row[f"{mode}_rounds"] = result[f"{mode}_img_s"], result[f"{mode}_rounds"]
+            row[f"{kind}_rss_mb"] = result["peak_rss_mb"]
             if "gpu_peak_mb" in result:
-                row[f"{mode}_gpu_mb"] = result["gpu_peak_mb"]
+                row[f"{kind}_gpu_mb"] = result["gpu_peak_mb"]
             row.setdefault("amp", result["amp"])
-            print(f"{stage} {size}px batch {batch} {mode}: {result['img_s']:.2f} img/s, "
+            rates = ", ".join(f"{mode} {result[f'{mode}_img_s']:.2f}" for mode in modes)
+            print(f"{stage} {size}px batch {batch}: {rates} img/s (median of {rounds} rounds), "
                   f"peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
-        if "real_img_s" in row and "pure_img_s" in row:
-            row["real_vs_pure"] = row["real_img_s"] / row["pure_img_s"]
-        if "real_img_s" in row and "plain_img_s" in row:
+        row["real_vs_pure"] = row["real_img_s"] / row["pure_img_s"]
+        if "plain_img_s" in row:
             row["real_vs_plain"] = row["real_img_s"] / row["plain_img_s"]
         rows.append(row)
     print()
     print_table(rows, ["stage", "size", "batch", "amp", "pure_img_s", "real_img_s", "plain_img_s", "real_vs_pure",
-                       "real_vs_plain", "real_rss_mb"])
-    path = write_results("train_speed", rows, {"steps": args.steps, "num_workers": args.num_workers})
+                       "real_vs_plain", "pair_rss_mb"])
+    path = write_results("train_speed", rows, {"steps": args.steps, "rounds": args.rounds,
+                                               "num_workers": args.num_workers})
     print(f"\nwritten {path}")
     return 0
 
