@@ -85,7 +85,8 @@ def remove_partial_writes(folder) -> int:
 
 
 def _not_a_torch_file(path: Path) -> str | None:
-    """Why the file cannot be something torch.save wrote, from its first bytes (a zip, or a legacy pickle)."""
+    """Why a file torch.load refused cannot be something torch.save wrote, from its first bytes (a zip, or a legacy
+    pickle); None when it looks like one (then torch's own reason is the better one)."""
     try:
         with path.open("rb") as f:
             head = f.read(4)
@@ -103,15 +104,13 @@ def load(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    not_torch = _not_a_torch_file(path)
-    if not_torch:
-        raise UserError(f"{path}: not a readable checkpoint ({not_torch})")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, random bytes, forbidden globals: all mean "not a checkpoint we can read"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:200]
         kind = "truncated or damaged" if "zip archive" in first else type(e).__name__
-        raise UserError(f"{path}: not a readable checkpoint ({kind}: {first})") from None
+        reason = _not_a_torch_file(path) or f"{kind}: {first}"
+        raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
     if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) and isinstance(ckpt.get("generator"), dict)):
         raise UserError(f"{path}: not a gan_colorizer checkpoint (no config / generator entry)")
     version = ckpt.get("format_version", 1)
