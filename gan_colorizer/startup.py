@@ -50,6 +50,9 @@ def init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
              f", {metrics}" if metrics else "")
 
 
+TRAINED = ("generator", "discriminator")  # the Nets fields an optimizer updates
+
+
 def nets_by_name(nets: Nets) -> dict:
     """The nets a checkpoint holds: generator, discriminator (stage 2), generator_ema (--ema-decay); without
     DDP / compile wrappers, so checkpoints written under torchrun load anywhere."""
@@ -87,9 +90,10 @@ def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed
     sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in nets_by_name(nets).items())
     log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
              f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
-    for name, net in nets_by_name(nets).items():
-        net = distributed.wrap(net, dist, rt.device)
-        setattr(nets, name, compile_net(net, rt.device) if cfg.optim.compile else net)
+    for name in TRAINED:  # not the EMA copy: it has no gradients for DDP to sync, and nothing trains it
+        if getattr(nets, name) is not None:
+            net = distributed.wrap(getattr(nets, name), dist, rt.device)
+            setattr(nets, name, compile_net(net, rt.device) if cfg.optim.compile else net)
     return nets, opts, state
 
 

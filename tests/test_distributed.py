@@ -66,13 +66,13 @@ def _torchrun(nproc: int, script: str, *args):
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
-    """Stage 2, global micro-batch 4, 2 accumulated micro-batches: 2 processes vs 1 process."""
+    """Stage 2, global micro-batch 4, 2 accumulated micro-batches, with an EMA copy: 2 processes vs 1 process."""
     tmp = tmp_path_factory.mktemp("ddp")
     data = tmp / "photos"
     make_photo_folder(data, 10)
     common = ["--data", str(data), "--val-fraction", "0.2", "--image-size", "32", "--batch-size", "4",
               "--grad-accum", "2", "--max-steps", "3", "--num-workers", "0", "--amp", "off", "--sync-bn",
-              "--log-every", "1", "--image-every", "100"]
+              "--log-every", "1", "--image-every", "100", "--ema-decay", "0.9"]  # the EMA copy must not be DDP-wrapped
     two = _torchrun(2, "train_gan.py", *common, *run_dirs_args(tmp, "two"))
     one = _torchrun(1, "train_gan.py", *common, *run_dirs_args(tmp, "one"))
     return tmp, two, one
@@ -114,6 +114,7 @@ def test_only_rank_0_writes_and_the_checkpoint_serves_evaluation_and_colorize(dd
     last = tmp / "checkpoints" / "two" / "last.pt"
     generator, cfg, ckpt = load_generator(last)
     assert not any(k.startswith("module.") for k in ckpt["generator"])
+    assert ckpt["generator_ema"].keys() == ckpt["generator"].keys()
     assert unwrap(generator) is generator and cfg.optim.sync_bn
     summary = evaluate(EvalOptions(checkpoints=[str(last)], data=str(tmp / "photos"), out=str(tmp / "eval"),
                                    image_size=32, num_workers=0, device="cpu"))
