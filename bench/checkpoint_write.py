@@ -22,6 +22,7 @@ from bench.train_speed import build  # noqa: E402
 from gan_colorizer import checkpoint as ckpt_io  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
+from gan_colorizer.startup import nets_by_name  # noqa: E402
 from gan_colorizer.steps import gan_step, pretrain_step  # noqa: E402
 
 
@@ -30,8 +31,7 @@ def trained_state(stage: str, rt: Runtime):
     cfg, nets, opts = build(stage, rt)
     micro = [rt.batch(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))]
     (gan_step if stage == "gan" else pretrain_step)(rt, nets, opts, micro, cfg)
-    named = {"generator": nets.generator} | ({"discriminator": nets.discriminator} if nets.discriminator else {})
-    return cfg, named, opts
+    return cfg, nets_by_name(nets), opts
 
 
 def measure(stage: str, repeats: int, folder: Path) -> dict:

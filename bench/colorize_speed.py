@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, photo_folder, print_table, timed, write_results  # noqa: E402
+from bench.common import RESULTS, peak_rss_mb, photo_folder, print_table, run_child, timed, write_results  # noqa: E402
 from gan_colorizer.colorize_cli import Report, build_parser, colorize_jobs  # noqa: E402
 from gan_colorizer.files import plan_jobs  # noqa: E402
 
@@ -85,12 +84,11 @@ def measure_folder(ckpt: Path, n: int, batch: int, device: str) -> dict:
     colorizer = Colorizer.from_checkpoint(ckpt, device=device)
     shape = colorizer.render_shape(480, 640)
     small_l = torch.rand(batch, 1, *shape, device=colorizer.device) * 2 - 1
-    sync = torch.cuda.synchronize if colorizer.device.type == "cuda" else None
     steps = max(1, n // batch)
     with torch.inference_mode():
         cpu = time.process_time()
         pure = timed(lambda: forward_ab(colorizer.generator, small_l, colorizer.runtime), warmup=2, steps=steps,
-                     images_per_step=batch, sync=sync)
+                     images_per_step=batch, device=colorizer.device)
         pure_cpu = (time.process_time() - cpu) / ((steps + 2) * batch)
     args = cli_args(["--batch-size", str(batch)])
     run_folder(colorizer, photo_folder(2 * batch, root=RESULTS / "photos_warmup"), args)  # warm-up
@@ -100,24 +98,11 @@ def measure_folder(ckpt: Path, n: int, batch: int, device: str) -> dict:
             "folder_vs_pure": folder_rate / pure, "pure_cpu_s_img": pure_cpu, "folder_cpu_s_img": folder_cpu}
 
 
-def high_water_rss_mb() -> float:
-    """Peak RSS of this process image. VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking
-    parent through exec, so a child of a big parent would report the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def one_image(ckpt: str, image: str, fmt: str, device: str) -> None:
     """Child process: load the model, then colorize a file (or a folder) as colorize.py does; print JSON."""
     from gan_colorizer import Colorizer
     colorizer = Colorizer.from_checkpoint(ckpt, device=device)
-    loaded_mb = high_water_rss_mb()
+    loaded_mb = peak_rss_mb()
     with tempfile.TemporaryDirectory() as out:
         args = cli_args(["--format", fmt])
         jobs = plan_jobs([image], Path(out), fmt)
@@ -126,7 +111,7 @@ def one_image(ckpt: str, image: str, fmt: str, device: str) -> None:
         colorize_jobs(colorizer, jobs, args, report)
         latency = (time.perf_counter() - start) / len(jobs)
         report.close()
-    print(json.dumps({"latency_s": latency, "peak_rss_mb": high_water_rss_mb(), "rss_after_model_load_mb": loaded_mb,
+    print(json.dumps({"latency_s": latency, "peak_rss_mb": peak_rss_mb(), "rss_after_model_load_mb": loaded_mb,
                       "ok": report.tally.done == len(jobs)}))
 
 
@@ -140,12 +125,7 @@ def measure_big(ckpt: Path, megapixels: int, fmt: str, device: str, copies: int 
             if not (folder / f"{i}.jpg").is_file():
                 shutil.copyfile(path, folder / f"{i}.jpg")
         path = folder
-    cmd = [sys.executable, __file__, "--one-image", str(path), "--checkpoint", str(ckpt), "--formats", fmt,
-           "--device", device]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{megapixels} MP run failed:\n{result.stderr[-2000:]}")
-    row = json.loads(result.stdout.strip().splitlines()[-1])
+    row = run_child(__file__, "--one-image", path, "--checkpoint", ckpt, "--formats", fmt, "--device", device)
     what = f"{megapixels} MP JPEG -> {fmt}" if copies == 1 else f"folder of {copies} x {megapixels} MP -> {fmt}"
     return {"what": what, "size": "x".join(map(str, BIG[megapixels])), **row}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import platform
 import resource
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -33,17 +35,31 @@ def photo_folder(n: int = 96, size=(640, 480), root: Path | None = None) -> Path
     return root
 
 
-def timed(fn, warmup: int, steps: int, images_per_step: int, sync=None) -> float:
-    """Images per second of fn() over `steps` calls after `warmup` calls."""
+def run_child(script: str, *args) -> dict:
+    """Run `python script args...` in a fresh process (its own state and peak memory) and return the JSON object
+    it prints last; a failure stops the benchmark with the end of the child's stderr."""
+    result = subprocess.run([sys.executable, script, *map(str, args)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{Path(script).name} {' '.join(map(str, args))} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU has nothing to wait for)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, warmup: int, steps: int, images_per_step: int, device: torch.device | None = None) -> float:
+    """Images per second of fn() over `steps` calls after `warmup` calls, the device's queue drained at both ends."""
+    device = device or torch.device("cpu")
     for _ in range(warmup):
         fn()
-    if sync:
-        sync()
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         fn()
-    if sync:
-        sync()
+    sync(device)
     return steps * images_per_step / (time.perf_counter() - start)
 
 
@@ -63,6 +79,14 @@ def machine() -> dict:
 
 
 def peak_rss_mb() -> float:
+    """Peak RSS of this process image. VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking
+    parent through exec, so a per-measurement child of a big parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

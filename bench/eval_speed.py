@@ -69,11 +69,7 @@ def metric_costs(truth, rt, steps: int) -> dict:
              "ssim": lambda: M.ssim(pred, truth), "delta_e2000": lambda: M.delta_e2000(lab_p, lab_t),
              "colorfulness": lambda: M.colorfulness(pred), "auc_ab": lambda: M.auc_ab(lab_p[:, 1:], lab_t[:, 1:])}
     n = truth.shape[0]
-    return {f"{k}_ms": 1000 / timed(f, 1, steps, n, sync(rt)) for k, f in parts.items()}
-
-
-def sync(rt: Runtime):
-    return torch.cuda.synchronize if rt.device.type == "cuda" else None
+    return {f"{k}_ms": 1000 / timed(f, 1, steps, n, rt.device) for k, f in parts.items()}
 
 
 def end_to_end(paths, folder: Path, size: int, batch: int, workers: int, rt: Runtime) -> tuple[float, float]:
@@ -114,13 +110,13 @@ def main(argv=None) -> int:
     truth = truth_batch(paths, args.size, args.batch, rt)
     cands = candidates(rt)
     row = {"size": args.size, "batch": args.batch, "threads": torch.get_num_threads(), "device": rt.device.type}
-    row["inference_img_s"] = timed(lambda: inference(cands, truth, args.size, rt), 1, args.steps, args.batch, sync(rt))
-    row["metrics_img_s"] = timed(lambda: with_metrics(cands, truth, args.size, rt), 1, args.steps, args.batch, sync(rt))
+    row["inference_img_s"] = timed(lambda: inference(cands, truth, args.size, rt), 1, args.steps, args.batch, rt.device)
+    row["metrics_img_s"] = timed(lambda: with_metrics(cands, truth, args.size, rt), 1, args.steps, args.batch, rt.device)
     row["metrics_overhead"] = row["inference_img_s"] / row["metrics_img_s"] - 1
     if args.perceptual:
         nets = {"lpips": Lpips().eval().to(rt.device), "fid": FidInception().eval().to(rt.device)}
         row["perceptual_img_s"] = timed(lambda: with_metrics(cands, truth, args.size, rt, nets), 1, args.steps,
-                                        args.batch, sync(rt))
+                                        args.batch, rt.device)
         row["perceptual_overhead"] = row["inference_img_s"] / row["perceptual_img_s"] - 1
     costs = metric_costs(truth, rt, args.steps)
     if args.images:

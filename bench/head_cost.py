@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import peak_rss_mb, print_table, timed, write_results  # noqa: E402
+from bench.common import peak_rss_mb, print_table, run_child, timed, write_results  # noqa: E402
 from bench.train_speed import build  # noqa: E402
 from gan_colorizer.color_classes import DECODES, bin_tensor, decode, soft_encode  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
 from gan_colorizer.steps import gan_step, pretrain_step  # noqa: E402
 
 HEADS = ("regression", "classification")
-
-
-def _sync(rt: Runtime):
-    return torch.cuda.synchronize if rt.device.type == "cuda" else None
 
 
 def train_rate(stage: str, head: str, size: int, batch: int, steps: int) -> dict:
@@ -39,7 +34,7 @@ def train_rate(stage: str, head: str, size: int, batch: int, steps: int) -> dict
     micro = [rt.batch(torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8))]
     step_fn = gan_step if stage == "gan" else pretrain_step
     rate = timed(lambda: step_fn(rt, nets, opts, micro, cfg), warmup=2, steps=steps, images_per_step=batch,
-                 sync=_sync(rt))
+                 device=rt.device)
     result = {"img_s": rate, "amp": rt.amp_name, "peak_rss_mb": peak_rss_mb()}
     if rt.device.type == "cuda":
         result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -47,10 +42,7 @@ def train_rate(stage: str, head: str, size: int, batch: int, steps: int) -> dict
 
 
 def in_subprocess(stage: str, head: str, size: int, batch: int, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", stage, head, "--size", str(size), "--batch", str(batch),
-           "--steps", str(steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_child(__file__, "--one", stage, head, "--size", size, "--batch", batch, "--steps", steps)
 
 
 def decode_rows(size: int, batch: int, steps: int) -> list[dict]:
@@ -64,7 +56,7 @@ def decode_rows(size: int, batch: int, steps: int) -> list[dict]:
     rows = []
     with torch.no_grad():
         for name, fn in jobs.items():
-            rate = timed(fn, warmup=1, steps=steps, images_per_step=batch, sync=_sync(rt))
+            rate = timed(fn, warmup=1, steps=steps, images_per_step=batch, device=rt.device)
             rows.append({"what": name, "size": size, "batch": batch, "ms_per_batch": 1000 * batch / rate,
                          "img_s": rate})
     return rows

@@ -43,12 +43,11 @@ def main(argv=None) -> int:
     noise = [rt.batch(torch.randint(0, 256, (b, 3, s, s), dtype=torch.uint8))]
     photo = [rt.batch(*next(batches))]
     feeds = {"fixed noise": lambda: noise, "fixed photos": lambda: photo, "real loader": lambda: [rt.batch(*next(batches))]}
-    sync = torch.cuda.synchronize if rt.device.type == "cuda" else None
     rows = [{"feed": name, "img_s_per_round": []} for name in feeds]
     for _ in range(args.rounds):
         for row, feed in zip(rows, feeds.values()):
             row["img_s_per_round"].append(timed(lambda: step_fn(rt, nets, opts, feed(), cfg), warmup=1,
-                                                steps=args.steps, images_per_step=b, sync=sync))
+                                                steps=args.steps, images_per_step=b, device=rt.device))
     for row in rows:
         row["img_s_per_round"] = " / ".join(f"{x:.2f}" for x in row["img_s_per_round"])
     print(f"{args.stage} {s}px batch {b}, amp {rt.amp_name}, {args.rounds} rounds of {args.steps} steps on {rt.device}:")

@@ -15,7 +15,6 @@ import argparse
 import itertools
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import peak_rss_mb, photo_folder, print_table, timed, write_results  # noqa: E402
+from bench.common import peak_rss_mb, photo_folder, print_table, run_child, timed, write_results  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.data import EpochSampler, PhotoDataset, crop_box, make_loader  # noqa: E402
 from gan_colorizer.images import list_images  # noqa: E402
@@ -95,12 +94,11 @@ def measure(stage, size, batch, paths, kind, steps, workers, rounds):
         ds = PhotoDataset(paths, size, train=True)
         batches = endless(make_loader(ds, sampler, batch, workers, rt.device.type == "cuda", drop_last=True))
         feeds = {"pure": lambda: fixed, "real": lambda: [rt.batch(*next(batches))]}
-    sync = torch.cuda.synchronize if rt.device.type == "cuda" else None
     rates = {mode: [] for mode in feeds}
     for _ in range(rounds):
         for mode, feed in feeds.items():
             rates[mode].append(timed(lambda: step_fn(rt, nets, opts, feed(), cfg), warmup=1, steps=steps,
-                                     images_per_step=batch, sync=sync))
+                                     images_per_step=batch, device=rt.device))
     result = {"amp": rt.amp_name, "peak_rss_mb": peak_rss_mb(),
               **{f"{mode}_img_s": statistics.median(r) for mode, r in rates.items()},
               **{f"{mode}_rounds": r for mode, r in rates.items()}}
@@ -111,10 +109,8 @@ def measure(stage, size, batch, paths, kind, steps, workers, rounds):
 
 def measure_in_subprocess(stage, size, batch, kind, steps, workers, rounds) -> dict:
     """One measurement in a fresh process: no state carried over, and its own peak memory."""
-    cmd = [sys.executable, __file__, "--one", stage, str(size), str(batch), kind, "--steps", str(steps),
-           "--num-workers", str(workers), "--rounds", str(rounds)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_child(__file__, "--one", stage, size, batch, kind, "--steps", steps, "--num-workers", workers,
+                     "--rounds", rounds)
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import print_table, write_results  # noqa: E402
+from bench.common import print_table, sync, write_results  # noqa: E402
 from bench.train_speed import build  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.features import activation_chart, capture, feature_grid, select_stages, training_visuals  # noqa: E402
@@ -24,20 +24,15 @@ from gan_colorizer.steps import pretrain_step  # noqa: E402
 from gan_colorizer.training import N_SAMPLES  # noqa: E402
 
 
-def _sync(rt: Runtime) -> None:
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def seconds(fn, rt: Runtime, repeats: int) -> float:
     """Median wall time of fn() after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
-        _sync(rt)
+        sync(rt.device)
         start = time.perf_counter()
         fn()
-        _sync(rt)
+        sync(rt.device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
