@@ -225,9 +225,6 @@ def _to_tuples(x):
     return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
 
 
-WEIGHTS = ("auto", "ema", "raw")  # which generator weights: the EMA copy when present (auto), or insist
-
-
 def load_generator(path, device="cpu", weights: str = "auto"):
     """(generator in eval mode, config, checkpoint dict) from any stage-1 or stage-2 checkpoint.
 

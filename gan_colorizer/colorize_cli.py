@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import WEIGHTS
 from .errors import UserError
 
 # Idle OpenMP threads sleep instead of spinning, so the decode / encode threads get the cores (on a 2-core
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos of the same render shape per network forward (default: 4)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
-    p.add_argument("--weights", default="auto", choices=("auto", "ema", "raw"),
+    p.add_argument("--weights", default="auto", choices=WEIGHTS,
                    help="auto = the EMA copy when the run kept one (--ema-decay), else the trained weights")
     p.add_argument("--decode", choices=("annealed", "mode", "mean"),
                    help="classification checkpoints: how the predicted distribution becomes ab: annealed mean (as "

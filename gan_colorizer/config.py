@@ -14,6 +14,7 @@ from .errors import UserError
 
 STAGES = ("pretrain", "gan")
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
+WEIGHTS = ("auto", "ema", "raw")  # which generator weights a checkpoint serves: the EMA copy when present, or insist
 
 
 def opt(default, help: str, *, choices=None, stages=STAGES):

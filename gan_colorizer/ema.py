@@ -28,9 +28,3 @@ class EMA:
             ema_p.lerp_(p.detach(), 1.0 - self.decay)
         for ema_b, b in zip(self.model.buffers(), current.buffers()):
             ema_b.copy_(b)
-
-    def state_dict(self) -> dict:
-        return self.model.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .checkpoint import load_generator
+from .config import WEIGHTS
 from .class_views import head_info
 from .cli import run_command, setup_logging
 from .color import lab_to_model, model_to_rgb, rgb_to_lab, to_uint8
@@ -260,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=256, metavar="SIZE", help="protocol size in pixels (default: 256)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per batch (full-res: always 1) (default: 16)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
-    p.add_argument("--weights", default="auto", choices=("auto", "ema", "raw"),
+    p.add_argument("--weights", default="auto", choices=WEIGHTS,
                    help="auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained weights")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N files (sorted)")
     p.add_argument("--save-images", action="store_true", help="also write every colorized image (and the truth) as PNG")

@@ -62,18 +62,6 @@ def forward_ab(generator: torch.nn.Module, small_l: torch.Tensor, runtime=None) 
         return generator(runtime.layout(small_l)).float()
 
 
-def upsample_ab(ab: torch.Tensor, size) -> torch.Tensor:
-    if tuple(ab.shape[-2:]) == tuple(size):
-        return ab
-    return F.interpolate(ab, size=tuple(size), mode="bicubic", align_corners=False)
-
-
-@torch.no_grad()
-def predict_ab(generator: torch.nn.Module, gray_l: torch.Tensor, shape: tuple[int, int], runtime=None) -> torch.Tensor:
-    """ab (model units, float32) for gray_l (B, 1, H, W) in model units, predicted at `shape` then resized back."""
-    return upsample_ab(forward_ab(generator, downsample_l(gray_l, shape), runtime), gray_l.shape[-2:])
-
-
 def apply_controls(ab: torch.Tensor, temperature: float = 0.0, saturation: float = 1.0, hue: float = 0.0) -> torch.Tensor:
     """Mood controls on ab in model units: scale (saturation), rotate by `hue` degrees, shift b by `temperature` ab units.
 
