@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .color import rgb_to_lab
 from .errors import UserError
 from .eval_data import GRAY
 from .html_report import HtmlReport
 from .metrics import summarize
-from .viz import SheetRow, comparison_sheet, difference_maps, save_png
+from .viz import SheetRow, comparison_sheet, difference_maps, fit_long_side, save_png
 
 METRICS = ("psnr", "ssim", "delta_e2000", "colorfulness", "auc_ab", "lpips")
 CSV_COLUMNS = ("label", "image", "category", "width", "height", "gray_truth", "psnr", "ssim", "delta_e2000", "colorfulness",
@@ -53,12 +52,7 @@ def png_names(names: list[str]) -> list[str]:
 
 def _tile(image: torch.Tensor) -> torch.Tensor:
     """(C, H, W) -> a sheet-sized copy: long side 256 when the image is large or tiny, as it is otherwise."""
-    h, w = image.shape[-2:]
-    if 96 <= max(h, w) <= 320:
-        return image
-    size = (max(1, round(h * 256 / max(h, w))), max(1, round(w * 256 / max(h, w))))
-    mode = "area" if max(h, w) > 320 else "nearest"
-    return F.interpolate(image[None].float(), size=size, mode=mode)[0]
+    return fit_long_side(image, None if 96 <= max(image.shape[-2:]) <= 320 else 256)
 
 
 class GridCollector:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .anatomy import Stage, stages
-from .color import AB_SCALE, model_to_lab, model_to_rgb, rgb_to_lab, to_uint8
+from .color import AB_SCALE, model_to_lab, model_to_rgb, to_uint8
 from .distribution import ColorDistribution, distribution_figure
 from .errors import UserError
 from .inference import forward_ab
@@ -183,7 +183,7 @@ def training_visuals(runtime, generator: torch.nn.Module, pixels: torch.Tensor) 
     out.images["errors/val_samples"] = comparison_sheet(rows, ["prediction", "truth", "errors"])
     truth, pred = ColorDistribution(), ColorDistribution()
     truth.update(real_lab)
-    pred.update(rgb_to_lab(fake_rgb.float() / 255))
+    pred.update_rgb8(fake_rgb)
     out.images["ab/distribution"] = distribution_figure(truth, {"prediction": pred})
     return out
 

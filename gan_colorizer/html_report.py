@@ -73,7 +73,7 @@ class HtmlReport:
         """One scored batch (host: {label: {metric: per-image numpy values}})."""
         self.dists["ground truth"].update(truth_lab)
         for label in self.models:
-            self.dists[label].update(rgb_to_lab(preds[label].float() / 255))
+            self.dists[label].update_rgb8(preds[label])
         for k, index in enumerate(batch["index"]):
             self.row_index[first_row + k] = index
             score = float(np.mean([host[l]["delta_e2000"][k] for l in self.models]))

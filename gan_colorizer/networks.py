@@ -23,8 +23,13 @@ RESNET_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a
 UNET_INPUT_SIZE = (256, 256)  # DynamicUnet traces its layout at this size; the net runs at any multiple of 32
 
 
+def hub_checkpoint(name: str) -> Path:
+    """Where torch.hub (torchvision, pytorch-fid) caches a weight file: $TORCH_HOME/hub/checkpoints/NAME."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
 def pretrained_path(backbone: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / RESNET_FILES[backbone]
+    return hub_checkpoint(RESNET_FILES[backbone])
 
 
 def load_state_dict_file(path, what: str) -> dict:

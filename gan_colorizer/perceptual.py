@@ -20,17 +20,12 @@ import torchvision
 from torch import nn
 
 from .errors import UserError
-from .networks import load_state_dict_file
+from .networks import hub_checkpoint, load_state_dict_file
 
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 FID_SOURCE = "github.com/mseitzer/pytorch-fid/releases (fid_weights)"
 ALEXNET_SOURCE = "download.pytorch.org/models/"
-
-
-def hub_checkpoint(name: str) -> Path:
-    """Where torch.hub (torchvision, pytorch-fid) caches a weight file: $TORCH_HOME/hub/checkpoints/NAME."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
 class FidInception(nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 
 from .color import model_to_rgb
 from .errors import UserError
-from .networks import load_state_dict_file
+from .networks import hub_checkpoint, load_state_dict_file
 
 VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16, as named in $TORCH_HOME/hub/checkpoints
 LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}  # index in vgg16.features
@@ -57,7 +57,7 @@ class VGGPerceptual(nn.Module):
 
 
 def vgg_weights_path(path: str | None) -> Path:
-    return Path(path) if path else Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    return Path(path) if path else hub_checkpoint(VGG16_FILE)
 
 
 def load_perceptual(path: str | None, layers: str) -> VGGPerceptual:

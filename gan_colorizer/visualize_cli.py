@@ -16,12 +16,12 @@ from .color import AB_SCALE, model_to_lab, model_to_rgb, rgb_to_lab, rgb_to_mode
 from .color_classes import DECODES
 from .distribution import ColorDistribution, distribution_figure
 from .errors import UserError
+from .features import (TOP_CHANNELS, ab_maps, activation_chart, capture, channel_means, feature_grid, select_stages,
+                       top_channels)
 from .images import UnreadableImage, is_gray, load_rgb
 from .inference import render_shape, size_multiple
 from .runtime import Runtime
 from .viz import difference_maps, save_png
-
-TOP_CHANNELS = 16  # as features.TOP_CHANNELS; features imports fastai, which warns before logging is set up
 
 DESCRIPTION = """Look inside a trained generator on one photo: feature maps of every encoder stage, the bottleneck and
 every decoder stage; the predicted a and b maps; and, for a color photo, the difference maps and ab distributions
@@ -92,7 +92,6 @@ def network_input(img: Image.Image, size: int, multiple: int) -> tuple[torch.Ten
 
 
 def _layer_files(out: Path, outputs: dict, k: int) -> list[dict]:
-    from .features import activation_chart, channel_means, feature_grid, top_channels
     layers = []
     for i, (name, fmap) in enumerate(outputs.items()):
         stem = f"layers/{i:02d}_{name}"
@@ -109,7 +108,6 @@ def _layer_files(out: Path, outputs: dict, k: int) -> list[dict]:
 
 
 def visualize(args) -> dict:
-    from .features import ab_maps, capture, select_stages
     if args.top < 1:
         raise UserError("--top must be >= 1")
     if args.size is not None and args.size < 16:
@@ -172,7 +170,6 @@ def pixel_files(out: Path, generator, gray_l, real_ab, fake_ab, points: list, ph
 
 def compare_with_truth(out: Path, pixels, gray_l, real_ab, fake_rgb) -> None:
     """truth.png, ab_truth.png, difference.png and ab_distribution.png: the prediction against the photo."""
-    from .features import ab_maps
     fake_lab, real_lab = rgb_to_lab(fake_rgb.float() / 255), model_to_lab(gray_l, real_ab)
     save_png(_hwc(pixels), out / "truth.png")
     save_png(ab_maps(real_ab[0], "truth"), out / "ab_truth.png")
