@@ -19,7 +19,7 @@ from gan_colorizer import steps as steps_module
 from gan_colorizer.cli import main
 from gan_colorizer.data import PhotoDataset
 from gan_colorizer.faults import KILL_AT_ENV, KILL_SIGNAL_ENV
-from test_training import scalar_values
+from test_training import checkpoint_weights, scalar_values
 
 FAST = ["--generator", "unet", "--unet-filters", "8", "--image-size", "256", "--batch-size", "2", "--epoch-size", "6",
         "--val-fraction", "0.2", "--num-workers", "0", "--amp", "off", "--log-every", "1", "--image-every", "100"]
@@ -41,13 +41,8 @@ def gan_args(tmp, name, data, *extra):
             *extra]
 
 
-def weights(path) -> dict:
-    ckpt = torch.load(path, weights_only=True)
-    return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in ckpt.get(net, {}).items()}
-
-
 def assert_same_weights(a, b):
-    wa, wb = weights(a), weights(b)
+    wa, wb = checkpoint_weights(a), checkpoint_weights(b)
     assert set(wa) == set(wb) and any(k.startswith("discriminator.") for k in wa)
     assert [k for k in wa if not torch.equal(wa[k], wb[k])] == []
 

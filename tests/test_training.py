@@ -108,8 +108,9 @@ def _train(tmp_path, stage, name, data, *extra):
     assert main(stage, args) == 0
 
 
-def _weights(tmp_path, name):
-    ckpt = torch.load(tmp_path / "checkpoints" / name / "last.pt", weights_only=True)
+def checkpoint_weights(path) -> dict:
+    """Both nets' tensors of a checkpoint, as one flat dict."""
+    ckpt = torch.load(path, weights_only=True)
     return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in ckpt.get(net, {}).items()}
 
 
@@ -130,7 +131,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     _train(tmp_path, "gan", "straight", data, "--max-steps", 4)
     _train(tmp_path, "gan", "split", data, "--max-steps", 2)
     assert main("gan", ["--resume", str(tmp_path / "checkpoints" / "split" / "last.pt"), "--max-steps", "4"]) == 0
-    straight, resumed = _weights(tmp_path, "straight"), _weights(tmp_path, "split")
+    straight, resumed = (checkpoint_weights(tmp_path / "checkpoints" / n / "last.pt") for n in ("straight", "split"))
     assert set(straight) == set(resumed) and any(k.startswith("discriminator.") for k in straight)
     different = [k for k in straight if not torch.equal(straight[k], resumed[k])]
     assert not different
