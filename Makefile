@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/python train_gan.py --name demo-gan --init-generator checkpoints/demo-pretrain/best.pt --epochs 3 $(DEMO_FLAGS)
 	$(BIN)/python evaluate.py --checkpoint checkpoints/demo-pretrain/best.pt --checkpoint checkpoints/demo-gan/best.pt \
 		--data embedded:val --out runs/demo-eval --num-workers 1 --report
-	$(BIN)/python -m gan_colorizer.plots --run runs/demo-pretrain --run runs/demo-gan --out runs/demo-curves
+	$(BIN)/python -m gan_colorizer.inspect.curves --run runs/demo-pretrain --run runs/demo-gan --out runs/demo-curves
 	@echo "demo done: TensorBoard with '$(BIN)/tensorboard --logdir runs'; sample grids in runs/demo-*/samples/;"
 	@echo "evaluation in runs/demo-eval/ (summary.json, metrics.csv, grids/); open runs/demo-eval/report/index.html;"
 	@echo "loss and validation curves in runs/demo-curves/"

@@ -1,7 +1,7 @@
 """Colorize photos at full resolution with a trained checkpoint. `python colorize.py --help`."""
 import sys
 
-from gan_colorizer.colorize_cli import main
+from gan_colorizer.colorize.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

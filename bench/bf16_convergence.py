@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import print_table, write_results  # noqa: E402
-from gan_colorizer.cli import main as train_main, setup_logging  # noqa: E402
+from gan_colorizer.console import setup_logging
+from gan_colorizer.train.cli import main as train_main  # noqa: E402
 
 
 def run(amp: str, steps: int, size: int, root: Path) -> dict:

@@ -19,11 +19,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import print_table, write_results  # noqa: E402
 from bench.train_speed import build  # noqa: E402
-from gan_colorizer import checkpoint as ckpt_io  # noqa: E402
+from gan_colorizer import checkpoint as ckpt_io
 from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
-from gan_colorizer.startup import nets_by_name  # noqa: E402
-from gan_colorizer.steps import gan_step, pretrain_step  # noqa: E402
+from gan_colorizer.train.setup import nets_by_name  # noqa: E402
+from gan_colorizer.train.steps import gan_step, pretrain_step  # noqa: E402
 
 
 def trained_state(stage: str, rt: Runtime):

@@ -30,8 +30,8 @@ from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import RESULTS, peak_rss_mb, photo_folder, print_table, run_child, timed, write_results  # noqa: E402
-from gan_colorizer.colorize_cli import Report, build_parser, colorize_jobs  # noqa: E402
-from gan_colorizer.files import plan_jobs  # noqa: E402
+from gan_colorizer.colorize.cli import Report, build_parser, colorize_jobs  # noqa: E402
+from gan_colorizer.colorize.files import plan_jobs  # noqa: E402
 
 BIG = {12: (4240, 2832), 24: (6000, 4000)}
 
@@ -80,7 +80,7 @@ def run_folder(colorizer, folder: Path, args) -> tuple[float, float]:
 def measure_folder(ckpt: Path, n: int, batch: int, device: str) -> dict:
     """Wall-clock img/s of both paths, and CPU seconds per image (steadier than wall time on a busy machine)."""
     from gan_colorizer import Colorizer
-    from gan_colorizer.inference import forward_ab
+    from gan_colorizer.colorize.inference import forward_ab
     colorizer = Colorizer.from_checkpoint(ckpt, device=device)
     shape = colorizer.render_shape(480, 640)
     small_l = torch.rand(batch, 1, *shape, device=colorizer.device) * 2 - 1

@@ -21,14 +21,14 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import peak_rss_mb, photo_folder, print_table, timed, write_results  # noqa: E402
-from gan_colorizer import metrics as M  # noqa: E402
+from gan_colorizer import metrics as M
 from gan_colorizer.color import lab_to_model, rgb_to_lab  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
-from gan_colorizer.eval_data import EvalDataset, collate  # noqa: E402
-from gan_colorizer.evaluation import Candidate, EvalOptions, evaluate, predict  # noqa: E402
+from gan_colorizer.evaluate.lpips_fid import FidInception, Lpips  # noqa: E402
+from gan_colorizer.evaluate.protocols import EvalDataset, collate  # noqa: E402
+from gan_colorizer.evaluate.run import Candidate, EvalOptions, evaluate, predict  # noqa: E402
 from gan_colorizer.images import list_images  # noqa: E402
 from gan_colorizer.networks import build_generator  # noqa: E402
-from gan_colorizer.perceptual import FidInception, Lpips  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
 
 

@@ -20,9 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import peak_rss_mb, print_table, run_child, timed, write_results  # noqa: E402
 from bench.train_speed import build  # noqa: E402
-from gan_colorizer.color_classes import DECODES, bin_tensor, decode, soft_encode  # noqa: E402
+from gan_colorizer.ab_bins import DECODES, bin_tensor, decode, soft_encode  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
-from gan_colorizer.steps import gan_step, pretrain_step  # noqa: E402
+from gan_colorizer.train.steps import gan_step, pretrain_step  # noqa: E402
 
 HEADS = ("regression", "classification")
 

@@ -20,7 +20,7 @@ from bench.train_speed import build, endless  # noqa: E402
 from gan_colorizer.data import EpochSampler, PhotoDataset, make_loader  # noqa: E402
 from gan_colorizer.images import list_images  # noqa: E402
 from gan_colorizer.runtime import Runtime, resolve_workers  # noqa: E402
-from gan_colorizer.steps import gan_step, pretrain_step  # noqa: E402
+from gan_colorizer.train.steps import gan_step, pretrain_step  # noqa: E402
 
 
 def main(argv=None) -> int:

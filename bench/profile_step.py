@@ -18,7 +18,7 @@ from bench.train_speed import build, endless  # noqa: E402
 from gan_colorizer.data import EpochSampler, PhotoDataset, make_loader  # noqa: E402
 from gan_colorizer.images import list_images  # noqa: E402
 from gan_colorizer.runtime import Runtime, resolve_workers  # noqa: E402
-from gan_colorizer.steps import gan_step, pretrain_step  # noqa: E402
+from gan_colorizer.train.steps import gan_step, pretrain_step  # noqa: E402
 
 # Substrings of profiler op names -> the kind of work they are.
 KINDS = [("dtype casts / copies (autocast)", ("aten::copy_", "_to_copy")),

@@ -29,7 +29,7 @@ from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.data import EpochSampler, PhotoDataset, crop_box, make_loader  # noqa: E402
 from gan_colorizer.images import list_images  # noqa: E402
 from gan_colorizer.runtime import Runtime, resolve_workers  # noqa: E402
-from gan_colorizer.steps import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
+from gan_colorizer.train.steps import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
 
 
 class PlainLabDataset(Dataset):
@@ -43,6 +43,7 @@ class PlainLabDataset(Dataset):
 
     def __getitem__(self, key):
         import random
+
         from skimage.color import rgb2lab
         index, seed = key
         img = Image.open(self.paths[index]).convert("RGB")
@@ -61,7 +62,7 @@ def build(stage: str, rt: Runtime, head: str = "regression"):
     from gan_colorizer.networks import build_discriminator, build_generator
     nets = Nets(rt.place(build_generator(cfg.model, load_pretrained=False)).train())
     if head == "classification":  # a uniform prior: the weights' values do not change the cost
-        from gan_colorizer.color_classes import ClassTargets
+        from gan_colorizer.ab_bins import ClassTargets
         nets.classes = ClassTargets.from_prior(nets.generator.bins, nets.generator.prior, 0.5, rt.device)
     opts = {"g": make_optimizer(nets.generator, cfg)}
     if stage == "gan":

@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import print_table, sync, write_results  # noqa: E402
 from bench.train_speed import build  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
-from gan_colorizer.features import activation_chart, capture, feature_grid, select_stages, training_visuals  # noqa: E402
+from gan_colorizer.inspect.features import activation_chart, capture, feature_grid, select_stages, training_visuals  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
-from gan_colorizer.steps import pretrain_step  # noqa: E402
-from gan_colorizer.training import N_SAMPLES  # noqa: E402
+from gan_colorizer.train.loop import N_SAMPLES  # noqa: E402
+from gan_colorizer.train.steps import pretrain_step  # noqa: E402
 
 
 def seconds(fn, rt: Runtime, repeats: int) -> float:

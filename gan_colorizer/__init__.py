@@ -7,6 +7,6 @@ __all__ = ["Colorizer"]
 def __getattr__(name):
     # `from gan_colorizer import Colorizer` without importing torch for every `import gan_colorizer`
     if name == "Colorizer":
-        from .colorizer import Colorizer
+        from gan_colorizer.colorize.api import Colorizer
         return Colorizer
     raise AttributeError(f"module 'gan_colorizer' has no attribute {name!r}")

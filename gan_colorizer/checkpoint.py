@@ -4,15 +4,15 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import Config
-from .errors import UserError
-from .faults import kill_here_in_tests
+from gan_colorizer.config import Config
+from gan_colorizer.errors import UserError
 
 log = logging.getLogger("gan_colorizer")
 
@@ -22,6 +22,24 @@ ARCH_FIELDS = {"generator": ("generator", "backbone", "unet_filters", "head"),
 PARTIAL_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read once, at import (setting it is process-wide), and put back at once
 os.umask(_UMASK)
+
+
+KILL_AT_ENV = "GAN_COLORIZER_TEST_KILL_AT"
+KILL_SIGNAL_ENV = "GAN_COLORIZER_TEST_SIGNAL"
+
+
+def kill_here_in_tests(point: str, partial_file=None) -> None:
+    """Test-only hook: when $GAN_COLORIZER_TEST_KILL_AT equals `point` ('step:5', 'save:4'), signal this process.
+
+    The signal is SIGKILL unless $GAN_COLORIZER_TEST_SIGNAL names another (SIGINT, SIGTERM). At a save point the
+    temporary file is first cut to half its length, so the kill lands on a partly written checkpoint.
+    """
+    if os.environ.get(KILL_AT_ENV) != point:
+        return
+    if partial_file is not None:
+        partial_file.flush()
+        partial_file.truncate(max(1, partial_file.tell() // 2))
+    os.kill(os.getpid(), getattr(signal, os.environ.get(KILL_SIGNAL_ENV, "SIGKILL")))
 
 
 def save_atomic(obj: dict, path) -> None:
@@ -231,7 +249,7 @@ def load_generator(path, device="cpu", weights: str = "auto"):
     A run trained with --ema-decay holds an averaged copy too: `auto` and `ema` take it, `raw` the trained weights;
     ckpt["weights_used"] says which.
     """
-    from .networks import build_generator
+    from gan_colorizer.networks import build_generator
     ckpt = load(path)
     cfg = Config.from_dict(ckpt["config"])
     key = "generator_ema" if weights != "raw" and "generator_ema" in ckpt else "generator"

@@ -10,7 +10,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-from .errors import UserError
+from gan_colorizer.errors import UserError
 
 STAGES = ("pretrain", "gan")
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import UserError
-from .images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb, open_image
+from gan_colorizer.errors import UserError
+from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb, open_image
 
 log = logging.getLogger("gan_colorizer")
 

@@ -1,8 +1,18 @@
-"""Losses as small pure functions: each returns (total, parts) with parts as floats-to-be (detached tensors)."""
+"""Losses as small pure functions: each returns (total, parts) with parts as floats-to-be (detached tensors).
+The VGG16 perceptual loss (--perceptual-weight) is here too: its frozen network loads from a local file only."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from gan_colorizer.ab_bins import classification_loss, soft_encode
+from gan_colorizer.color import model_to_rgb
+from gan_colorizer.errors import UserError
+from gan_colorizer.networks import hub_checkpoint, load_state_dict_file
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")
 RECON_LOSSES = ("l1", "l2", "l1+l2")
@@ -52,7 +62,6 @@ def reconstruction(gray_l: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.T
 
 def _with_perceptual(loss, parts: dict, gray_l, fake_ab, real_ab, optim_cfg, perceptual) -> tuple[torch.Tensor, dict]:
     if perceptual is not None and optim_cfg.perceptual_weight > 0:
-        from .vgg_loss import perceptual_loss
         feature = perceptual_loss(perceptual, gray_l, fake_ab, real_ab)
         parts["g_perceptual"] = feature.detach()
         loss = loss + optim_cfg.perceptual_weight * feature
@@ -63,8 +72,7 @@ def classification(gray_l: torch.Tensor, logits: torch.Tensor, fake_ab: torch.Te
                    targets, optim_cfg, perceptual=None) -> tuple[torch.Tensor, dict]:
     """--head classification: Zhang et al.'s rebalanced cross-entropy against the soft-encoded true ab (g_ce), with
     the L1 of the decoded ab reported beside it (not trained on), plus --perceptual-weight times the VGG loss of
-    the decoded ab. targets: color_classes.ClassTargets (bins and class weights on the device)."""
-    from .color_classes import classification_loss, soft_encode
+    the decoded ab. targets: ab_bins.ClassTargets (bins and class weights on the device)."""
     index, weight = soft_encode(real_ab, targets.bins)
     ce = classification_loss(logits, index, weight, targets.weights)
     parts = {"g_ce": ce.detach(), "g_l1": F.l1_loss(fake_ab.float(), real_ab.float()).detach()}
@@ -85,3 +93,74 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
     real = _adversarial(real_logits, True, mode, for_generator=False)
     fake = _adversarial(fake_logits, False, mode, for_generator=False)
     return (real + fake) * 0.5, {"d_real": real.detach(), "d_fake": fake.detach()}
+
+
+# The VGG16 perceptual loss
+
+VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16, as named in $TORCH_HOME/hub/checkpoints
+LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}  # index in vgg16.features
+DEFAULT_LAYERS = "relu1_2,relu2_2,relu3_3,relu4_3"
+_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def parse_layers(spec: str) -> list[str]:
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in LAYERS]
+    if not names or unknown:
+        raise UserError(f"--perceptual-layers {spec!r}: choose from {', '.join(LAYERS)}")
+    return sorted(names, key=LAYERS.get)
+
+
+class VGGPerceptual(nn.Module):
+    """Mean L1 distance between VGG16 features of two sRGB batches, averaged over the chosen layers; frozen."""
+
+    def __init__(self, state_dict: dict, layers: list[str]):
+        super().__init__()
+        vgg = torchvision.models.vgg16(weights=None)
+        vgg.load_state_dict(state_dict)
+        self.ends = [LAYERS[n] for n in layers]
+        self.features = vgg.features[: max(self.ends) + 1].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # always eval: the loss must not change with the generator's mode
+
+    def _features(self, rgb: torch.Tensor) -> list[torch.Tensor]:
+        x, out = (rgb - self.mean) / self.std, []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.ends:
+                out.append(x)
+        return out
+
+    def forward(self, fake_rgb: torch.Tensor, real_rgb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            real = self._features(real_rgb)
+        fake = self._features(fake_rgb)
+        return sum(F.l1_loss(f.float(), r.float()) for f, r in zip(fake, real)) / len(fake)
+
+
+def vgg_weights_path(path: str | None) -> Path:
+    return Path(path) if path else hub_checkpoint(VGG16_FILE)
+
+
+def load_perceptual(path: str | None, layers: str) -> VGGPerceptual:
+    """The perceptual loss with VGG16 weights from `path` or torchvision's cache; missing weights are an error."""
+    names = parse_layers(layers)
+    file = vgg_weights_path(path)
+    if not file.is_file():
+        raise UserError(f"--perceptual-weight needs VGG16 ImageNet weights: {file} not found; put {VGG16_FILE} "
+                        f"(from download.pytorch.org/models/) there or pass --vgg-weights FILE")
+    state = load_state_dict_file(file, "VGG16 weights")
+    try:
+        return VGGPerceptual(state, names)
+    except RuntimeError as e:
+        raise UserError(f"{file}: not a torchvision VGG16 state dict ({str(e).splitlines()[0][:200]})") from None
+
+
+def perceptual_loss(net: VGGPerceptual, gray_l: torch.Tensor, fake_ab: torch.Tensor,
+                    real_ab: torch.Tensor) -> torch.Tensor:
+    """The loss on RGB rebuilt from the shared L with predicted vs true ab (gradients flow into fake_ab)."""
+    gray_l = gray_l.float()
+    return net(model_to_rgb(gray_l, fake_ab.float()), model_to_rgb(gray_l, real_ab.float()))

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import rgb_to_lab
+from gan_colorizer.color import rgb_to_lab
 
+GRAY = "gray"  # the label of the baseline that predicts ab = 0 (the ground truth's L only)
+METRICS = ("psnr", "ssim", "delta_e2000", "colorfulness", "auc_ab", "lpips")  # per image: metrics.csv, the report
 AUC_THRESHOLDS = tuple(range(0, 151, 10))  # ab error thresholds of Zhang et al. 2016, 16 of them
 SSIM_SIGMA, SSIM_TRUNCATE = 1.5, 3.5  # Wang et al. 2004; scikit-image's truncate gives the 11-tap window
 SSIM_K1, SSIM_K2 = 0.01, 0.03

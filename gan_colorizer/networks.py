@@ -12,8 +12,8 @@ import torch
 import torchvision
 from torch import nn
 
-from .color_classes import ANNEALED_T, DECODES, bin_tensor, decode
-from .errors import UserError
+from gan_colorizer.ab_bins import ANNEALED_T, DECODES, bin_tensor, decode
+from gan_colorizer.errors import UserError
 
 log = logging.getLogger("gan_colorizer")
 
@@ -127,7 +127,7 @@ class UNetGenerator(nn.Module):
 
 
 class ColorClassifier(nn.Module):
-    """A generator whose net predicts Q logits per pixel over the ab bins (color_classes.py, Zhang et al. 2016).
+    """A generator whose net predicts Q logits per pixel over the ab bins (ab_bins.py, Zhang et al. 2016).
 
     forward(gray_l) returns the decoded ab like any generator, so validation, evaluation, inference, export and EMA
     need not know; forward(gray_l, return_logits=True) returns (logits, ab) for the training loss (through forward,

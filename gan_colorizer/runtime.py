@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import torch
 
-from .color import rgb_to_model
-from .errors import UserError
+from gan_colorizer.color import rgb_to_model
+from gan_colorizer.errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:

@@ -41,6 +41,7 @@ class Chromium:
     def __init__(self, binary: str, timeout: float = 30.0):
         import inspect
         from contextlib import ExitStack
+
         from websockets.sync.client import connect
         self.timeout = timeout
         self.stack = ExitStack()

@@ -61,6 +61,7 @@ TINY = ["--image-size", "64", "--batch-size", "2", "--num-workers", "0", "--log-
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A stage-1 checkpoint of the default generator (seeded random weights), saved as training saves it."""
     import torch
+
     from gan_colorizer.checkpoint import save_atomic
     from gan_colorizer.config import defaults
     from gan_colorizer.networks import build_generator

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from gan_colorizer.anatomy import GROUPS, group_of, stages
 from gan_colorizer.config import ModelConfig
+from gan_colorizer.inspect.anatomy import GROUPS, group_of, stages
 from gan_colorizer.networks import UNetGenerator, build_generator, count_parameters
 
 

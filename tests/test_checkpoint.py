@@ -120,6 +120,7 @@ def test_a_shared_wrapper_prefix_is_removed_only_when_it_makes_the_names_fit():
 
 def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     import random
+
     import numpy as np
     torch.manual_seed(5)
     random.seed(5)

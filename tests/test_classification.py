@@ -5,17 +5,17 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_photo_folder, run_dirs_args
-from gan_colorizer import checkpoint as ckpt_io
-from gan_colorizer.cli import main
-from gan_colorizer.colorize_cli import main as colorize_main
-from gan_colorizer.visualize_cli import main as visualize_main
-from gan_colorizer.color_prior import empirical_prior
-from gan_colorizer.color_classes import ab_bins
-from gan_colorizer.networks import ColorClassifier, core, count_parameters
-from gan_colorizer.report_weights import layer_rows
 from test_training import events
+
+from gan_colorizer import checkpoint as ckpt_io
+from gan_colorizer.ab_bins import ab_bins
+from gan_colorizer.ab_prior import empirical_prior
+from gan_colorizer.colorize.cli import main as colorize_main
+from gan_colorizer.inspect.cli import main as visualize_main
+from gan_colorizer.inspect.weights import layer_rows
+from gan_colorizer.networks import ColorClassifier, core, count_parameters
+from gan_colorizer.train.cli import main
 
 TINY32 = ["--image-size", "32", "--batch-size", "2", "--num-workers", "0", "--log-every", "1", "--image-every", "100",
           "--viz-every", "0", "--val-fraction", "0.25", "--amp", "off", "--head", "classification"]
@@ -107,7 +107,7 @@ def test_a_stage1_classifier_cannot_start_a_regression_stage2(runs, capsys):
 
 
 def test_evaluate_reports_the_same_metrics_with_each_decoding(runs, tiny_checkpoint):
-    from gan_colorizer.evaluation import EvalOptions, evaluate
+    from gan_colorizer.evaluate.run import EvalOptions, evaluate
     tmp, data = runs
     ckpt = str(tmp / "checkpoints" / "c2" / "best.pt")
     results = {}
@@ -161,7 +161,7 @@ def test_visualize_pixel_mistakes_are_one_line(runs, tmp_path, tiny_checkpoint, 
 
 def test_onnx_export_of_a_classifier_outputs_the_decoded_ab(runs, tmp_path):
     pytest.importorskip("onnxruntime", reason="the optional [export] dependencies are not installed")
-    from gan_colorizer.export import check_onnx, export_onnx
+    from gan_colorizer.colorize.onnx import check_onnx, export_onnx
     generator, _, _ = ckpt_io.load_generator(runs[0] / "checkpoints" / "c1" / "best.pt")
     path = export_onnx(generator, tmp_path / "classes.onnx")
     assert check_onnx(path, generator, [(1, 32, 64)]) < 1e-3

@@ -3,8 +3,17 @@ import pytest
 import torch
 from skimage import color as skcolor
 
-from gan_colorizer.color import (AB_SCALE, L_SCALE, lab_to_model, lab_to_rgb, model_to_lab, model_to_rgb,
-                                 rgb_to_lab, rgb_to_model, to_uint8)
+from gan_colorizer.color import (
+    AB_SCALE,
+    L_SCALE,
+    lab_to_model,
+    lab_to_rgb,
+    model_to_lab,
+    model_to_rgb,
+    rgb_to_lab,
+    rgb_to_model,
+    to_uint8,
+)
 
 EDGE_COLORS = np.array([[0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1],
                         [0.5, 0.5, 0.5], [0.002, 0.001, 0.003], [0.04045, 0.0031308, 0.99]])

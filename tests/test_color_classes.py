@@ -5,7 +5,7 @@ import torch
 from matplotlib.path import Path as PolygonPath
 from scipy.spatial import ConvexHull
 
-from gan_colorizer import color_classes as cc
+from gan_colorizer import ab_bins as cc
 from gan_colorizer.color import AB_SCALE, rgb_to_lab
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, color_image
-from gan_colorizer import colorize_cli
-from gan_colorizer.files import save_atomic
+from PIL import Image
 from test_images import make_odd_files
+
+from gan_colorizer.colorize import cli as colorize_cli
+from gan_colorizer.colorize.files import save_atomic
 
 UNREADABLE = {"truncated.jpg", "empty.png", "notes.jpg"}
 

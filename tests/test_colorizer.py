@@ -5,11 +5,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, color_image
 from PIL import Image
 
-from conftest import ROOT, color_image
 from gan_colorizer.color import rgb_to_lab, to_uint8
-from gan_colorizer.inference import colorize_rgb
+from gan_colorizer.colorize.inference import colorize_rgb
 
 RENDER = 64  # small render size keeps the real network fast on CPU
 
@@ -144,7 +144,7 @@ def test_a_path_is_opened_with_its_exif_orientation(colorizer, tmp_path):
 
 
 def test_a_batch_of_mixed_shapes_gives_what_one_by_one_gives(colorizer):
-    from gan_colorizer.colorizer import prepare
+    from gan_colorizer.colorize.api import prepare
     images = [color_image(i, size=size) for i, size in enumerate([(64, 48), (48, 64), (64, 48), (100, 75)])]
     seen = []
     hook = colorizer.generator.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
@@ -159,7 +159,7 @@ def test_a_batch_of_mixed_shapes_gives_what_one_by_one_gives(colorizer):
 
 
 def test_row_chunks_are_stitched_back_without_seams(colorizer, monkeypatch):
-    import gan_colorizer.inference as inference
+    import gan_colorizer.colorize.inference as inference
     img = color_image(12, size=(97, 61))
     whole = np.asarray(colorizer.colorize(img, temperature=3.0)).astype(int)
     monkeypatch.setattr(inference, "CHUNK_PIXELS", 97 * 7)  # 7-row chunks, a ragged last one

@@ -3,13 +3,20 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import make_photo_folder
-from gan_colorizer.config import DataConfig
-from gan_colorizer.data import (EpochSampler, PhotoDataset, prepare_files, sample_photos, save_split, scan_folder,
-                                split_files)
-from gan_colorizer.errors import UserError
 from test_images import make_odd_files
+
+from gan_colorizer.config import DataConfig
+from gan_colorizer.data import (
+    EpochSampler,
+    PhotoDataset,
+    prepare_files,
+    sample_photos,
+    save_split,
+    scan_folder,
+    split_files,
+)
+from gan_colorizer.errors import UserError
 
 
 def test_scan_counts_used_skipped_and_gray_files(tmp_path, caplog):

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from PIL import Image
-
 from conftest import ROOT, make_photo_folder, run_dirs_args
-from gan_colorizer.distributed import CPUSyncBatchNorm, unwrap
+from PIL import Image
 from test_training import scalar_values
+
+from gan_colorizer.train.distributed import CPUSyncBatchNorm, unwrap
 
 
 def _free_port() -> int:
@@ -110,7 +110,7 @@ def test_only_rank_0_writes_and_the_checkpoint_serves_evaluation_and_colorize(dd
     assert not list((tmp / "checkpoints" / "two").glob(".*.tmp"))
     from gan_colorizer import Colorizer
     from gan_colorizer.checkpoint import load_generator
-    from gan_colorizer.evaluation import EvalOptions, evaluate
+    from gan_colorizer.evaluate.run import EvalOptions, evaluate
     last = tmp / "checkpoints" / "two" / "last.pt"
     generator, cfg, ckpt = load_generator(last)
     assert not any(k.startswith("module.") for k in ckpt["generator"])

@@ -5,8 +5,21 @@ import torch
 from PIL import Image
 
 from gan_colorizer.color import lab_to_rgb
-from gan_colorizer.distribution import (AB_BIN, AB_RANGE, N_AB, N_CHROMA, N_L, PLOT_L, ColorDistribution, ab_histogram,
-                                        ab_plane_rgb, compare, distribution_figure, intersection, l_histogram)
+from gan_colorizer.inspect.ab_histograms import (
+    AB_BIN,
+    AB_RANGE,
+    N_AB,
+    N_CHROMA,
+    N_L,
+    PLOT_L,
+    ColorDistribution,
+    ab_histogram,
+    ab_plane_rgb,
+    compare,
+    distribution_figure,
+    intersection,
+    l_histogram,
+)
 
 
 def lab_batch(values, shape=(1, 1)) -> torch.Tensor:

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import color_image, make_photo_folder, run_script
 from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import color_image, make_photo_folder, run_script
-from gan_colorizer import evaluation
 from gan_colorizer.config import defaults, update
-from gan_colorizer.eval_data import make_labels
-from gan_colorizer.evaluation import EvalOptions, evaluate, main
+from gan_colorizer.evaluate import run as evaluation
+from gan_colorizer.evaluate.protocols import make_labels
+from gan_colorizer.evaluate.run import EvalOptions, evaluate, main
 from gan_colorizer.networks import build_generator
 
 N_COLOR = 5
@@ -232,7 +232,8 @@ class PooledFeatures(torch.nn.Module):
 def test_lpips_and_fid_are_wired_to_the_right_images(tmp_path, tiny_generator, monkeypatch):
     """LPIPS (random AlexNet from --lpips-weights) and FID recomputed from the saved PNGs by other means."""
     import torchvision
-    from gan_colorizer.perceptual import Lpips, lpips_lin_file
+
+    from gan_colorizer.evaluate.lpips_fid import Lpips, lpips_lin_file
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # nothing cached: only the flag's file
     monkeypatch.setattr(evaluation, "load_fid", lambda path: (PooledFeatures(), "pooled"))
     torch.manual_seed(1)

@@ -6,7 +6,7 @@ pytest.importorskip("onnx", reason="the optional [export] dependencies (onnx, on
 ort = pytest.importorskip("onnxruntime", reason="the optional [export] dependencies are not installed")
 
 from gan_colorizer.checkpoint import load_generator  # noqa: E402
-from gan_colorizer.export import main  # noqa: E402
+from gan_colorizer.colorize.onnx import main  # noqa: E402
 
 
 def test_exported_generator_agrees_with_pytorch_on_new_batch_and_spatial_sizes(tiny_checkpoint, tmp_path, capsys):

@@ -11,15 +11,15 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, make_photo_folder, run_dirs_args
-from gan_colorizer import checkpoint as ckpt_io
-from gan_colorizer import training
-from gan_colorizer import steps as steps_module
-from gan_colorizer.cli import main
-from gan_colorizer.data import PhotoDataset
-from gan_colorizer.faults import KILL_AT_ENV, KILL_SIGNAL_ENV
 from test_training import checkpoint_weights, scalar_values
+
+from gan_colorizer import checkpoint as ckpt_io
+from gan_colorizer.checkpoint import KILL_AT_ENV, KILL_SIGNAL_ENV
+from gan_colorizer.data import PhotoDataset
+from gan_colorizer.train import loop as training
+from gan_colorizer.train import steps as steps_module
+from gan_colorizer.train.cli import main
 
 FAST = ["--generator", "unet", "--unet-filters", "8", "--image-size", "256", "--batch-size", "2", "--epoch-size", "6",
         "--val-fraction", "0.2", "--num-workers", "0", "--amp", "off", "--log-every", "1", "--image-every", "100"]
@@ -473,8 +473,8 @@ def test_resume_with_every_training_image_gone_says_the_disk_may_be_unmounted(ph
 
 
 def test_two_processes_cannot_train_the_same_run(photo_folder, tmp_path):
-    from gan_colorizer.cli import resolve_config
     from gan_colorizer.errors import UserError
+    from gan_colorizer.train.cli import resolve_config
     flags = {"data": str(photo_folder), "generator": "unet", "unet_filters": 8, "image_size": 256, "batch_size": 2,
              "num_workers": 0, "name": "l", "runs_dir": str(tmp_path / "runs"), "checkpoints_dir": str(tmp_path / "checkpoints")}
     cfg = resolve_config("pretrain", flags)
@@ -490,7 +490,7 @@ def test_two_processes_cannot_train_the_same_run(photo_folder, tmp_path):
 # --- the pieces ------------------------------------------------------------------------------------------------
 
 def test_stop_signals_set_a_flag_then_a_second_signal_stops_at_once():
-    from gan_colorizer.faults import StopSignals, StopWaiting
+    from gan_colorizer.train.guard import StopSignals, StopWaiting
     def like_pytorchs_worker_check(signum, frame):
         pass
     previous_sigchld = signal.signal(signal.SIGCHLD, like_pytorchs_worker_check)
@@ -508,7 +508,7 @@ def test_stop_signals_set_a_flag_then_a_second_signal_stops_at_once():
 
 
 def test_a_stop_signal_ends_a_wait_for_data_at_once():
-    from gan_colorizer.faults import StopSignals, StopWaiting
+    from gan_colorizer.train.guard import StopSignals, StopWaiting
     with StopSignals() as stop:
         with pytest.raises(StopWaiting):
             with stop.waiting_for_data():
@@ -518,7 +518,7 @@ def test_a_stop_signal_ends_a_wait_for_data_at_once():
 
 def test_checkpoints_are_due_by_steps_or_minutes_and_failed_writes_are_borne_up_to_a_limit(caplog):
     from gan_colorizer.errors import UserError
-    from gan_colorizer.faults import CheckpointSchedule
+    from gan_colorizer.train.guard import CheckpointSchedule
     now = [0.0]
     schedule = CheckpointSchedule(every_steps=5, every_minutes=10, max_failures=2, clock=lambda: now[0])
     assert [s for s in range(1, 12) if schedule.due(s)] == [5, 10]

@@ -4,17 +4,27 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import color_image
 from PIL import Image
 
-from conftest import color_image
-from gan_colorizer.anatomy import stages
 from gan_colorizer.config import ModelConfig
 from gan_colorizer.errors import UserError
-from gan_colorizer.features import (TOP_CHANNELS, ab_maps, activation_chart, capture, default_layers, feature_grid,
-                                    feature_hooks, select_stages, top_channels, training_visuals)
+from gan_colorizer.inspect.anatomy import stages
+from gan_colorizer.inspect.cli import main as visualize_main
+from gan_colorizer.inspect.features import (
+    TOP_CHANNELS,
+    ab_maps,
+    activation_chart,
+    capture,
+    default_layers,
+    feature_grid,
+    feature_hooks,
+    select_stages,
+    top_channels,
+    training_visuals,
+)
 from gan_colorizer.networks import UNetGenerator, build_generator
 from gan_colorizer.runtime import Runtime
-from gan_colorizer.visualize_cli import main as visualize_main
 
 
 def hook_count(net: torch.nn.Module) -> int:

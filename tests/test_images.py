@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import color_image
 from PIL import Image
 
-from conftest import color_image
 from gan_colorizer.images import UnreadableImage, is_gray, list_images, load_rgb, to_rgb8
 
 

@@ -1,7 +1,7 @@
 import torch
 
 from gan_colorizer.color import rgb_to_lab
-from gan_colorizer.inference import apply_controls, colorize_rgb, render_shape
+from gan_colorizer.colorize.inference import apply_controls, colorize_rgb, render_shape
 
 
 class ConstantAB(torch.nn.Module):
@@ -46,7 +46,8 @@ def test_controls_neutral_saturation_temperature_hue():
 
 def test_row_chunked_upsampling_equals_one_bicubic_interpolate():
     import torch.nn.functional as F
-    from gan_colorizer.inference import upsampled_ab_rows
+
+    from gan_colorizer.colorize.inference import upsampled_ab_rows
     ab = torch.randn(2, 2, 32, 64)
     for height, width in [(301, 517), (32, 64), (1000, 37), (5, 3)]:
         rows = list(upsampled_ab_rows(ab, height, width))
@@ -56,8 +57,8 @@ def test_row_chunked_upsampling_equals_one_bicubic_interpolate():
 
 
 def test_full_res_l_is_the_same_for_uint8_and_float_inputs_across_chunks(monkeypatch):
-    import gan_colorizer.inference as inference
-    from gan_colorizer.inference import full_res_l
+    import gan_colorizer.colorize.inference as inference
+    from gan_colorizer.colorize.inference import full_res_l
     monkeypatch.setattr(inference, "CHUNK_PIXELS", 500)  # many chunks, with a ragged last one
     assert len(list(inference.row_chunks(45, 31))) == 3
     rgb = torch.randint(0, 256, (1, 3, 45, 31), dtype=torch.uint8)

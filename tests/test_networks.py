@@ -3,8 +3,14 @@ import torch
 
 from gan_colorizer.config import ModelConfig
 from gan_colorizer.errors import UserError
-from gan_colorizer.networks import (PatchDiscriminator, UNetGenerator, build_discriminator, build_generator,
-                                    count_parameters, resnet_body)
+from gan_colorizer.networks import (
+    PatchDiscriminator,
+    UNetGenerator,
+    build_discriminator,
+    build_generator,
+    count_parameters,
+    resnet_body,
+)
 
 
 def _unet_256_count(cin: int, cout: int, f: int = 64) -> int:

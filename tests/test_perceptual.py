@@ -10,8 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from gan_colorizer import perceptual as P
 from gan_colorizer.errors import UserError
+from gan_colorizer.evaluate import lpips_fid as P
 
 
 @pytest.fixture(autouse=True)

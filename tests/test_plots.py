@@ -1,14 +1,14 @@
-"""python -m gan_colorizer.plots: curves from TensorBoard event files as PNG / SVG, and every value in scalars.csv."""
+"""python -m gan_colorizer.inspect.curves: curves from TensorBoard event files as PNG / SVG, and every value in scalars.csv."""
 import csv
 import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import ROOT
-from gan_colorizer.plots import main, read_scalars, smooth
+from gan_colorizer.inspect.curves import main, read_scalars, smooth
 
 
 def write_run(folder, values: dict, purge_step=None):
@@ -60,7 +60,7 @@ def test_mistakes_exit_2_with_one_line(case, tmp_path):
     (tmp_path / "empty").mkdir()
     args = {"missing": ["--run", str(tmp_path / "nope")], "no events": ["--run", str(tmp_path / "empty")],
             "bad smooth": ["--run", str(tmp_path / "empty"), "--smooth", "1.5"]}[case]
-    result = subprocess.run([sys.executable, "-m", "gan_colorizer.plots", *args, "--out", str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "-m", "gan_colorizer.inspect.curves", *args, "--out", str(tmp_path / "o")],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
     assert {"missing": "no such folder", "no events": "no TensorBoard event file", "bad smooth": "--smooth 1.5"}[case] \

@@ -6,16 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from skimage.color import deltaE_ciede2000, rgb2lab
-
 from browser import Chromium, install_chromium
 from conftest import make_photo_folder
+from PIL import Image
+from skimage.color import deltaE_ciede2000, rgb2lab
 from test_evaluate import TinyGenerator  # a 3x3 convolution: fast, and of no known generator type
-from gan_colorizer.anatomy import stages
+
 from gan_colorizer.checkpoint import load_generator, save_atomic
 from gan_colorizer.config import defaults
-from gan_colorizer.evaluation import EvalOptions, evaluate
+from gan_colorizer.evaluate.run import EvalOptions, evaluate
+from gan_colorizer.inspect.anatomy import stages
 from gan_colorizer.networks import build_generator
 
 LABELS = ["a", "b"]
@@ -193,7 +193,7 @@ def check_distribution(page, report, truth: np.ndarray, x: int, y: int) -> None:
 
 
 def test_report_keeps_a_bounded_number_of_images_while_streaming(tmp_path, monkeypatch):
-    from gan_colorizer import evaluation
+    from gan_colorizer.evaluate import run as evaluation
     monkeypatch.setattr(evaluation, "load_generator",
                         lambda path, device="cpu", weights="auto": (TinyGenerator().eval(), defaults("pretrain"), {}))
     rng = np.random.default_rng(0)

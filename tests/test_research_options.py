@@ -6,16 +6,15 @@ import json
 import pytest
 import torch
 import torchvision
-
 from conftest import make_photo_folder, run_dirs_args
-from gan_colorizer import checkpoint as ckpt_io
-from gan_colorizer.cli import main
-from gan_colorizer.ema import EMA
-from gan_colorizer.errors import UserError
-from gan_colorizer.losses import reconstruction_loss
-from gan_colorizer.networks import count_parameters
-from gan_colorizer.vgg_loss import load_perceptual, perceptual_loss
 from test_training import events
+
+from gan_colorizer import checkpoint as ckpt_io
+from gan_colorizer.errors import UserError
+from gan_colorizer.losses import load_perceptual, perceptual_loss, reconstruction_loss
+from gan_colorizer.networks import count_parameters
+from gan_colorizer.train.cli import main
+from gan_colorizer.train.ema import EMA
 
 TINY32 = ["--image-size", "32", "--batch-size", "2", "--num-workers", "0", "--log-every", "1", "--image-every", "100",
           "--val-fraction", "0.25", "--amp", "off"]
@@ -123,7 +122,7 @@ def test_resume_keeps_the_ema_exactly(photos, tmp_path):
 
 def test_report_weights_counts_every_parameter_once(photos, tmp_path):
     assert main("gan", ["--data", str(photos), *TINY32, "--max-steps", "1", *run_dirs_args(tmp_path, "w")]) == 0
-    from gan_colorizer.report_weights import main as report_main
+    from gan_colorizer.inspect.weights import main as report_main
     out = tmp_path / "report"
     assert report_main(["--checkpoint", str(tmp_path / "checkpoints" / "w" / "last.pt"), "--out", str(out),
                         "--images", str(photos), "--n-images", "2"]) == 0

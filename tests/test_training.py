@@ -3,11 +3,11 @@ import json
 
 import pytest
 import torch
+from conftest import TINY, make_photo_folder, run_dirs_args, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, make_photo_folder, run_dirs_args, run_script
 from gan_colorizer import checkpoint as ckpt_io
-from gan_colorizer.cli import main
+from gan_colorizer.train.cli import main
 
 STAGE1_TAGS = {"loss/g_l1", "val/l1", "val/psnr", "perf/img_per_sec", "lr"}
 STAGE2_TAGS = STAGE1_TAGS | {"loss/g_gan", "loss/d_real", "loss/d_fake"}

@@ -1,7 +1,14 @@
 import numpy as np
 import torch
 
-from gan_colorizer.viz import DELTA_E_MAX, SheetRow, colormap_lut, comparison_sheet, difference_map, heat_colors
+from gan_colorizer.inspect.drawing import (
+    DELTA_E_MAX,
+    SheetRow,
+    colormap_lut,
+    comparison_sheet,
+    difference_map,
+    heat_colors,
+)
 
 
 def test_difference_map_uses_a_fixed_clipped_scale_and_adds_a_color_bar():
@@ -31,8 +38,8 @@ def test_comparison_sheet_lays_out_every_tile_under_its_column():
 
 
 def test_difference_maps_show_ciede2000_and_the_absolute_a_and_b_errors_on_fixed_scales():
+    from gan_colorizer.inspect.drawing import AB_ERROR_MAX, difference_maps, error_maps
     from gan_colorizer.metrics import delta_e2000_map
-    from gan_colorizer.viz import AB_ERROR_MAX, error_maps, difference_maps
     true_lab = torch.zeros(1, 3, 20, 30)
     true_lab[:, 0] = 50.0
     pred_lab = true_lab.clone()

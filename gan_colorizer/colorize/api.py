@@ -1,0 +1,172 @@
+"""The Python API: `Colorizer.from_checkpoint(path).colorize(image)` -> a colorized PIL image of the same size.
+
+Any PIL mode goes in (gray, gray+alpha, RGBA, palette, CMYK, 16-bit...). A colour photo is taken to gray first:
+only its L is used. Alpha is kept (RGBA out) unless keep_alpha=False, which composites on white as training does.
+Output is 8-bit sRGB.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gan_colorizer.color import to_uint8
+from gan_colorizer.colorize.inference import (
+    apply_controls,
+    downsample_l,
+    forward_ab,
+    full_res_l,
+    recombined_chunks,
+    render_shape,
+    size_multiple,
+)
+from gan_colorizer.images import UnreadableImage, open_image, to_rgb8
+
+ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+
+
+@dataclass
+class Prepared:
+    """One photo decoded for colorization: the pixels whose L the output keeps, and what else travels with them."""
+
+    pixels: np.ndarray  # (H, W, C) uint8 sRGB; C = 1 for gray photos
+    alpha: Image.Image | None = None  # kept alpha channel, re-attached to the output
+    net_pixels: np.ndarray | None = None  # what the network sees when it differs (alpha composited on white)
+    exif: bytes | None = None  # metadata carried to the output (dates, camera...)
+
+
+def has_alpha(img: Image.Image) -> bool:
+    return img.mode in ALPHA_MODES or (img.mode == "P" and "transparency" in img.info)
+
+
+def _gray8(img: Image.Image) -> Image.Image:
+    """Single-channel modes -> 8-bit gray, the levels unchanged for 8-bit (16-bit is scaled down to 8)."""
+    return img if img.mode == "L" else img.convert("L") if img.mode == "1" else to_rgb8(img).getchannel("R")
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    arr = np.asarray(img)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def prepare(img: Image.Image, keep_alpha: bool = True) -> Prepared:
+    """Any PIL mode -> Prepared. Colour photos keep 3 channels (their L is computed in Lab), gray ones 1."""
+    exif = img.info.get("exif")
+    try:
+        if keep_alpha and has_alpha(img):
+            rgba = img.convert("RGBA")  # straight (not premultiplied) colour under the alpha
+            rgb = rgba.convert("RGB")
+            if img.info.get("icc_profile"):
+                rgb.info["icc_profile"] = img.info["icc_profile"]
+            return Prepared(_pixels(to_rgb8(rgb)), rgba.getchannel("A"), _pixels(to_rgb8(img)), exif)
+        if img.mode in ("1", "L", "I", "F") or img.mode.startswith("I;16"):
+            return Prepared(_pixels(_gray8(img)), exif=exif)
+        return Prepared(_pixels(to_rgb8(img)), exif=exif)
+    except (OSError, ValueError) as e:
+        raise UnreadableImage(img.filename if hasattr(img, "filename") else "image",
+                              f"cannot convert mode {img.mode} ({e})") from None
+
+
+def _as_tensor(pixels: np.ndarray, device) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PIL's arrays are read-only; nothing here writes to them
+        return torch.from_numpy(pixels).to(device).permute(2, 0, 1).unsqueeze(0)
+
+
+def check_controls(temperature: float, saturation: float, hue: float) -> None:
+    for name, value in (("temperature", temperature), ("saturation", saturation), ("hue", hue)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+    if saturation < 0:
+        raise ValueError(f"saturation must be >= 0 (1 = as predicted, 0 = gray), got {saturation}")
+
+
+class Colorizer:
+    """A generator with its runtime and render size; colorizes PIL images or files at their full resolution."""
+
+    def __init__(self, generator: torch.nn.Module, runtime=None, render_size: int = 256, decode: str | None = None,
+                 annealed_t: float | None = None):
+        """decode / annealed_t: how a classification generator turns its distribution into ab (see --decode)."""
+        from gan_colorizer.networks import set_decoding
+        from gan_colorizer.runtime import Runtime
+        if render_size < 1:
+            raise ValueError(f"render_size must be >= 1, got {render_size}")
+        self.runtime = runtime or Runtime("cpu", "off", channels_last=False)
+        self.generator = self.runtime.place(generator).eval()
+        self.render_size = render_size
+        self.multiple = size_multiple(generator)
+        self.decoding = set_decoding(generator, decode, annealed_t)  # None for a regression generator
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "auto", render_size: int = 256, amp: str = "auto",
+                        channels_last: bool = True, weights: str = "auto", decode: str | None = None,
+                        annealed_t: float | None = None) -> "Colorizer":
+        """Rebuild the generator from any stage-1 or stage-2 checkpoint (its config travels inside).
+
+        weights: auto = the EMA copy when the run kept one (--ema-decay), else the trained weights; ema or raw to insist.
+        """
+        from gan_colorizer.checkpoint import load_generator
+        from gan_colorizer.runtime import Runtime
+        runtime = Runtime(device, amp, channels_last)
+        generator, _, _ = load_generator(path, "cpu", weights)
+        return cls(generator, runtime, render_size, decode, annealed_t)
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    def render_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The shape the network sees for a photo of height x width."""
+        return render_shape(height, width, self.render_size, self.multiple)
+
+    def colorize(self, image, temperature: float = 0.0, saturation: float = 1.0, hue: float = 0.0,
+                 keep_alpha: bool = True) -> Image.Image:
+        """A PIL image (taken as its pixels are) or a file path (EXIF orientation applied) -> colorized PIL image.
+
+        temperature shifts b (ab units, > 0 warmer), saturation scales ab, hue rotates ab by degrees.
+        The result is RGB, or RGBA when the input has alpha and keep_alpha is set; same width and height.
+        """
+        if isinstance(image, (str, Path)):
+            image = open_image(image)
+        return self.colorize_prepared([prepare(image, keep_alpha)], temperature, saturation, hue)[0]
+
+    @torch.inference_mode()
+    def colorize_prepared(self, batch: list[Prepared], temperature: float = 0.0, saturation: float = 1.0,
+                          hue: float = 0.0) -> list[Image.Image]:
+        """Colorize prepared photos; those with the same render shape share one network forward."""
+        check_controls(temperature, saturation, hue)
+        gray_l = [full_res_l(_as_tensor(item.pixels, self.device)) for item in batch]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, item in enumerate(batch):
+            groups.setdefault(self.render_shape(*item.pixels.shape[:2]), []).append(i)
+        small_ab = [None] * len(batch)
+        for shape, members in groups.items():
+            small_l = torch.cat([self._small_l(batch[i], gray_l[i], shape) for i in members])
+            ab = apply_controls(forward_ab(self.generator, small_l, self.runtime), temperature, saturation, hue)
+            for j, i in enumerate(members):
+                small_ab[i] = ab[j:j + 1]
+        out = []
+        for i, item in enumerate(batch):
+            out.append(self._recombine(item, gray_l[i], small_ab[i]))
+            gray_l[i] = None  # free each full-size L as soon as its output exists: lower peak memory
+        return out
+
+    def _small_l(self, item: Prepared, gray_l: torch.Tensor, shape) -> torch.Tensor:
+        if item.net_pixels is not None:
+            gray_l = full_res_l(_as_tensor(item.net_pixels, self.device))
+        return downsample_l(gray_l, shape)
+
+    def _recombine(self, item: Prepared, gray_l: torch.Tensor, small_ab: torch.Tensor) -> Image.Image:
+        out = Image.new("RGB", (gray_l.shape[-1], gray_l.shape[-2]))
+        for first, _, rgb in recombined_chunks(gray_l, small_ab):  # row by row: no full-size uint8 copy
+            out.paste(Image.fromarray(to_uint8(rgb[0]).permute(1, 2, 0).cpu().numpy(), "RGB"), (0, first))
+        if item.alpha is not None:
+            out.putalpha(item.alpha)
+        if item.exif:
+            out.info["exif"] = item.exif
+        return out

@@ -1,0 +1,302 @@
+"""colorize.py: colorize files, folders and glob patterns at full resolution into --out. A thin layer over Colorizer.
+
+Exit codes: 0 every photo colorized (or its output already there), 1 some could not be read or written,
+2 bad arguments (nothing is written), 130 interrupted (finished files are complete; rerun to continue).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from gan_colorizer.config import WEIGHTS
+from gan_colorizer.errors import UserError
+
+# Idle OpenMP threads sleep instead of spinning, so the decode / encode threads get the cores (on a 2-core
+# machine spinning cost ~2x CPU per photo). Read when torch loads, hence before any torch import; env overrides.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+DESCRIPTION = """Colorize gray (or colour, taken to gray first) photos at their full resolution.
+
+The network predicts colour from a --render-size copy; the result keeps the photo's own full-resolution
+lightness, its width and height, EXIF orientation and metadata, and alpha (PNG/WebP/TIFF outputs).
+
+Outputs: a file INPUT goes to OUT/NAME.png, a folder's photos to OUT/<path below the folder>.png, a quoted
+glob's matches to OUT/<path below the pattern's fixed folders>.png (--format picks the suffix). Existing
+outputs are kept unless --overwrite (rerunning a command continues an interrupted job); two inputs that
+would share an output are refused before anything is written.
+
+examples:
+  python colorize.py old_photo.jpg --checkpoint checkpoints/coco-gan/best.pt --out colorized
+  python colorize.py ~/scans --checkpoint best.pt --out ~/scans-color --format same --batch-size 8
+  python colorize.py 'archive/*/19[5-6]?/' --checkpoint best.pt --out color --temperature 8 --saturation 1.2
+
+exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arguments, 130 interrupted"""
+WORKERS = min(8, os.cpu_count() or 2)  # PNG encoding is the slow part: enough threads to keep a GPU fed
+MAX_BATCH_PIXELS = 16_000_000  # full-size pixels per batch at most, whatever --batch-size (a bigger photo goes alone)
+IN_FLIGHT_PIXELS = 24_000_000  # full-size pixels decoded ahead, and waiting to be written, at most
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="colorize.py", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or "
+                   "quoted glob patterns ('scans/**/*.tif')")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="stage-1 or stage-2 checkpoint (best.pt or last.pt)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--render-size", type=int, default=256, metavar="N",
+                   help="short side, in pixels, of the copy the network sees; ab is upsampled from it (default: 256)")
+    p.add_argument("--batch-size", type=int, default=4, metavar="N",
+                   help="photos of the same render shape per network forward (default: 4)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
+    p.add_argument("--weights", default="auto", choices=WEIGHTS,
+                   help="auto = the EMA copy when the run kept one (--ema-decay), else the trained weights")
+    p.add_argument("--decode", choices=("annealed", "mode", "mean"),
+                   help="classification checkpoints: how the predicted distribution becomes ab: annealed mean (as "
+                        "trained), mode (most vivid, blotchy) or mean (smooth, duller)")
+    p.add_argument("--annealed-t", type=float, metavar="T",
+                   help="classification checkpoints: temperature of the annealed mean (default: as trained)")
+    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
+                   help="mixed precision of the network: auto = bf16 where the device runs it fast (default: auto)")
+    controls = p.add_argument_group("mood controls (applied in Lab after prediction)")
+    controls.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                          help="shift b by this many ab units: > 0 warmer (yellow), < 0 cooler (blue); try +-5..15")
+    controls.add_argument("--saturation", type=float, default=1.0, metavar="S",
+                          help="scale ab: 1 as predicted, 0 gray, 1.3 more vivid (default: 1)")
+    controls.add_argument("--hue", type=float, default=0.0, metavar="DEG",
+                          help="rotate ab by this many degrees (default: 0)")
+    out = p.add_argument_group("output files")
+    out.add_argument("--format", default="png", choices=("png", "jpg", "same"),
+                     help="png (lossless, keeps alpha), jpg, or same as each input (default: png)")
+    out.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG / WebP quality, 1-100 (default: 95)")
+    out.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    out.add_argument("--workers", type=int, default=WORKERS, metavar="N",
+                     help=f"threads that decode and encode files (default: {WORKERS}, from the CPU count)")
+    return p
+
+
+def check_args(args) -> None:
+    from gan_colorizer.colorize.api import check_controls
+    checks = [(args.render_size >= 32, f"--render-size {args.render_size}: must be >= 32"),
+              (args.batch_size >= 1, "--batch-size must be >= 1"),
+              (1 <= args.quality <= 100, f"--quality {args.quality}: must be in 1..100"),
+              (args.workers >= 1, "--workers must be >= 1"),
+              (args.annealed_t is None or args.annealed_t > 0, f"--annealed-t {args.annealed_t}: must be > 0"),
+              (not Path(args.out).exists() or Path(args.out).is_dir(), f"--out {args.out}: exists and is not a folder")]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    try:
+        check_controls(args.temperature, args.saturation, args.hue)
+    except ValueError as e:
+        raise UserError(f"--{str(e)}") from None
+
+
+@dataclass
+class Tally:
+    done: int = 0
+    failed: int = 0
+    kept: int = 0
+
+
+def _load(job, colorizer_module):
+    """Decode one file for the network (runs in a worker thread): a Prepared, or the UnreadableImage."""
+    from gan_colorizer.images import UnreadableImage, open_image
+    try:
+        return colorizer_module.prepare(open_image(job.source), keep_alpha=job.keeps_alpha)
+    except UnreadableImage as e:
+        return e
+    except MemoryError:
+        return UnreadableImage(job.source, "not enough memory to decode it")
+
+
+def _peek_pixels(path) -> int:
+    """Width x height from the file's header (no decode); 0 when unreadable, which the decode then reports."""
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            return img.width * img.height
+    except Exception:  # noqa: BLE001 - any failure here is reported by the real decode
+        return 0
+
+
+class _InFlight:
+    """Futures in submission order with the pixels they hold: memory is bounded by count and by pixels."""
+
+    def __init__(self, max_items: int, max_pixels: int):
+        self.items, self.pixels = deque(), 0
+        self.max_items, self.max_pixels = max_items, max_pixels
+
+    def full(self, more_pixels: int = 0) -> bool:
+        """True when one more item of more_pixels would exceed a bound (an empty queue always takes one)."""
+        return bool(self.items) and (len(self.items) >= self.max_items or self.pixels + more_pixels > self.max_pixels)
+
+    def add(self, job, future, pixels: int) -> None:
+        self.items.append((job, future, pixels))
+        self.pixels += pixels
+
+    def pop(self):
+        job, future, pixels = self.items.popleft()
+        self.pixels -= pixels
+        return job, future, pixels
+
+
+def _prefetch(pool, fn, jobs, ahead: int):
+    """Yield (job, result, pixels) in order while later jobs decode in the pool, within `ahead` and IN_FLIGHT_PIXELS."""
+    pending, it = _InFlight(ahead, IN_FLIGHT_PIXELS), iter(jobs)
+    nxt = next(it, None)
+    nxt_pixels = _peek_pixels(nxt.source) if nxt else 0
+    while True:
+        while nxt is not None and not pending.full(nxt_pixels):
+            pending.add(nxt, pool.submit(fn, nxt), nxt_pixels)
+            nxt = next(it, None)
+            nxt_pixels = _peek_pixels(nxt.source) if nxt else 0
+        if not pending.items:
+            return
+        job, future, pixels = pending.pop()
+        yield job, future.result(), pixels
+
+
+def _batches(decoded, batch_size: int):
+    """Group decoded photos into batches of at most batch_size photos and MAX_BATCH_PIXELS pixels."""
+    batch, pixels = [], 0
+    for job, item, n in decoded:
+        if batch and pixels + n > MAX_BATCH_PIXELS:
+            yield batch
+            batch, pixels = [], 0
+        batch.append((job, item))
+        pixels += n
+        if len(batch) >= batch_size:
+            yield batch
+            batch, pixels = [], 0
+    if batch:
+        yield batch
+
+
+class Report:
+    """Progress bar (on a terminal only), one stderr line per failed file, and the counts."""
+
+    def __init__(self, total: int, kept: int):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, unit="img", desc="colorize", disable=None, file=sys.stderr, dynamic_ncols=True)
+        self.tally = Tally(kept=kept)
+
+    def ok(self) -> None:
+        self.tally.done += 1
+        self.bar.update()
+
+    def fail(self, path, reason: str) -> None:
+        self.bar.write(f"error: {path}: {reason}", file=sys.stderr)
+        self.tally.failed += 1
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _colorize_batch(colorizer, batch: list, controls: dict, report: Report) -> list:
+    """Images for the batch; on a runtime failure (out of device memory...) each photo is retried alone."""
+    try:
+        return colorizer.colorize_prepared([item for _, item in batch], **controls)
+    except RuntimeError as e:
+        if len(batch) > 1:
+            return [img for one in batch for img in (_colorize_batch(colorizer, [one], controls, report) or [None])]
+        report.fail(batch[0][0].source, f"colorization failed ({str(e).strip().splitlines()[0][:200]})")
+        return []
+
+
+def _finish(job, future, report: Report) -> None:
+    try:
+        future.result()
+        report.ok()
+    except (OSError, ValueError) as e:  # disk full, permissions, metadata the format cannot hold...
+        report.fail(job.output, f"cannot write ({getattr(e, 'strerror', None) or e})")
+
+
+def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
+    """Decode (worker threads) -> colorize in batches (this thread) -> encode and write atomically (workers).
+
+    Decoded photos waiting, the batch, and finished images waiting for their write are each bounded in pixels,
+    so a folder of 24 MP photos needs little more memory than one.
+    """
+    from gan_colorizer.colorize import api as colorizer_module
+    from gan_colorizer.colorize.files import save_atomic
+    controls = {"temperature": args.temperature, "saturation": args.saturation, "hue": args.hue}
+    pool, writes = ThreadPoolExecutor(args.workers, thread_name_prefix="colorize-io"), _InFlight(2 * args.workers,
+                                                                                                 IN_FLIGHT_PIXELS)
+    try:
+        decoded = _prefetch(pool, lambda job: _load(job, colorizer_module), jobs, args.batch_size + args.workers)
+        for batch in _batches(decoded, args.batch_size):
+            good = []
+            for job, item in batch:
+                if isinstance(item, Exception):
+                    report.fail(job.source, item.reason)
+                else:
+                    good.append((job, item))
+            for (job, _), img in zip(good, _colorize_batch(colorizer, good, controls, report)):
+                if img is not None:
+                    pixels = img.width * img.height
+                    while writes.full(pixels):
+                        _finish(*writes.pop()[:2], report)
+                    writes.add(job, pool.submit(save_atomic, img, job.output, args.quality), pixels)
+        while writes.items:
+            _finish(*writes.pop()[:2], report)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # running writes finish (atomically); queued ones are dropped
+
+
+def load_colorizer(args):
+    from gan_colorizer.colorize.api import Colorizer
+    return Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.amp, weights=args.weights,
+                                     decode=args.decode, annealed_t=args.annealed_t)
+
+
+def _decoding(colorizer, args) -> str:
+    if colorizer.decoding:
+        return f", {colorizer.decoding}"
+    return ", --decode / --annealed-t ignored: regression checkpoint" if args.decode or args.annealed_t else ""
+
+
+def _plan(args):
+    """(jobs, those still to do, the colorizer or None when nothing is left): every argument error comes from here."""
+    from gan_colorizer.colorize.files import plan_jobs
+    check_args(args)
+    jobs = plan_jobs(args.inputs, Path(args.out), args.format)
+    todo = jobs if args.overwrite else [job for job in jobs if not job.output.exists()]
+    return jobs, todo, load_colorizer(args) if todo else None
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from gan_colorizer.console import setup_logging
+    setup_logging()
+    try:
+        jobs, todo, colorizer = _plan(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+    report = Report(len(todo), kept=len(jobs) - len(todo))
+    if colorizer is not None:
+        kept = f"; {report.tally.kept} existing outputs kept (--overwrite replaces them)" if report.tally.kept else ""
+        print(f"colorizing {len(todo)} photo{'s' * (len(todo) != 1)} into {args.out} (render size {args.render_size}, "
+              f"device {colorizer.device}, amp {colorizer.runtime.amp_name}{_decoding(colorizer, args)}){kept}", flush=True)
+    try:
+        if todo:
+            colorize_jobs(colorizer, todo, args, report)
+    except KeyboardInterrupt:
+        print(f"interrupted after {report.tally.done} of {len(todo)} photos: every written file is complete; "
+              f"rerun the same command to continue", file=sys.stderr)
+        return 130
+    finally:
+        report.close()
+    t = report.tally
+    print(f"done: {t.done} colorized, {t.failed} failed, {t.kept} already there -> {args.out}")
+    return 1 if t.failed else 0

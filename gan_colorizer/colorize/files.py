@@ -1,0 +1,162 @@
+"""Which files colorize.py reads and where each result goes: inputs expanded, outputs named, clashes refused,
+results written atomically (a finished file or none, never half of one)."""
+from __future__ import annotations
+
+import glob
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from gan_colorizer.errors import UserError
+from gan_colorizer.images import is_image_file, list_images
+
+PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+               ".tiff": "TIFF", ".ppm": "PPM"}
+SAME_AS = {".pgm": ".ppm"}  # --format same: a gray-only format gets its colour sibling
+ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+EXIF_FORMATS = {"JPEG", "PNG", "WEBP"}
+
+
+@dataclass
+class Job:
+    source: Path
+    output: Path
+
+    @property
+    def keeps_alpha(self) -> bool:
+        return output_format(self.output) in ALPHA_FORMATS
+
+
+def output_format(path: Path) -> str:
+    return PIL_FORMATS[path.suffix.lower()]
+
+
+def _glob_base(pattern: str) -> Path:
+    """The leading folders of a glob pattern that hold no wildcard: matches keep their path below it."""
+    parts = Path(pattern).parts
+    fixed = parts[:next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return folder == path or folder in path.parents
+
+
+def _without_outputs(found: list, root: Path, out_dir: Path) -> list:
+    """Leave out files under out_dir when out_dir lies inside the input root, so earlier results are not inputs."""
+    root, out_dir = root.resolve(), out_dir.resolve()
+    if out_dir == root or not _inside(out_dir, root):
+        return found
+    return [(p, rel) for p, rel in found if not _inside(p.resolve(), out_dir)]
+
+
+def expand_input(arg: str, out_dir: Path) -> list[tuple[Path, Path]]:
+    """(source file, its path relative to the output folder, suffix still the source's) for one INPUT argument.
+
+    A file keeps its name; a folder's images (recursive) keep their path below it; a glob's matches keep
+    their path below the pattern's fixed leading folders. A --out inside an input folder is not searched.
+    """
+    path = Path(arg)
+    if path.is_dir():
+        found = _without_outputs([(p, p.relative_to(path)) for p in list_images(path)], path, out_dir)
+        if not found:
+            raise UserError(f"{arg}: no image files in this folder (extensions {', '.join(sorted(PIL_FORMATS))}...)")
+        return found
+    if path.is_file():
+        return [(path, Path(path.name))]
+    if glob.has_magic(arg):
+        base, found = _glob_base(arg), []
+        for match in sorted(Path(m) for m in glob.glob(arg, recursive=True)):
+            if match.is_dir():
+                found += [(p, p.relative_to(base)) for p in list_images(match)]
+            elif is_image_file(match):
+                found.append((match, match.relative_to(base)))
+        found = _without_outputs(found, base, out_dir)
+        if not found:
+            raise UserError(f"{arg}: the pattern matches no image file")
+        return found
+    raise UserError(f"{arg}: no such file or folder")
+
+
+def output_suffix(source: Path, fmt: str) -> str:
+    if fmt != "same":
+        return "." + fmt
+    suffix = source.suffix
+    if suffix.lower() in SAME_AS:
+        return SAME_AS[suffix.lower()]
+    return suffix if suffix.lower() in PIL_FORMATS else ".png"  # a name with no known suffix: lossless PNG
+
+
+def _key(path: Path) -> str:
+    return str(path.resolve()).casefold()  # outputs may land on a case-insensitive file system
+
+
+def plan_jobs(inputs: list[str], out_dir: Path, fmt: str) -> list[Job]:
+    """Every (source, output) pair, each source once.
+
+    Photos that differ only by suffix (scan.jpg, scan.tif) keep it in their output names (scan.jpg.png,
+    scan.tif.png). Any other two sources with one output, or an output that is an input, are refused
+    before anything is written.
+    """
+    expanded = {}
+    for arg in inputs:
+        for source, rel in expand_input(arg, out_dir):
+            expanded.setdefault(source.resolve(), (source, rel))
+    named = {key: rel.with_name(rel.stem + output_suffix(source, fmt)) for key, (source, rel) in expanded.items()}
+    by_output = {}
+    for key, rel in named.items():
+        by_output.setdefault(_key(out_dir / rel), []).append(key)
+    for keys in by_output.values():
+        if len(keys) > 1 and len({expanded[k][1].with_suffix("") for k in keys}) == 1:
+            for k in keys:
+                source, rel = expanded[k]
+                named[k] = rel.with_name(rel.name + output_suffix(source, fmt))
+    return _checked_jobs([(expanded[k][0], out_dir / named[k]) for k in expanded], set(expanded), fmt)
+
+
+def _checked_jobs(pairs: list, sources: set, fmt: str) -> list[Job]:
+    seen = {}
+    for source, output in pairs:
+        if output.resolve() in sources:
+            raise UserError(f"{output}: refusing to overwrite an input photo with its colorized result; "
+                            f"choose another --out folder")
+        clash = seen.setdefault(_key(output), source)
+        if clash is not source:
+            hint = " or use --format same" if fmt != "same" else ""
+            raise UserError(f"{clash} and {source} would both be written to {output}; "
+                            f"colorize them into separate --out folders{hint}")
+    return [Job(source, output) for source, output in pairs]
+
+
+def save_atomic(img: Image.Image, path: Path, quality: int = 95) -> None:
+    """Write img to path through a hidden temporary file in the same folder, then rename it into place.
+
+    An interrupt or a failure leaves either the finished file or no file; the temporary is removed.
+    """
+    fmt = output_format(path)
+    if img.mode == "RGBA" and fmt not in ALPHA_FORMATS:
+        img = _on_white(img)
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if img.info.get("exif") and fmt in EXIF_FORMATS:
+        options["exif"] = img.info["exif"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            img.save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())  # a crash must not leave an empty file that a rerun would keep as done
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    base = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    out = Image.alpha_composite(base, img).convert("RGB")
+    out.info.update(img.info)
+    return out

@@ -1,0 +1,132 @@
+"""Full-resolution colorization: predict ab at render size, upsample it, recombine with the original L.
+
+The network only ever sees render-size input. The full-size colour maths runs in row chunks, so memory
+grows with the photo only by its L, ab and output planes, never by the Lab round trip's temporaries.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gan_colorizer.color import AB_SCALE, lab_to_model, lab_to_rgb, model_to_lab, rgb8_to_gray_l, rgb_to_lab
+
+CHUNK_PIXELS = 1 << 18  # pixels per chunk of full-size colour maths: 3 MB per float32 3-channel temporary
+
+
+def render_shape(height: int, width: int, render_size: int, multiple: int = 32) -> tuple[int, int]:
+    """The network's input shape: short side about render_size, aspect kept, both sides multiples of `multiple`."""
+    scale = render_size / min(height, width)
+    snap = lambda v: max(multiple, int(round(v * scale / multiple)) * multiple)  # noqa: E731
+    return snap(height), snap(width)
+
+
+def size_multiple(generator: torch.nn.Module) -> int:
+    """Input sides the generator accepts: multiples of 32 (ResNet U-Net), of 256 for the pix2pix U-Net."""
+    from gan_colorizer.networks import UNetGenerator, core
+    return 256 if isinstance(core(generator), UNetGenerator) else 32
+
+
+def row_chunks(height: int, width: int, chunk_pixels: int | None = None):
+    """(first, end) row ranges of about chunk_pixels (default CHUNK_PIXELS) pixels each."""
+    rows = max(1, (chunk_pixels or CHUNK_PIXELS) // max(1, width))
+    for first in range(0, height, rows):
+        yield first, min(height, first + rows)
+
+
+def full_res_l(pixels: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) sRGB, uint8 or float in [0, 1], C = 3 or 1 (gray) -> gray_l (B, 1, H, W), model units."""
+    b, c, h, w = pixels.shape
+    gray_l = torch.empty(b, 1, h, w, device=pixels.device)
+    for first, end in row_chunks(h, w * b):
+        chunk = pixels[:, :, first:end]
+        if chunk.dtype == torch.uint8:
+            gray_l[:, :, first:end] = rgb8_to_gray_l(chunk)
+        else:
+            gray_l[:, :, first:end] = lab_to_model(rgb_to_lab(chunk.float().expand(-1, 3, -1, -1)))[0]
+    return gray_l
+
+
+def downsample_l(gray_l: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """gray_l at the network's input shape (antialiased, so large photos do not alias)."""
+    return F.interpolate(gray_l, size=shape, mode="bilinear", align_corners=False, antialias=True)
+
+
+@torch.no_grad()
+def forward_ab(generator: torch.nn.Module, small_l: torch.Tensor, runtime=None) -> torch.Tensor:
+    """The generator's ab (float32, model units) for render-size gray_l, under the runtime's autocast and layout."""
+    if runtime is None:
+        return generator(small_l).float()
+    with runtime.autocast():
+        return generator(runtime.layout(small_l)).float()
+
+
+def apply_controls(ab: torch.Tensor, temperature: float = 0.0, saturation: float = 1.0, hue: float = 0.0) -> torch.Tensor:
+    """Mood controls on ab in model units: scale (saturation), rotate by `hue` degrees, shift b by `temperature` ab units.
+
+    All three are affine in ab, so they commute with the (weights sum to 1) bicubic upsampling:
+    applying them at render size gives the same result for less work.
+    """
+    if hue:
+        angle = math.radians(hue)
+        a, b = ab[:, 0:1], ab[:, 1:2]
+        ab = torch.cat([a * math.cos(angle) - b * math.sin(angle), a * math.sin(angle) + b * math.cos(angle)], 1)
+    if saturation != 1.0:
+        ab = ab * saturation
+    if temperature:
+        ab = torch.cat([ab[:, 0:1], ab[:, 1:2] + temperature / AB_SCALE], 1)
+    return ab
+
+
+def _bicubic_weights(n_in: int, n_out: int, device) -> torch.Tensor:
+    """(n_out, n_in) matrix of F.interpolate's 1-D bicubic weights (borders clamped as it clamps them)."""
+    eye = torch.eye(n_in, device=device).view(1, 1, n_in, n_in)
+    return F.interpolate(eye, size=(n_out, n_in), mode="bicubic", align_corners=False)[0, 0]
+
+
+def upsampled_ab_rows(small_ab: torch.Tensor, height: int, width: int):
+    """Yield (first, end, ab rows): small_ab bicubic-upsampled to height x width, never all rows at once.
+
+    Bicubic is separable: the width pass runs once on the small rows; each chunk of output rows then mixes
+    only the few source rows its weights touch. Same values as F.interpolate to float precision.
+    """
+    if tuple(small_ab.shape[-2:]) == (height, width):
+        for first, end in row_chunks(height, width * small_ab.shape[0]):
+            yield first, end, small_ab[:, :, first:end]
+        return
+    wide = F.interpolate(small_ab, size=(small_ab.shape[-2], width), mode="bicubic", align_corners=False)
+    weights = _bicubic_weights(small_ab.shape[-2], height, small_ab.device)
+    for first, end in row_chunks(height, width * small_ab.shape[0]):
+        rows = weights[first:end]
+        used = rows.abs().sum(0).nonzero()
+        lo, hi = int(used[0]), int(used[-1]) + 1
+        yield first, end, torch.matmul(rows[:, lo:hi], wide[:, :, lo:hi])
+
+
+def recombined_chunks(gray_l: torch.Tensor, small_ab: torch.Tensor):
+    """Yield (first, end, sRGB rows in [0, 1]): full-size L with the ab upsampled (bicubic), clipped to the gamut."""
+    for first, end, ab in upsampled_ab_rows(small_ab, *gray_l.shape[-2:]):
+        yield first, end, lab_to_rgb(model_to_lab(gray_l[:, :, first:end], ab))
+
+
+@torch.no_grad()
+def colorize_l(generator: torch.nn.Module, gray_l: torch.Tensor, render_size: int = 256, runtime=None,
+               multiple: int | None = None, **controls) -> torch.Tensor:
+    """gray_l (B, 1, H, W) in model units at full size -> colorized sRGB in [0, 1] with exactly that L."""
+    shape = render_shape(*gray_l.shape[-2:], render_size, multiple or size_multiple(generator))
+    small_ab = apply_controls(forward_ab(generator, downsample_l(gray_l, shape), runtime), **controls)
+    out = torch.empty(gray_l.shape[0], 3, *gray_l.shape[-2:], device=gray_l.device)
+    for first, end, chunk in recombined_chunks(gray_l, small_ab):
+        out[:, :, first:end] = chunk
+    return out
+
+
+@torch.no_grad()
+def colorize_rgb(generator: torch.nn.Module, rgb: torch.Tensor, render_size: int = 256, runtime=None,
+                 multiple: int | None = None, **controls) -> torch.Tensor:
+    """(B, 3, H, W) sRGB in [0, 1] (or uint8) at full size -> colorized sRGB in [0, 1], same size.
+
+    L comes from the input at full resolution; the network predicts ab from a render-size copy.
+    """
+    return colorize_l(generator, full_res_l(rgb), render_size, runtime, multiple, **controls)

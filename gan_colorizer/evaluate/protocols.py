@@ -1,0 +1,110 @@
+"""What an evaluation reads: the image files under a protocol (streamed as uint8 ground truth), and row labels."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from gan_colorizer.data import crop_box, sample_photos
+from gan_colorizer.errors import UserError
+from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb
+from gan_colorizer.metrics import GRAY
+
+PROTOCOLS = {
+    "center-crop": "center square crop to the short side, resized to SIZE x SIZE (the ImageNet val5k protocol)",
+    "resize": "whole photo stretched to SIZE x SIZE (the val50k / COCO-Stuff protocol)",
+    "full-res": "ab predicted at a SIZE short side (aspect kept), upsampled to the photo's size and recombined with "
+                "its full-resolution L; measured at full resolution",
+}
+
+
+def resolve_data(data: str) -> tuple[list[Path], list[str]]:
+    """(paths, names) of the evaluation images; names are relative to the folder. 'embedded:val' (or ':train')
+    names the sample photos that ship inside scikit-image and scikit-learn."""
+    if data.startswith("embedded:"):
+        which = data.split(":", 1)[1]
+        if which not in ("train", "val"):
+            raise UserError(f"--data {data}: use embedded:val or embedded:train")
+        paths = sample_photos()[which == "val"]
+        return paths, [p.name for p in paths]
+    root = Path(data)
+    if not root.is_dir():
+        raise UserError(f"--data {root}: {'a file, not a folder' if root.exists() else 'no such folder'}")
+    paths = list_images(root)
+    if not paths:
+        raise UserError(f"--data {root}: no image file (looked for {' '.join(IMAGE_EXTENSIONS)}, recursively)")
+    return paths, [str(p.relative_to(root)) for p in paths]
+
+
+ROOT_CATEGORY = "."  # images directly in --data, when others sit in subfolders
+
+
+def categories(names: list[str]) -> list[str] | None:
+    """Each image's category, its first folder below --data (ImageNet synsets, ADE20K scene types...);
+    None when every image sits directly in --data."""
+    firsts = [Path(n).parts[0] if len(Path(n).parts) > 1 else ROOT_CATEGORY for n in names]
+    return firsts if any(f != ROOT_CATEGORY for f in firsts) else None
+
+
+class EvalDataset(Dataset):
+    """Ground truth under the protocol as uint8 (3, H, W), or the reason the file cannot be read."""
+
+    def __init__(self, paths, protocol: str, size: int):
+        self.paths, self.protocol, self.size = list(paths), protocol, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            img = load_rgb(self.paths[index])  # full decode: no JPEG draft scaling in the ground truth
+        except UnreadableImage as e:
+            return {"index": index, "reason": e.reason}
+        w, h, s = img.width, img.height, self.size
+        gray = is_gray(img)
+        if self.protocol == "center-crop":
+            img = img.resize((s, s), Image.BICUBIC, box=crop_box(w, h, None, 1.0))
+        elif self.protocol == "resize":
+            img = img.resize((s, s), Image.BICUBIC)
+        pixels = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+        return {"index": index, "pixels": pixels, "gray": gray, "size": (w, h)}
+
+
+def collate(items: list[dict]) -> dict:
+    ok = [it for it in items if "pixels" in it]
+    return {"failed": [(it["index"], it["reason"]) for it in items if "reason" in it],
+            "index": [it["index"] for it in ok], "gray": [it["gray"] for it in ok],
+            "size": [it["size"] for it in ok], "pixels": torch.stack([it["pixels"] for it in ok]) if ok else None}
+
+
+def make_labels(checkpoints: list[str], given: list[str] | None) -> list[str]:
+    """--label values, else file stems; equal stems take parent folders until they differ ('run-a/best')."""
+    if given:
+        if len(given) != len(checkpoints):
+            raise UserError(f"--label given {len(given)} times for {len(checkpoints)} --checkpoint")
+        clash = [l for l, n in Counter(given + [GRAY]).items() if n > 1]
+        if clash:
+            raise UserError(f"--label {clash[0]}: used twice ('{GRAY}' is the gray baseline's)")
+        return list(given)
+    files = [Path(p).resolve().with_suffix("") for p in checkpoints]
+    depth = [1] * len(files)
+    while True:
+        labels = ["/".join(f.parts[-d:]) for f, d in zip(files, depth)]
+        owners: dict[str, set] = {}
+        for label, f in zip(labels, files):
+            owners.setdefault(label, set()).add(f)
+        grow = [i for i, l in enumerate(labels)
+                if (len(owners[l]) > 1 or l == GRAY) and depth[i] < len(files[i].parts) - 1]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    counts, seen, out = Counter(labels + [GRAY]), Counter(), []
+    for label in labels:  # the same file given twice
+        seen[label] += 1
+        out.append(label if counts[label] == 1 else f"{label}#{seen[label]}")
+    return out

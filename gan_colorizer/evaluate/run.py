@@ -1,0 +1,302 @@
+"""Batch evaluation of checkpoints (and the gray baseline) on a held-out folder under a fixed protocol.
+
+Files stream through DataLoader workers in batches; each batch is colorized by every model and scored on the
+device, and only per-image numbers stay in memory, so memory does not grow with the folder.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from gan_colorizer.ab_bins import DECODES
+from gan_colorizer.checkpoint import load_generator
+from gan_colorizer.color import lab_to_model, model_to_rgb, rgb_to_lab, to_uint8
+from gan_colorizer.colorize.inference import colorize_l, size_multiple
+from gan_colorizer.config import WEIGHTS
+from gan_colorizer.console import run_command, setup_logging
+from gan_colorizer.errors import UserError
+from gan_colorizer.evaluate.lpips_fid import load_fid, load_lpips
+from gan_colorizer.evaluate.outputs import Report
+from gan_colorizer.evaluate.protocols import (
+    GRAY,
+    PROTOCOLS,
+    EvalDataset,
+    categories,
+    collate,
+    make_labels,
+    resolve_data,
+)
+from gan_colorizer.inspect.class_views import head_info
+from gan_colorizer.metrics import FeatureMoments, colorfulness, frechet_distance, image_metrics, sqrtm_psd
+from gan_colorizer.runtime import Runtime
+
+log = logging.getLogger("gan_colorizer")
+METRIC_NOTES = {  # written into summary.json, so a results file says how its numbers were made
+    "images": "8-bit sRGB: the prediction after Lab -> sRGB, gamut clipping and rounding, against the truth",
+    "psnr": "20 log10(255 / RMSE) over R, G, B; identical images are inf, left out of the statistics",
+    "ssim": "Wang et al. 2004 per RGB channel: Gaussian sigma 1.5 (11 taps), K1 0.01, K2 0.03, border cropped",
+    "delta_e2000": "CIEDE2000 (Sharma et al. 2005), Lab D65 / 2 degrees, mean over pixels",
+    "colorfulness": "Hasler & Suesstrunk 2003 with rg = |R - G|, yb = |(R + G) / 2 - B|",
+    "auc_ab": "Zhang et al. 2016: share of pixels with ab L2 error <= t, mean over t = 0, 10, ..., 150",
+    "lpips": "Zhang et al. 2018, v0.1, AlexNet",
+    "fid": "Heusel et al. 2017; pytorch-fid's TF Inception pool3 (bilinear 299 px) against this set's truth",
+}
+
+
+@dataclass
+class EvalOptions:
+    checkpoints: list[str]
+    data: str
+    out: str
+    labels: list[str] | None = None
+    protocol: str = "center-crop"
+    image_size: int = 256
+    batch_size: int = 16
+    device: str = "auto"
+    limit: int | None = None
+    save_images: bool = False
+    fid_weights: str | None = None
+    lpips_weights: str | None = None
+    num_workers: int = 2
+    grid_images: int = 16
+    weights: str = "auto"
+    report: bool = False
+    report_images: int = 16
+    report_worst: int = 8
+    decode: str | None = None  # classification checkpoints: annealed | mode | mean (default: as trained)
+    annealed_t: float | None = None
+
+
+@dataclass
+class Candidate:
+    """One row of the results: a generator from a checkpoint, or the gray baseline (generator None)."""
+    label: str
+    generator: torch.nn.Module | None = None
+    checkpoint: str | None = None
+    info: dict = field(default_factory=dict)
+    multiple: int = 32
+
+
+def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
+    """The gray baseline, then every checkpoint's generator, rebuilt from the config stored in it."""
+    candidates = [Candidate(GRAY, info={"model": "ab = 0 (the ground truth's L only)"})]
+    for label, path in zip(make_labels(opts.checkpoints, opts.labels), opts.checkpoints):
+        generator, cfg, ckpt = load_generator(path, "cpu", opts.weights)
+        info = {"stage": ckpt.get("stage"), "step": ckpt.get("step"), "generator": cfg.model.generator,
+                "backbone": cfg.model.backbone if cfg.model.generator == "resunet" else None,
+                "trained_image_size": cfg.data.image_size, "weights": ckpt.get("weights_used", "raw"),
+                **head_info(generator, ckpt, opts.decode, opts.annealed_t)}
+        candidates.append(Candidate(label, rt.place(generator).eval(), str(path), info, size_multiple(generator)))
+    return candidates
+
+
+@torch.inference_mode()
+def predict(cand: Candidate, gray_l: torch.Tensor, render_size: int, rt: Runtime) -> torch.Tensor:
+    """The candidate's 8-bit sRGB prediction for gray_l (model units) at its full size: ab = 0 for the gray
+    baseline, else ab predicted at render size and recombined with this L (inference.colorize_l)."""
+    if cand.generator is None:
+        return to_uint8(model_to_rgb(gray_l, torch.zeros_like(gray_l).expand(-1, 2, -1, -1)))
+    return to_uint8(colorize_l(cand.generator, gray_l, render_size, rt, cand.multiple))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Evaluator:
+    """Owns the models, the metric networks and the running results; `run()` streams the data once."""
+
+    def __init__(self, opts: EvalOptions):
+        self.opts = opts
+        self._check(opts)
+        self.rt = Runtime(opts.device, "off", channels_last=True)  # fp32: published numbers are fp32
+        self.paths, self.names = resolve_data(opts.data)
+        self.candidates = load_candidates(opts, self.rt)
+        self.weights, self.unavailable = {}, {}  # metric -> weight file, or -> why it is not computed
+        self.lpips = self._metric_net("lpips", *load_lpips(opts.lpips_weights))
+        self.fid = self._metric_net("fid", *load_fid(opts.fid_weights))
+        labels = [c.label for c in self.candidates]
+        self.moments = {label: FeatureMoments() for label in labels + ["truth"]} if self.fid else {}
+        self.seconds = dict.fromkeys(labels, 0.0)
+        self.n_eval = min(len(self.paths), opts.limit or len(self.paths))
+        self.report = Report(opts, labels, self.names, self.n_eval, self.candidates, self.rt,
+                             categories(self.names[: self.n_eval]))
+        self.skipped: list[tuple[int, str]] = []
+        self.n_images = 0
+
+    @staticmethod
+    def _check(opts: EvalOptions) -> None:
+        checks = [(opts.protocol in PROTOCOLS, f"--protocol {opts.protocol}: use one of {', '.join(PROTOCOLS)}"),
+                  (opts.image_size >= 16, f"--image-size {opts.image_size}: must be at least 16"),
+                  (opts.batch_size > 0, "--batch-size must be > 0"),
+                  (opts.limit is None or opts.limit > 0, "--limit must be > 0"),
+                  (opts.num_workers >= 0, "--num-workers must be >= 0"),
+                  (opts.grid_images >= 0, "--grid-images must be >= 0"),
+                  (opts.report_images >= 0 and opts.report_worst >= 0, "--report-images and --report-worst must be >= 0"),
+                  (opts.annealed_t is None or opts.annealed_t > 0, f"--annealed-t {opts.annealed_t}: must be > 0")]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    def _metric_net(self, name: str, net, note: str):
+        if net is None:
+            log.info("note: %s not computed: %s", name, note)
+            self.unavailable[name] = note
+            return None
+        self.weights[name] = note
+        return net.to(self.rt.device)
+
+    def loader(self) -> DataLoader:
+        full_res = self.opts.protocol == "full-res"  # sizes differ: one photo at a time, memory bounded by one
+        dataset = EvalDataset(self.paths[: self.n_eval], self.opts.protocol, self.opts.image_size)
+        workers = min(self.opts.num_workers, len(dataset))
+        return DataLoader(dataset, batch_size=1 if full_res else self.opts.batch_size, shuffle=False,
+                          num_workers=workers, collate_fn=collate, pin_memory=self.rt.device.type == "cuda",
+                          prefetch_factor=2 if workers else None)
+
+    @torch.inference_mode()
+    def run(self, on_batch=None) -> dict:
+        """Stream the data once; on_batch(n_images_so_far) is called after each batch (progress, memory probes)."""
+        start = time.perf_counter()
+        log.info("evaluating %d images from %s (%s, %d px) with %s on %s", self.n_eval, self.opts.data,
+                 self.opts.protocol, self.opts.image_size, ", ".join(c.label for c in self.candidates), self.rt.device)
+        bar = tqdm(total=self.n_eval, unit="img", desc="evaluate", dynamic_ncols=True, disable=None)
+        try:
+            for batch in self.loader():
+                for index, reason in batch["failed"]:
+                    log.warning("warning: skipped %s: %s", self.paths[index], reason)
+                    self.skipped.append((index, reason))
+                if batch["pixels"] is not None:
+                    self._score(batch)
+                    if on_batch:
+                        on_batch(self.n_images)
+                bar.update(len(batch["index"]) + len(batch["failed"]))
+        finally:
+            bar.close()
+            self.report.close()
+        if self.n_images == 0:
+            raise UserError(f"--data {self.opts.data}: none of the {self.n_eval} image files could be read")
+        return self.report.finish(self._summary(time.perf_counter() - start))
+
+    def _predict(self, cand: Candidate, gray_l: torch.Tensor) -> torch.Tensor:
+        _sync(self.rt.device)
+        clock = time.perf_counter()
+        pred = predict(cand, gray_l, self.opts.image_size, self.rt)
+        _sync(self.rt.device)
+        self.seconds[cand.label] += time.perf_counter() - clock
+        return pred
+
+    def _score(self, batch: dict) -> None:
+        """Colorize one batch with every candidate, score it, and hand everything to the report."""
+        truth = batch["pixels"].to(self.rt.device, non_blocking=True)
+        truth_lab = rgb_to_lab(truth.float() / 255.0)
+        gray_l, _ = lab_to_model(truth_lab)  # the model sees the truth's L only
+        preds, scores = {}, {}
+        for cand in self.candidates:
+            preds[cand.label] = self._predict(cand, gray_l)
+            scores[cand.label] = image_metrics(preds[cand.label], truth, truth_lab)
+            if self.lpips is not None:
+                scores[cand.label]["lpips"] = self.lpips(preds[cand.label].float() / 255, truth.float() / 255)
+        if self.fid is not None:
+            for label, images in [("truth", truth), *preds.items()]:
+                self.moments[label].update(self.fid(images.float() / 255))
+        self.n_images += truth.shape[0]
+        self.report.add(batch, truth, truth_lab, preds, scores, colorfulness(truth))
+
+    def _fid(self) -> dict:
+        if self.fid is None:
+            return dict.fromkeys(self.seconds)
+        if self.n_images < 2:
+            self.unavailable["fid"] = "needs at least 2 images (a covariance)"
+            return dict.fromkeys(self.seconds)
+        mu, sigma = self.moments["truth"].stats()
+        root = sqrtm_psd(sigma)  # once for every label
+        return {label: frechet_distance(mu, sigma, *self.moments[label].stats(), root1=root) for label in self.seconds}
+
+    def _summary(self, elapsed: float) -> dict:
+        o = self.opts
+        models = {}
+        fids = self._fid()
+        for cand in self.candidates:
+            seconds = self.seconds[cand.label]
+            models[cand.label] = {"checkpoint": cand.checkpoint, **cand.info, "fid": fids[cand.label],
+                                  "img_per_sec": self.n_images / seconds if seconds else None}
+        protocol = {"name": o.protocol, "image_size": o.image_size,
+                    "description": PROTOCOLS[o.protocol].replace("SIZE", str(o.image_size)),
+                    "resample": "PIL bicubic (antialiased); ab upsampled bicubic", "precision": "fp32",
+                    "metrics": METRIC_NOTES}
+        return {"protocol": protocol, "data": o.data, "n_images": self.n_images, "n_files": self.n_eval,
+                "skipped": [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped], "models": models,
+                "unavailable": self.unavailable, "weights": self.weights, "device": str(self.rt.device),
+                "elapsed_s": elapsed}
+
+
+def evaluate(opts: EvalOptions, on_batch=None) -> dict:
+    """Run the evaluation and write metrics.csv, summary.json and grids/ (and images/) into opts.out."""
+    return Evaluator(opts).run(on_batch)
+
+
+DESCRIPTION = """Evaluate stage-1 / stage-2 checkpoints and the gray baseline on held-out photos under a fixed protocol.
+
+Writes OUT/metrics.csv (one row per label and image), OUT/summary.json (mean; std and median beside),
+OUT/grids/*.png (gray input | models | truth | CIEDE2000, |delta a|, |delta b| maps), with --save-images
+OUT/images/LABEL/, and with --report OUT/report/index.html (open it in a browser; no server needed).
+
+examples:
+  python evaluate.py --checkpoint checkpoints/coco-l1/best.pt --checkpoint checkpoints/coco-gan/best.pt \\
+      --data ~/imagenet/val5k --out runs/eval-val5k --report
+  python evaluate.py --checkpoint a.pt --label ours --data embedded:val --out /tmp/eval --protocol full-res"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", action="append", required=True, metavar="PATH", dest="checkpoints",
+                   help="a stage-1 or stage-2 checkpoint (repeat to compare several)")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="image folder, searched recursively; embedded:val = the sample photos held out in training")
+    p.add_argument("--out", required=True, metavar="DIR", help="where metrics.csv, summary.json and grids/ go")
+    p.add_argument("--label", action="append", metavar="NAME", dest="labels",
+                   help="name of each --checkpoint, in order (default: file stem, made unique with its folders)")
+    p.add_argument("--protocol", default="center-crop", choices=list(PROTOCOLS),
+                   help="; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items()) + " (default: center-crop)")
+    p.add_argument("--image-size", type=int, default=256, metavar="SIZE", help="protocol size in pixels (default: 256)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per batch (full-res: always 1) (default: 16)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
+    p.add_argument("--weights", default="auto", choices=WEIGHTS,
+                   help="auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained weights")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N files (sorted)")
+    p.add_argument("--save-images", action="store_true", help="also write every colorized image (and the truth) as PNG")
+    p.add_argument("--fid-weights", metavar="PATH",
+                   help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: looked up in $TORCH_HOME/hub/checkpoints)")
+    p.add_argument("--lpips-weights", metavar="PATH",
+                   help="torchvision's alexnet-owt-7be5be79.pth, or a whole lpips.LPIPS state dict "
+                        "(default: looked up in $TORCH_HOME/hub/checkpoints)")
+    p.add_argument("--num-workers", type=int, default=2, metavar="N", help="DataLoader processes that decode images (default: 2)")
+    p.add_argument("--grid-images", type=int, default=16, metavar="N",
+                   help="images shown in grids/, spread evenly over the set, 4 per sheet; 0 = none (default: 16)")
+    p.add_argument("--report", action="store_true",
+                   help="also write OUT/report/index.html: images, sortable metric tables, ab distributions, layer "
+                        "view and a pixel inspector; opens from disk, offline")
+    p.add_argument("--report-images", type=int, default=16, metavar="N",
+                   help="images the report shows, spread evenly over the set (default: 16)")
+    p.add_argument("--report-worst", type=int, default=8, metavar="N",
+                   help="and the N with the highest CIEDE2000, mean over the models (default: 8)")
+    p.add_argument("--decode", choices=DECODES, help="classification checkpoints (--head classification): how the "
+                   "predicted distribution becomes ab: annealed mean (as trained), mode or mean; regression ones "
+                   "ignore it (summary.json says so)")
+    p.add_argument("--annealed-t", type=float, metavar="T", help="temperature of the annealed mean for classification "
+                   "checkpoints (default: each checkpoint's --annealed-t)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    return run_command(lambda: evaluate(EvalOptions(**vars(args))))

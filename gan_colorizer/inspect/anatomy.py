@@ -1,0 +1,67 @@
+"""Named stages of a generator (encoder, bottleneck, decoder, head), for hooks, feature maps and weight reports.
+
+Both generator types are described here, so tools that look inside the network need not know their layouts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from gan_colorizer.networks import UNetGenerator, core
+
+GROUPS = ("encoder", "bottleneck", "decoder", "head")
+
+
+@dataclass
+class Stage:
+    name: str  # e.g. "encoder.layer2", shown in plots and reports
+    group: str  # one of GROUPS
+    module: nn.Module
+
+
+def _resunet_stages(g: nn.Module) -> list[Stage]:
+    """fastai DynamicUnet: layers[0] is the ResNet body, [3] the middle convs, [4:8] UnetBlocks, [8] the last
+    upsampling, [-2:] the head (ResBlock, 1x1 conv to ab)."""
+    body = g.layers[0]
+    stages = [Stage("encoder.stem", "encoder", body[2])]  # conv1 -> bn -> relu, at 1/2 resolution
+    stages += [Stage(f"encoder.layer{i}", "encoder", body[3 + i]) for i in range(1, 5)]
+    stages.append(Stage("bottleneck", "bottleneck", g.layers[3]))
+    blocks = [m for m in g.layers if type(m).__name__ == "UnetBlock"]
+    stages += [Stage(f"decoder.block{i}", "decoder", m) for i, m in enumerate(blocks, 1)]
+    shuffle = [m for m in g.layers if type(m).__name__ == "PixelShuffle_ICNR"]
+    stages += [Stage("decoder.upsample", "decoder", m) for m in shuffle]
+    stages += [Stage("head.resblock", "head", g.layers[-2]), Stage("head.out", "head", g.layers[-1])]
+    return stages
+
+
+def _unet_stages(g: UNetGenerator) -> list[Stage]:
+    stages = [Stage(f"encoder.down{i}", "encoder", getattr(g, f"down{i}")) for i in range(1, 8)]
+    stages.append(Stage("bottleneck", "bottleneck", g.down8))
+    stages += [Stage(f"decoder.up{i}", "decoder", getattr(g, f"up{i}")) for i in range(8, 1, -1)]
+    stages.append(Stage("head.out", "head", g.up1))
+    return stages
+
+
+def stages(generator: nn.Module) -> list[Stage]:
+    """Every encoder stage, the bottleneck, every decoder stage and the head, in forward order."""
+    g = core(generator)  # a classification head's net: its stages are the same, its output Q logits
+    if isinstance(g, UNetGenerator):
+        return _unet_stages(g)
+    if type(g).__name__ != "DynamicUnet":
+        raise ValueError(f"{type(g).__name__} is neither generator type (resunet, unet): its stages are unknown")
+    return _resunet_stages(g)
+
+
+def group_of(generator: nn.Module) -> dict[str, str]:
+    """{qualified parameter-module name: group} for every module that holds parameters."""
+    g = core(generator)
+    containers = [(s.group, s.module) for s in stages(g)]
+    if not isinstance(g, UNetGenerator):
+        containers.append(("encoder", g.layers[0]))  # the stem's conv and BatchNorm, before the hooked ReLU
+    owner = {id(m): group for group, c in containers for m in c.modules()}
+    groups = {}
+    for name, module in g.named_modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            groups[name] = owner.get(id(module), "bottleneck")  # resunet's BatchNorm after the body
+    return groups

@@ -1,0 +1,196 @@
+"""evaluate.py --report: OUT/report/index.html, a self-contained page (files beside it, no server, no network).
+
+It streams with the evaluation: the shown images (spread over the set, and the worst so far) are written as they
+pass, color distributions accumulate in fixed-size arrays, and the page itself is written at the end.
+"""
+from __future__ import annotations
+
+import heapq
+import io
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gan_colorizer.color import rgb_to_lab
+from gan_colorizer.errors import UserError
+from gan_colorizer.inspect.ab_histograms import ColorDistribution, compare, distribution_figure
+from gan_colorizer.inspect.class_views import classifier, inspector_grid, logits_of, page_bins, prior_figure
+from gan_colorizer.inspect.drawing import difference_maps, fit_long_side, save_png
+from gan_colorizer.metrics import GRAY, METRICS
+from gan_colorizer.report import page
+
+MAX_SIDE = 512  # shown images larger than this are shrunk (area); the pixel inspector reads the shown pixels
+MIN_MAP_SIDE = 160  # difference maps of tiny images are enlarged (nearest) so their color bars stay readable
+TABLE_MAX_ROWS = 5000  # per-image table rows; beyond, the worst images (all rows are in metrics.csv)
+
+
+def safe_id(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _shown(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) uint8 -> (H, W, 3) uint8 with the long side at most MAX_SIDE."""
+    if max(image.shape[-2:]) > MAX_SIDE:
+        image = fit_long_side(image.float(), MAX_SIDE).round().clamp(0, 255).to(torch.uint8)
+    return image.permute(1, 2, 0).cpu().numpy()
+
+
+class HtmlReport:
+    """Collects what the page shows while the evaluation streams; `finish()` writes index.html."""
+
+    def __init__(self, out: Path, labels: list[str], names: list[str], n_eval: int, opts, candidates=None, runtime=None):
+        self.dir, self.labels, self.names = Path(out) / "report", labels, names
+        self.models = [l for l in labels if l != GRAY]
+        self.opts, self.runtime = opts, runtime
+        self.candidates = {c.label: c for c in candidates or [] if c.generator is not None}
+        self.classes = [l for l, c in self.candidates.items() if classifier(c.generator) is not None]
+        try:
+            for sub in ("img", "pixels", "layers"):  # a previous report's files would mislead
+                shutil.rmtree(self.dir / sub, ignore_errors=True)
+                (self.dir / sub).mkdir(parents=True)
+            (self.dir / "index.html").unlink(missing_ok=True)  # written again when this evaluation completes
+        except OSError as e:
+            raise UserError(f"--out {out}: cannot write the report there ({e.strerror or e})") from None
+        n = min(opts.report_images, n_eval)
+        self.spread = set(np.linspace(0, n_eval - 1, n).round().astype(int).tolist()) if n else set()
+        self.worst: list[tuple[float, int]] = []  # min-heap of (mean CIEDE2000 of the models, dataset index)
+        self.cards: dict[int, dict] = {}
+        self.row_index = np.full(n_eval, -1, np.int64)  # evaluation row -> dataset index
+        self.dists = {"ground truth": ColorDistribution(), **{l: ColorDistribution() for l in self.models}}
+        self.layers: dict | None = None
+
+    def add(self, batch: dict, truth_u8, truth_lab, preds: dict, host: dict, first_row: int) -> None:
+        """One scored batch (host: {label: {metric: per-image numpy values}})."""
+        self.dists["ground truth"].update(truth_lab)
+        for label in self.models:
+            self.dists[label].update_rgb8(preds[label])
+        for k, index in enumerate(batch["index"]):
+            self.row_index[first_row + k] = index
+            score = float(np.mean([host[l]["delta_e2000"][k] for l in self.models]))
+            keep = self._offer_worst(score, index)
+            if (index in self.spread or keep) and index not in self.cards:
+                self._write_card(index, k, truth_u8, preds, host, score)
+            if self.layers is None and self.cards:
+                self.layers = self._layer_view(index, truth_lab[k:k + 1])
+
+    def _offer_worst(self, score: float, index: int) -> bool:
+        """Keep the report_worst highest scores; drop the card of one pushed out (unless it is also in the spread)."""
+        k = self.opts.report_worst
+        if k <= 0 or not np.isfinite(score):
+            return False
+        if len(self.worst) < k:
+            heapq.heappush(self.worst, (score, index))
+            return True
+        if score <= self.worst[0][0]:
+            return False
+        _, dropped = heapq.heapreplace(self.worst, (score, index))
+        if dropped not in self.spread and dropped in self.cards:
+            for name in self.cards.pop(dropped)["files"]:
+                (self.dir / name).unlink(missing_ok=True)
+        return True
+
+    def _write_card(self, index: int, k: int, truth_u8, preds: dict, host: dict, score: float) -> None:
+        """The shown images of one photo, its difference maps, and pixels/ID.js for the pixel inspector."""
+        ident = f"{index:06d}"
+        truth = _shown(truth_u8[k])
+        shown = {label: _shown(preds[label][k]) for label in self.labels}
+        raw = {label: png_bytes(rgb) for label, rgb in shown.items()}
+        paths = {"truth": f"img/{ident}_truth.png", "pixels": f"pixels/{ident}.js",
+                 "pred": {l: f"img/{ident}_{safe_id(l)}.png" for l in self.labels},
+                 "errors": {l: f"img/{ident}_errors_{safe_id(l)}.png" for l in self.models}}
+        truth_png = png_bytes(truth)
+        (self.dir / paths["truth"]).write_bytes(truth_png)
+        for label in self.labels:
+            (self.dir / paths["pred"][label]).write_bytes(raw[label])
+        truth_lab = rgb_to_lab(torch.from_numpy(truth).permute(2, 0, 1)[None].float() / 255)
+        side = min(MAX_SIDE, max(MIN_MAP_SIDE, *truth.shape[:2]))
+        for label in self.models:  # the maps of the shown pixels, so that they agree with the inspector
+            pred_lab = rgb_to_lab(torch.from_numpy(shown[label]).permute(2, 0, 1)[None].float() / 255)
+            save_png(difference_maps(pred_lab, truth_lab, side), self.dir / paths["errors"][label])
+        dists = {label: self._distributions(label, truth_u8[k]) for label in self.classes}
+        script = page.pixel_script(ident, truth_png, {l: raw[l] for l in self.models},
+                                   {"dists": dists} if dists else None)
+        (self.dir / paths["pixels"]).write_text(script)
+        files = [paths["truth"], paths["pixels"], *paths["pred"].values(), *paths["errors"].values()]
+        metrics = {l: {m: float(v[k]) for m, v in host[l].items()} for l in self.labels}
+        self.cards[index] = {"id": ident, "name": self.names[index], "files": files, "paths": paths, "size": truth.shape[1::-1], "metrics": metrics, "score": score,
+                             "shrunk": max(truth_u8.shape[-2:]) > MAX_SIDE}
+
+    def _distributions(self, label: str, image: torch.Tensor) -> dict:
+        """A classification model's top bins for a grid of its output pixels on one image, for the inspector."""
+        from gan_colorizer.colorize.inference import downsample_l, full_res_l, render_shape
+        cand = self.candidates[label]
+        gray_l = full_res_l(image[None])  # in row chunks: a full-res photo needs no full-size Lab temporaries
+        shape = render_shape(*gray_l.shape[-2:], self.opts.image_size, cand.multiple)
+        return inspector_grid(logits_of(cand.generator, downsample_l(gray_l, shape), self.runtime)[0])
+
+    def _layer_view(self, index: int, truth_lab: torch.Tensor) -> dict:
+        """Feature-map grids and activation charts of every stage of every model, on one image."""
+        from gan_colorizer.color import lab_to_model
+        from gan_colorizer.colorize.inference import downsample_l, render_shape
+        from gan_colorizer.inspect.features import activation_chart, capture, feature_grid, select_stages
+        gray_l = lab_to_model(truth_lab)[0]
+        view = {"image": self.names[index], "id": f"{index:06d}", "models": {}, "unavailable": {}}
+        for label, cand in self.candidates.items():
+            try:
+                chosen = select_stages(cand.generator)
+            except ValueError as e:
+                view["unavailable"][label] = str(e)
+                continue
+            shape = render_shape(*gray_l.shape[-2:], self.opts.image_size, cand.multiple)
+            _, outputs = capture(cand.generator, downsample_l(gray_l, shape), chosen, self.runtime)
+            layers = []
+            for i, (name, fmap) in enumerate(outputs.items()):
+                stem = f"layers/{safe_id(label)}/{i:02d}_{name}"
+                title = f"{name}  {fmap.shape[1]} x {fmap.shape[2]} x {fmap.shape[3]}"
+                save_png(feature_grid(fmap[0], title), self.dir / f"{stem}_channels.png")
+                save_png(activation_chart(fmap[0], name), self.dir / f"{stem}_activations.png")
+                group = next(s.group for s in chosen if s.name == name)
+                layers.append({"name": name, "group": group, "shape": list(fmap.shape[1:]),
+                               "channels": f"{stem}_channels.png", "activations": f"{stem}_activations.png"})
+            view["models"][label] = {"input": list(shape), "layers": layers}
+        return view
+
+    def finish(self, summary: dict, values: dict, measured: dict, metrics: tuple, count: int) -> Path:
+        """Write the distributions, the assets and index.html; returns its path."""
+        truth = self.dists["ground truth"]
+        models = {l: self.dists[l] for l in self.models}
+        distribution_figure(truth, models, self.dir / "ab_distribution.png")
+        np.savez_compressed(self.dir / "color_histograms.npz",
+                            **{f"{safe_id(k)}_{kind}": getattr(d, kind) for k, d in self.dists.items() for kind in "ab l c".split()})
+        colors = {l: compare(d, truth) for l, d in models.items()}
+        classes = {}
+        for label in self.classes:  # each classification model's training prior, and its bins for the inspector
+            cand, path = self.candidates[label], f"prior_{safe_id(label)}.png"
+            prior_figure(cand.generator, self.dir / path, cand.info.get("color_prior"))
+            classes[label] = {**page_bins(cand.generator), "prior": path}
+        for asset in ("report.css", "report.js"):
+            shutil.copyfile(resources.files("gan_colorizer.report") / "assets" / asset, self.dir / asset)
+        rows = self._table_rows(values, count)
+        table = page.ImageTable(self.labels, [m for m in metrics if any(m in measured[l] for l in self.labels)],
+                                rows, values, self.names, self.row_index, {c["id"] for c in self.cards.values()},
+                                count)
+        worst = [self.cards[i] for _, i in sorted(self.worst, reverse=True) if i in self.cards]
+        shown = {c["id"] for c in worst}  # an image among the worst is shown once, there
+        spread = [self.cards[i] for i in sorted(self.spread) if i in self.cards and self.cards[i]["id"] not in shown]
+        html = page.render(summary, self.labels, self.models, worst, spread, table, colors, self.layers, classes)
+        path = self.dir / "index.html"
+        path.write_text(html, encoding="utf-8")
+        return path
+
+    def _table_rows(self, values: dict, count: int) -> np.ndarray:
+        """Evaluation rows in the per-image table: all of them, or the TABLE_MAX_ROWS worst by CIEDE2000."""
+        if count <= TABLE_MAX_ROWS:
+            return np.arange(count)
+            de = np.nanmean([values[l][METRICS.index("delta_e2000"), :count] for l in self.models], axis=0)
+        return np.sort(np.argsort(-de, kind="stable")[:TABLE_MAX_ROWS])

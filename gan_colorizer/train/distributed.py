@@ -1,0 +1,173 @@
+"""Multi-process training under torchrun: process group, DDP wrapping, sync BatchNorm, collectives.
+
+A single process (no torchrun) gets world size 1 and every function here is a no-op.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from gan_colorizer.errors import UserError
+from gan_colorizer.networks import unwrap  # noqa: F401  (re-exported: the plain module under DDP / compile)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def setup(device: str) -> tuple[Dist, str]:
+    """Join the process group torchrun describes in the environment; returns (Dist, device for this rank)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices")
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
+    return Dist(rank, world, local_rank), device
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(d: Dist) -> None:
+    if d.active:
+        dist.barrier()
+
+
+def broadcast_object(d: Dist, obj=None):
+    """rank 0's obj on every rank."""
+    if not d.active:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def on_main(d: Dist, fn):
+    """fn() on rank 0, its result on every rank; a UserError there is raised on every rank (all exit cleanly)."""
+    if not d.active:
+        return fn()
+    result, error = None, None
+    if d.main:
+        try:
+            result = fn()
+        except UserError as e:
+            error = e
+    result, error = broadcast_object(d, (result, error))
+    if error is not None:
+        raise error
+    return result
+
+
+def all_gather_object(d: Dist, obj) -> list:
+    if not d.active:
+        return [obj]
+    out = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(d: Dist, values: list[float], device) -> list[float]:
+    if not d.active:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(d: Dist, flag: bool, device) -> bool:
+    """True on every rank when flag is True on any rank (stop requests, divergence)."""
+    return bool(all_reduce_sum(d, [float(flag)], device)[0] > 0) if d.active else flag
+
+
+class CPUSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm with statistics over all ranks, for gloo on CPU (torch's SyncBatchNorm runs on GPUs only)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce  # differentiable all_reduce
+        x32 = x.float()
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32)
+        stats = torch.cat([x32.sum(dim=(0, 2, 3)), (x32 * x32).sum(dim=(0, 2, 3)), count])
+        stats = all_reduce(stats)
+        c = x.shape[1]
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = stats[c:2 * c] / n - mean * mean
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * n / max(n.item() - 1, 1.0), alpha=m)
+        shape = (1, c, 1, 1)
+        out = (x32 - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return (out * self.weight.view(shape) + self.bias.view(shape)).to(x.dtype)
+
+
+def convert_sync_bn(net: nn.Module, device: torch.device) -> nn.Module:
+    """BatchNorm -> torch's SyncBatchNorm on GPUs, CPUSyncBatchNorm on CPU."""
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    for name, child in net.named_children():
+        if isinstance(child, nn.BatchNorm2d) and type(child) is not CPUSyncBatchNorm:
+            sync = CPUSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                    child.track_running_stats)
+            sync.load_state_dict(child.state_dict())
+            setattr(net, name, sync.to(child.weight.device))
+        else:
+            convert_sync_bn(child, device)
+    return net
+
+
+def wrap(net: nn.Module, d: Dist, device: torch.device) -> nn.Module:
+    if not d.active:
+        return net
+    ids = [device.index] if device.type == "cuda" else None
+    # DDP's default syncs buffers (BatchNorm running statistics) from rank 0 at every forward; naming it with
+    # broadcast_buffers= is deprecated since torch 2.14 (forward_sync_buffers, which older torch lacks)
+    return DistributedDataParallel(net, device_ids=ids)
+
+
+def _ddp(net: nn.Module) -> DistributedDataParallel | None:
+    """The DDP wrapper of net, also when torch.compile wraps DDP."""
+    while not isinstance(net, DistributedDataParallel):
+        net = getattr(net, "_orig_mod", None)
+        if net is None:
+            return None
+    return net
+
+
+def sync_gradients(net: nn.Module, sync: bool):
+    """DDP's no_sync() when sync is False (all but the last micro-batch of an accumulated step, or a frozen net):
+    no needless all-reduce, and no reducer waiting for gradients that never come."""
+    ddp = _ddp(net)
+    if sync or ddp is None:
+        return contextlib.nullcontext()
+    return ddp.no_sync()

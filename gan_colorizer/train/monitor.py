@@ -1,0 +1,126 @@
+"""What a run reports: TensorBoard scalars (loss/, val/, perf/, lr), sample grids, the config, and console lines."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from gan_colorizer.color import model_to_rgb
+
+log = logging.getLogger("gan_colorizer")
+
+
+@torch.no_grad()
+def sample_grid(runtime, generator, pixels: torch.Tensor) -> torch.Tensor:
+    """One row per sample: gray input | predicted | real, as an RGB (3, H, W) grid in [0, 1]."""
+    was_training = generator.training
+    generator.eval()
+    gray_l, real_ab = runtime.batch(pixels)
+    with runtime.autocast():
+        fake_ab = generator(gray_l)
+    generator.train(was_training)
+    gray = model_to_rgb(gray_l, torch.zeros_like(real_ab))
+    fake = model_to_rgb(gray_l, fake_ab.float())
+    real = pixels.to(gray.device).float() / 255.0
+    rows = torch.stack([gray, fake, real], dim=1).flatten(0, 1)
+    return make_grid(rows.cpu(), nrow=3, padding=2, pad_value=1.0)
+
+
+def _never_fatal(write):
+    """A full or vanished run folder costs the logs, not the run: warn once, then stop writing there."""
+    @functools.wraps(write)
+    def guarded(self, *args, **kwargs):
+        if self.broken:
+            return None
+        try:
+            return write(self, *args, **kwargs)
+        except OSError as e:
+            self.broken = True
+            log.warning("warning: cannot write to %s (%s): TensorBoard logs and sample grids are off for the rest "
+                        "of this run; training and checkpoints go on", self.run_dir, e.strerror or e)
+            return None
+    return guarded
+
+
+class Monitor:
+    """Running means of the step losses, throughput, and everything written to runs/NAME."""
+
+    def __init__(self, run_dir: Path, log_every: int, start_step: int = 0, writes: bool = True):
+        """writes=False (processes other than rank 0 under torchrun): the means are kept, nothing is written."""
+        self.run_dir = Path(run_dir)
+        self.broken = not writes
+        # on resume, drop what a killed run logged after its checkpoint
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=start_step + 1 if start_step else None) if writes else None
+        self.log_every = log_every
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.images = 0
+        self.data_wait = 0.0
+        self.clock = time.perf_counter()
+        self.last: dict[str, float] = {}
+
+    @_never_fatal
+    def add_config(self, config: dict) -> None:
+        text = json.dumps(config, indent=2)
+        (self.run_dir / "config.json").write_text(text)
+        self.writer.add_text("config", "```\n" + text + "\n```", 0)
+
+    def step(self, step: int, parts: dict, n_images: int, data_wait: float, lr: float, skipped: int = 0) -> dict | None:
+        """Accumulate one optimizer step; every log_every steps write the means and return them.
+
+        A skipped step passes no parts: its NaN losses stay out of the means, its images still count.
+        """
+        for k, v in parts.items():
+            self.sums[k] += float(v)
+            self.counts[k] += 1
+        self.images += n_images
+        self.data_wait += data_wait
+        if step % self.log_every:
+            return None
+        elapsed = max(time.perf_counter() - self.clock, 1e-9)
+        means = {f"loss/{k}": v / self.counts[k] for k, v in self.sums.items()}
+        means["perf/img_per_sec"] = self.images / elapsed
+        means["perf/data_wait_frac"] = self.data_wait / elapsed
+        means["lr"] = lr
+        means["train/skipped_steps"] = skipped
+        self.scalars(step, means)
+        self.sums.clear()
+        self.counts.clear()
+        self.images = 0
+        self.data_wait = 0.0
+        self.clock = time.perf_counter()
+        self.last = means
+        return means
+
+    @_never_fatal
+    def scalars(self, step: int, values: dict) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    @_never_fatal
+    def grid(self, step: int, grid: torch.Tensor) -> Path | None:
+        self.writer.add_image("val/samples", grid, step)
+        path = self.run_dir / "samples" / f"step_{step:07d}.png"
+        path.parent.mkdir(exist_ok=True)
+        save_image(grid, path)
+        return path
+
+    @_never_fatal
+    def visuals(self, step: int, visuals) -> None:
+        """features.Visuals: images (H, W, 3) uint8 and histograms, by tag."""
+        for tag, image in visuals.images.items():
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+        for tag, values in visuals.histograms.items():
+            self.writer.add_histogram(tag, values, step)
+
+    @_never_fatal
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()

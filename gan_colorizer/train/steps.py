@@ -1,0 +1,165 @@
+"""One optimizer step of each stage, and validation: what differs between the stages lives here.
+
+Under DistributedDataParallel the nets arrive wrapped; gradients are all-reduced only on the last micro-batch
+of an accumulated step (no_sync), and a frozen discriminator is run without gradient sync.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gan_colorizer.color import model_to_lab, model_to_rgb, to_uint8
+from gan_colorizer.config import Config
+from gan_colorizer.losses import classification, discriminator_loss, generator_loss, reconstruction
+from gan_colorizer.metrics import colorfulness, delta_e2000, psnr
+from gan_colorizer.runtime import Runtime
+from gan_colorizer.train.distributed import sync_gradients
+from gan_colorizer.train.guard import all_finite
+
+PSNR_CAP = 100.0  # dB; an exact prediction has infinite PSNR, which would make the mean useless for best.pt
+
+
+@dataclass
+class Nets:
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module | None = None
+    perceptual: torch.nn.Module | None = None  # frozen VGG16 for --perceptual-weight; not trained, not saved
+    ema: object | None = None  # ema.EMA of the generator for --ema-decay
+    classes: object | None = None  # color_classes.ClassTargets for --head classification
+
+
+def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """Adam, or AdamW (decoupled weight decay) when --weight-decay > 0."""
+    o = cfg.optim
+    if o.weight_decay > 0:
+        return torch.optim.AdamW(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+
+
+def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> tuple[dict, bool]:
+    """Stage 1: the reconstruction loss (L1 on ab by default), gradients accumulated over the micro-batches.
+    Returns (losses, whether G was updated)."""
+    opts["g"].zero_grad(set_to_none=True)
+    parts = {}
+    for i, (gray_l, real_ab) in enumerate(micro):
+        with sync_gradients(nets.generator, i == len(micro) - 1):
+            with rt.autocast():
+                fake = generate(nets, gray_l)
+            loss, parts_i = objective(gray_l, fake, real_ab, nets, cfg)
+            rt.backward(loss / len(micro))
+        _accumulate(parts, parts_i, len(micro))
+    updated = rt.step(opts["g"], all_finite(parts))
+    rt.end_step()
+    return parts, updated
+
+
+def generate(nets: Nets, gray_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(fake_ab, logits): the logits of a classification head come out of the same forward; None for regression."""
+    if nets.classes is None:
+        return nets.generator(gray_l), None
+    logits, fake_ab = nets.generator(gray_l, return_logits=True)
+    return fake_ab, logits
+
+
+def objective(gray_l: torch.Tensor, fake: tuple, real_ab: torch.Tensor, nets: Nets, cfg: Config) -> tuple:
+    """The generator's own term: --recon-loss on ab (regression), or the rebalanced cross-entropy (classification)."""
+    fake_ab, logits = fake
+    if logits is None:
+        return reconstruction(gray_l, fake_ab, real_ab, cfg.optim, nets.perceptual)
+    return classification(gray_l, logits, fake_ab, real_ab, nets.classes, cfg.optim, nets.perceptual)
+
+
+def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> tuple[dict, bool]:
+    """Stage 2, in pix2pix order: update D on real vs fake, then G on GAN + lambda * L1 against the updated D.
+
+    Returns (losses, whether the step went through). A NaN / Inf in the D phase skips the whole step (neither net
+    moves); one in the G phase skips G's update, while D's, made from finite values, stands.
+    """
+    parts = {}
+    fakes = _discriminator_phase(rt, nets, opts, micro, cfg, parts)
+    updated = rt.step(opts["d"], all_finite(parts))
+    if updated:
+        _generator_phase(rt, nets, opts, micro, fakes, cfg, parts)
+        updated = rt.step(opts["g"], all_finite(parts))
+    rt.end_step()
+    return parts, updated
+
+
+def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, parts: dict) -> list:
+    """D's gradients on real vs fake; returns the fakes (with their graph when one micro-batch lets G reuse them)."""
+    D = nets.discriminator
+    reuse = len(micro) == 1
+    fakes = []
+    D.requires_grad_(True)
+    opts["d"].zero_grad(set_to_none=True)
+    for i, (gray_l, real_ab) in enumerate(micro):
+        with rt.autocast(), torch.set_grad_enabled(reuse):
+            fake = generate(nets, gray_l)
+        fakes.append(fake)
+        with sync_gradients(D, i == len(micro) - 1):
+            with rt.autocast():
+                loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(gray_l, fake[0].detach()),
+                                                     cfg.optim.gan_mode)
+            rt.backward(loss_d / len(micro))
+        _accumulate(parts, parts_d, len(micro))
+    return fakes
+
+
+def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: list, cfg: Config, parts: dict) -> None:
+    """G's gradients on GAN + lambda * L1 (or lambda_ce * CE) against the updated D, which judges the decoded ab of a
+    classification head; with several micro-batches each fake is recomputed so that only one generator graph is
+    alive at a time."""
+    G, D, o = nets.generator, nets.discriminator, cfg.optim
+    lam = o.lambda_l1 if nets.classes is None else o.lambda_ce
+    D.requires_grad_(False)
+    opts["g"].zero_grad(set_to_none=True)
+    for i, ((gray_l, real_ab), fake) in enumerate(zip(micro, fakes)):
+        with sync_gradients(G, i == len(micro) - 1), sync_gradients(D, False):  # frozen D: nothing to all-reduce
+            if len(micro) > 1:
+                with rt.autocast():
+                    fake = generate(nets, gray_l)
+            with rt.autocast():
+                recon = objective(gray_l, fake, real_ab, nets, cfg)
+                loss_g, parts_g = generator_loss(D(gray_l, fake[0]), recon, lam, o.gan_mode)
+            rt.backward(loss_g / len(micro))
+        _accumulate(parts, parts_g, len(micro))
+
+
+def _accumulate(total: dict, parts: dict, n: int) -> None:
+    for k, v in parts.items():
+        total[k] = total.get(k, 0.0) + float(v) / n
+
+
+@torch.no_grad()
+def validation_sums(rt: Runtime, generator: torch.nn.Module, batches) -> dict:
+    """Per-image sums over this process's share of the validation set; `finish_validation` turns them into means.
+
+    Sums rather than means, so that processes under torchrun can add theirs before dividing.
+    """
+    was_training = generator.training
+    generator.eval()
+    sums = dict.fromkeys(("l1", "psnr", "delta_e2000", "cf_pred", "cf_true", "n"), 0.0)
+    for pixels, _ in batches:
+        gray_l, real_ab = rt.batch(pixels)
+        with rt.autocast():
+            fake_ab = generator(gray_l).float()
+        sums["l1"] += (fake_ab - real_ab).abs().mean(dim=(1, 2, 3)).sum().item()
+        fake, true = to_uint8(model_to_rgb(gray_l, fake_ab)), pixels.to(fake_ab.device)
+        sums["psnr"] += psnr(fake, true).clamp_max(PSNR_CAP).sum().item()
+        sums["delta_e2000"] += delta_e2000(model_to_lab(gray_l, fake_ab), model_to_lab(gray_l, real_ab)).sum().item()
+        sums["cf_pred"] += colorfulness(fake).sum().item()
+        sums["cf_true"] += colorfulness(true).sum().item()
+        sums["n"] += pixels.shape[0]
+    generator.train(was_training)
+    return sums
+
+
+def finish_validation(sums: dict) -> dict:
+    """Means over the validation set: L1 on ab (model units), PSNR on 8-bit RGB, CIEDE2000, and the colorfulness
+    gap |mean CF(predictions) - mean CF(truth)| (Hasler & Suesstrunk; the gray/brown bias of L1 shows up here)."""
+    n = sums.get("n", 0)
+    if not n:
+        return {}
+    return {"val/l1": sums["l1"] / n, "val/psnr": sums["psnr"] / n, "val/delta_e2000": sums["delta_e2000"] / n,
+            "val/colorfulness_gap": abs(sums["cf_pred"] - sums["cf_true"]) / n}
