@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, peak_rss_mb, photo_folder, print_table, run_child, timed, write_results  # noqa: E402
+from bench.common import CACHE, peak_rss_mb, photo_folder, print_table, run_child, timed, write_results  # noqa: E402
 from gan_colorizer.colorize.cli import Report, build_parser, colorize_jobs  # noqa: E402
 from gan_colorizer.colorize.files import plan_jobs  # noqa: E402
 
@@ -38,7 +38,7 @@ BIG = {12: (4240, 2832), 24: (6000, 4000)}
 
 def bench_checkpoint() -> Path:
     """A checkpoint of the default generator with random weights (made once)."""
-    path = RESULTS / "colorize_bench_generator.pt"
+    path = CACHE / "colorize_bench_generator.pt"
     if not path.is_file():
         from gan_colorizer.checkpoint import save_atomic
         from gan_colorizer.config import defaults
@@ -53,9 +53,9 @@ def big_jpeg(megapixels: int) -> Path:
     """A photo upscaled to 12 or 24 MP, saved as a quality-90 JPEG (made once)."""
     from gan_colorizer.data import sample_photos
     from gan_colorizer.images import load_rgb
-    path = RESULTS / f"photo_{megapixels}mp.jpg"
+    path = CACHE / f"photo_{megapixels}mp.jpg"
     if not path.is_file():
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
         load_rgb(sample_photos()[0][-1]).resize(BIG[megapixels], Image.BICUBIC).save(path, quality=90)
     return path
 
@@ -91,7 +91,7 @@ def measure_folder(ckpt: Path, n: int, batch: int, device: str) -> dict:
                      images_per_step=batch, device=colorizer.device)
         pure_cpu = (time.process_time() - cpu) / ((steps + 2) * batch)
     args = cli_args(["--batch-size", str(batch)])
-    run_folder(colorizer, photo_folder(2 * batch, root=RESULTS / "photos_warmup"), args)  # warm-up
+    run_folder(colorizer, photo_folder(2 * batch, root=CACHE / "photos_warmup"), args)  # warm-up
     folder_rate, folder_cpu = run_folder(colorizer, photo_folder(n), args)
     return {"what": f"{n} photos 640x480 -> png", "render": f"{shape[0]}x{shape[1]}", "batch": batch,
             "amp": colorizer.runtime.amp_name, "pure_img_s": pure, "folder_img_s": folder_rate,
@@ -119,7 +119,7 @@ def measure_big(ckpt: Path, megapixels: int, fmt: str, device: str, copies: int 
     """One photo of that size, or a folder of `copies` of it, colorized in a fresh process."""
     path = big_jpeg(megapixels)
     if copies > 1:
-        folder = RESULTS / f"folder_{copies}x{megapixels}mp"
+        folder = CACHE / f"folder_{copies}x{megapixels}mp"
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(copies):
             if not (folder / f"{i}.jpg").is_file():

@@ -2,25 +2,30 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results"  # the JSON files, committed
+CACHE = Path(__file__).resolve().parent / "cache"  # generated photos and checkpoints, reused between runs
+# The machine's load when this benchmark process started: on a shared machine absolute rates move with it.
+STARTED = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "load_1min_start": round(os.getloadavg()[0], 2)}
 
 
 def photo_folder(n: int = 96, size=(640, 480), root: Path | None = None) -> Path:
     """n COCO-sized JPEGs cut from the embedded sample photos (made once, then reused)."""
     from gan_colorizer.data import sample_photos
     from gan_colorizer.images import load_rgb
-    root = root or RESULTS / f"photos_{n}_{size[0]}x{size[1]}"
+    root = root or CACHE / f"photos_{n}_{size[0]}x{size[1]}"
     if root.is_dir() and len(list(root.glob("*.jpg"))) == n:
         return root
     root.mkdir(parents=True, exist_ok=True)
@@ -64,18 +69,38 @@ def timed(fn, warmup: int, steps: int, images_per_step: int, device: torch.devic
 
 
 def machine() -> dict:
-    info = {"date": date.today().isoformat(), "torch": torch.__version__, "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """What ran the benchmark: CPU model, cores, memory, GPU (if any) and torch's CPU threads."""
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads()}
+    info["cpu"] = _proc_field("/proc/cpuinfo", "model name") or info["cpu"]
+    mem_kb = _proc_field("/proc/meminfo", "MemTotal")
+    if mem_kb:
+        info["memory_gb"] = round(int(mem_kb.split()[0]) / 2**20, 1)
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def software() -> dict:
+    """torch, Python and the git commit measured; git_dirty: the package or bench/ had uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else None
+    status = git("status", "--porcelain", "--", "gan_colorizer", "bench", ":!bench/results")
+    return {"torch": torch.__version__, "python": platform.python_version(), "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(status) if status is not None else None}
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def peak_rss_mb() -> float:
@@ -91,10 +116,14 @@ def peak_rss_mb() -> float:
 
 
 def write_results(name: str, rows: list[dict], extra: dict | None = None) -> Path:
+    """bench/results/NAME-DEVICE.json: the rows, the machine, the software, and the load at start and end."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     path = RESULTS / f"{name}-{device}.json"
-    path.write_text(json.dumps({"machine": machine(), "rows": rows, **(extra or {})}, indent=2))
+    run = {"date": datetime.now(timezone.utc).date().isoformat(), **STARTED,
+           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "load_1min_end": round(os.getloadavg()[0], 2), **software()}
+    path.write_text(json.dumps({"machine": machine(), "run": run, "rows": rows, **(extra or {})}, indent=2) + "\n")
     return path
 
 
