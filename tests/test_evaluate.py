@@ -222,7 +222,7 @@ def test_embedded_validation_photos_and_a_single_image(tmp_path, tiny_generator)
 
 
 class PooledFeatures(torch.nn.Module):
-    """A cheap stand-in for the FID Inception (whose loading and equality with pytorch-fid test_perceptual checks):
+    """A cheap stand-in for the FID Inception (whose loading and equality with pytorch-fid test_lpips_fid checks):
     48-d features, the 4x4 average-pooled RGB."""
 
     def forward(self, rgb):
@@ -233,7 +233,7 @@ def test_lpips_and_fid_are_wired_to_the_right_images(tmp_path, tiny_generator, m
     """LPIPS (random AlexNet from --lpips-weights) and FID recomputed from the saved PNGs by other means."""
     import torchvision
 
-    from gan_colorizer.evaluate.lpips_fid import Lpips, lpips_lin_file
+    from gan_colorizer.evaluate.lpips_fid import Lpips
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # nothing cached: only the flag's file
     monkeypatch.setattr(evaluation, "load_fid", lambda path: (PooledFeatures(), "pooled"))
     torch.manual_seed(1)
@@ -247,7 +247,7 @@ def test_lpips_and_fid_are_wired_to_the_right_images(tmp_path, tiny_generator, m
     assert summary["weights"] == {"lpips": str(tmp_path / "alex.pth"), "fid": "pooled"} and not summary["unavailable"]
     rows = read_csv(out / "metrics.csv")
     lpips_net = Lpips().eval()
-    lpips_net.load_weights(torch.load(tmp_path / "alex.pth"), torch.load(lpips_lin_file(), map_location="cpu"), "")
+    lpips_net.load_weights(torch.load(tmp_path / "alex.pth"), "")
     names = [f"photo_{i:03d}.png" for i in range(5)]
     load = lambda folder: torch.stack([torch.from_numpy(png(folder / n).copy()).permute(2, 0, 1) for n in names])  # noqa: E731
     truth = load(out / "truth").float() / 255

@@ -2,16 +2,16 @@
 
 - FID: the TensorFlow Inception of the FID paper as ported by pytorch-fid (`pt_inception-2015-12-05-6726825d.pth`),
   pool3 2048-d features of images resized to 299 bilinearly: what DDColor, ColorFormer and BigColor report.
-- LPIPS v0.1 with AlexNet (Zhang et al. 2018): torchvision's ImageNet AlexNet (`alexnet-owt-7be5be79.pth`) and
-  the linear-layer weights that ship inside the `lpips` package; or one file holding both (lpips.LPIPS().state_dict()).
+- LPIPS v0.1 with AlexNet (Zhang et al. 2018): the `lpips` package's network and the linear-layer weights that ship
+  inside it, over torchvision's ImageNet AlexNet (`alexnet-owt-7be5be79.pth`); or one file holding both
+  (lpips.LPIPS().state_dict()).
 
 A loader returns (network, source) when it finds weights, or (None, reason) when it does not; a file named by a
 flag that cannot be used is a UserError.
 """
 from __future__ import annotations
 
-import importlib.util
-import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -58,57 +58,32 @@ class FidInception(nn.Module):
 
 
 class Lpips(nn.Module):
-    """LPIPS v0.1 on AlexNet: unit-normalized features at 5 ReLUs, squared differences weighted by 1x1 linear
-    layers, averaged over space and summed. (B, 3, H, W) sRGB pairs in [0, 1] -> (B,) distances."""
-
-    SHIFT = (-0.030, -0.088, -0.188)  # lpips' ScalingLayer: ImageNet statistics in [-1, 1] units
-    SCALE = (0.458, 0.448, 0.450)
-    TAPS = (1, 4, 7, 9, 11)  # AlexNet feature indices after relu1..relu5
-    CHANNELS = (64, 192, 384, 256, 256)
+    """LPIPS v0.1 on AlexNet, the `lpips` package's own network with the linear layers it ships, built without its
+    download call (random trunk, then local weights): (B, 3, H, W) sRGB pairs in [0, 1] -> (B,) distances."""
 
     def __init__(self):
         super().__init__()
-        self.features = torchvision.models.alexnet(weights=None).features[:12]
-        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in self.CHANNELS)
-        self.register_buffer("shift", torch.tensor(self.SHIFT).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor(self.SCALE).view(1, 3, 1, 1))
-
-    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.TAPS:
-                out.append(x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
-        return out
+        import lpips
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated pretrained= argument
+            warnings.simplefilter("ignore", UserWarning)
+            self.net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
 
     def forward(self, rgb1: torch.Tensor, rgb2: torch.Tensor) -> torch.Tensor:
-        fa = self._taps(((rgb1 * 2 - 1) - self.shift) / self.scale)
-        fb = self._taps(((rgb2 * 2 - 1) - self.shift) / self.scale)
-        return sum(lin((a - b) ** 2).mean(dim=(2, 3)) for lin, a, b in zip(self.lins, fa, fb)).flatten()
+        return self.net(rgb1, rgb2, normalize=True).flatten()
 
-    def load_weights(self, state: dict, lin_state: dict | None, source) -> None:
-        """From torchvision AlexNet keys (features.N.*) plus lpips lin keys, or from one lpips.LPIPS state dict."""
-        features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-        if not features:  # an lpips.LPIPS state dict: net.sliceK.N.weight
-            features = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith("net.slice")}
-            lin_state = state
-        if lin_state is None:
-            raise UserError(f"{source}: holds no LPIPS linear layers (lin0..lin4) and the lpips package is not installed")
-        lins = {f"{m[1]}.weight": v for k, v in lin_state.items() if (m := re.fullmatch(r"lin(\d)\.model\.1\.weight", k))}
+    def load_weights(self, state: dict, source) -> None:
+        """From torchvision AlexNet keys (features.N.*), or from one whole lpips.LPIPS state dict."""
+        trunk = self.net.net  # lpips' alexnet: slice1..slice5 holding torchvision's features.0..11
+        if any(k.startswith("net.slice") for k in state):
+            target = self.net
+        else:
+            target, slice_of = trunk, {n: s for s, block in trunk.named_children() for n in block._modules}
+            state = {f"{slice_of.get(k.split('.')[1])}.{k.removeprefix('features.')}": v
+                     for k, v in state.items() if k.startswith("features.")}
         try:
-            self.features.load_state_dict(features)
-            self.lins.load_state_dict(lins)
+            target.load_state_dict(state)
         except RuntimeError as e:
             raise UserError(f"{source}: not AlexNet / LPIPS weights ({' '.join(str(e).split())[:200]})") from None
-
-
-def lpips_lin_file() -> Path | None:
-    """The v0.1 AlexNet linear-layer weights inside the installed lpips package, if any."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "v0.1" / "alex.pth"
-    return path if path.is_file() else None
 
 
 def _find(flag_path, cached: Path, flag: str, source: str) -> tuple[Path | None, str]:
@@ -128,7 +103,7 @@ def _load(flag_path, cached: Path, flag: str, source: str, build) -> tuple[nn.Mo
         return None, reason
     try:
         return build(path).eval().requires_grad_(False), str(path)
-    except ImportError as e:  # pytorch-fid is a dependency; a broken install should not stop the other metrics
+    except ImportError as e:  # pytorch-fid, lpips: dependencies, but a broken one should not stop the other metrics
         if flag_path:
             raise UserError(f"{flag}: needs the {e.name} package ({e})") from None
         return None, f"{e.name} package not installed"
@@ -150,9 +125,7 @@ def _build_fid(path: Path) -> FidInception:
 
 def _build_lpips(path: Path) -> Lpips:
     net = Lpips()
-    lin_file = lpips_lin_file()
-    lin_state = load_state_dict_file(lin_file, "LPIPS linear layers") if lin_file else None
-    net.load_weights(load_state_dict_file(path, "LPIPS / AlexNet weights"), lin_state, path)
+    net.load_weights(load_state_dict_file(path, "LPIPS / AlexNet weights"), path)
     return net
 
 

@@ -23,6 +23,7 @@ def no_downloads(monkeypatch, tmp_path):
         raise AssertionError("attempted a download")
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", refuse)  # imported by name there
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,19 +63,22 @@ def test_fid_inception_equals_pytorch_fid_with_the_same_weights(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # lpips still passes torchvision's old pretrained= argument
 def test_lpips_equals_the_lpips_package_with_the_same_alexnet(tmp_path):
+    """The reference is built apart from our loader: lpips' bundled linear layers over a random trunk whose layers
+    are replaced by the AlexNet's; ours takes [0, 1] images and returns (B,), lpips takes [-1, 1]."""
     import lpips
     state = alexnet_state()
     torch.save(state, tmp_path / "alexnet.pth")
     ours, _ = P.load_lpips(tmp_path / "alexnet.pth")
     alexnet = torchvision.models.alexnet(weights=None)
     alexnet.load_state_dict(state)
-    theirs = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)  # bundled lin weights, random trunk...
+    theirs = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     for block in (theirs.net.slice1, theirs.net.slice2, theirs.net.slice3, theirs.net.slice4, theirs.net.slice5):
-        for name in list(block._modules):  # ...replaced by the same AlexNet layers
+        for name in list(block._modules):
             block._modules[name] = alexnet.features[int(name)]
     x, y = torch.rand(3, 3, 64, 64), torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         expected = theirs(x * 2 - 1, y * 2 - 1).flatten()
+        assert expected.shape == (3,) and expected.min() > 0
         assert torch.allclose(ours(x, y), expected, atol=1e-6)
         assert ours(x, x).abs().max() < 1e-6
         whole, _ = P.load_lpips(_saved(theirs.state_dict(), tmp_path / "lpips_whole.pth"))
@@ -116,6 +120,9 @@ def test_a_flag_naming_a_missing_or_wrong_file_is_a_user_error(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     with pytest.raises(UserError, match="junk.pth"):
         P.load_lpips(tmp_path / "junk.pth")
+    torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "not_alexnet.pth")
+    with pytest.raises(UserError, match="not AlexNet / LPIPS weights"):
+        P.load_lpips(tmp_path / "not_alexnet.pth")
     torch.save(alexnet_state(), tmp_path / "alexnet.pth")
     with pytest.raises(UserError, match="not pytorch-fid's FID Inception"):
         P.load_fid(tmp_path / "alexnet.pth")
