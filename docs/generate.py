@@ -27,8 +27,8 @@ class Tool(NamedTuple):
 
 # One line per tool: when a module moves, fix its line here.
 TOOLS = {
-    "pretrain": Tool("gan_colorizer.config:build_parser", ("pretrain", ""), "gan_colorizer.train.cli:pretrain_main"),
-    "gan": Tool("gan_colorizer.config:build_parser", ("gan", ""), "gan_colorizer.train.cli:gan_main"),
+    "pretrain": Tool("gan_colorizer.train.cli:build_parser", ("pretrain",), "gan_colorizer.train.cli:pretrain_main"),
+    "gan": Tool("gan_colorizer.train.cli:build_parser", ("gan",), "gan_colorizer.train.cli:gan_main"),
     "evaluate": Tool("gan_colorizer.evaluate.cli:build_parser", (), "gan_colorizer.evaluate.cli:main"),
     "colorize": Tool("gan_colorizer.colorize.cli:build_parser", (), "gan_colorizer.colorize.cli:main"),
     "export": Tool("gan_colorizer.colorize.onnx:build_parser", (), "gan_colorizer.colorize.onnx:main"),
