@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_FLAGS := --image-size 128 --batch-size 8 --epoch-size 400 --log-every 10 --image-every 50 --viz-every 100
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench docs clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/checkpoint_write.py
 	$(BIN)/python bench/viz_cost.py
 	$(BIN)/python bench/head_cost.py
+
+# Rewrites the generated regions of docs/*.md: flag tables from the parsers, benchmark tables from bench/results/.
+docs: $(STAMP)
+	$(BIN)/python docs/generate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
