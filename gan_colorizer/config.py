@@ -11,15 +11,10 @@ import typing
 from dataclasses import dataclass, field
 
 from gan_colorizer.errors import UserError
+from gan_colorizer.options import add_options, opt
 
-STAGES = ("pretrain", "gan")
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
 WEIGHTS = ("auto", "ema", "raw")  # which generator weights a checkpoint serves: the EMA copy when present, or insist
-
-
-def opt(default, help: str, *, choices=None, stages=STAGES):
-    """A config field: its default, its --help text, and the stages that have the flag."""
-    return field(default=default, metadata={"help": help, "choices": choices, "stages": stages})
 
 
 @dataclass
@@ -159,33 +154,13 @@ def update(cfg: Config, values: dict) -> Config:
     return cfg
 
 
-def _arg_type(f, hints):
-    t = hints[f.name]
-    if typing.get_origin(t) is typing.Union:
-        t = next(a for a in typing.get_args(t) if a is not type(None))
-    return t
-
-
 def build_parser(stage: str, description: str) -> argparse.ArgumentParser:
     """Flags for every config field of the stage; defaults are suppressed so explicit flags can be told apart."""
     parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS,
                                      usage="%(prog)s [options]", formatter_class=argparse.RawDescriptionHelpFormatter)
     base = defaults(stage)
     for group, cls in GROUPS.items():
-        hints = typing.get_type_hints(cls)
-        arg_group = parser.add_argument_group(group)
-        for f in dataclasses.fields(cls):
-            if stage not in f.metadata["stages"]:
-                continue
-            default = getattr(getattr(base, group), f.name)
-            t = _arg_type(f, hints)
-            flag = "--" + f.name.replace("_", "-")
-            help_text = f"{f.metadata['help']} (default: {default})"
-            if t is bool:
-                arg_group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-            else:
-                arg_group.add_argument(flag, type=t, choices=f.metadata["choices"], help=help_text,
-                                       metavar=None if f.metadata["choices"] else f.name.upper())
+        add_options(parser, cls, values=getattr(base, group), stage=stage, title=group, set_defaults=False)
     return parser
 
 

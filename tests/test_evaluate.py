@@ -17,8 +17,9 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from gan_colorizer.config import defaults, update
 from gan_colorizer.evaluate import run as evaluation
+from gan_colorizer.evaluate.cli import main
 from gan_colorizer.evaluate.protocols import make_labels
-from gan_colorizer.evaluate.run import EvalOptions, evaluate, main
+from gan_colorizer.evaluate.run import EvalOptions, evaluate
 from gan_colorizer.networks import build_generator
 
 N_COLOR = 5

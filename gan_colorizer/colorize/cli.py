@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError
+from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
 # Idle OpenMP threads sleep instead of spinning, so the decode / encode threads get the cores (on a 2-core
 # machine spinning cost ~2x CPU per photo). Read when torch loads, hence before any torch import; env overrides.
@@ -39,45 +40,43 @@ exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arg
 WORKERS = min(8, os.cpu_count() or 2)  # PNG encoding is the slow part: enough threads to keep a GPU fed
 MAX_BATCH_PIXELS = 16_000_000  # full-size pixels per batch at most, whatever --batch-size (a bigger photo goes alone)
 IN_FLIGHT_PIXELS = 24_000_000  # full-size pixels decoded ahead, and waiting to be written, at most
+MOOD, FILES = "mood controls (applied in Lab after prediction)", "output files"  # --help sections
+
+
+@dataclass
+class ColorizeOptions:
+    """What to colorize and how; the flags of colorize.py are these fields."""
+    inputs: list[str] = opt(REQUIRED, "image files, folders (searched recursively) or quoted glob patterns "
+                                      "('scans/**/*.tif')", positional=True, nargs="+", metavar="INPUT")
+    checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint (best.pt or last.pt)", metavar="CKPT")
+    out: str = opt(REQUIRED, "output folder (created if needed)", metavar="DIR")
+    render_size: int = opt(256, "short side, in pixels, of the copy the network sees; ab is upsampled from it",
+                           metavar="N")
+    batch_size: int = opt(4, "photos of the same render shape per network forward", metavar="N")
+    device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
+    weights: str = opt("auto", "auto = the EMA copy when the run kept one (--ema-decay), else the trained weights",
+                       choices=WEIGHTS)
+    decode: str | None = opt(None, "classification checkpoints: how the predicted distribution becomes ab: annealed "
+                                   "mean (as trained), mode (most vivid, blotchy) or mean (smooth, duller)",
+                             choices=("annealed", "mode", "mean"))
+    annealed_t: float | None = opt(None, "classification checkpoints: temperature of the annealed mean (default: as "
+                                         "trained)", metavar="T")
+    amp: str = opt("auto", "mixed precision of the network: auto = bf16 where the device runs it fast",
+                   choices=("auto", "off", "bf16", "fp16"))
+    temperature: float = opt(0.0, "shift b by this many ab units: > 0 warmer (yellow), < 0 cooler (blue); try +-5..15",
+                             metavar="T", group=MOOD)
+    saturation: float = opt(1.0, "scale ab: 1 as predicted, 0 gray, 1.3 more vivid", metavar="S", group=MOOD)
+    hue: float = opt(0.0, "rotate ab by this many degrees", metavar="DEG", group=MOOD)
+    format: str = opt("png", "png (lossless, keeps alpha), jpg, or same as each input", choices=("png", "jpg", "same"),
+                      group=FILES)
+    quality: int = opt(95, "JPEG / WebP quality, 1-100", metavar="Q", group=FILES)
+    overwrite: bool = opt(False, "replace outputs that already exist", action="store_true", group=FILES)
+    workers: int = opt(WORKERS, "threads that decode and encode files: one per CPU core, at most 8", metavar="N",
+                       group=FILES)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="colorize.py", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or "
-                   "quoted glob patterns ('scans/**/*.tif')")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="stage-1 or stage-2 checkpoint (best.pt or last.pt)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    p.add_argument("--render-size", type=int, default=256, metavar="N",
-                   help="short side, in pixels, of the copy the network sees; ab is upsampled from it (default: 256)")
-    p.add_argument("--batch-size", type=int, default=4, metavar="N",
-                   help="photos of the same render shape per network forward (default: 4)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
-    p.add_argument("--weights", default="auto", choices=WEIGHTS,
-                   help="auto = the EMA copy when the run kept one (--ema-decay), else the trained weights")
-    p.add_argument("--decode", choices=("annealed", "mode", "mean"),
-                   help="classification checkpoints: how the predicted distribution becomes ab: annealed mean (as "
-                        "trained), mode (most vivid, blotchy) or mean (smooth, duller)")
-    p.add_argument("--annealed-t", type=float, metavar="T",
-                   help="classification checkpoints: temperature of the annealed mean (default: as trained)")
-    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
-                   help="mixed precision of the network: auto = bf16 where the device runs it fast (default: auto)")
-    controls = p.add_argument_group("mood controls (applied in Lab after prediction)")
-    controls.add_argument("--temperature", type=float, default=0.0, metavar="T",
-                          help="shift b by this many ab units: > 0 warmer (yellow), < 0 cooler (blue); try +-5..15")
-    controls.add_argument("--saturation", type=float, default=1.0, metavar="S",
-                          help="scale ab: 1 as predicted, 0 gray, 1.3 more vivid (default: 1)")
-    controls.add_argument("--hue", type=float, default=0.0, metavar="DEG",
-                          help="rotate ab by this many degrees (default: 0)")
-    out = p.add_argument_group("output files")
-    out.add_argument("--format", default="png", choices=("png", "jpg", "same"),
-                     help="png (lossless, keeps alpha), jpg, or same as each input (default: png)")
-    out.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG / WebP quality, 1-100 (default: 95)")
-    out.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
-    out.add_argument("--workers", type=int, default=WORKERS, metavar="N",
-                     help=f"threads that decode and encode files (default: {WORKERS}, from the CPU count)")
-    return p
+    return tool_parser(ColorizeOptions, DESCRIPTION, prog="colorize.py")
 
 
 def check_args(args) -> None:
@@ -272,7 +271,7 @@ def _plan(args):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_options(build_parser(), ColorizeOptions, argv)
     from gan_colorizer.console import setup_logging
     setup_logging()
     try:

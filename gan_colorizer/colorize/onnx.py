@@ -11,11 +11,13 @@ import argparse
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from gan_colorizer.errors import UserError
+from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
 OPSET = 17
 DYNAMIC = {0: "batch", 2: "height", 3: "width"}
@@ -83,15 +85,22 @@ def check_onnx(path, generator: torch.nn.Module, shapes, atol: float = 1e-3) -> 
     return worst
 
 
+@dataclass
+class ExportOptions:
+    """The flags of the export command."""
+    checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint", metavar="CKPT")
+    onnx: str = opt(REQUIRED, "where to write the ONNX model", metavar="OUT.onnx")
+    opset: int = opt(OPSET, "ONNX opset")
+    no_check: bool = opt(False, "skip comparing the export with PyTorch in onnxruntime on fresh random inputs",
+                         action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return tool_parser(ExportOptions, __doc__, prog="python -m gan_colorizer.colorize.onnx")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gan_colorizer.colorize.onnx", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="stage-1 or stage-2 checkpoint")
-    parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the ONNX model")
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default: {OPSET})")
-    parser.add_argument("--no-check", action="store_true",
-                        help="skip comparing the export with PyTorch in onnxruntime on fresh random inputs")
-    args = parser.parse_args(argv)
+    args = parse_options(build_parser(), ExportOptions, argv)
     from gan_colorizer.console import setup_logging
     setup_logging()  # also silences fastai's import-time deprecation chatter
     try:

@@ -5,7 +5,6 @@ device, and only per-image numbers stay in memory, so memory does not grow with 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from gan_colorizer.checkpoint import load_generator
 from gan_colorizer.color import lab_to_model, model_to_rgb, rgb_to_lab, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
 from gan_colorizer.config import WEIGHTS
-from gan_colorizer.console import run_command, setup_logging
 from gan_colorizer.errors import UserError
 from gan_colorizer.evaluate.lpips_fid import load_fid, load_lpips
 from gan_colorizer.evaluate.outputs import Report
@@ -34,6 +32,7 @@ from gan_colorizer.evaluate.protocols import (
 )
 from gan_colorizer.inspect.class_views import head_info
 from gan_colorizer.metrics import FeatureMoments, colorfulness, frechet_distance, image_metrics, sqrtm_psd
+from gan_colorizer.options import REQUIRED, opt
 from gan_colorizer.runtime import Runtime
 
 log = logging.getLogger("gan_colorizer")
@@ -51,26 +50,37 @@ METRIC_NOTES = {  # written into summary.json, so a results file says how its nu
 
 @dataclass
 class EvalOptions:
-    checkpoints: list[str]
-    data: str
-    out: str
-    labels: list[str] | None = None
-    protocol: str = "center-crop"
-    image_size: int = 256
-    batch_size: int = 16
-    device: str = "auto"
-    limit: int | None = None
-    save_images: bool = False
-    fid_weights: str | None = None
-    lpips_weights: str | None = None
-    num_workers: int = 2
-    grid_images: int = 16
-    weights: str = "auto"
-    report: bool = False
-    report_images: int = 16
-    report_worst: int = 8
-    decode: str | None = None  # classification checkpoints: annealed | mode | mean (default: as trained)
-    annealed_t: float | None = None
+    """What to evaluate and how; `python evaluate.py` builds its flags from these fields (evaluate/cli.py)."""
+    checkpoints: list[str] = opt(REQUIRED, "a stage-1 or stage-2 checkpoint (repeat to compare several)",
+                                 flag="--checkpoint", action="append", metavar="PATH")
+    data: str = opt(REQUIRED, "image folder, searched recursively; embedded:val = the sample photos held out in "
+                              "training", metavar="DIR")
+    out: str = opt(REQUIRED, "where metrics.csv, summary.json and grids/ go", metavar="DIR")
+    labels: list[str] | None = opt(None, "name of each --checkpoint, in order (default: file stem, made unique with "
+                                         "its folders)", flag="--label", action="append", metavar="NAME")
+    protocol: str = opt("center-crop", "; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items()), choices=list(PROTOCOLS))
+    image_size: int = opt(256, "protocol size in pixels", metavar="SIZE")
+    batch_size: int = opt(16, "images per batch (full-res: always 1)", metavar="N")
+    device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
+    weights: str = opt("auto", "auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained "
+                               "weights", choices=WEIGHTS)
+    limit: int | None = opt(None, "evaluate only the first N files (sorted)", metavar="N")
+    save_images: bool = opt(False, "also write every colorized image (and the truth) as PNG", action="store_true")
+    fid_weights: str | None = opt(None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: looked up in "
+                                        "$TORCH_HOME/hub/checkpoints)", metavar="PATH")
+    lpips_weights: str | None = opt(None, "torchvision's alexnet-owt-7be5be79.pth, or a whole lpips.LPIPS state dict "
+                                          "(default: looked up in $TORCH_HOME/hub/checkpoints)", metavar="PATH")
+    num_workers: int = opt(2, "DataLoader processes that decode images", metavar="N")
+    grid_images: int = opt(16, "images shown in grids/, spread evenly over the set, 4 per sheet; 0 = none", metavar="N")
+    report: bool = opt(False, "also write OUT/report/index.html: images, sortable metric tables, ab distributions, "
+                              "layer view and a pixel inspector; opens from disk, offline", action="store_true")
+    report_images: int = opt(16, "images the report shows, spread evenly over the set", metavar="N")
+    report_worst: int = opt(8, "and the N with the highest CIEDE2000, mean over the models", metavar="N")
+    decode: str | None = opt(None, "classification checkpoints (--head classification): how the predicted "
+                                   "distribution becomes ab: annealed mean (as trained), mode or mean; regression ones "
+                                   "ignore it (summary.json says so)", choices=DECODES)
+    annealed_t: float | None = opt(None, "temperature of the annealed mean for classification checkpoints (default: "
+                                         "each checkpoint's --annealed-t)", metavar="T")
 
 
 @dataclass
@@ -241,62 +251,3 @@ class Evaluator:
 def evaluate(opts: EvalOptions, on_batch=None) -> dict:
     """Run the evaluation and write metrics.csv, summary.json and grids/ (and images/) into opts.out."""
     return Evaluator(opts).run(on_batch)
-
-
-DESCRIPTION = """Evaluate stage-1 / stage-2 checkpoints and the gray baseline on held-out photos under a fixed protocol.
-
-Writes OUT/metrics.csv (one row per label and image), OUT/summary.json (mean; std and median beside),
-OUT/grids/*.png (gray input | models | truth | CIEDE2000, |delta a|, |delta b| maps), with --save-images
-OUT/images/LABEL/, and with --report OUT/report/index.html (open it in a browser; no server needed).
-
-examples:
-  python evaluate.py --checkpoint checkpoints/coco-l1/best.pt --checkpoint checkpoints/coco-gan/best.pt \\
-      --data ~/imagenet/val5k --out runs/eval-val5k --report
-  python evaluate.py --checkpoint a.pt --label ours --data embedded:val --out /tmp/eval --protocol full-res"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", action="append", required=True, metavar="PATH", dest="checkpoints",
-                   help="a stage-1 or stage-2 checkpoint (repeat to compare several)")
-    p.add_argument("--data", required=True, metavar="DIR",
-                   help="image folder, searched recursively; embedded:val = the sample photos held out in training")
-    p.add_argument("--out", required=True, metavar="DIR", help="where metrics.csv, summary.json and grids/ go")
-    p.add_argument("--label", action="append", metavar="NAME", dest="labels",
-                   help="name of each --checkpoint, in order (default: file stem, made unique with its folders)")
-    p.add_argument("--protocol", default="center-crop", choices=list(PROTOCOLS),
-                   help="; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items()) + " (default: center-crop)")
-    p.add_argument("--image-size", type=int, default=256, metavar="SIZE", help="protocol size in pixels (default: 256)")
-    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per batch (full-res: always 1) (default: 16)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
-    p.add_argument("--weights", default="auto", choices=WEIGHTS,
-                   help="auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained weights")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N files (sorted)")
-    p.add_argument("--save-images", action="store_true", help="also write every colorized image (and the truth) as PNG")
-    p.add_argument("--fid-weights", metavar="PATH",
-                   help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: looked up in $TORCH_HOME/hub/checkpoints)")
-    p.add_argument("--lpips-weights", metavar="PATH",
-                   help="torchvision's alexnet-owt-7be5be79.pth, or a whole lpips.LPIPS state dict "
-                        "(default: looked up in $TORCH_HOME/hub/checkpoints)")
-    p.add_argument("--num-workers", type=int, default=2, metavar="N", help="DataLoader processes that decode images (default: 2)")
-    p.add_argument("--grid-images", type=int, default=16, metavar="N",
-                   help="images shown in grids/, spread evenly over the set, 4 per sheet; 0 = none (default: 16)")
-    p.add_argument("--report", action="store_true",
-                   help="also write OUT/report/index.html: images, sortable metric tables, ab distributions, layer "
-                        "view and a pixel inspector; opens from disk, offline")
-    p.add_argument("--report-images", type=int, default=16, metavar="N",
-                   help="images the report shows, spread evenly over the set (default: 16)")
-    p.add_argument("--report-worst", type=int, default=8, metavar="N",
-                   help="and the N with the highest CIEDE2000, mean over the models (default: 8)")
-    p.add_argument("--decode", choices=DECODES, help="classification checkpoints (--head classification): how the "
-                   "predicted distribution becomes ab: annealed mean (as trained), mode or mean; regression ones "
-                   "ignore it (summary.json says so)")
-    p.add_argument("--annealed-t", type=float, metavar="T", help="temperature of the annealed mean for classification "
-                   "checkpoints (default: each checkpoint's --annealed-t)")
-    return p
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging()
-    return run_command(lambda: evaluate(EvalOptions(**vars(args))))

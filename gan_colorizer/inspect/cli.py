@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from gan_colorizer.inspect.features import (
     select_stages,
     top_channels,
 )
+from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 from gan_colorizer.runtime import Runtime
 
 DESCRIPTION = """Look inside a trained generator on one photo: feature maps of every encoder stage, the bottleneck and
@@ -56,27 +58,32 @@ examples:
   python visualize.py --checkpoint classes/best.pt --image photo.jpg --out /tmp/viz --pixel 120,80 --pixel 30,200"""
 
 
+CLASSES = "classification checkpoints (--head classification)"  # a --help section
+
+
+@dataclass
+class VisualizeOptions:
+    """Which checkpoint, photo and layers; the flags of visualize.py are these fields."""
+    checkpoint: str = opt(REQUIRED, "a stage-1 or stage-2 checkpoint", metavar="PATH")
+    image: str = opt(REQUIRED, "the photo (color or gray)", metavar="PATH")
+    out: str = opt(REQUIRED, "output folder", metavar="DIR")
+    size: int | None = opt(None, "short side the network sees, snapped to the sizes it accepts (default: its training "
+                                 "size)", metavar="N")
+    layers: str | None = opt(None, "comma-separated stage names or groups (encoder, bottleneck, decoder, head); "
+                                   "default: all", metavar="NAMES")
+    top: int = opt(TOP_CHANNELS, "channels shown per layer", metavar="K")
+    device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
+    pixel: list[str] | None = opt(None, "draw the predicted distribution over the ab bins of the photo's pixel X,Y "
+                                        "(0-based, from the top left) into pixel_X_Y.png; repeat for several pixels",
+                                  action="append", metavar="X,Y", group=CLASSES)
+    decode: str | None = opt(None, "how the distribution becomes ab: annealed mean (the checkpoint's default), mode, "
+                                   "or mean", choices=DECODES, group=CLASSES)
+    annealed_t: float | None = opt(None, "temperature of the annealed mean (default: the checkpoint's --annealed-t)",
+                                   metavar="T", group=CLASSES)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a stage-1 or stage-2 checkpoint")
-    p.add_argument("--image", required=True, metavar="PATH", help="the photo (color or gray)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--size", type=int, metavar="N",
-                   help="short side the network sees, snapped to the sizes it accepts (default: its training size)")
-    p.add_argument("--layers", metavar="NAMES",
-                   help="comma-separated stage names or groups (encoder, bottleneck, decoder, head); default: all")
-    p.add_argument("--top", type=int, default=TOP_CHANNELS, metavar="K",
-                   help=f"channels shown per layer (default: {TOP_CHANNELS})")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = cuda when present")
-    classes = p.add_argument_group("classification checkpoints (--head classification)")
-    classes.add_argument("--pixel", action="append", metavar="X,Y",
-                         help="draw the predicted distribution over the ab bins of the photo's pixel X,Y (0-based, "
-                              "from the top left) into pixel_X_Y.png; repeat for several pixels")
-    classes.add_argument("--decode", choices=DECODES, help="how the distribution becomes ab: annealed mean (the "
-                         "checkpoint's default), mode, or mean")
-    classes.add_argument("--annealed-t", type=float, metavar="T", help="temperature of the annealed mean "
-                         "(default: the checkpoint's --annealed-t)")
-    return p
+    return tool_parser(VisualizeOptions, DESCRIPTION)
 
 
 def parse_pixels(values, photo: Image.Image) -> list[tuple[int, int]]:
@@ -201,6 +208,6 @@ def _hwc(images: torch.Tensor):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_options(build_parser(), VisualizeOptions, argv)
     setup_logging()
     return run_command(lambda: visualize(args))

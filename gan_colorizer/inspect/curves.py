@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.drawing import figure
+from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
 GROUP_TITLES = {"loss": "training losses (running means over --log-every steps)",
                 "val": "validation", "perf": "throughput", "train": "training health", "lr": "learning rate"}
@@ -131,15 +133,22 @@ examples:
   python -m gan_colorizer.inspect.curves --run runs/demo-pretrain --run runs/demo-gan --out /tmp/curves --smooth 0"""
 
 
+@dataclass
+class PlotOptions:
+    """The flags of the curves export."""
+    runs: list[str] = opt(REQUIRED, "a run folder (runs/NAME) holding TensorBoard event files; repeat to overlay runs",
+                          flag="--run", action="append", metavar="DIR")
+    out: str = opt(REQUIRED, "where GROUP.png, GROUP.svg and scalars.csv go", metavar="DIR")
+    smooth: float = opt(0.6, "TensorBoard-style smoothing weight in [0, 1); 0 = raw only", metavar="W")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return tool_parser(PlotOptions, DESCRIPTION)
+
+
 def main(argv=None) -> int:
     from gan_colorizer.console import run_command, setup_logging
-    p = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", action="append", required=True, metavar="DIR", dest="runs",
-                   help="a run folder (runs/NAME) holding TensorBoard event files; repeat to overlay runs")
-    p.add_argument("--out", required=True, metavar="DIR", help="where GROUP.png, GROUP.svg and scalars.csv go")
-    p.add_argument("--smooth", type=float, default=0.6, metavar="W",
-                   help="TensorBoard-style smoothing weight in [0, 1); 0 = raw only (default: 0.6)")
-    args = p.parse_args(argv)
+    args = parse_options(build_parser(), PlotOptions, argv)
     setup_logging()
 
     def action():

@@ -9,6 +9,7 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from gan_colorizer.color import rgb_to_model
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.anatomy import group_of, stages
 from gan_colorizer.networks import build_discriminator, core
+from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
 
 def friendly_names(generator) -> dict[str, str]:
@@ -159,15 +161,22 @@ def report(checkpoint: str, out: Path, images: str | None = None, n_images: int 
     return summary
 
 
+@dataclass
+class WeightsOptions:
+    """The flags of the weight report."""
+    checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint")
+    out: Path = opt(REQUIRED, "folder for the CSVs, PNGs and summary.json")
+    images: str | None = opt(None, "photos for the activation statistics (default: the embedded samples)")
+    n_images: int = opt(8, "how many photos")
+    image_size: int | None = opt(None, "their size (default: the run's --image-size)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return tool_parser(WeightsOptions, __doc__, prog="python -m gan_colorizer.inspect.weights")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gan_colorizer.inspect.weights", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="stage-1 or stage-2 checkpoint")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the CSVs, PNGs and summary.json")
-    parser.add_argument("--images", help="photos for the activation statistics (default: the embedded samples)")
-    parser.add_argument("--n-images", type=int, default=8, help="how many photos (default 8)")
-    parser.add_argument("--image-size", type=int, help="their size (default: the run's --image-size)")
-    args = parser.parse_args(argv)
+    args = parse_options(build_parser(), WeightsOptions, argv)
     try:
         summary = report(args.checkpoint, args.out, args.images, args.n_images, args.image_size)
     except UserError as e:

@@ -5,7 +5,8 @@ last.pt written and exit 130 / 143.
 """
 from __future__ import annotations
 
-from gan_colorizer.config import Config, build_parser, defaults, explicit_flags, update
+from gan_colorizer import config
+from gan_colorizer.config import Config, defaults, explicit_flags, update
 from gan_colorizer.console import run_command, setup_logging
 from gan_colorizer.errors import UserError
 
@@ -48,9 +49,13 @@ def resolve_config(stage: str, explicit: dict) -> Config:
     return update(cfg, explicit)
 
 
+def build_parser(stage: str):
+    """The stage's flags, one per config field (config.build_parser), under its description."""
+    return config.build_parser(stage, DESCRIPTIONS[stage] + "\n" + RELIABILITY)
+
+
 def main(stage: str, argv=None) -> int:
-    parser = build_parser(stage, DESCRIPTIONS[stage] + "\n" + RELIABILITY)
-    explicit = explicit_flags(parser, argv)
+    explicit = explicit_flags(build_parser(stage), argv)
     setup_logging()
 
     def action():

@@ -1,0 +1,29 @@
+"""evaluate.py's command line: flags from EvalOptions' fields, then evaluate.run.evaluate."""
+from __future__ import annotations
+
+import argparse
+
+from gan_colorizer.console import run_command, setup_logging
+from gan_colorizer.evaluate.run import EvalOptions, evaluate
+from gan_colorizer.options import parse_options, tool_parser
+
+DESCRIPTION = """Evaluate stage-1 / stage-2 checkpoints and the gray baseline on held-out photos under a fixed protocol.
+
+Writes OUT/metrics.csv (one row per label and image), OUT/summary.json (mean; std and median beside),
+OUT/grids/*.png (gray input | models | truth | CIEDE2000, |delta a|, |delta b| maps), with --save-images
+OUT/images/LABEL/, and with --report OUT/report/index.html (open it in a browser; no server needed).
+
+examples:
+  python evaluate.py --checkpoint checkpoints/coco-l1/best.pt --checkpoint checkpoints/coco-gan/best.pt \\
+      --data ~/imagenet/val5k --out runs/eval-val5k --report
+  python evaluate.py --checkpoint a.pt --label ours --data embedded:val --out /tmp/eval --protocol full-res"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return tool_parser(EvalOptions, DESCRIPTION)
+
+
+def main(argv=None) -> int:
+    opts = parse_options(build_parser(), EvalOptions, argv)
+    setup_logging()
+    return run_command(lambda: evaluate(opts))

@@ -1,0 +1,149 @@
+"""One CLI mechanism: every tool's flags come from its options dataclass (gan_colorizer.options), one flag per field
+with the field's default, and every console entry point in setup.cfg answers --help."""
+import argparse
+import configparser
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gan_colorizer import config
+from gan_colorizer.options import REQUIRED, add_options, opt, parse_options, tool_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = {  # CLI module: its options dataclass (module, name)
+    "gan_colorizer.evaluate.cli": ("gan_colorizer.evaluate.run", "EvalOptions"),
+    "gan_colorizer.colorize.cli": ("gan_colorizer.colorize.cli", "ColorizeOptions"),
+    "gan_colorizer.inspect.cli": ("gan_colorizer.inspect.cli", "VisualizeOptions"),
+    "gan_colorizer.colorize.onnx": ("gan_colorizer.colorize.onnx", "ExportOptions"),
+    "gan_colorizer.inspect.curves": ("gan_colorizer.inspect.curves", "PlotOptions"),
+    "gan_colorizer.inspect.weights": ("gan_colorizer.inspect.weights", "WeightsOptions"),
+}
+ENTRY_POINTS = {"gan-colorizer-pretrain", "gan-colorizer-train-gan", "gan-colorizer-evaluate", "gan-colorizer-colorize",
+                "gan-colorizer-visualize", "gan-colorizer-export", "gan-colorizer-plots", "gan-colorizer-weights"}
+
+
+def actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, list[argparse.Action]]:
+    found = {}
+    for action in parser._actions:
+        if not isinstance(action, argparse._HelpAction):
+            found.setdefault(action.dest, []).append(action)
+    return found
+
+
+def required_argv(parser: argparse.ArgumentParser) -> list[str]:
+    """A value for every positional argument and required flag: the shortest command line the parser takes."""
+    argv = []
+    for action in parser._actions:
+        if not action.option_strings:
+            argv.append("x")
+        elif action.required:
+            argv += [action.option_strings[0], "x"]
+    return argv
+
+
+def flag_problems(parser: argparse.ArgumentParser, cls) -> list[str]:
+    """What breaks 'one flag per field, parsed default = the field's default, required where it has none'."""
+    found = actions_by_dest(parser)
+    problems = [f"{d}: a flag with no field" for d in found if d not in {f.name for f in dataclasses.fields(cls)}]
+    parsed = vars(parser.parse_args(required_argv(parser)))
+    for f in dataclasses.fields(cls):
+        actions = found.get(f.name, [])
+        if len(actions) != 1:
+            problems.append(f"{f.name}: {len(actions)} flags")
+        elif f.default is REQUIRED:
+            if not (actions[0].required or not actions[0].option_strings):
+                problems.append(f"{f.name}: no default, yet not required")
+        elif parsed[f.name] != f.default:
+            problems.append(f"{f.name}: parsed default {parsed[f.name]!r}, field default {f.default!r}")
+    return problems
+
+
+def tool(module: str):
+    cli = importlib.import_module(module)
+    options_module, name = TOOLS[module]
+    return cli, getattr(importlib.import_module(options_module), name)
+
+
+@pytest.mark.parametrize("module", TOOLS)
+def test_every_option_field_has_one_flag_whose_default_is_the_fields(module):
+    cli, cls = tool(module)
+    parser = cli.build_parser()
+    assert flag_problems(parser, cls) == []
+    opts = parse_options(parser, cls, required_argv(parser))
+    assert isinstance(opts, cls)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "gan"])
+def test_training_flags_are_the_stage_fields_and_their_help_states_the_stage_default(stage):
+    from gan_colorizer.train.cli import build_parser
+    parser, base = build_parser(stage), config.defaults(stage)
+    found = actions_by_dest(parser)
+    assert config.explicit_flags(parser, []) == {}  # defaults suppressed: only given flags are explicit
+    for group, cls in config.GROUPS.items():
+        for f in dataclasses.fields(cls):
+            stages = f.metadata["stages"]
+            has_flag = stages is None or stage in stages
+            assert len(found.get(f.name, [])) == (1 if has_flag else 0), f.name
+            value = getattr(getattr(base, group), f.name)
+            if has_flag and value is not None:
+                assert f"(default: {value})" in found[f.name][0].help, f.name
+    assert f"(default: {({'pretrain': 0.0001, 'gan': 0.0002})[stage]})" in found["lr"][0].help  # the stage's own
+
+
+def test_a_flag_missing_or_with_another_default_is_caught():
+    """The check above can fail: a hand-written parser that lost one flag and restated another default wrongly."""
+    _, cls = tool("gan_colorizer.inspect.curves")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", action="append", dest="runs", required=True)
+    parser.add_argument("--smooth", type=float, default=0.5)
+    assert flag_problems(parser, cls) == ["out: 0 flags", "smooth: parsed default 0.5, field default 0.6"]
+
+
+@dataclass
+class Toy:
+    inputs: list[str] = opt(REQUIRED, "files", positional=True, nargs="+", metavar="FILE")
+    paths: list[str] = opt(REQUIRED, "one path", flag="--path", action="append", metavar="P")
+    mode: str = opt("fast", "how", choices=("fast", "slow"), group="tuning")
+    size: int | None = opt(None, "side in pixels (default: as trained)")
+    flip: bool = opt(True, "mirror first")
+    force: bool = opt(False, "overwrite", action="store_true")
+    gan_only: int = opt(3, "only in stage gan", stages=("gan",))
+
+
+def test_the_generic_builder_reads_types_flags_groups_and_stages_from_the_fields():
+    parser = tool_parser(Toy, "toy")
+    opts = parse_options(parser, Toy, ["a", "b", "--path", "p1", "--path", "p2", "--size", "64", "--no-flip"])
+    assert opts == Toy(["a", "b"], ["p1", "p2"], "fast", 64, False, False, 3)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["a", "--path", "p", "--mode", "medium"])
+    text = parser.format_help()
+    assert "tuning:" in text and text.count("(default: True)") == 1 and "(default: None)" not in text
+    assert "(default: as trained)" in text and "(default: fast)" in text and "--force" in text
+    pretrain = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
+    add_options(pretrain, Toy, stage="pretrain", set_defaults=False)
+    assert "gan_only" not in actions_by_dest(pretrain)
+    assert vars(pretrain.parse_args(["a", "--path", "p"])) == {"inputs": ["a"], "paths": ["p"]}
+
+
+def console_scripts() -> dict[str, str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lines = cfg["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=")) for line in lines)
+
+
+def test_every_tool_has_one_console_entry_point():
+    assert set(console_scripts()) == ENTRY_POINTS
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_help_of_every_entry_point_exits_0(name, capsys):
+    module, function = console_scripts()[name].split(":")
+    with pytest.raises(SystemExit) as stop:
+        getattr(importlib.import_module(module), function)(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "(default: " in out
