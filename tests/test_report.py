@@ -211,3 +211,17 @@ def test_report_keeps_a_bounded_number_of_images_while_streaming(tmp_path, monke
     html = (tmp_path / "out" / "report" / "index.html").read_text()
     assert "No layer view: tiny: TinyGenerator is neither generator type" in html
     assert len(card_ids(html, "worst")) == 3
+
+
+def test_a_long_evaluation_keeps_the_worst_images_by_mean_ciede2000_in_the_table(monkeypatch):
+    from types import SimpleNamespace
+
+    from gan_colorizer.metrics import METRICS
+    from gan_colorizer.report import collect
+    monkeypatch.setattr(collect, "TABLE_MAX_ROWS", 3)
+    values = {label: np.zeros((len(METRICS), 8)) for label in LABELS}
+    values["a"][METRICS.index("delta_e2000")] = [1, 9, 2, 8, 3, 7, 4, 0]
+    values["b"][METRICS.index("delta_e2000")] = [1, 0, 2, 9, 3, 0, 4, 20]  # means: 1 4.5 2 8.5 3 3.5 4 10
+    rows = collect.HtmlReport._table_rows(SimpleNamespace(models=LABELS), values, 8)
+    assert rows.tolist() == [1, 3, 7]
+    assert collect.HtmlReport._table_rows(SimpleNamespace(models=LABELS), values, 3).tolist() == [0, 1, 2]

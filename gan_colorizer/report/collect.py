@@ -192,5 +192,5 @@ class HtmlReport:
         """Evaluation rows in the per-image table: all of them, or the TABLE_MAX_ROWS worst by CIEDE2000."""
         if count <= TABLE_MAX_ROWS:
             return np.arange(count)
-            de = np.nanmean([values[l][METRICS.index("delta_e2000"), :count] for l in self.models], axis=0)
+        de = np.nanmean([values[l][METRICS.index("delta_e2000"), :count] for l in self.models], axis=0)
         return np.sort(np.argsort(-de, kind="stable")[:TABLE_MAX_ROWS])
