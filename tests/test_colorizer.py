@@ -9,7 +9,7 @@ from conftest import ROOT, color_image
 from PIL import Image
 
 from gan_colorizer.color import rgb_to_lab, to_uint8
-from gan_colorizer.colorize.inference import colorize_rgb
+from gan_colorizer.colorize.inference import colorize_l, full_res_l
 
 RENDER = 64  # small render size keeps the real network fast on CPU
 
@@ -50,10 +50,10 @@ def test_output_has_the_input_size_and_its_full_resolution_lightness(colorizer):
     assert in_gamut.float().mean() > 0.5 and (l_in - l_out)[in_gamut].abs().max() < 1.0
 
 
-def test_the_api_agrees_with_colorize_rgb_on_tensors(colorizer):
+def test_the_api_agrees_with_colorize_l_on_tensors(colorizer):
     img = color_image(4, size=(200, 130))
     rgb = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None]
-    expected = to_uint8(colorize_rgb(colorizer.generator, rgb, RENDER, hue=30.0))[0].permute(1, 2, 0).numpy()
+    expected = to_uint8(colorize_l(colorizer.generator, full_res_l(rgb), RENDER, hue=30.0))[0].permute(1, 2, 0).numpy()
     got = np.asarray(colorizer.colorize(img, hue=30.0))
     assert np.abs(got.astype(int) - expected).max() <= 1
 

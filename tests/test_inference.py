@@ -1,7 +1,7 @@
 import torch
 
 from gan_colorizer.color import rgb_to_lab
-from gan_colorizer.colorize.inference import apply_controls, colorize_rgb, render_shape
+from gan_colorizer.colorize.inference import apply_controls, colorize_l, full_res_l, render_shape
 
 
 class ConstantAB(torch.nn.Module):
@@ -28,7 +28,7 @@ def test_render_shape_keeps_aspect_and_multiples_of_32():
 def test_output_keeps_full_resolution_l_and_the_network_sees_render_size():
     rgb = torch.rand(1, 3, 301, 517)
     g = ConstantAB()
-    out = colorize_rgb(g, rgb, render_size=64)
+    out = colorize_l(g, full_res_l(rgb), render_size=64)
     assert out.shape == rgb.shape and g.seen == [(1, 1, 64, 96)]
     l_in, l_out = rgb_to_lab(rgb)[:, 0], rgb_to_lab(out)[:, 0]
     in_gamut = (out > 0.01).all(1) & (out < 0.99).all(1)
@@ -58,7 +58,6 @@ def test_row_chunked_upsampling_equals_one_bicubic_interpolate():
 
 def test_full_res_l_is_the_same_for_uint8_and_float_inputs_across_chunks(monkeypatch):
     import gan_colorizer.colorize.inference as inference
-    from gan_colorizer.colorize.inference import full_res_l
     monkeypatch.setattr(inference, "CHUNK_PIXELS", 500)  # many chunks, with a ragged last one
     assert len(list(inference.row_chunks(45, 31))) == 3
     rgb = torch.randint(0, 256, (1, 3, 45, 31), dtype=torch.uint8)
@@ -67,8 +66,8 @@ def test_full_res_l_is_the_same_for_uint8_and_float_inputs_across_chunks(monkeyp
     assert torch.allclose(full_res_l(rgb.float() / 255.0), expected, atol=1e-5)
 
 
-def test_colorize_rgb_uses_256_px_multiples_for_the_pix2pix_unet():
+def test_colorize_l_uses_256_px_multiples_for_the_pix2pix_unet():
     from gan_colorizer.networks import UNetGenerator
     g = UNetGenerator(filters=4).eval()
-    out = colorize_rgb(g, torch.rand(1, 3, 100, 170), render_size=256)
+    out = colorize_l(g, full_res_l(torch.rand(1, 3, 100, 170)), render_size=256)
     assert out.shape == (1, 3, 100, 170)

@@ -121,12 +121,3 @@ def colorize_l(generator: torch.nn.Module, gray_l: torch.Tensor, render_size: in
         out[:, :, first:end] = chunk
     return out
 
-
-@torch.no_grad()
-def colorize_rgb(generator: torch.nn.Module, rgb: torch.Tensor, render_size: int = 256, runtime=None,
-                 multiple: int | None = None, **controls) -> torch.Tensor:
-    """(B, 3, H, W) sRGB in [0, 1] (or uint8) at full size -> colorized sRGB in [0, 1], same size.
-
-    L comes from the input at full resolution; the network predicts ab from a render-size copy.
-    """
-    return colorize_l(generator, full_res_l(rgb), render_size, runtime, multiple, **controls)
