@@ -99,7 +99,6 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
 
 VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16, as named in $TORCH_HOME/hub/checkpoints
 LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}  # index in vgg16.features
-DEFAULT_LAYERS = "relu1_2,relu2_2,relu3_3,relu4_3"
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
