@@ -133,10 +133,7 @@ def distribution_figure(truth: ColorDistribution, models: dict[str, ColorDistrib
     fig.colorbar(bar, ax=fig.axes, shrink=0.8, label="log10 density / densest bin (opacity)")
     _chroma_axes(fig.add_subplot(grid[1, : max(n, 2) // 2 + max(n, 2) % 2]), sources)
     _l_axes(fig.add_subplot(grid[1, max(n, 2) // 2 + max(n, 2) % 2:]), truth)
-    rgb = figure_rgb(fig)
-    if path is not None:
-        fig.savefig(path)
-    return rgb
+    return figure_rgb(fig, path)
 
 
 def _chroma_axes(ax, sources: dict) -> None:
@@ -200,7 +197,4 @@ def bin_distribution_figure(panels: dict[str, np.ndarray], bins: np.ndarray, mar
         fig.suptitle(title, fontsize=10)
     fig.colorbar(ScalarMappable(Normalize(-DECADES, 0), "Greys"), ax=fig.axes, shrink=0.8,
                  label="log10 probability / top bin (opacity)")
-    rgb = figure_rgb(fig)
-    if path is not None:
-        fig.savefig(path)
-    return rgb
+    return figure_rgb(fig, path)

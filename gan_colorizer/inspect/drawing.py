@@ -149,10 +149,13 @@ def figure(width: float, height: float, dpi: int = 100):
     return fig
 
 
-def figure_rgb(fig) -> np.ndarray:
-    """The figure rendered as (H, W, 3) uint8."""
+def figure_rgb(fig, path=None) -> np.ndarray:
+    """The figure rendered as (H, W, 3) uint8; also saved to path when one is given."""
     fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    if path is not None:
+        fig.savefig(path)
+    return rgb
 
 
 def save_png(rgb: np.ndarray, path) -> Path:
