@@ -1,0 +1,151 @@
+"""The markdown tables of docs/benchmarks.md, rendered from the committed bench/results/*.json.
+
+    python bench/tables.py      # rewrites every <!-- bench:NAME --> ... <!-- /bench:NAME --> region of the page
+                                # (docs/generate.py, which fills every generated region of docs/, calls render_all too)
+
+NAME is a results file's stem (train_speed-cpu for bench/results/train_speed-cpu.json). Every value of every row is
+shown, so a table cannot disagree with its JSON without tests/test_bench_tables.py failing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"
+
+
+
+def percent(fraction: float) -> str:
+    return fmt(100 * fraction)
+
+
+# Per benchmark: its tables, each (rows it holds, preferred columns as (key, header[, format])). Columns not named
+# here follow under their JSON key; a benchmark not named here gets one table of all its rows.
+TABLES = {
+    "train_speed": [(None, [
+        ("stage", "stage"), ("size", "crop"), ("batch", "batch"), ("amp", "amp"), ("pure_img_s", "pure img/s"),
+        ("real_img_s", "real img/s"), ("real_vs_pure", "real / pure"), ("pure_rounds", "pure, per round"),
+        ("real_rounds", "real, per round"), ("plain_img_s", "plain img/s"), ("plain_rounds", "plain, per round"),
+        ("real_vs_plain", "real / plain"),
+        ("pair_rss_mb", "peak RSS MB (pure + real)"), ("plain_rss_mb", "peak RSS MB (plain)")])],
+    "bf16_convergence": [(None, [
+        ("amp", "amp"), ("steps", "steps"), ("first_g_l1", "first g_l1"),
+        ("last_g_l1_mean_of_4", "g_l1 (mean of last 4)"), ("val_l1", "val/l1"), ("val_psnr", "val/psnr"),
+        ("seconds", "seconds")])],
+    "profile": [(None, [("kind", "kind of work"), ("share", "share %", percent), ("ms_per_step", "ms per step")])],
+    "eval_speed": [(None, [
+        ("size", "size"), ("batch", "batch"), ("threads", "threads"), ("inference_img_s", "inference img/s"),
+        ("metrics_img_s", "with metrics img/s"), ("metrics_overhead", "metrics overhead %", percent),
+        ("loader_inference_img_s", "loader + inference img/s"), ("evaluate_img_s", "evaluate() img/s"),
+        *((f"{m}_ms", f"{m} ms/img") for m in ("lab", "psnr", "ssim", "delta_e2000", "colorfulness", "auc_ab"))])],
+    "colorize_speed": [
+        (lambda row: "folder_img_s" in row, [
+            ("what", "what"), ("render", "render"), ("batch", "batch"), ("amp", "amp"), ("pure_img_s", "pure img/s"),
+            ("folder_img_s", "folder img/s"), ("folder_vs_pure", "folder / pure"),
+            ("pure_cpu_s_img", "pure CPU s/img"), ("folder_cpu_s_img", "folder CPU s/img")]),
+        (lambda row: "folder_img_s" not in row, [
+            ("what", "what"), ("size", "size"), ("latency_s", "latency s"), ("peak_rss_mb", "peak RSS MB"),
+            ("rss_after_model_load_mb", "RSS after model load MB"), ("ok", "ok")])],
+    "checkpoint_write": [(None, [
+        ("stage", "stage"), ("size_mb", "size MB"), ("write_s", "write s"), ("write_mb_s", "write MB/s"),
+        ("load_s", "load s"), ("overhead_pct", "overhead %")])],
+    "viz_cost": [(None, [
+        ("size", "size"), ("batch", "batch"), ("step_s", "step s"), ("viz_s", "viz s"),
+        ("viz_in_steps", "viz in steps"), ("overhead_pct", "overhead %"), ("report_layers_s", "report layers s")])],
+    "head_cost": [
+        (lambda row: row["what"].startswith("train"), [
+            ("what", "what"), ("size", "size"), ("batch", "batch"), ("amp", "amp"), ("img_s", "img/s"),
+            ("ms_per_batch", "ms per batch"), ("vs_regression", "vs regression"), ("peak_rss_mb", "peak RSS MB"),
+            ("gpu_peak_mb", "GPU peak MB")]),
+        (lambda row: not row["what"].startswith("train"), [
+            ("what", "what"), ("size", "size"), ("batch", "batch"), ("ms_per_batch", "ms per batch"),
+            ("img_s", "img/s")])],
+}
+
+
+def fmt(value) -> str:
+    """One cell: 2 decimals in the usual range, whole numbers from 100, 3 significant digits below 1."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+    if isinstance(value, list):
+        return " / ".join(fmt(v) for v in value)
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def cell(value, format=fmt) -> str:
+    return "" if value is None else format(value)
+
+
+def table(rows: list[dict], preferred: list[tuple[str, str]]) -> str:
+    """A markdown table of the rows: the preferred columns that occur, then every other key that has a value."""
+    keys = [k for r in rows for k in r if r[k] is not None]  # a column of nothing but None (no GPU) is left out
+    columns = [(k, h, *f) for k, h, *f in preferred if k in keys]
+    named = {c[0] for c in columns}
+    columns += [(k, k) for k in dict.fromkeys(keys) if k not in named]
+    lines = ["| " + " | ".join(c[1] for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c[0]), *c[2:]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def provenance(path: Path, data: dict) -> str:
+    """The line beside each table: which file, which machine, when, which code, and how loaded the machine was."""
+    m, run = data["machine"], data["run"]
+    memory = f", {m['memory_gb']:g} GB" if "memory_gb" in m else ""
+    commit = (run["git_commit"] or "?")[:10] + (" + uncommitted changes" if run["git_dirty"] else "")
+    others = {k: v for k, v in data.items() if k not in ("machine", "run", "rows")}
+    text = (f"_`bench/results/{path.name}`, measured {run['date']} on {m['cpu']} ({m['cores']} cores{memory}, "
+            f"{m.get('gpu', 'no GPU')}, {m['threads']} torch threads); torch {run['torch']}, Python {run['python']}, "
+            f"commit {commit}; 1-minute load average {fmt(run['load_1min_start'])} at start, "
+            f"{fmt(run['load_1min_end'])} at end")
+    if others:
+        text += "; also in the file: " + ", ".join(f"{k} {fmt(v)}" for k, v in others.items())
+    return text + "._"
+
+
+def render(path: Path) -> str:
+    """One results file as its provenance line and its table(s)."""
+    data = json.loads(path.read_text())
+    bench = path.stem.rsplit("-", 1)[0]
+    spec = TABLES.get(bench) or TABLES.get(bench.split("_")[0]) or [(None, [])]
+    parts = [provenance(path, data)]
+    for keep, columns in spec:
+        rows = [r for r in data["rows"] if keep is None or keep(r)]
+        if rows:
+            parts.append(table(rows, columns))
+    return "\n\n".join(parts)
+
+
+def render_all(results: Path = RESULTS) -> dict[str, str]:
+    """{"bench:NAME": markdown} for every results file NAME.json."""
+    return {f"bench:{path.stem}": render(path) for path in sorted(results.glob("*.json"))}
+
+
+def docs_generate():
+    """docs/generate.py, which owns the page regions (find, rewrite); loaded by path, as docs/ is no package."""
+    spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> int:
+    generate, tables = docs_generate(), render_all()
+    missing = sorted(set(tables) - set(generate.region_bodies(PAGE.read_text())))
+    if missing:
+        raise SystemExit(f"error: {PAGE.relative_to(ROOT)} has no region for {', '.join(missing)}: add a "
+                         f"'<!-- NAME -->' line and a '<!-- /NAME -->' line where each table goes")
+    changed = generate.update_file(PAGE, tables)
+    print(f"{'rewrote' if changed else 'unchanged:'} {PAGE.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
