@@ -30,7 +30,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Each script prints a table and writes bench/results/NAME-DEVICE.json (about 21 minutes on the 2-core development CPU).
+# Each script prints a table and writes bench/results/NAME-DEVICE.json (about 21 minutes on the 2-core development CPU);
+# then bench/tables.py regenerates docs/benchmarks.md's tables from them. Commit both.
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/bf16_convergence.py
@@ -40,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/checkpoint_write.py
 	$(BIN)/python bench/viz_cost.py
 	$(BIN)/python bench/head_cost.py
+	$(BIN)/python bench/tables.py
 
 # Rewrites the generated regions of docs/*.md: flag tables from the parsers, benchmark tables from bench/results/.
 docs: $(STAMP)
