@@ -22,7 +22,7 @@ from bench.train_speed import build  # noqa: E402
 from gan_colorizer import checkpoint as ckpt_io
 from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
-from gan_colorizer.train.setup import nets_by_name  # noqa: E402
+from gan_colorizer.train.nets import nets_by_name  # noqa: E402
 from gan_colorizer.train.steps import gan_step, pretrain_step  # noqa: E402
 
 

@@ -20,7 +20,7 @@ from bench.train_speed import build  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.inspect.features import activation_chart, capture, feature_grid, select_stages, training_visuals  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
-from gan_colorizer.train.loop import N_SAMPLES  # noqa: E402
+from gan_colorizer.train.setup import N_SAMPLES  # noqa: E402
 from gan_colorizer.train.steps import pretrain_step  # noqa: E402
 
 

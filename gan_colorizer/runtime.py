@@ -91,7 +91,6 @@ class Runtime:
         self.amp_dtype = resolve_amp(amp, self.device)
         self.channels_last = channels_last
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.agree = lambda ok: ok  # under torchrun: True only when every process says True
 
     @property
     def amp_name(self) -> str:
@@ -121,16 +120,17 @@ class Runtime:
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer, losses_finite: bool = True) -> bool:
-        """Update, unless a loss or any gradient is NaN / Inf; False when the update was skipped.
-
-        Gradients are unscaled first, so fp16 overflow steps (which the scaler skips anyway) are reported too.
-        """
+    def finite_gradients(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Unscale the gradients (fp16; a no-op otherwise) and tell whether every one is finite. Once per optimizer
+        and step, before step(): fp16 overflow steps, which the scaler would skip anyway, are reported too."""
         self.scaler.unscale_(optimizer)
-        if not self.agree(losses_finite and grads_finite(optimizer)):
-            return False
-        self.scaler.step(optimizer)
-        return True
+        return grads_finite(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer, finite: bool) -> bool:
+        """Update when `finite` (losses and gradients, on every process); False when the update was skipped."""
+        if finite:
+            self.scaler.step(optimizer)
+        return finite
 
     def end_step(self) -> None:
         self.scaler.update()

@@ -18,6 +18,7 @@ from gan_colorizer import checkpoint as ckpt_io
 from gan_colorizer.checkpoint import KILL_AT_ENV, KILL_SIGNAL_ENV
 from gan_colorizer.data import PhotoDataset
 from gan_colorizer.train import loop as training
+from gan_colorizer.train import setup as train_setup
 from gan_colorizer.train import steps as steps_module
 from gan_colorizer.train.cli import main
 
@@ -67,6 +68,7 @@ def _resume(last, *extra) -> int:
     return main("gan", ["--resume", str(last), "--max-steps", str(STEPS), *extra])
 
 
+@pytest.mark.system
 def test_sigkill_mid_epoch_resumes_to_the_same_weights(reference, tmp_path):
     """Killed during step 5 (after the update, before its bookkeeping): last.pt of step 4 is mid-epoch."""
     ref, data = reference
@@ -84,6 +86,7 @@ def test_sigkill_mid_epoch_resumes_to_the_same_weights(reference, tmp_path):
     assert losses == scalar_values(ref / "runs" / "ref", "loss/g_l1")
 
 
+@pytest.mark.system
 def test_sigkill_during_a_checkpoint_write_keeps_the_previous_file(reference, tmp_path, capsys):
     """Killed with last.pt of step 4 half written: the epoch-end file of step 3 is intact and the run goes on."""
     ref, data = reference
@@ -98,6 +101,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_file(reference, tm
     assert_same_weights(folder / "last.pt", ref / "checkpoints" / "ref" / "last.pt")
 
 
+@pytest.mark.system
 def test_sigint_finishes_the_step_writes_last_pt_and_exits_130(reference, tmp_path, monkeypatch, capsys):
     ref, data = reference
     monkeypatch.setenv(KILL_AT_ENV, "step:5")
@@ -114,6 +118,7 @@ def test_sigint_finishes_the_step_writes_last_pt_and_exits_130(reference, tmp_pa
     assert_same_weights(last, ref / "checkpoints" / "ref" / "last.pt")
 
 
+@pytest.mark.system
 def test_sigterm_stops_cleanly_with_exit_143(photo_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(KILL_AT_ENV, "step:2")
     monkeypatch.setenv(KILL_SIGNAL_ENV, "SIGTERM")
@@ -124,6 +129,7 @@ def test_sigterm_stops_cleanly_with_exit_143(photo_folder, tmp_path, monkeypatch
     assert ckpt_io.load(tmp_path / "checkpoints" / "t" / "last.pt")["step"] == 2
 
 
+@pytest.mark.system
 def test_a_signal_during_validation_cuts_it_short_and_writes_no_partial_best(photo_folder, tmp_path, monkeypatch,
                                                                              capsys):
     original = training.validation_sums
@@ -140,6 +146,7 @@ def test_a_signal_during_validation_cuts_it_short_and_writes_no_partial_best(pho
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.system
 def test_signal_to_the_process_group_with_workers_stops_without_traceback(reference, tmp_path, sig):
     """As a terminal's Ctrl-C or a cluster's SIGTERM: the workers get the signal too."""
     _, data = reference
@@ -183,6 +190,7 @@ def adam_steps(ckpt, net="g") -> int:
     return int(next(iter(ckpt["optimizers"][net]["state"].values()))["step"])
 
 
+@pytest.mark.slow
 def test_a_nan_step_is_skipped_counted_and_training_goes_on(photo_folder, tmp_path, monkeypatch, capsys):
     poison(monkeypatch, "reconstruction", {2})
     assert main("pretrain", ["--data", str(photo_folder), *FAST, "--max-steps", "4", *run_dirs_args(tmp_path, "n")]) == 0
@@ -195,6 +203,7 @@ def test_a_nan_step_is_skipped_counted_and_training_goes_on(photo_folder, tmp_pa
     assert [s for s, _ in scalar_values(tmp_path / "runs" / "n", "loss/g_l1")] == [1, 3, 4]  # no NaN in the curve
 
 
+@pytest.mark.slow
 def test_too_many_bad_steps_in_a_row_stop_with_exit_3_and_keep_the_last_good_checkpoint(photo_folder, tmp_path,
                                                                                         monkeypatch, capsys):
     poison(monkeypatch, "reconstruction", set(range(3, 100)))
@@ -209,6 +218,7 @@ def test_too_many_bad_steps_in_a_row_stop_with_exit_3_and_keep_the_last_good_che
 
 
 @pytest.mark.parametrize("phase, d_updates, g_updates", [("discriminator_loss", 1, 1), ("generator_loss", 2, 1)])
+@pytest.mark.slow
 def test_gan_nan_in_the_d_phase_skips_both_nets_in_the_g_phase_only_g(photo_folder, tmp_path, monkeypatch,
                                                                      phase, d_updates, g_updates):
     poison(monkeypatch, phase, {1})
@@ -227,12 +237,12 @@ def test_fp16_overflow_steps_are_skipped_and_lower_the_scale():
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     before = [p.detach().clone() for p in net.parameters()]
     rt.backward(net(torch.ones(1, 3)).sum() * 1e35)  # finite loss, gradients overflow once scaled
-    assert rt.step(opt) is False
+    assert rt.step(opt, rt.finite_gradients(opt)) is False
     rt.end_step()
     assert rt.scaler.get_scale() == 2.0**15 and all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
     opt.zero_grad()
     rt.backward(net(torch.ones(1, 3)).sum())
-    assert rt.step(opt) is True
+    assert rt.step(opt, rt.finite_gradients(opt)) is True
     assert not torch.equal(before[0], net.weight)
 
 
@@ -251,6 +261,7 @@ def failing_save(monkeypatch, fail_on: set, error=OSError(28, "No space left on 
     monkeypatch.setattr(torch, "save", save)
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_is_retried_and_training_goes_on(photo_folder, tmp_path, monkeypatch, capsys):
     failing_save(monkeypatch, {2})
     args = ["--data", str(photo_folder), *FAST, "--val-fraction", "0", "--checkpoint-every", "1", "--max-steps", "3"]
@@ -262,6 +273,7 @@ def test_a_failed_checkpoint_write_is_retried_and_training_goes_on(photo_folder,
     assert ckpt_io.load(folder / "last.pt")["step"] == 3 and not list(folder.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_disk_that_stays_full_stops_the_run_with_last_pt_intact(photo_folder, tmp_path, monkeypatch, capsys):
     failing_save(monkeypatch, set(range(2, 100)))
     args = ["--data", str(photo_folder), *FAST, "--val-fraction", "0", "--checkpoint-every", "1", "--max-steps", "9"]
@@ -273,6 +285,7 @@ def test_a_disk_that_stays_full_stops_the_run_with_last_pt_intact(photo_folder, 
     assert ckpt_io.load(folder / "last.pt")["step"] == 1 and not list(folder.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_folder_that_cannot_be_written_is_a_one_line_error(photo_folder, tmp_path, monkeypatch, capsys):
     import tempfile
 
@@ -285,6 +298,7 @@ def test_a_folder_that_cannot_be_written_is_a_one_line_error(photo_folder, tmp_p
     assert "cannot write checkpoint" in line and "Permission denied; no earlier file exists" in line
 
 
+@pytest.mark.slow
 def test_a_full_run_folder_costs_the_logs_not_the_run(photo_folder, tmp_path, monkeypatch, capsys):
     from torch.utils.tensorboard import SummaryWriter
 
@@ -386,6 +400,7 @@ def test_wrapped_parameter_names_are_remapped_with_a_note(stage1_last, tmp_path,
     assert all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), reference.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_a_ddp_checkpoint_starts_stage_2_and_resumes(stage1_last, tmp_path, capsys):
     good, data = stage1_last
     ckpt = torch.load(good, weights_only=True)
@@ -400,15 +415,16 @@ def test_a_ddp_checkpoint_starts_stage_2_and_resumes(stage1_last, tmp_path, caps
 # --- data that breaks while training runs ----------------------------------------------------------------------
 
 def break_files_after_the_scan(monkeypatch, action):
-    original = training.prepare_files
+    original = train_setup.prepare_files
 
     def scan_then_break(*args, **kwargs):
         split = original(*args, **kwargs)
         action(split)
         return split
-    monkeypatch.setattr(training, "prepare_files", scan_then_break)
+    monkeypatch.setattr(train_setup, "prepare_files", scan_then_break)
 
 
+@pytest.mark.slow
 def test_images_deleted_or_corrupted_during_training_are_skipped(photo_folder, tmp_path, monkeypatch, capsys):
     def delete_and_corrupt(split):
         split.train[0].unlink()
@@ -421,6 +437,7 @@ def test_images_deleted_or_corrupted_during_training_are_skipped(photo_folder, t
     assert ckpt_io.load(tmp_path / "checkpoints" / "b" / "last.pt")["step"] == 6
 
 
+@pytest.mark.slow
 def test_a_hung_data_disk_times_out_with_last_pt_written(photo_folder, tmp_path, monkeypatch, capsys):
     """A worker stops delivering after two batches; --loader-timeout ends the wait, and the run can resume."""
     original = PhotoDataset.__getitem__
@@ -443,6 +460,7 @@ def test_a_hung_data_disk_times_out_with_last_pt_written(photo_folder, tmp_path,
     assert ckpt_io.load(last)["step"] == 2
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_files_the_run_started_with(photo_folder, tmp_path, capsys):
     args = ["--data", str(photo_folder), *FAST, "--val-fraction", "0.25", "--max-steps", "3"]
     assert main("pretrain", [*args, *run_dirs_args(tmp_path, "c")]) == 0
@@ -478,13 +496,13 @@ def test_two_processes_cannot_train_the_same_run(photo_folder, tmp_path):
     flags = {"data": str(photo_folder), "generator": "unet", "unet_filters": 8, "image_size": 256, "batch_size": 2,
              "num_workers": 0, "name": "l", "runs_dir": str(tmp_path / "runs"), "checkpoints_dir": str(tmp_path / "checkpoints")}
     cfg = resolve_config("pretrain", flags)
-    first = training.Trainer(cfg)
+    first = train_setup.start(cfg)
     try:
         with pytest.raises(UserError, match=f"this run is being trained by pid {os.getpid()}"):
-            training.Trainer(cfg)
+            train_setup.start(cfg)
     finally:
         first.lock.release()
-    training.Trainer(cfg).lock.release()  # free again once the first is done
+    train_setup.start(cfg).lock.release()  # free again once the first is done
 
 
 # --- the pieces ------------------------------------------------------------------------------------------------
@@ -518,7 +536,7 @@ def test_a_stop_signal_ends_a_wait_for_data_at_once():
 
 def test_checkpoints_are_due_by_steps_or_minutes_and_failed_writes_are_borne_up_to_a_limit(caplog):
     from gan_colorizer.errors import UserError
-    from gan_colorizer.train.guard import CheckpointSchedule
+    from gan_colorizer.train.saver import CheckpointSchedule
     now = [0.0]
     schedule = CheckpointSchedule(every_steps=5, every_minutes=10, max_failures=2, clock=lambda: now[0])
     assert [s for s in range(1, 12) if schedule.due(s)] == [5, 10]
@@ -548,6 +566,7 @@ def test_making_a_loader_iterator_leaves_the_global_rng_alone(photo_folder):
     assert torch.equal(torch.rand(2), expected)
 
 
+@pytest.mark.system
 def test_a_worker_killed_by_the_oom_killer_is_a_one_line_error(photo_folder, tmp_path, monkeypatch, capsys):
     """PyTorch reports the death while the loop waits for data or, through SIGCHLD, mid-step: one line either way."""
     original = PhotoDataset.__getitem__

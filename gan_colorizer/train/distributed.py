@@ -15,7 +15,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gan_colorizer.errors import UserError
-from gan_colorizer.networks import unwrap  # noqa: F401  (re-exported: the plain module under DDP / compile)
 
 
 @dataclass
@@ -31,6 +30,9 @@ class Dist:
     @property
     def active(self) -> bool:
         return self.world > 1
+
+
+SINGLE = Dist()  # one process, no torchrun: every collective below is a no-op
 
 
 def setup(device: str) -> tuple[Dist, str]:
@@ -53,11 +55,6 @@ def setup(device: str) -> tuple[Dist, str]:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def barrier(d: Dist) -> None:
-    if d.active:
-        dist.barrier()
 
 
 def broadcast_object(d: Dist, obj=None):
@@ -85,14 +82,6 @@ def on_main(d: Dist, fn):
     return result
 
 
-def all_gather_object(d: Dist, obj) -> list:
-    if not d.active:
-        return [obj]
-    out = [None] * d.world
-    dist.all_gather_object(out, obj)
-    return out
-
-
 def all_reduce_sum(d: Dist, values: list[float], device) -> list[float]:
     if not d.active:
         return values
@@ -104,6 +93,22 @@ def all_reduce_sum(d: Dist, values: list[float], device) -> list[float]:
 def any_rank(d: Dist, flag: bool, device) -> bool:
     """True on every rank when flag is True on any rank (stop requests, divergence)."""
     return bool(all_reduce_sum(d, [float(flag)], device)[0] > 0) if d.active else flag
+
+
+def every_rank(d: Dist, flag: bool, device) -> bool:
+    """True on every rank when flag is True on every rank (a step every process may take)."""
+    return not any_rank(d, not flag, device)
+
+
+def sum_over_ranks(d: Dist, values: dict, device) -> dict:
+    """Each value summed over the processes, as a dict (keys in the same order on every rank)."""
+    keys = sorted(values)
+    return dict(zip(keys, all_reduce_sum(d, [values[k] for k in keys], device)))
+
+
+def mean_over_ranks(d: Dist, values: dict, device) -> dict:
+    """The mean of each value over the processes (each saw an equal share of the batch)."""
+    return {k: v / d.world for k, v in sum_over_ranks(d, values, device).items()}
 
 
 class CPUSyncBatchNorm(nn.BatchNorm2d):

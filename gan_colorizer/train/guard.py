@@ -1,19 +1,18 @@
-"""What keeps a long run alive or stops it cleanly: stop signals, the non-finite step guard, checkpoint cadence and
-write failures, the run lock."""
+"""What keeps a long run alive or stops it cleanly, around the loop: the Guard (stop signals, loader failures and
+hung loaders, shutdown), the non-finite step counter and the run lock. Checkpoint cadence and retries: saver.py."""
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
 import socket
 import threading
-import time
 from pathlib import Path
-from typing import Callable
 
-from gan_colorizer.errors import UserError
+from gan_colorizer.data import LoaderFailure, guarded
+from gan_colorizer.errors import Interrupted, UserError
+from gan_colorizer.train import saver
 
 try:
     import fcntl
@@ -21,6 +20,7 @@ except ImportError:  # Windows: no advisory locks, the run simply is not locked
     fcntl = None
 
 log = logging.getLogger("gan_colorizer")
+
 
 class StopWaiting(Exception):
     """A stop signal arrived while the loop waited for data: no step is under way, so it ends the wait at once."""
@@ -86,12 +86,80 @@ def _ignore_child_exit(signum, frame) -> None:
     pass
 
 
+class Guard:
+    """The context the loop runs in. Inside, SIGINT / SIGTERM only ask for a stop (`stopped`), which the loop takes
+    at the next step boundary; `batches()` ends a wait for data at once. On the way out: a stop becomes Interrupted
+    and a loader failure a one-line LoaderFailure, both with last.pt written first; a dead worker (OOM killer...)
+    a LoaderFailure without it (the step under way may be half done); then the workers are shut down, the logs
+    closed and the run lock released, whatever happened."""
+
+    def __init__(self, run):
+        self.run, self.signals = run, StopSignals()
+
+    @property
+    def stopped(self) -> bool:
+        return self.signals.requested
+
+    def stop_here(self) -> None:
+        """Another process got the signal (torchrun may deliver it unevenly): stop at this step boundary too."""
+        self.signals.received = self.signals.received or signal.SIGTERM
+
+    def batches(self, loader, source: str):
+        """A loader's batches until it ends or a stop signal comes (no step is under way while waiting, and
+        workers killed by the same SIGTERM would never deliver)."""
+        batches = guarded(loader, source, self.run.cfg.data.loader_timeout)
+        while not self.stopped:
+            try:
+                with self.signals.waiting_for_data():
+                    batch = next(batches)
+            except (StopIteration, StopWaiting):
+                return
+            yield batch
+
+    def __enter__(self) -> "Guard":
+        self.signals.__enter__()
+        return self
+
+    def __exit__(self, kind, error, tb) -> bool:
+        self.run.monitor.end_epoch()  # the progress bar goes before any message
+        try:
+            outcome = self._outcome(error)
+        finally:
+            try:
+                self._shut_down_workers()
+            finally:
+                self.signals.__exit__(kind, error, tb)
+                self.run.monitor.close()
+                self.run.lock.release()
+        if outcome is not None:
+            raise outcome from None
+        return False
+
+    def _outcome(self, error) -> BaseException | None:
+        """What the run ends with, when it is not `error` itself."""
+        if self.stopped and (error is None or isinstance(error, LoaderFailure)):  # workers killed by the same signal
+            step = self.run.state.step
+            log.info("%s: stopping after step %d", self.signals.name, step)
+            where = saver.on_the_way_out(self.run)
+            return Interrupted(f"stopped by {self.signals.name} at step {step}; {where}", self.signals.received)
+        if isinstance(error, LoaderFailure):
+            return LoaderFailure(f"{error}; {saver.on_the_way_out(self.run)}")
+        if isinstance(error, RuntimeError) and "DataLoader worker" in str(error):  # PyTorch's SIGCHLD check
+            reason = str(error).strip().splitlines()[0].rstrip(".")
+            return LoaderFailure(f"{self.run.sources['train']}: {reason}; {saver.resume_hint(self.run)}")
+        return None
+
+    def _shut_down_workers(self) -> None:
+        """End the persistent workers now rather than at exit, while their deaths still cannot raise (see StopSignals)."""
+        for loader in (self.run.loader, self.run.val_loader):
+            iterator = getattr(loader, "_iterator", None)  # PyTorch keeps the persistent workers' iterator here
+            if iterator is not None:
+                iterator._shutdown_workers()
+                loader._iterator = None
+
+
 def format_losses(parts: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in parts.items()) or "none computed"
-
-
-def all_finite(parts: dict) -> bool:
-    return all(math.isfinite(v) for v in parts.values())
 
 
 class BadSteps:
@@ -116,38 +184,6 @@ class BadSteps:
     def diverged_message(self, step: int, parts: dict) -> str:
         return (f"training diverged: {self.streak} steps in a row (steps {self.first}-{step}) had a non-finite loss "
                 f"or gradient (last losses: {format_losses(parts)}); stopped at step {step}")
-
-
-class CheckpointSchedule:
-    """When last.pt is due between epoch ends (every N steps and/or M minutes), and how many failed writes to bear.
-
-    A failed write (disk full, folder gone) is a warning and is retried at the next due point; `max_failures`
-    in a row, or a failure of the run's final write, stop the run with the error. The previous file stays intact.
-    """
-
-    def __init__(self, every_steps: int, every_minutes: float, max_failures: int = 3, clock=time.monotonic):
-        self.every_steps, self.every_seconds = every_steps, every_minutes * 60.0
-        self.max_failures, self.failures, self.clock = max_failures, 0, clock
-        self.last_try = clock()
-
-    def due(self, step: int) -> bool:
-        by_steps = self.every_steps > 0 and step % self.every_steps == 0
-        return by_steps or (self.every_seconds > 0 and self.clock() - self.last_try >= self.every_seconds)
-
-    def write(self, save: Callable[[], None], final: bool) -> bool:
-        """Run save(); True when it worked. Its UserError is raised when final or after max_failures in a row."""
-        self.last_try = self.clock()
-        try:
-            save()
-        except UserError as e:
-            self.failures += 1
-            if final or self.failures >= self.max_failures:
-                raise
-            log.warning("%s; training goes on and tries again at the next checkpoint (%d of %d failed writes in a "
-                        "row before the run stops)", e, self.failures, self.max_failures)
-            return False
-        self.failures = 0
-        return True
 
 
 class RunLock:

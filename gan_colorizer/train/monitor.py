@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
 
 from gan_colorizer.color import model_to_rgb
 
@@ -50,7 +51,7 @@ def _never_fatal(write):
 
 
 class Monitor:
-    """Running means of the step losses, throughput, and everything written to runs/NAME."""
+    """Running means of the step losses, throughput, the progress bar, and everything written to runs/NAME."""
 
     def __init__(self, run_dir: Path, log_every: int, start_step: int = 0, writes: bool = True):
         """writes=False (processes other than rank 0 under torchrun): the means are kept, nothing is written."""
@@ -59,6 +60,8 @@ class Monitor:
         # on resume, drop what a killed run logged after its checkpoint
         self.writer = SummaryWriter(str(self.run_dir), purge_step=start_step + 1 if start_step else None) if writes else None
         self.log_every = log_every
+        self.shows = writes  # the progress bar too: one console, rank 0 speaks for all
+        self.bar = None
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
         self.images = 0
@@ -72,11 +75,22 @@ class Monitor:
         (self.run_dir / "config.json").write_text(text)
         self.writer.add_text("config", "```\n" + text + "\n```", 0)
 
+    def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
+        self.bar = tqdm(total=steps, initial=done, desc=f"epoch {epoch + 1}/{epochs}", unit="step", dynamic_ncols=True,
+                        leave=False, disable=None if self.shows else True)
+
+    def end_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
     def step(self, step: int, parts: dict, n_images: int, data_wait: float, lr: float, skipped: int = 0) -> dict | None:
         """Accumulate one optimizer step; every log_every steps write the means and return them.
 
         A skipped step passes no parts: its NaN losses stay out of the means, its images still count.
         """
+        if self.bar is not None:
+            self.bar.update(1)
         for k, v in parts.items():
             self.sums[k] += float(v)
             self.counts[k] += 1
@@ -97,6 +111,9 @@ class Monitor:
         self.data_wait = 0.0
         self.clock = time.perf_counter()
         self.last = means
+        if self.bar is not None:
+            self.bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in means.items() if k.startswith("loss/")}
+                                 | {"img/s": f"{means['perf/img_per_sec']:.1f}"})
         return means
 
     @_never_fatal

@@ -1,10 +1,11 @@
-"""What a run starts from: the nets (fresh, from a stage-1 generator, or resumed), their optimizers, the counters,
-and the run's folders. loop.py runs the loop on top of it."""
+"""What a run starts from: its folders and lock, the data split and loaders, the color prior, the nets and the
+monitor, gathered in one Run that loop.py steps through."""
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -13,107 +14,176 @@ import torch
 
 from gan_colorizer import ab_bins, ab_prior
 from gan_colorizer import checkpoint as ckpt_io
-from gan_colorizer.config import Config
+from gan_colorizer.config import Config, best_mode, validate
+from gan_colorizer.data import (
+    DataSplit,
+    EpochSampler,
+    PhotoDataset,
+    make_loader,
+    prepare_files,
+    save_split,
+    saved_split,
+    split_digest,
+)
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import bin_distribution_figure
-from gan_colorizer.networks import build_discriminator, build_generator, count_parameters, unwrap
-from gan_colorizer.runtime import Runtime, compile_net
+from gan_colorizer.networks import unwrap
+from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything
 from gan_colorizer.train import distributed
-from gan_colorizer.train.steps import Nets, make_optimizer
+from gan_colorizer.train.guard import BadSteps, RunLock
+from gan_colorizer.train.monitor import Monitor
+from gan_colorizer.train.nets import TrainState, build_nets
+from gan_colorizer.train.saver import CheckpointSchedule
+from gan_colorizer.train.steps import Nets
 
 log = logging.getLogger("gan_colorizer")
+N_SAMPLES = 4  # fixed validation photos in the image grids
 
 
 @dataclass
-class TrainState:
-    epoch: int = 0
-    batch_in_epoch: int = 0  # optimizer steps already taken in this epoch
-    step: int = 0
-    best: float | None = None
-    skipped_steps: int = 0  # steps skipped for a NaN / Inf loss or gradient, in all
+class Run:
+    """Everything one training run holds; the loop changes `state`, `metrics` and `saved_step` as it goes."""
+    cfg: Config
+    dist: distributed.Dist
+    rt: Runtime
+    run_dir: Path
+    ckpt_dir: Path
+    lock: object  # RunLock on rank 0, NoLock elsewhere
+    nets: Nets
+    opts: dict
+    state: TrainState
+    loader: torch.utils.data.DataLoader
+    sampler: EpochSampler
+    val_loader: torch.utils.data.DataLoader | None
+    samples: torch.Tensor | None  # the fixed validation photos of the image grids (rank 0 only)
+    sources: dict  # "train" / "val": where the photos come from, for messages
+    monitor: Monitor
+    micro_batch: int  # images per process and micro-batch
+    data_digest: str
+    prior_info: dict | None  # what the classification prior was made from
+    metrics: dict = field(default_factory=dict)  # the last validation figures
+    schedule: CheckpointSchedule = None
+    bad_steps: BadSteps = None
+    saved_step: int = 0  # the step last.pt holds
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.sampler.per_rank // self.micro_batch // self.cfg.optim.grad_accum
+
+    def reached_max(self) -> bool:
+        return bool(self.cfg.optim.max_steps) and self.state.step >= self.cfg.optim.max_steps
+
+    def done(self, stopped: bool) -> bool:
+        return self.state.epoch >= self.cfg.optim.epochs or self.reached_max() or stopped
+
+    def shown_generator(self) -> torch.nn.Module:
+        """What validation and sample grids score: the EMA copy under --ema-decay (what evaluation and inference
+        use by default), else the trained generator."""
+        return self.nets.ema.model if self.nets.ema is not None else unwrap(self.nets.generator)
+
+    def improved(self, value: float | None) -> bool:
+        """Whether a validation figure beats the best so far (by --best-metric / --best-mode); records it."""
+        if value is None or not math.isfinite(value):
+            return False
+        sign = 1 if best_mode(self.cfg) == "min" else -1
+        if self.state.best is None or sign * value < sign * self.state.best:
+            self.state.best = value
+            return True
+        return False
 
 
-def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt: Runtime) -> TrainState:
-    if ckpt.get("stage") != cfg.stage:
-        raise UserError(f"{path}: a {ckpt.get('stage')} checkpoint cannot resume a {cfg.stage} run")
-    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path, nets=[n for n in nets_by_name(nets)
-                                                                                  if n in ckpt_io.ARCH_FIELDS])
-    counters = ckpt_io.restore(ckpt, path, nets_by_name(nets), opts, rt.scaler)
-    state = TrainState(counters["epoch"], counters["batch_in_epoch"], counters["step"], counters["best_metric"],
-                       counters["skipped_steps"])
-    log.info("resumed %s at epoch %d, step %d", path, state.epoch, state.step)
-    return state
+def start(cfg: Config) -> Run:
+    """Set a run up: process group, folders and lock (rank 0), data split, prior, nets, loaders, monitor."""
+    cfg = validate(cfg)
+    dist, device = distributed.setup(cfg.run.device)
+    if not dist.main:
+        log.setLevel(logging.WARNING)  # one console: rank 0 speaks for all
+    rt = Runtime(device, cfg.optim.amp, cfg.optim.channels_last)
+    micro_batch = per_process_batch(cfg.optim.batch_size, dist.world)
+    seed_everything(cfg.run.seed + dist.rank)  # dropout differs per process; DDP broadcasts rank 0's weights
+    run_dir, ckpt_dir, cfg.run.name = distributed.on_main(dist, lambda: (*run_paths(cfg), cfg.run.name))
+    resumed = ckpt_io.load(cfg.run.resume) if cfg.run.resume else None
+    split = distributed.on_main(dist, lambda: data_split(cfg, run_dir, resumed))
+    lock = NoLock()  # processes other than rank 0 write nothing and lock nothing
+
+    def claim() -> None:  # a lock cannot travel between processes: rank 0 keeps it, the others learn it worked
+        nonlocal lock
+        lock = claim_folders(run_dir, ckpt_dir)
+    distributed.on_main(dist, claim)
+    try:
+        return _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, micro_batch)
+    except BaseException:
+        lock.release()
+        raise
 
 
-def init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
-    ckpt = ckpt_io.load(path)
-    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path)
-    ckpt_io.load_weights(generator, ckpt["generator"], path, "generator")
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in (ckpt.get("metrics") or {}).items())
-    log.info("generator: weights from %s (%s checkpoint, step %s%s)", path, ckpt.get("stage"), ckpt.get("step"),
-             f", {metrics}" if metrics else "")
+def _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, micro_batch) -> Run:
+    if split.summary and dist.main:  # a fresh scan (a resume that found its saved lists has nothing to save)
+        log.info(save_split(split, run_dir))
+    digest = split_digest(split)
+    prior_info = (resumed or {}).get("color_prior")
+    prior = None  # --head classification: made on rank 0 and sent to all; on resume last.pt holds it
+    if cfg.model.head == "classification" and resumed is None:
+        workers = resolve_workers(cfg.data.num_workers, rt.device)
+        prior, prior_info = distributed.on_main(dist, lambda: prior_for_run(cfg, split, digest, run_dir, rt.device,
+                                                                            workers))
+    nets, opts, state = build_nets(cfg, rt, resumed, dist, prior)
+    if resumed and dist.rank:  # checkpoints hold rank 0's RNG: the others branch off it, reproducibly
+        seed_everything(cfg.run.seed + dist.rank + 7919 * state.step)
+    loader, sampler, val_loader, samples = make_loaders(cfg, split, dist, rt, micro_batch)
+    monitor = Monitor(run_dir, cfg.run.log_every, start_step=state.step, writes=dist.main)
+    monitor.add_config(cfg.to_dict())
+    d = cfg.data
+    sources = {"train": f"--data {d.data}" if d.data else "the embedded sample photos"}
+    sources["val"] = f"--val-data {d.val_data}" if d.val_data else sources["train"]
+    return Run(cfg, dist, rt, run_dir, ckpt_dir, lock, nets, opts, state, loader, sampler, val_loader, samples,
+               sources, monitor, micro_batch, digest, prior_info, metrics=(resumed or {}).get("metrics") or {},
+               schedule=CheckpointSchedule(cfg.run.checkpoint_every, cfg.run.checkpoint_minutes),
+               bad_steps=BadSteps(cfg.optim.max_bad_steps), saved_step=state.step)
 
 
-TRAINED = ("generator", "discriminator")  # the Nets fields an optimizer updates
+def claim_folders(run_dir: Path, ckpt_dir: Path) -> RunLock:
+    """Create runs/NAME and checkpoints/NAME and lock the run: from here on this process owns them."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(ckpt_dir)
+    if ckpt_io.remove_partial_writes(ckpt_dir):
+        log.info("note: removed the temporary file of a checkpoint write that was cut short (%s)", ckpt_dir)
+    return lock
 
 
-def nets_by_name(nets: Nets) -> dict:
-    """The nets a checkpoint holds: generator, discriminator (stage 2), generator_ema (--ema-decay); without
-    DDP / compile wrappers, so checkpoints written under torchrun load anywhere."""
-    named = {"generator": unwrap(nets.generator)}
-    if nets.discriminator is not None:
-        named["discriminator"] = unwrap(nets.discriminator)
-    if nets.ema is not None:
-        named["generator_ema"] = nets.ema.model
-    return named
+def data_split(cfg: Config, run_dir: Path, resumed: dict | None) -> DataSplit:
+    """On resume, the file lists the run started with (no rescan: the same data as an uninterrupted run)."""
+    digest = (resumed or {}).get("data_digest")
+    if digest and same_data(Config.from_dict(resumed["config"]), cfg):
+        split = saved_split(run_dir, digest, embedded=cfg.data.data is None)
+        if split is not None:
+            log.info("data: %d training and %d validation images: the file lists this run started with (%s)",
+                     len(split.train), len(split.val), run_dir / "train_files.txt")
+            return split
+    split = prepare_files(cfg.data, cfg.run.seed)
+    if digest and split_digest(split) != digest:
+        log.warning("warning: the training or validation files are not those of the checkpoint (folder changed, "
+                    "or %s is gone): the resumed run will differ from an uninterrupted one", run_dir)
+    return split
 
 
-def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist,
-           prior=None) -> tuple[Nets, dict, TrainState]:
-    fresh = not (cfg.run.resume or cfg.run.init_generator)
-    nets = Nets(build_generator(cfg.model, load_pretrained=fresh))
-    if cfg.stage == "gan":
-        nets.discriminator = build_discriminator(cfg.model)
-    for name, net in nets_by_name(nets).items():
-        if cfg.optim.sync_bn and dist.active:
-            net = distributed.convert_sync_bn(net, rt.device)
-        setattr(nets, name, rt.place(net).train())
-    opts = {"g": make_optimizer(nets.generator, cfg)}
-    if nets.discriminator is not None:
-        opts["d"] = make_optimizer(nets.discriminator, cfg)
-    state = TrainState()
-    if resumed is not None:
-        state = restore_state(resumed, cfg.run.resume, cfg, nets, opts, rt)
-    elif cfg.run.init_generator:
-        init_generator(cfg.run.init_generator, cfg, nets.generator)
-    elif cfg.stage == "gan":
-        log.info("generator: starting from scratch (no --init-generator stage-1 checkpoint)")
-    if cfg.model.head == "classification":  # the prior goes in before the EMA copy is made
-        nets.classes = ab_prior.attach(nets.generator, prior, cfg, rt.device)
-    add_helpers(cfg, rt, nets, resumed)
-    sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in nets_by_name(nets).items())
-    log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
-             f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
-    for name in TRAINED:  # not the EMA copy: it has no gradients for DDP to sync, and nothing trains it
-        if getattr(nets, name) is not None:
-            net = distributed.wrap(getattr(nets, name), dist, rt.device)
-            setattr(nets, name, compile_net(net, rt.device) if cfg.optim.compile else net)
-    return nets, opts, state
-
-
-def add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None) -> None:
-    """The frozen VGG16 of --perceptual-weight and the EMA copy of --ema-decay (from the checkpoint on resume)."""
-    o = cfg.optim
-    if o.perceptual_weight > 0:
-        from gan_colorizer.losses import load_perceptual
-        nets.perceptual = rt.place(load_perceptual(o.vgg_weights, o.perceptual_layers))
-    if o.ema_decay > 0:
-        from gan_colorizer.train.ema import EMA
-        nets.ema = EMA(nets.generator, o.ema_decay)
-        if resumed is not None and "generator_ema" in resumed:
-            ckpt_io.load_weights(nets.ema.model, resumed["generator_ema"], cfg.run.resume, "generator_ema")
-        elif resumed is not None:
-            log.info("note: %s has no EMA weights: the average starts now from the resumed generator", cfg.run.resume)
+def make_loaders(cfg: Config, split: DataSplit, dist, rt: Runtime, micro_batch: int) -> tuple:
+    """(train loader, its epoch sampler, validation loader or None, the fixed sample photos or None)."""
+    d, pin = cfg.data, rt.device.type == "cuda"
+    workers = resolve_workers(d.num_workers, rt.device)
+    train = PhotoDataset(split.train, d.image_size, True, d.crop_scale, cache=split.embedded)
+    sampler = EpochSampler(len(train), cfg.run.seed, True, d.epoch_size, dist.rank, dist.world)
+    loader = make_loader(train, sampler, micro_batch, workers, pin, True, d.loader_timeout)
+    if len(loader) < cfg.optim.grad_accum:
+        raise UserError(f"an epoch of {len(sampler)} images holds fewer than --grad-accum {cfg.optim.grad_accum} "
+                        f"batches of {micro_batch}; lower --batch-size or raise --epoch-size")
+    val = PhotoDataset(split.val, d.image_size, False, cache=split.embedded)
+    val_sampler = EpochSampler(len(val), 0, False, rank=dist.rank, world=dist.world, pad=False)
+    val_loader = make_loader(val, val_sampler, micro_batch, workers, pin, False, d.loader_timeout) if len(val) else None
+    n_samples = min(N_SAMPLES, len(val)) if dist.main else 0
+    samples = torch.stack([val[(i, 0)][0] for i in range(n_samples)]) if n_samples else None
+    return loader, sampler, val_loader, samples
 
 
 def run_paths(cfg: Config) -> tuple[Path, Path]:

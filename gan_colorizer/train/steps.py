@@ -5,6 +5,7 @@ of an accumulated step (no_sync), and a frozen discriminator is run without grad
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -14,8 +15,8 @@ from gan_colorizer.config import Config
 from gan_colorizer.losses import classification, discriminator_loss, generator_loss, reconstruction
 from gan_colorizer.metrics import colorfulness, delta_e2000, psnr
 from gan_colorizer.runtime import Runtime
-from gan_colorizer.train.distributed import sync_gradients
-from gan_colorizer.train.guard import all_finite
+from gan_colorizer.train import distributed
+from gan_colorizer.train.distributed import SINGLE, Dist, sync_gradients
 
 PSNR_CAP = 100.0  # dB; an exact prediction has infinite PSNR, which would make the mean useless for best.pt
 
@@ -29,6 +30,10 @@ class Nets:
     classes: object | None = None  # color_classes.ClassTargets for --head classification
 
 
+def all_finite(parts: dict) -> bool:
+    return all(math.isfinite(v) for v in parts.values())
+
+
 def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
     """Adam, or AdamW (decoupled weight decay) when --weight-decay > 0."""
     o = cfg.optim
@@ -37,7 +42,15 @@ def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
 
 
-def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> tuple[dict, bool]:
+def update(rt: Runtime, optimizer: torch.optim.Optimizer, parts: dict, dist: Dist) -> bool:
+    """One optimizer update, unless a loss or gradient is NaN / Inf on any process: then every process skips it
+    (a collective under torchrun, so that the weights stay the same everywhere)."""
+    finite = rt.finite_gradients(optimizer) and all_finite(parts)
+    return rt.step(optimizer, distributed.every_rank(dist, finite, rt.device))
+
+
+def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config,
+                  dist: Dist = SINGLE) -> tuple[dict, bool]:
     """Stage 1: the reconstruction loss (L1 on ab by default), gradients accumulated over the micro-batches.
     Returns (losses, whether G was updated)."""
     opts["g"].zero_grad(set_to_none=True)
@@ -49,7 +62,7 @@ def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config)
             loss, parts_i = objective(gray_l, fake, real_ab, nets, cfg)
             rt.backward(loss / len(micro))
         _accumulate(parts, parts_i, len(micro))
-    updated = rt.step(opts["g"], all_finite(parts))
+    updated = update(rt, opts["g"], parts, dist)
     rt.end_step()
     return parts, updated
 
@@ -70,7 +83,7 @@ def objective(gray_l: torch.Tensor, fake: tuple, real_ab: torch.Tensor, nets: Ne
     return classification(gray_l, logits, fake_ab, real_ab, nets.classes, cfg.optim, nets.perceptual)
 
 
-def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> tuple[dict, bool]:
+def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, dist: Dist = SINGLE) -> tuple[dict, bool]:
     """Stage 2, in pix2pix order: update D on real vs fake, then G on GAN + lambda * L1 against the updated D.
 
     Returns (losses, whether the step went through). A NaN / Inf in the D phase skips the whole step (neither net
@@ -78,10 +91,10 @@ def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config) -> t
     """
     parts = {}
     fakes = _discriminator_phase(rt, nets, opts, micro, cfg, parts)
-    updated = rt.step(opts["d"], all_finite(parts))
+    updated = update(rt, opts["d"], parts, dist)
     if updated:
         _generator_phase(rt, nets, opts, micro, fakes, cfg, parts)
-        updated = rt.step(opts["g"], all_finite(parts))
+        updated = update(rt, opts["g"], parts, dist)
     rt.end_step()
     return parts, updated
 

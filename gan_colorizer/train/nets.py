@@ -1,0 +1,110 @@
+"""The nets a run trains (fresh, from a stage-1 generator, or resumed), their optimizers and the step counters."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from gan_colorizer import ab_prior
+from gan_colorizer import checkpoint as ckpt_io
+from gan_colorizer.config import Config
+from gan_colorizer.errors import UserError
+from gan_colorizer.networks import build_discriminator, build_generator, count_parameters, unwrap
+from gan_colorizer.runtime import Runtime, compile_net
+from gan_colorizer.train import distributed
+from gan_colorizer.train.steps import Nets, make_optimizer
+
+log = logging.getLogger("gan_colorizer")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    batch_in_epoch: int = 0  # optimizer steps already taken in this epoch
+    step: int = 0
+    best: float | None = None
+    skipped_steps: int = 0  # steps skipped for a NaN / Inf loss or gradient, in all
+
+
+def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt: Runtime) -> TrainState:
+    if ckpt.get("stage") != cfg.stage:
+        raise UserError(f"{path}: a {ckpt.get('stage')} checkpoint cannot resume a {cfg.stage} run")
+    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path, nets=[n for n in nets_by_name(nets)
+                                                                                  if n in ckpt_io.ARCH_FIELDS])
+    counters = ckpt_io.restore(ckpt, path, nets_by_name(nets), opts, rt.scaler)
+    state = TrainState(counters["epoch"], counters["batch_in_epoch"], counters["step"], counters["best_metric"],
+                       counters["skipped_steps"])
+    log.info("resumed %s at epoch %d, step %d", path, state.epoch, state.step)
+    return state
+
+
+def init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
+    ckpt = ckpt_io.load(path)
+    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path)
+    ckpt_io.load_weights(generator, ckpt["generator"], path, "generator")
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in (ckpt.get("metrics") or {}).items())
+    log.info("generator: weights from %s (%s checkpoint, step %s%s)", path, ckpt.get("stage"), ckpt.get("step"),
+             f", {metrics}" if metrics else "")
+
+
+TRAINED = ("generator", "discriminator")  # the Nets fields an optimizer updates
+
+
+def nets_by_name(nets: Nets) -> dict:
+    """The nets a checkpoint holds: generator, discriminator (stage 2), generator_ema (--ema-decay); without
+    DDP / compile wrappers, so checkpoints written under torchrun load anywhere."""
+    named = {"generator": unwrap(nets.generator)}
+    if nets.discriminator is not None:
+        named["discriminator"] = unwrap(nets.discriminator)
+    if nets.ema is not None:
+        named["generator_ema"] = nets.ema.model
+    return named
+
+
+def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist,
+           prior=None) -> tuple[Nets, dict, TrainState]:
+    fresh = not (cfg.run.resume or cfg.run.init_generator)
+    nets = Nets(build_generator(cfg.model, load_pretrained=fresh))
+    if cfg.stage == "gan":
+        nets.discriminator = build_discriminator(cfg.model)
+    for name, net in nets_by_name(nets).items():
+        if cfg.optim.sync_bn and dist.active:
+            net = distributed.convert_sync_bn(net, rt.device)
+        setattr(nets, name, rt.place(net).train())
+    opts = {"g": make_optimizer(nets.generator, cfg)}
+    if nets.discriminator is not None:
+        opts["d"] = make_optimizer(nets.discriminator, cfg)
+    state = TrainState()
+    if resumed is not None:
+        state = restore_state(resumed, cfg.run.resume, cfg, nets, opts, rt)
+    elif cfg.run.init_generator:
+        init_generator(cfg.run.init_generator, cfg, nets.generator)
+    elif cfg.stage == "gan":
+        log.info("generator: starting from scratch (no --init-generator stage-1 checkpoint)")
+    if cfg.model.head == "classification":  # the prior goes in before the EMA copy is made
+        nets.classes = ab_prior.attach(nets.generator, prior, cfg, rt.device)
+    add_helpers(cfg, rt, nets, resumed)
+    sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in nets_by_name(nets).items())
+    log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
+             f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
+    for name in TRAINED:  # not the EMA copy: it has no gradients for DDP to sync, and nothing trains it
+        if getattr(nets, name) is not None:
+            net = distributed.wrap(getattr(nets, name), dist, rt.device)
+            setattr(nets, name, compile_net(net, rt.device) if cfg.optim.compile else net)
+    return nets, opts, state
+
+
+def add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None) -> None:
+    """The frozen VGG16 of --perceptual-weight and the EMA copy of --ema-decay (from the checkpoint on resume)."""
+    o = cfg.optim
+    if o.perceptual_weight > 0:
+        from gan_colorizer.losses import load_perceptual
+        nets.perceptual = rt.place(load_perceptual(o.vgg_weights, o.perceptual_layers))
+    if o.ema_decay > 0:
+        from gan_colorizer.train.ema import EMA
+        nets.ema = EMA(nets.generator, o.ema_decay)
+        if resumed is not None and "generator_ema" in resumed:
+            ckpt_io.load_weights(nets.ema.model, resumed["generator_ema"], cfg.run.resume, "generator_ema")
+        elif resumed is not None:
+            log.info("note: %s has no EMA weights: the average starts now from the resumed generator", cfg.run.resume)
