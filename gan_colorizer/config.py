@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from gan_colorizer.errors import UserError
 from gan_colorizer.options import add_options, opt
 
+GAN_MODES = ("vanilla", "lsgan", "hinge")  # the adversarial losses of losses.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
 WEIGHTS = ("auto", "ema", "raw")  # which generator weights a checkpoint serves: the EMA copy when present, or insist
 
@@ -64,7 +65,7 @@ class OptimConfig:
     lambda_l1: float = opt(100.0, "weight of the reconstruction loss in the generator loss GAN + lambda * recon "
                                   "(pix2pix paper: 100 with L1)", stages=("gan",))
     lambda_ce: float = opt(2.0, "--head classification: weight of the rebalanced cross-entropy in the generator loss "
-                                "GAN + lambda * CE (see the README: --lambda-l1 100 is tuned for L1)", stages=("gan",))
+                                "GAN + lambda * CE (see docs/classification.md: --lambda-l1 100 is tuned for L1)", stages=("gan",))
     rebalance_lambda: float = opt(0.5, "--head classification: class weights 1 / ((1 - lambda) prior + lambda / Q), "
                                        "mean 1 under the prior (the paper's 0.5); 1 = no rebalancing")
     recon_loss: str = opt("l1", "reconstruction loss on ab: l1 (sharper colors), l2 (grayish, desaturated: the regression "
@@ -78,7 +79,7 @@ class OptimConfig:
     weight_decay: float = opt(0.0, "decoupled weight decay for both nets (AdamW when > 0)")
     ema_decay: float = opt(0.0, "keep an exponential moving average of the generator with this decay, e.g. 0.999 "
                                 "(0 = off); evaluation and inference use it when present")
-    gan_mode: str = opt("vanilla", "adversarial loss", choices=("vanilla", "lsgan", "hinge"), stages=("gan",))
+    gan_mode: str = opt("vanilla", "adversarial loss", choices=GAN_MODES, stages=("gan",))
     amp: str = opt("auto", "mixed precision: auto = bf16 where the device runs it fast (CUDA with bf16, CPUs with AVX-512 BF16), else off",
                    choices=("auto", "off", "bf16", "fp16"))
     channels_last: bool = opt(True, "channels_last memory format for the nets (faster convolutions)")

@@ -12,7 +12,11 @@ from conftest import ROOT, make_photo_folder, run_dirs_args
 from PIL import Image
 from test_training import scalar_values
 
-from gan_colorizer.train.distributed import CPUSyncBatchNorm, unwrap
+from gan_colorizer.networks import unwrap
+from gan_colorizer.train.distributed import CPUSyncBatchNorm
+
+
+pytestmark = pytest.mark.system  # several processes (torchrun, spawn) and torch.compile
 
 
 def _free_port() -> int:
@@ -29,7 +33,10 @@ def _sync_bn_worker(rank, world, port, x, weight, out_queue):
     shard = x.chunk(world)[rank].clone().requires_grad_(True)
     out = bn(shard)
     (out * torch.arange(out.numel()).view_as(out) / out.numel()).sum().backward()
-    out_queue.put((rank, out.detach(), shard.grad, bn.weight.grad, bn.running_mean, bn.running_var))
+    # numpy arrays travel by value: a tensor would travel as a file descriptor that the parent fetches from this
+    # process later, and this process may have exited by then (a race that failed on a loaded machine)
+    tensors = (out.detach(), shard.grad, bn.weight.grad, bn.running_mean, bn.running_var)
+    out_queue.put((rank, *(t.detach().numpy().copy() for t in tensors)))
     dist.destroy_process_group()
 
 
@@ -42,7 +49,7 @@ def test_cpu_sync_batchnorm_equals_batchnorm_over_the_global_batch():
              for port in [_free_port()] for r in range(2)]
     for p in procs:
         p.start()
-    results = dict((r[0], r[1:]) for r in (queue.get(timeout=120) for _ in procs))
+    results = dict((r[0], [torch.from_numpy(a) for a in r[1:]]) for r in (queue.get(timeout=120) for _ in procs))
     for p in procs:
         p.join(timeout=60)
     ref = torch.nn.BatchNorm2d(3)

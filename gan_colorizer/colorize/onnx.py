@@ -3,7 +3,7 @@
 The ONNX model maps gray_l (N, 1, H, W) float32 in model units (L / 50 - 1) to ab (N, 2, H, W) in model units
 (a, b / 110); N, H and W are dynamic, H and W multiples of 32 (of 256 for the pix2pix U-Net). Everything
 around it (Lab conversion, render-size resize, full-resolution recombination) stays with the caller;
-the README (ONNX export) has a numpy sketch.
+docs/colorizing.md (ONNX export) has a numpy sketch.
 """
 from __future__ import annotations
 

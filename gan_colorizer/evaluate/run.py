@@ -22,7 +22,6 @@ from gan_colorizer.errors import UserError
 from gan_colorizer.evaluate.lpips_fid import load_fid, load_lpips
 from gan_colorizer.evaluate.outputs import Report
 from gan_colorizer.evaluate.protocols import (
-    GRAY,
     PROTOCOLS,
     EvalDataset,
     categories,
@@ -31,7 +30,7 @@ from gan_colorizer.evaluate.protocols import (
     resolve_data,
 )
 from gan_colorizer.inspect.class_views import head_info
-from gan_colorizer.metrics import FeatureMoments, colorfulness, frechet_distance, image_metrics, sqrtm_psd
+from gan_colorizer.metrics import GRAY, FeatureMoments, colorfulness, frechet_distance, image_metrics, sqrtm_psd
 from gan_colorizer.options import REQUIRED, opt
 from gan_colorizer.runtime import Runtime
 
