@@ -3,9 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 DEMO_FLAGS := --image-size 128 --batch-size 8 --epoch-size 400 --log-every 10 --image-every 50 --viz-every 100
 
-.PHONY: install demo test bench docs clean
+.PHONY: install demo test test-fast browser bench docs clean
 
 install: $(STAMP)
 
@@ -27,8 +28,20 @@ demo: $(STAMP)
 	@echo "evaluation in runs/demo-eval/ (summary.json, metrics.csv, grids/); open runs/demo-eval/report/index.html;"
 	@echo "loss and validation curves in runs/demo-curves/"
 
-test: $(STAMP)
+# Every test: CI's command (.ci/run). test-fast leaves out the tiers marked slow and system (markers in setup.cfg).
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The edit-test loop: under a minute on 2 cores. One OpenMP thread: on these tiny tensors a second one only spins
+# (the tier took 89 s with two threads, 51 s with one, on the 2-core machine at load 4-5).
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow and not system"
+
+# The report's browser test drives the Debian chromium (root, or sudo, and the Debian registry); no Python package
+# downloads a browser.
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
 # Each script prints a table and writes bench/results/NAME-DEVICE.json (about 21 minutes on the 2-core development CPU);
 # then bench/tables.py regenerates docs/benchmarks.md's tables from them. Commit both.

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from browser import Chromium, install_chromium
+from browser import Chromium, find_chromium
 from conftest import make_photo_folder
 from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
@@ -62,6 +62,7 @@ def mean_de(rows) -> dict[str, float]:
     return {name: float(np.mean(v)) for name, v in per_image.items()}
 
 
+@pytest.mark.slow
 def test_report_shows_the_worst_images_and_a_spread_and_keeps_only_their_files(report):
     folder, summary, rows, _ = report
     html = (folder / "index.html").read_text()
@@ -80,6 +81,7 @@ def test_report_shows_the_worst_images_and_a_spread_and_keeps_only_their_files(r
             f"{ident}_{s}.png" for s in ["truth", "gray", *LABELS, *(f"errors_{l}" for l in LABELS)]}
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_and_holds_distributions_and_layers(report):
     folder, summary, _, ckpts = report
     html = (folder / "index.html").read_text()
@@ -105,10 +107,7 @@ def test_report_is_self_contained_and_holds_distributions_and_layers(report):
 @pytest.fixture(scope="module")
 def page(report, tmp_path_factory):
     """The report open in one headless Chromium session for all browser checks."""
-    binary = install_chromium()
-    if binary is None:
-        pytest.skip("chromium is missing and 'apt-get install chromium' failed (no root or no package registry)")
-    browser = Chromium(binary)
+    browser = Chromium(find_chromium())
     try:
         browser.open((report[0] / "index.html").as_uri())
         yield browser
@@ -117,6 +116,7 @@ def page(report, tmp_path_factory):
         browser.close()
 
 
+@pytest.mark.system
 def test_page_loads_without_console_errors_and_every_image_loads(page):
     assert page.errors() == []
     broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
@@ -129,6 +129,7 @@ def box(page, selector: str) -> dict:
                          f" const r = e.getBoundingClientRect(); return {{x: r.left, y: r.top, w: r.width, h: r.height}}; }})()")
 
 
+@pytest.mark.system
 def test_clicking_a_column_header_sorts_the_table(page, report):
     _, _, rows, _ = report
     de_b = {r["image"]: float(r["delta_e2000"]) for r in rows if r["label"] == "b"}
@@ -143,6 +144,7 @@ def test_clicking_a_column_header_sorts_the_table(page, report):
         assert page.evaluate(order) == expected
 
 
+@pytest.mark.system
 def test_hovering_a_pixel_shows_its_l_ab_and_ciede2000(page, report):
     folder = report[0]
     ident = page.evaluate("document.querySelector('#worst .card').dataset.id")
