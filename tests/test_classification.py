@@ -33,6 +33,7 @@ def runs(tmp_path_factory):
     return tmp, data
 
 
+@pytest.mark.slow
 def test_both_stages_train_with_the_cross_entropy_and_save_the_prior(runs):
     tmp, _ = runs
     for name in ("c1", "c2"):
@@ -51,6 +52,7 @@ def test_both_stages_train_with_the_cross_entropy_and_save_the_prior(runs):
     assert np.allclose(ema["prior"].numpy(), prior)
 
 
+@pytest.mark.slow
 def test_the_prior_is_deterministic_and_counts_every_pixel_of_the_sample(runs):
     tmp, data = runs
     files = sorted(data.iterdir())
@@ -61,6 +63,7 @@ def test_the_prior_is_deterministic_and_counts_every_pixel_of_the_sample(runs):
     assert info["pixels"] == 4 * 32 * 32 and info["images"] == 4 and info["of_images"] == 8
 
 
+@pytest.mark.slow
 def test_checkpoints_rebuild_the_classifier_without_flags(runs):
     tmp, _ = runs
     generator, cfg, ckpt = ckpt_io.load_generator(tmp / "checkpoints" / "c2" / "best.pt")
@@ -89,6 +92,7 @@ def test_both_generator_types_output_313_logits_per_pixel():
     assert ab.abs().max() <= 1.0 and logits.abs().max() > 0
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_prior_of_the_checkpoint(runs, tmp_path):
     tmp, data = runs
     last = tmp / "checkpoints" / "c1" / "last.pt"
@@ -99,6 +103,7 @@ def test_resume_keeps_the_prior_of_the_checkpoint(runs, tmp_path):
     assert after["step"] == 3 and torch.equal(after["generator"]["prior"], before)
 
 
+@pytest.mark.slow
 def test_a_stage1_classifier_cannot_start_a_regression_stage2(runs, capsys):
     tmp, data = runs
     code = main("gan", ["--data", str(data), *TINY32[:-2], "--max-steps", "1", "--init-generator",
@@ -106,6 +111,7 @@ def test_a_stage1_classifier_cannot_start_a_regression_stage2(runs, capsys):
     assert code == 2 and "head: checkpoint 'classification', this run 'regression'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_reports_the_same_metrics_with_each_decoding(runs, tiny_checkpoint):
     from gan_colorizer.evaluate.run import EvalOptions, evaluate
     tmp, data = runs
@@ -125,6 +131,7 @@ def test_evaluate_reports_the_same_metrics_with_each_decoding(runs, tiny_checkpo
     assert results["mode"]["classes"]["psnr"] != results["mean"]["classes"]["psnr"]
 
 
+@pytest.mark.slow
 def test_colorize_and_visualize_pixel_work_with_a_classification_checkpoint(runs, tmp_path, capsys):
     tmp, data = runs
     ckpt = tmp / "checkpoints" / "c2" / "best.pt"
@@ -149,6 +156,7 @@ def test_colorize_and_visualize_pixel_work_with_a_classification_checkpoint(runs
     (["--pixel", "48,0"], "--pixel 48,0: outside the photo (48 x 40 pixels)"),
     (["--pixel", "1,1", "--regression"], "has a regression head"),
 ])
+@pytest.mark.slow
 def test_visualize_pixel_mistakes_are_one_line(runs, tmp_path, tiny_checkpoint, args, message, capsys):
     tmp, data = runs
     ckpt = tiny_checkpoint if "--regression" in args else tmp / "checkpoints" / "c1" / "best.pt"
@@ -159,6 +167,7 @@ def test_visualize_pixel_mistakes_are_one_line(runs, tmp_path, tiny_checkpoint, 
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_onnx_export_of_a_classifier_outputs_the_decoded_ab(runs, tmp_path):
     pytest.importorskip("onnxruntime", reason="the optional [export] dependencies are not installed")
     from gan_colorizer.colorize.onnx import check_onnx, export_onnx
@@ -167,6 +176,7 @@ def test_onnx_export_of_a_classifier_outputs_the_decoded_ab(runs, tmp_path):
     assert check_onnx(path, generator, [(1, 32, 64)]) < 1e-3
 
 
+@pytest.mark.system
 def test_under_torchrun_rank_0_makes_the_prior_and_every_rank_trains_with_it(runs, tmp_path):
     from test_distributed import _torchrun
     _, data = runs

@@ -166,6 +166,7 @@ def test_an_interrupted_write_leaves_no_file_at_all(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "out") == []
 
 
+@pytest.mark.system
 def test_the_script_colorizes_and_ctrl_c_leaves_only_complete_files(cli, tiny_checkpoint, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -113,6 +113,7 @@ def cli_run(checkpoints, messy_folder, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_cli_writes_the_table_csv_summary_grids_and_images(cli_run, messy_folder):
     out, result = cli_run
     assert result.returncode == 0, result.stderr
@@ -151,6 +152,7 @@ def test_cli_writes_the_table_csv_summary_grids_and_images(cli_run, messy_folder
     assert png(out / "truth" / "sub" / "alpha.png").shape == (32, 32, 3)
 
 
+@pytest.mark.slow
 def test_csv_numbers_agree_with_scikit_image_on_the_saved_pngs(cli_run):
     out, _ = cli_run
     rows = read_csv(out / "metrics.csv")
@@ -169,6 +171,7 @@ def test_csv_numbers_agree_with_scikit_image_on_the_saved_pngs(cli_run):
         assert float(r["auc_ab"]) == pytest.approx(auc_np(pred, true), abs=2e-3)
 
 
+@pytest.mark.slow
 def test_summary_aggregates_the_csv_and_leaves_identical_images_out_of_psnr(cli_run):
     out, _ = cli_run
     rows, summary = read_csv(out / "metrics.csv"), json.loads((out / "summary.json").read_text())
@@ -307,6 +310,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_from_200_to_2000_images(tmp_path, tiny_generator, one_thread):
     """Resident memory sampled after every batch: its floor at the end of a 2,000-image run is no higher than
     the 200-image run ever went. The floor is what a leak raises; peaks jitter by tens of MB with the batch temporaries.

@@ -9,6 +9,7 @@ from gan_colorizer.checkpoint import load_generator  # noqa: E402
 from gan_colorizer.colorize.onnx import main  # noqa: E402
 
 
+@pytest.mark.slow
 def test_exported_generator_agrees_with_pytorch_on_new_batch_and_spatial_sizes(tiny_checkpoint, tmp_path, capsys):
     import onnx
     path = tmp_path / "onnx" / "generator.onnx"

@@ -31,7 +31,7 @@ def hook_count(net: torch.nn.Module) -> int:
     return sum(len(m._forward_hooks) for m in net.modules())
 
 
-@pytest.fixture(scope="module", params=["resunet", "unet"])
+@pytest.fixture(scope="module", params=[pytest.param("resunet", marks=pytest.mark.slow), "unet"])
 def generator(request):
     """Both generator types, small: the ResNet U-Net at 64 px, the pix2pix U-Net (8 filters) at the 256 it needs."""
     torch.manual_seed(0)
@@ -88,6 +88,7 @@ def test_grid_shows_the_most_active_channels_first():
     assert activation_chart(fmap, "layer").shape[2] == 3 and ab_maps(torch.zeros(2, 8, 12)).shape[2] == 3
 
 
+@pytest.mark.slow
 def test_visualize_writes_every_layer_of_a_checkpoint(tiny_checkpoint, tmp_path, capsys):
     color_image(3, (70, 50)).save(tmp_path / "photo.png")
     out = tmp_path / "viz"
@@ -119,6 +120,7 @@ def test_visualize_mistakes_exit_2_with_one_line(tiny_checkpoint, tmp_path, caps
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_training_visuals_cover_features_histograms_errors_and_the_ab_distribution():
     torch.manual_seed(0)
     net = build_generator(ModelConfig(), load_pretrained=False).train()

@@ -46,6 +46,7 @@ def alexnet_state(seed=0) -> dict:
     return torchvision.models.alexnet(weights=None).state_dict()
 
 
+@pytest.mark.slow
 def test_fid_inception_equals_pytorch_fid_with_the_same_weights(tmp_path):
     import pytorch_fid.inception as reference
     state = random_fid_state()
@@ -62,6 +63,7 @@ def test_fid_inception_equals_pytorch_fid_with_the_same_weights(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # lpips still passes torchvision's old pretrained= argument
+@pytest.mark.slow
 def test_lpips_equals_the_lpips_package_with_the_same_alexnet(tmp_path):
     """The reference is built apart from our loader: lpips' bundled linear layers over a random trunk whose layers
     are replaced by the AlexNet's; ours takes [0, 1] images and returns (B,), lpips takes [-1, 1]."""

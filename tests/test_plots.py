@@ -56,6 +56,7 @@ def test_reader_and_smoothing_match_tensorboard(runs):
 
 
 @pytest.mark.parametrize("case", ["missing", "no events", "bad smooth"])
+@pytest.mark.slow
 def test_mistakes_exit_2_with_one_line(case, tmp_path):
     (tmp_path / "empty").mkdir()
     args = {"missing": ["--run", str(tmp_path / "nope")], "no events": ["--run", str(tmp_path / "empty")],

@@ -43,6 +43,7 @@ def test_reconstruction_losses_are_l1_l2_and_their_mix():
     assert set(parts) == {"g_l1"} and set(parts2) == set(parts3) == {"g_l1", "g_l2"}  # L1 always reported
 
 
+@pytest.mark.slow
 def test_perceptual_loss_loads_local_weights_and_gradients_reach_ab(vgg_file):
     net = load_perceptual(str(vgg_file), "relu1_2,relu2_2")
     gray_l = torch.rand(2, 1, 32, 32) * 2 - 1
@@ -74,6 +75,7 @@ def test_ema_follows_the_weights_at_its_decay():
     assert not ema.model.weight.requires_grad
 
 
+@pytest.mark.slow
 def test_stage2_with_every_option_trains_and_logs_them(photos, tmp_path, vgg_file):
     args = ["--data", str(photos), *TINY32, "--max-steps", "2", "--recon-loss", "l1+l2", "--l2-weight", "0.5",
             "--perceptual-weight", "0.1", "--perceptual-layers", "relu1_2,relu2_2", "--vgg-weights", str(vgg_file),
@@ -92,6 +94,7 @@ def test_stage2_with_every_option_trains_and_logs_them(photos, tmp_path, vgg_fil
     assert differs  # the average lags the trained weights
 
 
+@pytest.mark.slow
 def test_evaluation_and_inference_take_the_ema_weights_when_present(photos, tmp_path):
     assert main("pretrain", ["--data", str(photos), *TINY32, "--max-steps", "2", "--ema-decay", "0.5",
                              *run_dirs_args(tmp_path, "ema")]) == 0
@@ -110,6 +113,7 @@ def test_evaluation_and_inference_take_the_ema_weights_when_present(photos, tmp_
     assert all(torch.equal(v, ckpt["generator"][k].to(v.dtype)) for k, v in colorizer.generator.state_dict().items())
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_ema_exactly(photos, tmp_path):
     common = ["--data", str(photos), *TINY32, "--ema-decay", "0.7"]
     assert main("pretrain", [*common, "--max-steps", "3", *run_dirs_args(tmp_path, "straight")]) == 0
@@ -120,6 +124,7 @@ def test_resume_keeps_the_ema_exactly(photos, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_report_weights_counts_every_parameter_once(photos, tmp_path):
     assert main("gan", ["--data", str(photos), *TINY32, "--max-steps", "1", *run_dirs_args(tmp_path, "w")]) == 0
     from gan_colorizer.inspect.weights import main as report_main
