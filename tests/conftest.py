@@ -58,17 +58,31 @@ TINY = ["--image-size", "64", "--batch-size", "2", "--num-workers", "0", "--log-
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A stage-1 checkpoint of the default generator (seeded random weights), saved as training saves it."""
+def built_resunet():
+    """The default generator (resnet18 DynamicUnet, seeded random weights), built once: a build costs 1-2 s of CPU.
+    Tests take copies (the `resunet` fixture) or its weights (`tiny_checkpoint`), never this module itself."""
     import torch
 
-    from gan_colorizer.checkpoint import save_atomic
     from gan_colorizer.config import defaults
     from gan_colorizer.networks import build_generator
     torch.manual_seed(0)
+    return build_generator(defaults("pretrain").model, load_pretrained=False)
+
+
+@pytest.fixture
+def resunet(built_resunet):
+    """A fresh copy of the default generator as build_generator returns it (training mode, untouched weights)."""
+    import copy
+    return copy.deepcopy(built_resunet)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, built_resunet) -> Path:
+    """A stage-1 checkpoint of the default generator (seeded random weights), saved as training saves it."""
+    from gan_colorizer.checkpoint import save_atomic
+    from gan_colorizer.config import defaults
     cfg = defaults("pretrain")
-    generator = build_generator(cfg.model, load_pretrained=False)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(), "generator": generator.state_dict(),
-                 "step": 1, "epoch": 0, "metrics": {}}, path)
+    save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(),
+                 "generator": built_resunet.state_dict(), "step": 1, "epoch": 0, "metrics": {}}, path)
     return path

@@ -1,14 +1,13 @@
 import pytest
 import torch
 
-from gan_colorizer.config import ModelConfig
 from gan_colorizer.inspect.anatomy import GROUPS, group_of, stages
-from gan_colorizer.networks import UNetGenerator, build_generator, count_parameters
+from gan_colorizer.networks import UNetGenerator, count_parameters
 
 
-@pytest.mark.parametrize("make, size", [(lambda: build_generator(ModelConfig()), 64), (lambda: UNetGenerator(1, 2), 256)])
-def test_stages_run_from_encoder_to_head_with_shrinking_then_growing_maps(make, size):
-    g = make().eval()
+@pytest.mark.parametrize("kind, size", [("resunet", 64), ("unet", 256)])
+def test_stages_run_from_encoder_to_head_with_shrinking_then_growing_maps(kind, size, request):
+    g = (request.getfixturevalue("resunet") if kind == "resunet" else UNetGenerator(1, 2)).eval()
     found = stages(g)
     assert [s.group for s in found] == sorted((s.group for s in found), key=GROUPS.index)
     shapes = {}
@@ -28,8 +27,8 @@ def test_stages_run_from_encoder_to_head_with_shrinking_then_growing_maps(make, 
     assert shapes[found[-1].name][1] == 2
 
 
-def test_every_parameter_belongs_to_one_group():
-    g = build_generator(ModelConfig())
+def test_every_parameter_belongs_to_one_group(resunet):
+    g = resunet
     groups = group_of(g)
     counted = sum(sum(p.numel() for p in dict(g.named_modules())[n].parameters(recurse=False)) for n in groups)
     assert counted == count_parameters(g)

@@ -11,13 +11,17 @@ from PIL import Image
 from gan_colorizer.color import rgb_to_lab, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, full_res_l
 
-RENDER = 64  # small render size keeps the real network fast on CPU
+RENDER = 64  # a small render size, in the ResNet U-Net's multiples of 32
 
 
 @pytest.fixture(scope="module")
-def colorizer(tiny_checkpoint):
+def colorizer():
+    """The API around a 3x3 convolution: what it checks (sizes, L, controls, modes, batching) holds for any generator.
+    A real checkpoint goes through Colorizer.from_checkpoint in test_colorize_cli and test_research_options."""
+    from test_evaluate import TinyGenerator
+
     from gan_colorizer import Colorizer
-    return Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", render_size=RENDER, amp="off")
+    return Colorizer(TinyGenerator(), render_size=RENDER)
 
 
 def lab_of(img: Image.Image) -> torch.Tensor:

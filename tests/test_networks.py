@@ -25,16 +25,17 @@ def _unet_256_count(cin: int, cout: int, f: int = 64) -> int:
     return total + conv(2 * f, cout, bias=True)
 
 
-def test_resunet_resnet18_has_the_reference_tutorials_parameter_count_and_shapes():
-    g = build_generator(ModelConfig())
+@pytest.mark.slow
+def test_resunet_resnet18_has_the_reference_tutorials_parameter_count_and_shapes(resunet):
+    g = resunet
     assert count_parameters(g) == 31_099_672
     for size in (64, 96, 256):
         assert g(torch.randn(2, 1, size, size)).shape == (2, 2, size, size)
     assert type(g(torch.zeros(2, 1, 64, 64))) is torch.Tensor  # not fastai's TensorBase subclass
 
 
-def test_a_new_generator_is_in_training_mode_everywhere():
-    g = build_generator(ModelConfig())  # fastai's DynamicUnet leaves its encoder in eval mode after tracing
+def test_a_new_generator_is_in_training_mode_everywhere(resunet):
+    g = resunet  # a copy of build_generator's net: fastai's DynamicUnet leaves its encoder in eval mode after tracing
     assert all(m.training for m in g.modules())
 
 
@@ -60,6 +61,7 @@ def test_patchgan_is_70x70_with_a_30x30_map_at_256():
     assert abs(convs[1].weight.std().item() - 0.02) < 0.002  # N(0, 0.02) init
 
 
+@pytest.mark.slow
 def test_backbone_weights_file_is_loaded_and_conv1_summed_over_rgb(tmp_path):
     import torchvision
     resnet = torchvision.models.resnet18(weights=None)
