@@ -107,15 +107,38 @@ def test_colorfulness_uses_absolute_opponent_channels():
     assert M.colorfulness(rgb).item() == pytest.approx(0.3 * math.sqrt(100 ** 2 + yb ** 2))
 
 
-def test_auc_on_a_constructed_error_field():
-    # per-pixel ab errors 0, 10, 25, 200 along (0.6, 0.8): within t for t = 0: 1 of 4; t = 10, 20: 2; t >= 30: 3
-    true_ab = torch.zeros(1, 2, 2, 2)
-    err = torch.tensor([[0.0, 10.0], [25.0, 200.0]])
-    pred_ab = torch.stack([0.6 * err, 0.8 * err])[None] + true_ab
-    expected = (1 / 4 + 2 / 4 + 2 / 4 + 13 * 3 / 4) / 16
-    assert M.auc_ab(pred_ab, true_ab).item() == pytest.approx(expected)
+def ab_with_errors(errors) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pred, true) ab batches of one image whose per-pixel ab errors are `errors`, along the a axis (exact)."""
+    err = torch.as_tensor(errors, dtype=torch.float32).view(1, 1, 1, -1)
+    true_ab = torch.zeros(1, 2, 1, err.shape[-1])
+    return true_ab + torch.cat([err, torch.zeros_like(err)], dim=1), true_ab
+
+
+def test_auc_worked_by_hand_is_the_normalised_area_under_the_cumulative_curve():
+    # errors 0, 0.5, 149.5, 200: the cumulative share on t = 0, 1, ..., 150 is 1/4 at 0, 2/4 from 1 to 149, 3/4 at 150;
+    # trapezoid: (1/4 + 2/4) / 2 + 148 * 2/4 + (2/4 + 3/4) / 2 = 75, over 150 -> 0.5
+    # (the mean over t = 0, 10, ..., 150 of Zhang et al.'s 16 points gave (1/4 + 14 * 2/4 + 3/4) / 16 = 0.5)
+    pred_ab, true_ab = ab_with_errors([0.0, 0.5, 149.5, 200.0])
+    assert M.auc_ab(pred_ab, true_ab).item() == pytest.approx(0.5)
+    # errors 0 and 5: share 1/2 on t = 0..4, 1 from t = 5: (4 * 1/2 + (1/2 + 1) / 2 + 145) / 150 = 0.985
+    # (the 16-point mean read (1/2 + 15) / 16 = 0.969)
+    assert M.auc_ab(*ab_with_errors([0.0, 5.0])).item() == pytest.approx(0.985)
     assert M.auc_ab(true_ab, true_ab).item() == 1.0
-    assert len(M.AUC_THRESHOLDS) == 16 and M.AUC_THRESHOLDS[-1] == 150
+    assert M.auc_ab(*ab_with_errors([150.5, 300.0])).item() == 0.0
+
+
+def test_auc_matches_a_direct_numerical_integration_of_the_cumulative_curve():
+    _, _, ta, pa = pair(shape=(3, 37, 52), noise=60)
+    true_lab, pred_lab = (M.rgb_to_lab(x.float() / 255) for x in (ta, pa))
+    err = (pred_lab[:, 1:] - true_lab[:, 1:]).pow(2).sum(dim=1).sqrt().flatten(1).double()
+    t = torch.arange(0, 151, dtype=torch.float64)
+    cumulative = (err[:, :, None] <= t).double().mean(dim=1)  # (B, thresholds)
+    direct = torch.trapezoid(cumulative, t, dim=1) / 150
+    got = M.auc_ab(pred_lab[:, 1:], true_lab[:, 1:])
+    assert torch.allclose(got, direct, atol=1e-12)
+    assert (got > 0.05).all() and (got < 0.999).all()  # errors spread over the range, not a degenerate case
+    exact = (1 - err / 150).clamp(0, 1).mean(dim=1)  # the integral of the step curve itself
+    assert torch.allclose(got, exact, atol=1 / 150)
 
 
 def test_image_metrics_of_identical_images():

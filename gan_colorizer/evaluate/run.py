@@ -41,7 +41,8 @@ METRIC_NOTES = {  # written into summary.json, so a results file says how its nu
     "ssim": "Wang et al. 2004 per RGB channel: Gaussian sigma 1.5 (11 taps), K1 0.01, K2 0.03, border cropped",
     "delta_e2000": "CIEDE2000 (Sharma et al. 2005), Lab D65 / 2 degrees, mean over pixels",
     "colorfulness": "Hasler & Suesstrunk 2003 with rg = |R - G|, yb = |(R + G) / 2 - B|",
-    "auc_ab": "Zhang et al. 2016: share of pixels with ab L2 error <= t, mean over t = 0, 10, ..., 150",
+    "auc_ab": "Zhang et al. 2016: share of pixels with ab L2 error <= t, integrated over t in [0, 150] (trapezoid, "
+              "step 1) / 150; before 2026-11-30 the mean over t = 0, 10, ..., 150, which read 1-3 points lower",
     "lpips": "Zhang et al. 2018, v0.1, AlexNet",
     "fid": "Heusel et al. 2017; pytorch-fid's TF Inception pool3 (bilinear 299 px) against this set's truth",
 }
