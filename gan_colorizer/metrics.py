@@ -203,12 +203,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, root1=None) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
 
 
+def image_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """Lab (fp32) of 8-bit sRGB images: what every Lab metric is computed on, in evaluation and in validation."""
+    return rgb_to_lab(rgb.float() / 255.0)
+
+
 def image_metrics(pred: torch.Tensor, true: torch.Tensor, true_lab: torch.Tensor | None = None) -> dict:
     """Every per-image metric of a predicted batch against the truth, both 8-bit sRGB (B, 3, H, W).
 
     Lab comes from the 8-bit images, so the numbers are those of the saved PNGs.
     """
-    true_lab = rgb_to_lab(true.float() / 255.0) if true_lab is None else true_lab
-    pred_lab = rgb_to_lab(pred.float() / 255.0)
+    true_lab = image_lab(true) if true_lab is None else true_lab
+    pred_lab = image_lab(pred)
     return {"psnr": psnr(pred, true), "ssim": ssim(pred, true), "delta_e2000": delta_e2000(pred_lab, true_lab),
             "colorfulness": colorfulness(pred), "auc_ab": auc_ab(pred_lab[:, 1:], true_lab[:, 1:])}

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from gan_colorizer.ab_bins import DECODES
 from gan_colorizer.checkpoint import load_generator
-from gan_colorizer.color import lab_to_model, model_to_rgb, rgb_to_lab, to_uint8
+from gan_colorizer.color import lab_to_model, model_to_rgb, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError
@@ -30,7 +30,15 @@ from gan_colorizer.evaluate.protocols import (
     resolve_data,
 )
 from gan_colorizer.inspect.class_views import head_info
-from gan_colorizer.metrics import GRAY, FeatureMoments, colorfulness, frechet_distance, image_metrics, sqrtm_psd
+from gan_colorizer.metrics import (
+    GRAY,
+    FeatureMoments,
+    colorfulness,
+    frechet_distance,
+    image_lab,
+    image_metrics,
+    sqrtm_psd,
+)
 from gan_colorizer.options import REQUIRED, opt
 from gan_colorizer.runtime import Runtime
 
@@ -206,7 +214,7 @@ class Evaluator:
     def _score(self, batch: dict) -> None:
         """Colorize one batch with every candidate, score it, and hand everything to the report."""
         truth = batch["pixels"].to(self.rt.device, non_blocking=True)
-        truth_lab = rgb_to_lab(truth.float() / 255.0)
+        truth_lab = image_lab(truth)
         gray_l, _ = lab_to_model(truth_lab)  # the model sees the truth's L only
         preds, scores = {}, {}
         for cand in self.candidates:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from gan_colorizer.color import model_to_lab, model_to_rgb, to_uint8
+from gan_colorizer.color import model_to_rgb, to_uint8
 from gan_colorizer.config import Config
 from gan_colorizer.losses import classification, discriminator_loss, generator_loss, reconstruction
-from gan_colorizer.metrics import colorfulness, delta_e2000, psnr
+from gan_colorizer.metrics import colorfulness, delta_e2000, image_lab, psnr
 from gan_colorizer.runtime import Runtime
 from gan_colorizer.train import distributed
 from gan_colorizer.train.distributed import SINGLE, Dist, sync_gradients
@@ -160,7 +160,7 @@ def validation_sums(rt: Runtime, generator: torch.nn.Module, batches) -> dict:
         sums["l1"] += (fake_ab - real_ab).abs().mean(dim=(1, 2, 3)).sum().item()
         fake, true = to_uint8(model_to_rgb(gray_l, fake_ab)), pixels.to(fake_ab.device)
         sums["psnr"] += psnr(fake, true).clamp_max(PSNR_CAP).sum().item()
-        sums["delta_e2000"] += delta_e2000(model_to_lab(gray_l, fake_ab), model_to_lab(gray_l, real_ab)).sum().item()
+        sums["delta_e2000"] += delta_e2000(image_lab(fake), image_lab(true)).sum().item()  # as evaluate.py: 8-bit, fp32
         sums["cf_pred"] += colorfulness(fake).sum().item()
         sums["cf_true"] += colorfulness(true).sum().item()
         sums["n"] += pixels.shape[0]
