@@ -74,7 +74,7 @@ def fmt(value) -> str:
     if isinstance(value, float):
         if abs(value) >= 100:
             return f"{value:.0f}"
-        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:#.3g}"
     if isinstance(value, list):
         return " / ".join(fmt(v) for v in value)
     return "" if value is None else str(value).replace("|", "\\|")
