@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-DEMO_FLAGS := --image-size 128 --batch-size 8 --epoch-size 400 --log-every 10 --image-every 50 --viz-every 100
+DEMO_FLAGS := --no-pretrained --image-size 128 --batch-size 8 --epoch-size 400 --log-every 10 --image-every 50 --viz-every 100
 
 .PHONY: install demo test test-fast browser bench docs clean
 
@@ -16,13 +16,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,export]"
 	touch $(STAMP)
 
-# Stage 1 then stage 2 on the embedded sample photos, on CPU; then both evaluated on the held-out ones.
+# Stage 1 then stage 2 on the embedded sample photos, on CPU; then both evaluated on the held-out ones. Nothing
+# downloads: a random ResNet body (--no-pretrained), LPIPS / FID only if their weights are cached (--no-download).
 demo: $(STAMP)
 	rm -rf runs/demo-pretrain runs/demo-gan runs/demo-eval runs/demo-curves checkpoints/demo-pretrain checkpoints/demo-gan
 	$(BIN)/python pretrain_generator.py --name demo-pretrain --epochs 4 $(DEMO_FLAGS)
 	$(BIN)/python train_gan.py --name demo-gan --init-generator checkpoints/demo-pretrain/best.pt --epochs 3 $(DEMO_FLAGS)
 	$(BIN)/python evaluate.py --checkpoint checkpoints/demo-pretrain/best.pt --checkpoint checkpoints/demo-gan/best.pt \
-		--data embedded:val --out runs/demo-eval --num-workers 1 --report
+		--data embedded:val --out runs/demo-eval --num-workers 1 --no-download --report
 	$(BIN)/python -m gan_colorizer.inspect.curves --run runs/demo-pretrain --run runs/demo-gan --out runs/demo-curves
 	@echo "demo done: TensorBoard with '$(BIN)/tensorboard --logdir runs'; sample grids in runs/demo-*/samples/;"
 	@echo "evaluation in runs/demo-eval/ (summary.json, metrics.csv, grids/); open runs/demo-eval/report/index.html;"

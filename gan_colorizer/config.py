@@ -40,8 +40,10 @@ class ModelConfig:
     generator: str = opt("resunet", "resunet: fastai DynamicUnet on a ResNet; unet: the pix2pix U-Net baseline",
                          choices=("resunet", "unet"))
     backbone: str = opt("resnet18", "ResNet body of the resunet generator", choices=("resnet18", "resnet34", "resnet50"))
-    backbone_weights: typing.Optional[str] = opt(None, "local torchvision ResNet state dict for the body (RGB conv1 summed to 1 channel)")
-    pretrained: bool = opt(False, "torchvision's ImageNet weights for the body, from the local cache (TORCH_HOME); never downloaded")
+    backbone_weights: typing.Optional[str] = opt(None, "local torchvision ResNet state dict for the body (RGB conv1 "
+                                                       "summed to 1 channel), instead of --pretrained's")
+    pretrained: bool = opt(True, "torchvision's ImageNet weights for the resunet body (its weights API: the torch.hub "
+                                 "cache under $TORCH_HOME, downloaded on first use); --no-pretrained: random init")
     unet_filters: int = opt(64, "filters of the first layer of the pix2pix U-Net")
     unet_dropout: float = opt(0.5, "dropout in the three innermost decoder blocks of the pix2pix U-Net")
     head: str = opt("regression", "regression: ab per pixel (--recon-loss); classification: Q = 313 logits per pixel "
@@ -191,7 +193,6 @@ def validate(cfg: Config) -> Config:
         (r.checkpoint_minutes >= 0 and r.checkpoint_every >= 0, "--checkpoint-minutes and --checkpoint-every must be >= 0"),
         (r.log_every > 0 and r.image_every > 0, "--log-every and --image-every must be > 0"),
         (r.viz_every >= 0, "--viz-every must be >= 0 (0 = off)"),
-        (not (m.pretrained and m.backbone_weights), "give --pretrained or --backbone-weights, not both"),
         (o.perceptual_weight >= 0 and o.weight_decay >= 0 and o.l2_weight >= 0,
          "--perceptual-weight, --weight-decay and --l2-weight must be >= 0"),
         (o.ema_decay == 0 or 0 < o.ema_decay < 1, f"--ema-decay {o.ema_decay}: must be in (0, 1), or 0 for off"),

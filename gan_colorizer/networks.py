@@ -5,8 +5,10 @@ Every generator maps gray_l (B, 1, H, W) to ab (B, 2, H, W) in the model's units
 """
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torchvision
@@ -17,9 +19,6 @@ from gan_colorizer.errors import UserError
 
 log = logging.getLogger("gan_colorizer")
 
-# torchvision's ImageNet checkpoints, as named in its cache ($TORCH_HOME/hub/checkpoints).
-RESNET_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
-                "resnet50": "resnet50-0676ba61.pth"}
 UNET_INPUT_SIZE = (256, 256)  # DynamicUnet traces its layout at this size; the net runs at any multiple of 32
 
 
@@ -28,8 +27,47 @@ def hub_checkpoint(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
-def pretrained_path(backbone: str) -> Path:
-    return hub_checkpoint(RESNET_FILES[backbone])
+def hub_file(url: str) -> Path:
+    """The cache file torch.hub's load_state_dict_from_url keeps a URL's download in."""
+    return hub_checkpoint(Path(urlparse(url).path).name)
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())[:200]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def fetch_state(url: str, what: str, fix: str, load=None, download: bool = True) -> tuple[dict, str]:
+    """A published state dict through torch.hub's cache, downloaded on first use as torchvision and pytorch-fid do:
+    (state, where it came from). load: the package's own loader (default torch.hub.load_state_dict_from_url);
+    a UserError naming the file, where it goes and `fix` when it is neither cached nor downloadable."""
+    path = hub_file(url)
+    cached = path.is_file()
+    if not cached and not download:
+        raise UserError(f"{what}: {path.name} is not in {path.parent} (no download asked): put it there, {fix}")
+    load = load or functools.partial(torch.hub.load_state_dict_from_url, url)
+    try:
+        state = load(progress=True, check_hash=True, map_location="cpu", weights_only=True)
+    except Exception as e:  # offline, HTTP errors, a bad hash, a truncated file: all mean the same to the user
+        if cached:
+            raise UserError(f"{path}: not a readable {what} ({_reason(e)}); delete it to download it again, "
+                            f"{fix}") from None
+        raise UserError(f"{what}: {path.name} is not in {path.parent} and downloading {url} failed ({_reason(e)}): "
+                        f"put the file there, {fix}") from None
+    return state, f"{path} ({'cached' if cached else 'downloaded from ' + url})"
+
+
+def resnet_weights(backbone: str) -> torchvision.models.WeightsEnum:
+    """torchvision's ImageNet weights of a ResNet (IMAGENET1K_V1, the body of the fastai / DeOldify U-Nets)."""
+    return torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
+
+
+def imagenet_body(backbone: str) -> tuple[dict, str]:
+    """The body's ImageNet state dict through torchvision's weights API (cached, or downloaded on first use)."""
+    weights = resnet_weights(backbone)
+    state, source = fetch_state(weights.url, f"--pretrained: ImageNet weights for {backbone}",
+                                "or pass --no-pretrained for a random body", load=weights.get_state_dict)
+    return state, f"torchvision {weights}, {source}"
 
 
 def load_state_dict_file(path, what: str) -> dict:
@@ -199,27 +237,37 @@ def _backbone_weights(model_cfg) -> tuple[dict | None, str]:
     if model_cfg.backbone_weights:
         return load_state_dict_file(model_cfg.backbone_weights, "backbone weights"), model_cfg.backbone_weights
     if model_cfg.pretrained:
-        path = pretrained_path(model_cfg.backbone)
-        if not path.is_file():
-            raise UserError(f"--pretrained: ImageNet weights for {model_cfg.backbone} not found at {path}; put "
-                            f"{RESNET_FILES[model_cfg.backbone]} (from download.pytorch.org/models/) there, "
-                            f"or pass --backbone-weights FILE")
-        return load_state_dict_file(path, "backbone weights"), str(path)
+        return imagenet_body(model_cfg.backbone)
     return None, ""
 
 
+def check_body_weights(model_cfg) -> None:
+    """Before a run writes anything: the body's weight file is there (the ImageNet one downloaded now if missing),
+    or a UserError says which and where."""
+    if model_cfg.generator != "resunet":
+        return
+    if model_cfg.backbone_weights:
+        if not Path(model_cfg.backbone_weights).is_file():
+            raise UserError(f"--backbone-weights {model_cfg.backbone_weights}: file not found")
+    elif model_cfg.pretrained and not hub_file(resnet_weights(model_cfg.backbone).url).is_file():
+        imagenet_body(model_cfg.backbone)
+
+
 def build_generator(model_cfg, load_pretrained: bool = True) -> nn.Module:
-    """The generator the config names; load_pretrained=False when a checkpoint will supply every weight."""
+    """The generator the config names; load_pretrained=False when a checkpoint will supply every weight (then no
+    ImageNet file is read or downloaded)."""
     classes = model_cfg.head == "classification"
     bins = bin_tensor() if classes else None
     n_out = len(bins) if classes else 2
     if model_cfg.generator == "unet":
         net = init_normal(UNetGenerator(1, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=classes))
+        if load_pretrained:
+            log.info("generator: pix2pix U-Net, random init N(0, 0.02) (it has no pretrained body)")
     else:
         weights, source = _backbone_weights(model_cfg) if load_pretrained else (None, "")
         if load_pretrained:
             log.info("generator: resunet on %s, %s", model_cfg.backbone, f"body weights from {source}"
-                     if weights is not None else "random init (no --pretrained / --backbone-weights)")
+                     if weights is not None else "random init (--no-pretrained)")
         net = resunet(model_cfg.backbone, weights, source, n_out)
     return ColorClassifier(net, bins, model_cfg.annealed_t) if classes else net
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny color photos made on the fly, and a way to run the scripts as a user would."""
+"""Shared fixtures: tiny color photos made on the fly, a way to run the scripts as a user would, and a torch.hub
+cache of weight files the tests make, with every download blocked."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,61 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: a connection there is refused at once
+DOWNLOADS: list[str] = []  # every download attempted in this process (all blocked)
+
+
+def blocked_download(url, dst, *args, **kwargs):
+    """torch.hub.download_url_to_file in tests: records the URL and fails as an offline machine does."""
+    import urllib.error
+    DOWNLOADS.append(url)
+    raise urllib.error.URLError(f"tests/conftest.py blocks downloads ({url})")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_home(tmp_path_factory) -> Path:
+    """No test reaches the network. TORCH_HOME is a fresh torch.hub cache holding what the tests use (a seeded random
+    torchvision resnet18 under the real file name), torch.hub's download is blocked in this process, and every proxy
+    is dead for the processes tests start (they inherit TORCH_HOME and the proxies)."""
+    import torch
+    import torchvision
+
+    from gan_colorizer.networks import hub_file, resnet_weights
+    home = tmp_path_factory.mktemp("torch_home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TORCH_HOME", str(home))
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        patch.setenv(var, DEAD_PROXY)
+    for var in ("no_proxy", "NO_PROXY"):
+        patch.setenv(var, "127.0.0.1,localhost")  # the browser tests talk to chromium on 127.0.0.1
+    patch.setattr(torch.hub, "download_url_to_file", blocked_download)
+    path = hub_file(resnet_weights("resnet18").url)
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(18)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    yield home
+    patch.undo()
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path, monkeypatch) -> Path:
+    """An empty torch.hub cache for one test: an offline machine on first use (downloads stay blocked)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    return tmp_path / "empty_torch_home"
+
+
+@pytest.fixture
+def fake_download(monkeypatch):
+    """An online machine: torch.hub's download writes `files[name]` (a state dict) at the path it asks for.
+    Returns (files to fill, the URLs downloaded)."""
+    import torch
+    files, urls = {}, []
+
+    def download(url, dst, *args, **kwargs):
+        urls.append(url)
+        torch.save(files[Path(url).name], dst)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return files, urls
 
 
 def color_image(seed: int, size=(48, 40)) -> Image.Image:

@@ -239,7 +239,7 @@ def test_lpips_and_fid_are_wired_to_the_right_images(tmp_path, tiny_generator, m
 
     from gan_colorizer.evaluate.lpips_fid import Lpips
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # nothing cached: only the flag's file
-    monkeypatch.setattr(evaluation, "load_fid", lambda path: (PooledFeatures(), "pooled"))
+    monkeypatch.setattr(evaluation, "load_fid", lambda path, download: (PooledFeatures(), "pooled"))
     torch.manual_seed(1)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), tmp_path / "alex.pth")
     data, out = tmp_path / "photos", tmp_path / "out"

@@ -1,7 +1,8 @@
-"""LPIPS and FID networks: loaded from local files only, and equal to the reference packages given the same weights.
+"""LPIPS and FID networks: the published files through torch.hub's cache (downloaded on first use), a flag's file,
+and equal to the reference packages given the same weights.
 
-Random weights stand in for the real ones (which are never downloaded); the reference packages are built with
-their download function replaced, so a network call would fail the test.
+Random weights stand in for the real ones; conftest.py blocks every download, and the download tests replace it
+with one that writes those random weights.
 """
 import functools
 from unittest import mock
@@ -12,18 +13,13 @@ import torchvision
 
 from gan_colorizer.errors import UserError
 from gan_colorizer.evaluate import lpips_fid as P
+from gan_colorizer.networks import hub_checkpoint
 
 
 @pytest.fixture(autouse=True)
-def no_downloads(monkeypatch, tmp_path):
-    """An empty torch hub cache, and any download attempt is an error."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("attempted a download")
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", refuse)  # imported by name there
+def no_cache(empty_torch_home):
+    """An empty torch hub cache: these tests fill it themselves."""
+    return empty_torch_home
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,26 +90,63 @@ def _saved(state, path):
 
 def test_weights_are_found_in_the_torch_hub_cache():
     for name, state in ((P.FID_FILE, random_fid_state()), (P.ALEXNET_FILE, alexnet_state())):
-        path = P.hub_checkpoint(name)
+        path = hub_checkpoint(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, path)
     (fid, fid_source), (lp, lp_source) = P.load_fid(), P.load_lpips()
     assert fid is not None and lp is not None
-    assert fid_source.endswith(P.FID_FILE) and lp_source.endswith(P.ALEXNET_FILE)
+    assert fid_source == f"{hub_checkpoint(P.FID_FILE)} (cached)" and P.ALEXNET_FILE in lp_source
 
 
-def test_missing_weights_give_none_and_a_reason():
-    for load, name, flag in ((P.load_fid, P.FID_FILE, "--fid-weights"), (P.load_lpips, P.ALEXNET_FILE, "--lpips-weights")):
+def test_the_cache_names_are_those_the_packages_download():
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+    assert FID_WEIGHTS_URL.endswith("/" + P.FID_FILE)
+    assert torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url.endswith("/" + P.ALEXNET_FILE)
+
+
+def test_first_use_downloads_both_files_into_the_torch_hub_cache(fake_download):
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+    files, urls = fake_download
+    files[P.FID_FILE], files[P.ALEXNET_FILE] = random_fid_state(), alexnet_state()
+    (fid, fid_source), (lp, lp_source) = P.load_fid(), P.load_lpips()
+    assert fid is not None and lp is not None
+    assert urls == [FID_WEIGHTS_URL, torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url]
+    for name in (P.FID_FILE, P.ALEXNET_FILE):
+        assert hub_checkpoint(name).is_file()
+    assert fid_source == f"{hub_checkpoint(P.FID_FILE)} (downloaded from {FID_WEIGHTS_URL})"
+    name = "Conv2d_1a_3x3.conv.weight"
+    assert torch.equal(fid.net.state_dict()[name], random_fid_state()[name])
+    (_, fid_source), (_, lp_source) = P.load_fid(), P.load_lpips()  # once: from the cache from now on
+    assert len(urls) == 2 and fid_source.endswith("(cached)") and lp_source.endswith("(cached)")
+
+
+def test_offline_with_nothing_cached_gives_none_and_a_one_line_reason():
+    from conftest import DOWNLOADS
+    before = len(DOWNLOADS)
+    cases = ((P.load_fid, P.FID_FILE, "--fid-weights"), (P.load_lpips, P.ALEXNET_FILE, "--lpips-weights"))
+    for load, name, flag in cases:
         net, reason = load()
-        assert net is None and name in reason and flag in reason and str(P.hub_checkpoint(name).parent) in reason
+        assert net is None and name in reason and flag in reason and str(hub_checkpoint(name).parent) in reason
+        assert "downloading" in reason and "\n" not in reason
+    assert len(DOWNLOADS) == before + 2  # each tried once, and was refused
+
+
+def test_no_download_uses_only_the_cache():
+    from conftest import DOWNLOADS
+    before = len(DOWNLOADS)
+    net, reason = P.load_fid(download=False)
+    assert net is None and "no download asked" in reason and P.FID_FILE in reason and len(DOWNLOADS) == before
 
 
 def test_an_unusable_cached_file_gives_none_and_a_reason():
-    path = P.hub_checkpoint(P.FID_FILE)
+    path = hub_checkpoint(P.FID_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(alexnet_state(), path)
     net, reason = P.load_fid()
-    assert net is None and "unusable cached weights" in reason and "FID Inception" in reason
+    assert net is None and str(path) in reason and "not pytorch-fid's FID Inception" in reason
+    path.write_bytes(b"truncated")
+    net, reason = P.load_fid()
+    assert net is None and "not a readable FID Inception weights" in reason and "delete it" in reason
 
 
 def test_a_flag_naming_a_missing_or_wrong_file_is_a_user_error(tmp_path):

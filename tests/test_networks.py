@@ -8,8 +8,12 @@ from gan_colorizer.networks import (
     UNetGenerator,
     build_discriminator,
     build_generator,
+    check_body_weights,
     count_parameters,
+    hub_file,
+    imagenet_body,
     resnet_body,
+    resnet_weights,
 )
 
 
@@ -83,11 +87,106 @@ def test_wrong_backbone_file_is_a_clear_error(tmp_path):
         build_generator(ModelConfig(backbone_weights=str(tmp_path / "junk.pth")))
 
 
-def test_pretrained_without_local_weights_names_the_file_and_never_downloads(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(UserError, match=r"resnet18-f37072fd\.pth"):
-        build_generator(ModelConfig(pretrained=True))
-    assert not any(tmp_path.rglob("*.pth"))
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"  # torchvision's, as documented
+
+
+def test_imagenet_weights_are_torchvisions_file_in_the_torch_hub_cache(torch_home):
+    assert resnet_weights("resnet18").url == RESNET18_URL
+    assert hub_file(RESNET18_URL) == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+
+
+def test_pretrained_is_the_default_and_reads_the_cached_file(torch_home):
+    from conftest import DOWNLOADS
+    assert ModelConfig().pretrained
+    before = len(DOWNLOADS)
+    state, source = imagenet_body("resnet18")
+    on_disk = torch.load(hub_file(RESNET18_URL), weights_only=True)
+    assert state.keys() == on_disk.keys()
+    assert torch.equal(state["layer1.0.conv1.weight"], on_disk["layer1.0.conv1.weight"])
+    assert str(hub_file(RESNET18_URL)) in source and "cached" in source and "ResNet18_Weights.IMAGENET1K_V1" in source
+    assert len(DOWNLOADS) == before
+
+
+@pytest.mark.slow
+def test_default_generator_body_is_the_cached_imagenet_file_and_no_pretrained_is_random(caplog):
+    on_disk = torch.load(hub_file(RESNET18_URL), weights_only=True)
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        g = build_generator(ModelConfig())
+    assert torch.allclose(g.layers[0][0].weight, on_disk["conv1.weight"].sum(1, keepdim=True))
+    assert torch.equal(g.layers[0][4][0].conv1.weight, on_disk["layer1.0.conv1.weight"])
+    assert "body weights from torchvision ResNet18_Weights.IMAGENET1K_V1" in caplog.text
+    assert "resnet18-f37072fd.pth (cached)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        g = build_generator(ModelConfig(pretrained=False))
+    assert not torch.equal(g.layers[0][4][0].conv1.weight, on_disk["layer1.0.conv1.weight"])
+    assert "random init (--no-pretrained)" in caplog.text
+
+
+def test_offline_without_the_cached_file_is_one_line_naming_it_where_it_goes_and_no_pretrained(empty_torch_home):
+    from conftest import DOWNLOADS
+    before = len(DOWNLOADS)
+    with pytest.raises(UserError) as e:
+        build_generator(ModelConfig())
+    message = str(e.value)
+    assert "\n" not in message and "resnet18-f37072fd.pth" in message and "--no-pretrained" in message
+    assert str(empty_torch_home / "hub" / "checkpoints") in message and RESNET18_URL in message
+    assert DOWNLOADS[before:] == [RESNET18_URL]  # torchvision's own loader tried, and was refused
+    assert not any(empty_torch_home.rglob("*.pth"))
+    with pytest.raises(UserError, match="resnet18-f37072fd.pth"):  # before a run claims its folders
+        check_body_weights(ModelConfig())
+
+
+def test_first_use_downloads_into_the_cache_under_torchvisions_name(empty_torch_home, fake_download):
+    import torchvision
+    files, urls = fake_download
+    torch.manual_seed(3)
+    files["resnet18-f37072fd.pth"] = torchvision.models.resnet18(weights=None).state_dict()
+    check_body_weights(ModelConfig())  # what training calls before it writes anything
+    path = empty_torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert urls == [RESNET18_URL] and path.is_file()
+    state, source = imagenet_body("resnet18")  # now from the cache: no second download
+    assert urls == [RESNET18_URL] and f"{path} (cached)" in source
+    assert torch.equal(state["fc.weight"], files["resnet18-f37072fd.pth"]["fc.weight"])
+
+
+def test_first_use_log_says_the_weights_were_downloaded(empty_torch_home, fake_download):
+    import torchvision
+    files, _ = fake_download
+    files["resnet18-f37072fd.pth"] = torchvision.models.resnet18(weights=None).state_dict()
+    _, source = imagenet_body("resnet18")
+    assert source.endswith(f"(downloaded from {RESNET18_URL})")
+
+
+def test_a_truncated_cached_file_is_a_user_error_saying_delete_it(empty_torch_home):
+    path = empty_torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UserError, match=r"resnet18-f37072fd\.pth: not a readable .*delete it"):
+        imagenet_body("resnet18")
+
+
+def test_pix2pix_unet_has_no_pretrained_body_and_ignores_the_flag(empty_torch_home, caplog):
+    from conftest import DOWNLOADS
+    from gan_colorizer.config import defaults, update, validate
+    before = len(DOWNLOADS)
+    cfg = validate(update(defaults("pretrain"), {"generator": "unet", "unet_filters": 4}))
+    assert cfg.model.pretrained  # the default, untouched: nothing to load for this generator
+    check_body_weights(cfg.model)
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        g = build_generator(cfg.model)
+    assert isinstance(g, UNetGenerator) and "has no pretrained body" in caplog.text
+    assert len(DOWNLOADS) == before and not empty_torch_home.exists()
+
+
+def test_backbone_weights_take_the_place_of_the_default_imagenet_body(empty_torch_home, tmp_path):
+    from gan_colorizer.config import defaults, update, validate
+    cfg = validate(update(defaults("pretrain"), {"backbone_weights": str(tmp_path / "r18.pth")}))
+    with pytest.raises(UserError, match="--backbone-weights .*r18.pth: file not found"):
+        check_body_weights(cfg.model)  # not the ImageNet file: the one named
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "r18.pth")
+    check_body_weights(cfg.model)
+    assert not empty_torch_home.exists()
 
 
 def test_resnet_body_without_weights_takes_one_channel():

@@ -49,7 +49,8 @@ def test_stage1_runs_from_the_command_line_and_writes_everything(stage1):
     assert STAGE1_TAGS <= set(acc.Tags()["scalars"])
     assert "val/samples" in acc.Tags()["images"]
     assert any("config" in t for t in acc.Tags()["tensors"])
-    assert "random init" in result.stdout and "4 training and 2 validation images" in result.stdout
+    assert "resnet18-f37072fd.pth (cached)" in result.stdout  # the default ImageNet body, from conftest's cache
+    assert "4 training and 2 validation images" in result.stdout
 
 
 def test_viz_every_puts_feature_maps_ab_histograms_and_difference_maps_in_tensorboard(stage1):

@@ -1,13 +1,15 @@
-"""The two metrics that need pretrained networks, LPIPS and FID, loaded only from local files (never downloaded).
+"""The two metrics that need pretrained networks, LPIPS and FID, on the published weights those packages use:
+fetched once into torch.hub's cache ($TORCH_HOME/hub/checkpoints) where the machine is online, or read from it.
 
-- FID: the TensorFlow Inception of the FID paper as ported by pytorch-fid (`pt_inception-2015-12-05-6726825d.pth`),
-  pool3 2048-d features of images resized to 299 bilinearly: what DDColor, ColorFormer and BigColor report.
+- FID: the TensorFlow Inception of the FID paper as ported by pytorch-fid (`pt_inception-2015-12-05-6726825d.pth`,
+  its FID_WEIGHTS_URL), pool3 2048-d features of images resized to 299 bilinearly: what DDColor, ColorFormer and
+  BigColor report.
 - LPIPS v0.1 with AlexNet (Zhang et al. 2018): the `lpips` package's network and the linear-layer weights that ship
-  inside it, over torchvision's ImageNet AlexNet (`alexnet-owt-7be5be79.pth`); or one file holding both
-  (lpips.LPIPS().state_dict()).
+  inside it, over torchvision's ImageNet AlexNet (`alexnet-owt-7be5be79.pth`, AlexNet_Weights.IMAGENET1K_V1); or
+  one file holding both (lpips.LPIPS().state_dict()).
 
-A loader returns (network, source) when it finds weights, or (None, reason) when it does not; a file named by a
-flag that cannot be used is a UserError.
+A loader returns (network, source) when it has weights, or (None, reason) when they are neither cached nor
+downloadable (offline); a file named by a flag that cannot be used is a UserError.
 """
 from __future__ import annotations
 
@@ -20,12 +22,10 @@ import torchvision
 from torch import nn
 
 from gan_colorizer.errors import UserError
-from gan_colorizer.networks import hub_checkpoint, load_state_dict_file
+from gan_colorizer.networks import fetch_state, load_state_dict_file
 
-FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-FID_SOURCE = "github.com/mseitzer/pytorch-fid/releases (fid_weights)"
-ALEXNET_SOURCE = "download.pytorch.org/models/"
+FID_FILE = "pt_inception-2015-12-05-6726825d.pth"  # the file name of pytorch_fid.inception.FID_WEIGHTS_URL
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # of torchvision's AlexNet_Weights.IMAGENET1K_V1.url
 
 
 class FidInception(nn.Module):
@@ -86,52 +86,58 @@ class Lpips(nn.Module):
             raise UserError(f"{source}: not AlexNet / LPIPS weights ({' '.join(str(e).split())[:200]})") from None
 
 
-def _find(flag_path, cached: Path, flag: str, source: str) -> tuple[Path | None, str]:
+def _fetch_fid(download: bool) -> tuple[dict, str]:
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+    return fetch_state(FID_WEIGHTS_URL, "FID Inception weights", "or pass --fid-weights FILE", download=download)
+
+
+def _fetch_alexnet(download: bool) -> tuple[dict, str]:
+    weights = torchvision.models.AlexNet_Weights.IMAGENET1K_V1
+    return fetch_state(weights.url, "LPIPS AlexNet weights", "or pass --lpips-weights FILE",
+                       load=weights.get_state_dict, download=download)
+
+
+def _load(flag_path, flag: str, what: str, fetch, build, download: bool) -> tuple[nn.Module | None, str]:
+    """(net, source) from the flag's file, or from the cache (downloaded on first use); (None, reason) when the
+    cache has no usable file and none can be downloaded."""
     if flag_path:
         if not Path(flag_path).is_file():
             raise UserError(f"{flag} {flag_path}: file not found")
-        return Path(flag_path), ""
-    if cached.is_file():
-        return cached, ""
-    return None, f"no weights: pass {flag} FILE or put {cached.name} (from {source}) in {cached.parent}"
-
-
-def _load(flag_path, cached: Path, flag: str, source: str, build) -> tuple[nn.Module | None, str]:
-    """(net, path) from the flag's file or the cache; (None, reason) when absent or when a cached file is unusable."""
-    path, reason = _find(flag_path, cached, flag, source)
-    if path is None:
-        return None, reason
-    try:
-        return build(path).eval().requires_grad_(False), str(path)
-    except ImportError as e:  # pytorch-fid, lpips: dependencies, but a broken one should not stop the other metrics
-        if flag_path:
+        try:
+            return _ready(build(load_state_dict_file(flag_path, what), flag_path)), str(flag_path)
+        except ImportError as e:
             raise UserError(f"{flag}: needs the {e.name} package ({e})") from None
+    try:
+        state, source = fetch(download)
+        return _ready(build(state, source)), source
+    except ImportError as e:  # pytorch-fid, lpips: dependencies, but a broken one should not stop the other metrics
         return None, f"{e.name} package not installed"
-    except UserError as e:
-        if flag_path:
-            raise
-        return None, f"unusable cached weights: {e}"
+    except UserError as e:  # not cached and not downloadable, or a cached file that is not these weights
+        return None, str(e)
 
 
-def _build_fid(path: Path) -> FidInception:
+def _ready(net: nn.Module) -> nn.Module:
+    return net.eval().requires_grad_(False)
+
+
+def _build_fid(state: dict, source) -> FidInception:
     net = FidInception()
-    state = load_state_dict_file(path, "FID Inception weights")
     try:
         net.net.load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"{path}: not pytorch-fid's FID Inception weights ({' '.join(str(e).split())[:200]})") from None
+        raise UserError(f"{source}: not pytorch-fid's FID Inception weights ({' '.join(str(e).split())[:200]})") from None
     return net
 
 
-def _build_lpips(path: Path) -> Lpips:
+def _build_lpips(state: dict, source) -> Lpips:
     net = Lpips()
-    net.load_weights(load_state_dict_file(path, "LPIPS / AlexNet weights"), path)
+    net.load_weights(state, source)
     return net
 
 
-def load_fid(flag_path=None) -> tuple[FidInception | None, str]:
-    return _load(flag_path, hub_checkpoint(FID_FILE), "--fid-weights", FID_SOURCE, _build_fid)
+def load_fid(flag_path=None, download: bool = True) -> tuple[FidInception | None, str]:
+    return _load(flag_path, "--fid-weights", "FID Inception weights", _fetch_fid, _build_fid, download)
 
 
-def load_lpips(flag_path=None) -> tuple[Lpips | None, str]:
-    return _load(flag_path, hub_checkpoint(ALEXNET_FILE), "--lpips-weights", ALEXNET_SOURCE, _build_lpips)
+def load_lpips(flag_path=None, download: bool = True) -> tuple[Lpips | None, str]:
+    return _load(flag_path, "--lpips-weights", "LPIPS / AlexNet weights", _fetch_alexnet, _build_lpips, download)

@@ -74,10 +74,13 @@ class EvalOptions:
                                "weights", choices=WEIGHTS)
     limit: int | None = opt(None, "evaluate only the first N files (sorted)", metavar="N")
     save_images: bool = opt(False, "also write every colorized image (and the truth) as PNG", action="store_true")
-    fid_weights: str | None = opt(None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: looked up in "
-                                        "$TORCH_HOME/hub/checkpoints)", metavar="PATH")
+    fid_weights: str | None = opt(None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: the one in "
+                                        "$TORCH_HOME/hub/checkpoints, downloaded there on first use)", metavar="PATH")
     lpips_weights: str | None = opt(None, "torchvision's alexnet-owt-7be5be79.pth, or a whole lpips.LPIPS state dict "
-                                          "(default: looked up in $TORCH_HOME/hub/checkpoints)", metavar="PATH")
+                                          "(default: the one in $TORCH_HOME/hub/checkpoints, downloaded there on "
+                                          "first use)", metavar="PATH")
+    download: bool = opt(True, "download the LPIPS / FID weights the cache lacks (--no-download: cached files only; "
+                               "a metric without weights is null, with the reason)")
     num_workers: int = opt(2, "DataLoader processes that decode images", metavar="N")
     grid_images: int = opt(16, "images shown in grids/, spread evenly over the set, 4 per sheet; 0 = none", metavar="N")
     report: bool = opt(False, "also write OUT/report/index.html: images, sortable metric tables, ab distributions, "
@@ -138,8 +141,8 @@ class Evaluator:
         self.paths, self.names = resolve_data(opts.data)
         self.candidates = load_candidates(opts, self.rt)
         self.weights, self.unavailable = {}, {}  # metric -> weight file, or -> why it is not computed
-        self.lpips = self._metric_net("lpips", *load_lpips(opts.lpips_weights))
-        self.fid = self._metric_net("fid", *load_fid(opts.fid_weights))
+        self.lpips = self._metric_net("lpips", *load_lpips(opts.lpips_weights, opts.download))
+        self.fid = self._metric_net("fid", *load_fid(opts.fid_weights, opts.download))
         labels = [c.label for c in self.candidates]
         self.moments = {label: FeatureMoments() for label in labels + ["truth"]} if self.fid else {}
         self.seconds = dict.fromkeys(labels, 0.0)

@@ -27,7 +27,7 @@ from gan_colorizer.data import (
 )
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import bin_distribution_figure
-from gan_colorizer.networks import unwrap
+from gan_colorizer.networks import check_body_weights, unwrap
 from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything
 from gan_colorizer.train import distributed
 from gan_colorizer.train.guard import BadSteps, RunLock
@@ -101,6 +101,8 @@ def start(cfg: Config) -> Run:
     rt = Runtime(device, cfg.optim.amp, cfg.optim.channels_last)
     micro_batch = per_process_batch(cfg.optim.batch_size, dist.world)
     seed_everything(cfg.run.seed + dist.rank)  # dropout differs per process; DDP broadcasts rank 0's weights
+    if not (cfg.run.resume or cfg.run.init_generator):  # offline without the ImageNet file: stop before writing
+        distributed.on_main(dist, lambda: check_body_weights(cfg.model))
     run_dir, ckpt_dir, cfg.run.name = distributed.on_main(dist, lambda: (*run_paths(cfg), cfg.run.name))
     resumed = ckpt_io.load(cfg.run.resume) if cfg.run.resume else None
     split = distributed.on_main(dist, lambda: data_split(cfg, run_dir, resumed))
