@@ -87,7 +87,8 @@ def end_to_end(paths, folder: Path, size: int, batch: int, workers: int, rt: Run
         torch.save({"stage": "pretrain", "config": cfg.to_dict(), "generator": cands[1].generator.state_dict()}, ckpt)
         start = time.perf_counter()
         evaluate(EvalOptions(checkpoints=[str(ckpt)], data=str(folder), out=str(Path(tmp) / "out"), image_size=size,
-                             batch_size=batch, num_workers=workers, limit=len(paths), grid_images=0))
+                             batch_size=batch, num_workers=workers, limit=len(paths), grid_images=0,
+                             download=False))  # LPIPS / FID only when cached, as before downloads existed
         full = len(paths) / (time.perf_counter() - start)  # includes building the generator from the checkpoint
     return plain, full
 
