@@ -252,10 +252,17 @@ def load_generator(path, device="cpu", weights: str = "auto"):
     from gan_colorizer.networks import build_generator
     ckpt = load(path)
     cfg = Config.from_dict(ckpt["config"])
-    key = "generator_ema" if weights != "raw" and "generator_ema" in ckpt else "generator"
-    if weights == "ema" and key != "generator_ema":
-        raise UserError(f"{path}: no EMA weights in this checkpoint (trained without --ema-decay); use --weights raw")
+    key = generator_key(ckpt, path, weights)
     generator = build_generator(cfg.model, load_pretrained=False)
     load_weights(generator, ckpt[key], path, key)
     ckpt["weights_used"] = "ema" if key == "generator_ema" else "raw"
     return generator.to(device).eval(), cfg, ckpt
+
+
+def generator_key(ckpt: dict, path, weights: str = "auto", flag: str = "--weights") -> str:
+    """Which generator of a checkpoint `weights` (config.WEIGHTS) takes: auto = the EMA copy when the run kept one
+    (--ema-decay; what its validation saw and picked best.pt with), ema = insist on it, raw = the trained weights."""
+    key = "generator_ema" if weights != "raw" and "generator_ema" in ckpt else "generator"
+    if weights == "ema" and key != "generator_ema":
+        raise UserError(f"{path}: no EMA weights in this checkpoint (trained without --ema-decay); use {flag} raw")
+    return key

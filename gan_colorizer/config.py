@@ -98,7 +98,11 @@ class RunConfig:
     seed: int = opt(0, "seed for weights, validation split, crops and flips")
     device: str = opt("auto", "auto = cuda when present, else cpu", choices=("auto", "cpu", "cuda"))
     resume: typing.Optional[str] = opt(None, "continue a run from its last.pt (same step, epoch and config; flags given override)")
-    init_generator: typing.Optional[str] = opt(None, "stage-1 checkpoint to start the generator from", stages=("gan",))
+    init_generator: typing.Optional[str] = opt(None, "stage-1 checkpoint to start the generator from (its architecture "
+                                                     "too: flags given override)", stages=("gan",))
+    init_weights: str = opt("auto", "which weights of --init-generator: auto = its EMA copy when it holds one (what "
+                                    "stage 1 validated and picked best.pt with), else its trained ones; ema = insist; "
+                                    "raw = the trained ones", choices=WEIGHTS, stages=("gan",))
     checkpoint_minutes: float = opt(15.0, "also write last.pt mid-epoch when this many minutes passed since the last "
                                           "write (bounds the work a crash loses; 0 = off)")
     checkpoint_every: int = opt(0, "also write last.pt every N optimizer steps (0 = off)")

@@ -114,6 +114,33 @@ def test_evaluation_and_inference_take_the_ema_weights_when_present(photos, tmp_
 
 
 @pytest.mark.slow
+def test_init_generator_takes_the_stage1_ema_weights_unless_told_raw_and_says_which(photos, tmp_path, caplog):
+    from gan_colorizer.config import defaults, update
+    from gan_colorizer.networks import build_generator
+    from gan_colorizer.train.nets import init_generator
+    assert main("pretrain", ["--data", str(photos), *TINY32, "--max-steps", "2", "--ema-decay", "0.5",
+                             "--no-pretrained", *run_dirs_args(tmp_path, "ema")]) == 0
+    path = tmp_path / "checkpoints" / "ema" / "best.pt"
+    saved = ckpt_io.load(path)
+    assert any(not torch.equal(saved["generator"][k], saved["generator_ema"][k]) for k in saved["generator"])
+    cfg = update(defaults("gan"), {"init_generator": str(path), "image_size": 32})
+    generator = build_generator(cfg.model, load_pretrained=False)
+    for choice, key, said in [("auto", "generator_ema", "EMA weights"), ("ema", "generator_ema", "EMA weights"),
+                              ("raw", "generator", "trained weights")]:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="gan_colorizer"):
+            init_generator(str(path), update(cfg, {"init_weights": choice}), generator)
+        assert all(torch.equal(v, saved[key][k]) for k, v in generator.state_dict().items()), choice
+        assert f"generator: {said} ({key}) from {path}" in caplog.text
+    assert main("pretrain", ["--data", str(photos), *TINY32, "--max-steps", "1", "--no-pretrained",
+                             *run_dirs_args(tmp_path, "plain")]) == 0
+    plain = str(tmp_path / "checkpoints" / "plain" / "best.pt")
+    with pytest.raises(UserError, match="no EMA weights.*--init-weights raw"):
+        init_generator(plain, update(cfg, {"init_weights": "ema"}), generator)
+    init_generator(plain, update(cfg, {"init_weights": "auto"}), generator)  # none kept: the trained weights
+
+
+@pytest.mark.slow
 def test_resume_keeps_the_ema_exactly(photos, tmp_path):
     common = ["--data", str(photos), *TINY32, "--ema-decay", "0.7"]
     assert main("pretrain", [*common, "--max-steps", "3", *run_dirs_args(tmp_path, "straight")]) == 0

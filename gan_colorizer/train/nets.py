@@ -40,11 +40,14 @@ def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt
 
 
 def init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
+    """The stage-1 generator's weights: its EMA copy unless --init-weights raw (or it has none)."""
     ckpt = ckpt_io.load(path)
     ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path)
-    ckpt_io.load_weights(generator, ckpt["generator"], path, "generator")
+    key = ckpt_io.generator_key(ckpt, path, cfg.run.init_weights, flag="--init-weights")
+    ckpt_io.load_weights(generator, ckpt[key], path, key)
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in (ckpt.get("metrics") or {}).items())
-    log.info("generator: weights from %s (%s checkpoint, step %s%s)", path, ckpt.get("stage"), ckpt.get("step"),
+    which = "EMA weights (generator_ema)" if key == "generator_ema" else "trained weights (generator)"
+    log.info("generator: %s from %s (%s checkpoint, step %s%s)", which, path, ckpt.get("stage"), ckpt.get("step"),
              f", {metrics}" if metrics else "")
 
 
