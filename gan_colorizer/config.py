@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gan_colorizer.errors import UserError
-from gan_colorizer.options import add_options, opt
+from gan_colorizer.options import add_options, opt, value_type
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")  # the adversarial losses of losses.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
@@ -168,12 +170,67 @@ def build_parser(stage: str, description: str) -> argparse.ArgumentParser:
     base = defaults(stage)
     for group, cls in GROUPS.items():
         add_options(parser, cls, values=getattr(base, group), stage=stage, title=group, set_defaults=False)
+    run_flags = next(g for g in parser._action_groups if g.title == "run")
+    run_flags.add_argument("--config", metavar="FILE", help="JSON config: a recipe in configs/ or a run's "
+                           "runs/NAME/config.json; flags given override it (docs/training.md#config-files)")
     return parser
 
 
 def explicit_flags(parser: argparse.ArgumentParser, argv) -> dict:
     """The flags given on the command line, as {field name: value}."""
     return vars(parser.parse_args(argv))
+
+
+def read_file(path, stage: str) -> dict:
+    """The values a JSON config file sets, as {field name: value}: {"stage": ..., "data": {...}, "model": {...}, ...}
+    as runs/NAME/config.json holds them; keys starting with "_" are comments. Any problem is one line naming the file."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the config file ({e.strerror or e})") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise UserError(f"{path}: not a JSON config ({e})") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{path}: not a JSON config (an object of groups: stage, {', '.join(GROUPS)})")
+    if d.get("stage", stage) not in STAGE_DEFAULTS:
+        raise UserError(f"{path}: unknown stage {d['stage']!r} (pretrain or gan)")
+    if d.get("stage", stage) != stage:
+        raise UserError(f"{path}: a {d['stage']} config cannot configure a {stage} run")
+    values = {}
+    for group, fields in d.items():
+        if group == "stage" or group.startswith("_"):
+            continue
+        if group not in GROUPS or not isinstance(fields, dict):
+            raise UserError(f"{path}: unknown key {group!r} (expected stage, {', '.join(GROUPS)}, or _comment)")
+        known = {f.name: f for f in dataclasses.fields(GROUPS[group])}
+        hints = typing.get_type_hints(GROUPS[group])
+        for name, value in fields.items():
+            if name.startswith("_"):
+                continue
+            if name not in known:
+                raise UserError(f"{path}: unknown field {group}.{name}")
+            values[name] = _checked_value(path, f"{group}.{name}", known[name], hints[name], value)
+    try:
+        validate(update(defaults(stage), values))
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    return values
+
+
+def _checked_value(path, key: str, f: dataclasses.Field, annotation, value):
+    """value as the field's type (an int is a fine float), or a UserError naming the file and field."""
+    t = value_type(annotation)
+    if value is None and t is not annotation:  # Optional[X]
+        return None
+    ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise UserError(f"{path}: {key} = {value!r}: expected {t.__name__}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise UserError(f"{path}: {key} = {value!r}: expected one of {', '.join(map(str, choices))}")
+    return value
 
 
 def validate(cfg: Config) -> Config:

@@ -46,3 +46,85 @@ def test_config_round_trips_through_json_and_ignores_unknown_keys():
 def test_invalid_values_name_the_flag(values, flag):
     with pytest.raises(UserError, match=flag):
         validate(update(defaults("pretrain"), values))
+
+
+def write_json(path, d) -> str:
+    path.write_text(json.dumps(d))
+    return str(path)
+
+
+def fake_checkpoint(path, cfg: Config) -> str:
+    """A file checkpoint.load accepts, holding only a config: enough for resolve_config."""
+    from gan_colorizer.checkpoint import save_atomic
+    save_atomic({"format_version": 1, "stage": cfg.stage, "config": cfg.to_dict(), "generator": {}}, path)
+    return str(path)
+
+
+def test_a_config_file_round_trips_exactly_and_flags_given_override_it(tmp_path):
+    from gan_colorizer.train.cli import resolve_config
+    cfg = update(defaults("gan"), {"backbone": "resnet34", "image_size": 128, "lambda_l1": 10.0, "data": "/photos",
+                                   "ema_decay": 0.999, "name": "x", "max_steps": 7, "amp": "off"})
+    path = write_json(tmp_path / "config.json", cfg.to_dict())
+    assert resolve_config("gan", {"config": path}) == cfg
+    given = resolve_config("gan", {"config": path, "lr": 5e-5, "backbone": "resnet18"})
+    assert (given.optim.lr, given.model.backbone, given.data.image_size) == (5e-5, "resnet18", 128)
+    partial = write_json(tmp_path / "recipe.json", {"_comment": "why", "optim": {"lambda_l1": 50}})
+    assert resolve_config("gan", {"config": partial}) == update(defaults("gan"), {"lambda_l1": 50.0})
+
+
+def test_config_file_precedence_over_resume_and_init_generator(tmp_path):
+    """Defaults <- the resumed run's config or the stage-1 architecture <- the file <- flags given."""
+    from gan_colorizer.train.cli import resolve_config
+    saved = update(defaults("gan"), {"epochs": 5, "batch_size": 4, "backbone": "resnet34"})
+    last = fake_checkpoint(tmp_path / "last.pt", saved)
+    recipe = write_json(tmp_path / "recipe.json", {"stage": "gan", "optim": {"epochs": 9, "lr": 1e-5}})
+    cfg = resolve_config("gan", {"config": recipe, "resume": last, "lr": 3e-5})
+    assert (cfg.optim.epochs, cfg.optim.lr, cfg.optim.batch_size, cfg.model.backbone) == (9, 3e-5, 4, "resnet34")
+    assert cfg.run.resume == last
+    stage1 = fake_checkpoint(tmp_path / "s1.pt", update(defaults("pretrain"), {"backbone": "resnet34", "lr": 1e-3}))
+    cfg = resolve_config("gan", {"config": recipe, "init_generator": stage1})
+    assert (cfg.model.backbone, cfg.optim.lr, cfg.optim.epochs) == ("resnet34", 1e-5, 9)  # architecture, not lr
+    arch = write_json(tmp_path / "arch.json", {"model": {"backbone": "resnet50"}})
+    assert resolve_config("gan", {"config": arch, "init_generator": stage1}).model.backbone == "resnet50"
+    from_file = write_json(tmp_path / "from_file.json", {"run": {"init_generator": stage1}})
+    assert resolve_config("gan", {"config": from_file}).model.backbone == "resnet34"
+
+
+def test_init_generator_copies_every_architecture_field_and_flags_still_override(tmp_path):
+    import dataclasses
+
+    from gan_colorizer.config import ModelConfig
+    from gan_colorizer.train.cli import ARCH_FLAGS, resolve_config
+    weights_sources = {"backbone_weights", "pretrained"}  # how stage 1's body started, not what it is
+    generator_fields = {f.name for f in dataclasses.fields(ModelConfig) if not f.metadata.get("stages")}
+    assert set(ARCH_FLAGS) == generator_fields - weights_sources
+    stage1 = update(defaults("pretrain"), {"generator": "unet", "unet_filters": 32, "unet_dropout": 0.2,
+                                           "head": "classification", "annealed_t": 0.2, "backbone": "resnet34"})
+    path = fake_checkpoint(tmp_path / "s1.pt", stage1)
+    cfg = resolve_config("gan", {"init_generator": path})
+    assert {f: getattr(cfg.model, f) for f in ARCH_FLAGS} == {f: getattr(stage1.model, f) for f in ARCH_FLAGS}
+    assert resolve_config("gan", {"init_generator": path, "annealed_t": 0.5}).model.annealed_t == 0.5
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "cannot read the config file"),
+    ("{not json", "not a JSON config"),
+    ("[1, 2]", "not a JSON config"),
+    ('{"stage": "finetune"}', "unknown stage 'finetune'"),
+    ('{"stage": "pretrain"}', "a pretrain config cannot configure a gan run"),
+    ('{"optimizer": {}}', "unknown key 'optimizer'"),
+    ('{"optim": {"learning_rate": 1}}', "unknown field optim.learning_rate"),
+    ('{"optim": {"lr": "fast"}}', "optim.lr = 'fast': expected float"),
+    ('{"optim": {"epochs": 2.5}}', "optim.epochs = 2.5: expected int"),
+    ('{"optim": {"amp": "fp8"}}', "optim.amp = 'fp8': expected one of auto, off, bf16, fp16"),
+    ('{"optim": {"channels_last": 1}}', "optim.channels_last = 1: expected bool"),
+    ('{"data": {"image_size": 100}}', "--image-size 100: must be a positive multiple of 32"),
+])
+def test_a_bad_config_file_is_one_line_naming_the_file(tmp_path, content, reason):
+    from gan_colorizer.train.cli import resolve_config
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError) as e:
+        resolve_config("gan", {"config": str(path)})
+    assert str(e.value).startswith(f"{path}: ") and reason in str(e.value) and "\n" not in str(e.value)

@@ -27,12 +27,20 @@ RELIABILITY = """
 Ctrl-C or SIGTERM stops after the current step with last.pt written (a second one stops at once); last.pt is also
 written every --checkpoint-minutes, so a crash loses at most that much. Continue with --resume checkpoints/NAME/last.pt.
 Exit codes: 0 done, 2 bad input or unwritable checkpoint, 3 diverged (NaN / Inf), 130 / 143 stopped by SIGINT / SIGTERM."""
-ARCH_FLAGS = ("generator", "backbone", "unet_filters", "unet_dropout")
+# what --init-generator copies from the stage-1 config: every generator field but where its body's weights came from
+ARCH_FLAGS = ("generator", "backbone", "unet_filters", "unet_dropout", "head", "annealed_t")
 
 
 def resolve_config(stage: str, explicit: dict) -> Config:
-    """Defaults <- (a resumed run's config, or a stage-1 generator's architecture) <- flags given."""
+    """Defaults <- (a resumed run's config, or a stage-1 generator's architecture) <- --config FILE <- flags given.
+
+    The file's values count as given, below the command line's: they override what --resume and --init-generator
+    bring, and a file may name them itself (a run's config.json does).
+    """
     from gan_colorizer.checkpoint import load
+    path = explicit.pop("config", None)
+    if path:
+        explicit = {**config.read_file(path, stage), **explicit}
     resume = explicit.pop("resume", None)
     if resume:
         ckpt = load(resume)
