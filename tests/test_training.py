@@ -80,11 +80,36 @@ def test_stage2_starts_from_stage1_and_logs_gan_losses(stage1):
                         "--init-generator", tmp / "checkpoints" / "s1" / "best.pt", "--gan-mode", "lsgan",
                         *TINY, *run_dirs_args(tmp, "s2"))
     assert result.returncode == 0, result.stderr
-    assert "generator: weights from" in result.stdout
+    assert "generator: trained weights (generator) from" in result.stdout  # stage 1 kept no EMA copy
     assert STAGE2_TAGS <= set(events(tmp / "runs" / "s2").Tags()["scalars"])
     ckpt = ckpt_io.load(tmp / "checkpoints" / "s2" / "last.pt")
     assert {"generator", "discriminator"} <= set(ckpt) and set(ckpt["optimizers"]) == {"g", "d"}
     assert ckpt["config"]["optim"]["gan_mode"] == "lsgan"
+
+
+def test_a_run_shorter_than_log_every_still_logs_its_losses_at_its_last_step(tmp_path, caplog):
+    data = make_photo_folder(tmp_path / "photos", 6)[0].parent
+    args = ["--data", str(data), "--val-fraction", "0.34", "--max-steps", "3", *TINY, "--log-every", "20",
+            "--no-pretrained", "--amp", "off"]
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        assert main("pretrain", [*args, *run_dirs_args(tmp_path, "short")]) == 0
+    losses = scalar_values(tmp_path / "runs" / "short", "loss/g_l1")
+    assert [step for step, _ in losses] == [3] and losses[0][1] > 0
+    assert "perf/img_per_sec" in events(tmp_path / "runs" / "short").Tags()["scalars"]
+    assert any(line.startswith("epoch 1 step 3: g_l1 ") for line in caplog.messages)
+
+
+def test_a_config_json_fed_back_with_config_gives_the_same_config(stage1, tmp_path):
+    from gan_colorizer.config import Config
+    from gan_colorizer.train.cli import resolve_config
+    saved = stage1[0] / "runs" / "s1" / "config.json"
+    written = Config.from_dict(json.loads(saved.read_text()))
+    assert resolve_config("pretrain", {"config": str(saved)}) == written
+    assert written.data.image_size == 64 and written.optim.max_steps == 2  # what the run was given, not defaults
+    result = run_script("pretrain_generator.py", "--config", tmp_path / "missing.json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {tmp_path / 'missing.json'}: cannot read the config file (No such file or directory)"]
 
 
 def test_folder_without_images_exits_2_with_one_line(tmp_path):

@@ -69,6 +69,8 @@ def loop(run: Run, guard: Guard) -> None:
         run.monitor.end_epoch()
         if s.batch_in_epoch >= run.steps_per_epoch:
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+        if run.done(guard.stopped):  # the last step's losses, however far from a multiple of --log-every
+            run.monitor.flush(s.step, run.opts["g"].param_groups[0]["lr"], s.skipped_steps)
         if guard.stopped:
             break  # the guard writes last.pt on its way out
         metrics = validate(run, guard)

@@ -96,7 +96,12 @@ class Monitor:
             self.counts[k] += 1
         self.images += n_images
         self.data_wait += data_wait
-        if step % self.log_every:
+        return None if step % self.log_every else self.flush(step, lr, skipped)
+
+    def flush(self, step: int, lr: float, skipped: int = 0) -> dict | None:
+        """Write and return the means of the steps since the last log (the loop calls it at a run's last step too,
+        so a run shorter than --log-every still logs its losses); None when there were none."""
+        if not self.images:
             return None
         elapsed = max(time.perf_counter() - self.clock, 1e-9)
         means = {f"loss/{k}": v / self.counts[k] for k, v in self.sums.items()}
