@@ -2,8 +2,9 @@
 fetched once into torch.hub's cache ($TORCH_HOME/hub/checkpoints) where the machine is online, or read from it.
 
 - FID: the TensorFlow Inception of the FID paper as ported by pytorch-fid (`pt_inception-2015-12-05-6726825d.pth`,
-  its FID_WEIGHTS_URL), pool3 2048-d features of images resized to 299 bilinearly: what DDColor, ColorFormer and
-  BigColor report.
+  its FID_WEIGHTS_URL), pool3 2048-d features of images resized to 299 bilinearly. Which Inception a published
+  colorization table used is mostly unstated (released scripts use pytorch-fid or torchvision's own Inception, which
+  give different numbers), so published FIDs compare with ours only roughly.
 - LPIPS v0.1 with AlexNet (Zhang et al. 2018): the `lpips` package's network and the linear-layer weights that ship
   inside it, over torchvision's ImageNet AlexNet (`alexnet-owt-7be5be79.pth`, AlexNet_Weights.IMAGENET1K_V1); or
   one file holding both (lpips.LPIPS().state_dict()).
