@@ -104,6 +104,7 @@ def test_the_cache_names_are_those_the_packages_download():
     assert torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url.endswith("/" + P.ALEXNET_FILE)
 
 
+@pytest.mark.slow  # builds the FID Inception: 4 s
 def test_first_use_downloads_both_files_into_the_torch_hub_cache(fake_download):
     from pytorch_fid.inception import FID_WEIGHTS_URL
     files, urls = fake_download
