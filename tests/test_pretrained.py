@@ -1,5 +1,10 @@
 """Training starts from torchvision's ImageNet body by default (conftest.py's cache holds a random stand-in), stops
 before writing anything when it can be neither read nor downloaded, and checkpoints never need it again."""
+import os
+import subprocess
+import sys
+import urllib.error
+
 import pytest
 import torch
 from conftest import DOWNLOADS, TINY, run_dirs_args, run_script
@@ -7,6 +12,15 @@ from conftest import DOWNLOADS, TINY, run_dirs_args, run_script
 from gan_colorizer.train.cli import main
 
 RESNET18 = "resnet18-f37072fd.pth"
+
+
+def test_the_suite_can_download_nothing_in_process_or_in_the_processes_it_starts(torch_home):
+    assert os.environ["TORCH_HOME"] == str(torch_home)
+    with pytest.raises(urllib.error.URLError, match="blocks downloads"):
+        torch.hub.load_state_dict_from_url("https://download.pytorch.org/models/not-cached-0123abcd.pth")
+    fetch = "import urllib.request; urllib.request.urlopen('https://download.pytorch.org/models/', timeout=10)"
+    result = subprocess.run([sys.executable, "-c", fetch], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Connection refused" in result.stderr, result.stderr[-500:]
 
 
 def test_offline_without_the_imagenet_file_training_exits_2_with_one_line_and_writes_nothing(
