@@ -44,7 +44,7 @@ def fetch_state(url: str, what: str, fix: str, load=None, download: bool = True)
     path = hub_file(url)
     cached = path.is_file()
     if not cached and not download:
-        raise UserError(f"{what}: {path.name} is not in {path.parent} (no download asked): put it there, {fix}")
+        raise UserError(f"{what}: {path.name} is not in {path.parent} (--no-download): put it there, {fix}")
     load = load or functools.partial(torch.hub.load_state_dict_from_url, url)
     try:
         state = load(progress=True, check_hash=True, map_location="cpu", weights_only=True)

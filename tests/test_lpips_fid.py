@@ -136,7 +136,7 @@ def test_no_download_uses_only_the_cache():
     from conftest import DOWNLOADS
     before = len(DOWNLOADS)
     net, reason = P.load_fid(download=False)
-    assert net is None and "no download asked" in reason and P.FID_FILE in reason and len(DOWNLOADS) == before
+    assert net is None and "(--no-download)" in reason and P.FID_FILE in reason and len(DOWNLOADS) == before
 
 
 def test_an_unusable_cached_file_gives_none_and_a_reason():
