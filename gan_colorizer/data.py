@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gan_colorizer.atomic import write_atomic
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb, open_image
 
@@ -133,22 +134,15 @@ def prepare_files(data_cfg, seed: int) -> DataSplit:
 
 def save_split(split: DataSplit, run_dir: Path) -> str:
     """Write the file lists and counts into the run directory; return a one-line account."""
-    _write_atomic(run_dir / "train_files.txt", "".join(f"{p}\n" for p in split.train))
-    _write_atomic(run_dir / "val_files.txt", "".join(f"{p}\n" for p in split.val))
-    _write_atomic(run_dir / "data.json", json.dumps(split.summary, indent=2))
+    write_atomic(run_dir / "train_files.txt", "".join(f"{p}\n" for p in split.train))  # a kill leaves the old list
+    write_atomic(run_dir / "val_files.txt", "".join(f"{p}\n" for p in split.val))
+    write_atomic(run_dir / "data.json", json.dumps(split.summary, indent=2))
     t, v = split.summary["train"], split.summary["val"]
     skipped = len(t["skipped"]) + len(v.get("skipped", []))
     gray = len(t["gray_excluded"]) + len(v.get("gray_excluded", []))
     source = "embedded sample photos" if split.embedded else t["source"]
     return (f"data: {len(split.train)} training and {len(split.val)} validation images from {source}; "
             f"{skipped} unreadable skipped, {gray} gray left out (see {run_dir / 'data.json'})")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """A kill mid-write leaves the old file, never half a list."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def split_digest(split: DataSplit) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from gan_colorizer.atomic import replacing
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import is_image_file, list_images
 
@@ -142,17 +142,8 @@ def save_atomic(img: Image.Image, path: Path, quality: int = 95) -> None:
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if img.info.get("exif") and fmt in EXIF_FORMATS:
         options["exif"] = img.info["exif"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
-    try:
-        with open(tmp, "wb") as f:
-            img.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())  # a crash must not leave an empty file that a rerun would keep as done
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(path, fsync=True) as tmp, open(tmp, "wb") as f:  # fsync: a crash must not leave an empty file
+        img.save(f, format=fmt, **options)  # that a rerun keeps as done (a first write removes killed writes' .part)
 
 
 def _on_white(img: Image.Image) -> Image.Image:

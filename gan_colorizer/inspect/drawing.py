@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from gan_colorizer.atomic import replacing
 from gan_colorizer.metrics import delta_e2000_map
 
 DELTA_E_MAX = 50.0  # top of the heat-map scale; a CIEDE2000 of 50 is already a different color
@@ -154,12 +155,13 @@ def figure_rgb(fig, path=None) -> np.ndarray:
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     if path is not None:
-        fig.savefig(path)
+        with replacing(path) as tmp:  # a reader never sees half a figure
+            fig.savefig(tmp, format=Path(path).suffix[1:])
     return rgb
 
 
 def save_png(rgb: np.ndarray, path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path)
+    with replacing(path) as tmp:  # a kill leaves the old file or none, never half a PNG
+        Image.fromarray(rgb).save(tmp, format="PNG")
     return path
