@@ -490,12 +490,18 @@ def test_resume_with_every_training_image_gone_says_the_disk_may_be_unmounted(ph
         saved_split(tmp_path, split_digest(split), embedded=False)
 
 
+def small_run(data, tmp_path, name="l", **flags):
+    """The config of a small stage-1 run (what the CLI would resolve), for start() called in-process."""
+    from gan_colorizer.train.cli import resolve_config
+    return resolve_config("pretrain", {"data": str(data), "generator": "unet", "unet_filters": 8, "image_size": 256,
+                                       "batch_size": 2, "num_workers": 0, "name": name,
+                                       "runs_dir": str(tmp_path / "runs"),
+                                       "checkpoints_dir": str(tmp_path / "checkpoints"), **flags})
+
+
 def test_two_processes_cannot_train_the_same_run(photo_folder, tmp_path):
     from gan_colorizer.errors import UserError
-    from gan_colorizer.train.cli import resolve_config
-    flags = {"data": str(photo_folder), "generator": "unet", "unet_filters": 8, "image_size": 256, "batch_size": 2,
-             "num_workers": 0, "name": "l", "runs_dir": str(tmp_path / "runs"), "checkpoints_dir": str(tmp_path / "checkpoints")}
-    cfg = resolve_config("pretrain", flags)
+    cfg = small_run(photo_folder, tmp_path)
     first = train_setup.start(cfg)
     try:
         with pytest.raises(UserError, match=f"this run is being trained by pid {os.getpid()}"):
@@ -587,3 +593,59 @@ def test_a_worker_killed_by_the_oom_killer_is_a_one_line_error(photo_folder, tmp
     last = tmp_path / "checkpoints" / "o" / "last.pt"
     if last.exists():  # the batches a killed worker had not yet handed over are lost with it
         assert f"{last} holds step {ckpt_io.load(last)['step']}: continue with --resume" in line
+
+
+# --- issue 14: no lost run, nothing left by a failed start, no temporary file outliving a killed write ---------
+
+NO_PROCESS = 4_194_305  # above Linux's largest pid_max: no process has this id
+
+
+def test_a_run_started_while_another_of_that_name_scans_its_data_is_refused(photo_folder, tmp_path, monkeypatch):
+    """B scans its data slowly; A, with the same --name, starts meanwhile. Unlocked, A could finish and B would then
+    train fresh over A's last.pt: B holds the run lock from before its scan, so A is refused."""
+    from gan_colorizer.errors import UserError
+    scan, starts = train_setup.prepare_files, []
+
+    def slow_scan(data_cfg, seed):
+        if not starts:  # B's scan: A starts in the middle of it
+            starts.append("A")
+            with pytest.raises(UserError, match=f"this run is being trained by pid {os.getpid()}"):
+                train_setup.start(small_run(photo_folder, tmp_path))
+        return scan(data_cfg, seed)
+    monkeypatch.setattr(train_setup, "prepare_files", slow_scan)
+    train_setup.start(small_run(photo_folder, tmp_path)).lock.release()
+    assert starts == ["A"]
+
+
+@pytest.mark.parametrize("fault", ["no images", "fewer batches than --grad-accum"])
+def test_a_run_that_fails_at_start_up_leaves_no_run_folder_and_no_lock(photo_folder, tmp_path, fault):
+    from gan_colorizer.errors import UserError
+    data = tmp_path / "empty" if fault == "no images" else photo_folder
+    data.mkdir(exist_ok=True)
+    (tmp_path / "runs" / "kept").mkdir(parents=True)  # a folder that was there before is not removed
+    for name in ("l", "kept"):
+        with pytest.raises(UserError):
+            train_setup.start(small_run(data, tmp_path, name, **({"grad_accum": 50} if "grad" in fault else {})))
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["kept"]
+    assert not list((tmp_path / "checkpoints").glob("*/.lock")) and not list((tmp_path / "checkpoints").glob("*"))
+
+
+def test_the_temporary_file_of_a_killed_write_is_removed_by_the_next_run_into_that_folder(photo_folder, tmp_path):
+    """colorize.py's outputs and a run folder; the temporary file of a writer still running stays."""
+    from PIL import Image
+
+    from gan_colorizer.colorize.files import save_atomic
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        out, run_dir = tmp_path / "out", tmp_path / "runs" / "l"
+        for folder in (out, run_dir):
+            folder.mkdir(parents=True)
+            (folder / f".a.png.{NO_PROCESS}-1.part").write_bytes(b"half a file")
+            (folder / f".b.png.{alive.pid}-1.part").write_bytes(b"being written")
+        save_atomic(Image.new("RGB", (4, 4)), out / "c.png")
+        train_setup.start(small_run(photo_folder, tmp_path)).lock.release()
+        for folder in (out, run_dir):
+            assert sorted(p.name for p in folder.glob(".*.part")) == [f".b.png.{alive.pid}-1.part"]
+    finally:
+        alive.kill()
+        alive.wait()

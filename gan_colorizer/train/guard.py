@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import shutil
 import signal
-import socket
 import threading
 from pathlib import Path
 
+from gan_colorizer.atomic import FolderLock
 from gan_colorizer.data import LoaderFailure, guarded
-from gan_colorizer.errors import Interrupted, UserError
+from gan_colorizer.errors import Interrupted
 from gan_colorizer.train import saver
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks, the run simply is not locked
-    fcntl = None
 
 log = logging.getLogger("gan_colorizer")
 
@@ -186,36 +181,19 @@ class BadSteps:
                 f"or gradient (last losses: {format_losses(parts)}); stopped at step {step}")
 
 
-class RunLock:
-    """An exclusive lock on checkpoints/NAME, so two processes never train (and overwrite) the same run.
-
-    flock is released by the kernel when the process dies, even by SIGKILL, so a stale lock cannot block a resume.
-    """
+class RunLock(FolderLock):
+    """An exclusive lock on checkpoints/NAME, so two processes never train (and overwrite) the same run
+    (atomic.FolderLock: released by the kernel even on SIGKILL, its .lock file deleted on release)."""
 
     def __init__(self, folder: Path):
-        self.file = None
-        if fcntl is None:
-            return
-        path = Path(folder) / ".lock"
-        self.file = open(path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.release()
-            raise UserError(f"{folder}: this run is being trained by {holder}; wait for it to finish or stop it, "
-                            f"or choose another --name") from None
-        except OSError as e:  # a file system without locks: train unlocked rather than not at all
-            log.info("note: cannot lock %s (%s); make sure no other process trains this run", path, e.strerror or e)
-            self.release()
-            return
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        self.file.flush()
+        super().__init__(folder, f"{folder}: this run is being trained by {{holder}}; wait for it to finish or stop "
+                                 f"it, or choose another --name")
+        self.run_dir: Path | None = None
+        self.created: list[Path] = []  # the folders this start made (claim_folders), removed if it fails
 
-    def release(self) -> None:
-        if self.file is not None:
-            self.file.close()  # closing the descriptor drops the lock
-            self.file = None
+    def abandon(self) -> None:
+        """A start-up that failed: remove the folders it created (.lock with them), then unlock."""
+        if self.held:
+            for folder in self.created:
+                shutil.rmtree(folder, ignore_errors=True)
+        self.release()

@@ -14,6 +14,7 @@ import torch
 
 from gan_colorizer import ab_bins, ab_prior
 from gan_colorizer import checkpoint as ckpt_io
+from gan_colorizer.atomic import remove_stale_parts
 from gan_colorizer.config import Config, best_mode, validate
 from gan_colorizer.data import (
     DataSplit,
@@ -103,19 +104,19 @@ def start(cfg: Config) -> Run:
     seed_everything(cfg.run.seed + dist.rank)  # dropout differs per process; DDP broadcasts rank 0's weights
     if not (cfg.run.resume or cfg.run.init_generator):  # offline without the ImageNet file: stop before writing
         distributed.on_main(dist, lambda: check_body_weights(cfg.model))
-    run_dir, ckpt_dir, cfg.run.name = distributed.on_main(dist, lambda: (*run_paths(cfg), cfg.run.name))
-    resumed = ckpt_io.load(cfg.run.resume) if cfg.run.resume else None
-    split = distributed.on_main(dist, lambda: data_split(cfg, run_dir, resumed))
     lock = NoLock()  # processes other than rank 0 write nothing and lock nothing
 
-    def claim() -> None:  # a lock cannot travel between processes: rank 0 keeps it, the others learn it worked
+    def claim() -> tuple:  # a lock cannot travel between processes: rank 0 keeps it, the others learn it worked
         nonlocal lock
-        lock = claim_folders(run_dir, ckpt_dir)
-    distributed.on_main(dist, claim)
+        lock = claim_folders(cfg)
+        return lock.run_dir, lock.folder, cfg.run.name
+    run_dir, ckpt_dir, cfg.run.name = distributed.on_main(dist, claim)
     try:
+        resumed = ckpt_io.load(cfg.run.resume) if cfg.run.resume else None
+        split = distributed.on_main(dist, lambda: data_split(cfg, run_dir, resumed))
         return _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, micro_batch)
     except BaseException:
-        lock.release()
+        lock.abandon()  # a run that never started leaves no folder and no .lock behind
         raise
 
 
@@ -144,13 +145,24 @@ def _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, micro_
                bad_steps=BadSteps(cfg.optim.max_bad_steps), saved_step=state.step)
 
 
-def claim_folders(run_dir: Path, ckpt_dir: Path) -> RunLock:
-    """Create runs/NAME and checkpoints/NAME and lock the run: from here on this process owns them."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+def claim_folders(cfg: Config) -> RunLock:
+    """Lock checkpoints/NAME first, then look at it: no other process can start, finish or overwrite this run
+    between the check for last.pt (and the data scan) and the training. Creates runs/NAME; the lock remembers
+    which folders it made, for abandon()."""
+    run_dir, ckpt_dir = run_paths(cfg)
+    created = [d for d in (run_dir, ckpt_dir) if not d.exists()]
     lock = RunLock(ckpt_dir)
-    if ckpt_io.remove_partial_writes(ckpt_dir):
-        log.info("note: removed the temporary file of a checkpoint write that was cut short (%s)", ckpt_dir)
+    lock.run_dir, lock.created = run_dir, created
+    try:
+        if not cfg.run.resume and (ckpt_dir / "last.pt").exists():
+            raise UserError(f"{ckpt_dir / 'last.pt'} exists: pass --resume {ckpt_dir / 'last.pt'} to continue that "
+                            f"run, or choose another --name")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        lock.abandon()
+        raise
+    if ckpt_io.remove_partial_writes(ckpt_dir) + remove_stale_parts(run_dir):
+        log.info("note: removed the temporary files of writes that were cut short (%s, %s)", ckpt_dir, run_dir)
     return lock
 
 
@@ -189,14 +201,10 @@ def make_loaders(cfg: Config, split: DataSplit, dist, rt: Runtime, micro_batch: 
 
 
 def run_paths(cfg: Config) -> tuple[Path, Path]:
-    """runs/NAME and checkpoints/NAME (created later, once the data is known to be usable)."""
+    """runs/NAME and checkpoints/NAME (claim_folders creates and checks them, under the run lock)."""
     if cfg.run.name is None:
         cfg.run.name = f"{cfg.stage}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir, ckpt_dir = Path(cfg.run.runs_dir) / cfg.run.name, Path(cfg.run.checkpoints_dir) / cfg.run.name
-    if not cfg.run.resume and (ckpt_dir / "last.pt").exists():
-        raise UserError(f"{ckpt_dir / 'last.pt'} exists: pass --resume {ckpt_dir / 'last.pt'} to continue that run, "
-                        f"or choose another --name")
-    return run_dir, ckpt_dir
+    return Path(cfg.run.runs_dir) / cfg.run.name, Path(cfg.run.checkpoints_dir) / cfg.run.name
 
 
 class NoLock:
@@ -204,6 +212,8 @@ class NoLock:
 
     def release(self) -> None:
         pass
+
+    abandon = release
 
 
 def per_process_batch(batch_size: int, world: int) -> int:
