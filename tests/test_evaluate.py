@@ -368,3 +368,89 @@ def test_a_flat_folder_has_no_categories(tmp_path, tiny_generator):
                                    out=str(tmp_path / "out"), image_size=32, num_workers=0))
     assert "categories" not in summary
     assert {r["category"] for r in read_csv(tmp_path / "out" / "metrics.csv")} == {""}
+
+
+# --- issue 14: one evaluation per --out, whole files, nothing stale, safe names and cells ------------------------
+
+NO_PROCESS = 4_194_305  # above Linux's largest pid_max: no process has this id
+
+
+def small_set(tmp_path, n=4, **options) -> EvalOptions:
+    make_photo_folder(tmp_path / "photos", n)
+    (tmp_path / "x.pt").write_bytes(b"")
+    return EvalOptions(**{"checkpoints": [str(tmp_path / "x.pt")], "data": str(tmp_path / "photos"),
+                          "out": str(tmp_path / "out"), "image_size": 32, "num_workers": 0, "batch_size": 2,
+                          **options})
+
+
+def test_a_second_evaluation_into_a_busy_out_is_refused_and_spoils_nothing(tmp_path, tiny_generator, capsys):
+    opts, codes = small_set(tmp_path), []
+
+    def second_run(n_images):  # starts while the first is under way, into the same --out
+        if not codes:
+            codes.append(main(["--checkpoint", opts.checkpoints[0], "--label", "y", "--data", opts.data, "--out",
+                               opts.out, "--image-size", "32", "--num-workers", "0"]))
+    summary = evaluate(opts, on_batch=second_run)
+    assert codes == [2]
+    [line] = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error:")]
+    assert f"--out {opts.out}: an evaluation by pid {os.getpid()}" in line
+    out = Path(opts.out)
+    assert b"\0" not in (out / "metrics.csv").read_bytes()
+    assert sorted((r["label"], r["image"]) for r in read_csv(out / "metrics.csv")) == sorted(
+        (label, f"photo_{i:03d}.{'png' if i % 2 else 'jpg'}") for label in ("gray", "x") for i in range(4))
+    assert json.loads((out / "summary.json").read_text())["models"].keys() == summary["models"].keys() == {"gray", "x"}
+    assert not list(out.glob(".*"))  # no .lock, no temporary file
+
+
+@pytest.mark.slow
+def test_nothing_of_an_earlier_evaluation_survives_beside_a_later_one(tmp_path, tiny_generator):
+    """A report and two grid sheets, then a run that fails half way (no summary, no half metrics.csv, no page of the
+    earlier run), then one with one sheet and no report."""
+    import gc
+    opts = small_set(tmp_path, 8, grid_images=8, report=True, report_images=2, report_worst=1)
+    evaluate(opts)
+    out = Path(opts.out)
+    assert len(list((out / "grids").glob("sheet_*.png"))) == 2 and (out / "report" / "index.html").is_file()
+    (out / "grids" / f".sheet_003.png.{NO_PROCESS}-1.part").write_bytes(b"half a sheet")
+
+    def disk_gone(n_images):
+        raise OSError(5, "Input/output error")
+    later = EvalOptions(**{**vars(opts), "grid_images": 4, "report": False})
+    with pytest.raises(OSError):
+        evaluate(later, on_batch=disk_gone)
+    gc.collect()  # the failed run's Report is gone: its partial metrics.csv and its lock with it
+    assert sorted(p.name for p in out.iterdir()) == ["grids"]  # its one sheet, not the earlier run's two
+    assert not list(out.rglob(".*")) and [p.name for p in (out / "grids").iterdir()] == ["sheet_001.png"]
+    evaluate(later)
+    assert sorted(p.name for p in out.iterdir()) == ["grids", "metrics.csv", "summary.json"]
+    assert [p.name for p in (out / "grids").iterdir()] == ["sheet_001.png"]
+
+
+@pytest.mark.slow
+def test_labels_become_distinct_file_names_inside_out(tmp_path, tiny_generator):
+    """'m 1' and 'm_1' (and 'M_1' on a case-insensitive disk) used to share every file; '..' wrote at the top."""
+    labels = ["m 1", "m_1", "M_1", ".."]
+    opts = small_set(tmp_path, 2, out=str(tmp_path / "out" / "o"), labels=labels, save_images=True, report=True,
+                     report_images=2, report_worst=0)
+    evaluate(EvalOptions(**{**vars(opts), "checkpoints": opts.checkpoints * len(labels)}))
+    out = Path(opts.out)
+    folders = list((out / "images").iterdir())
+    assert len({p.name.casefold() for p in folders}) == len(folders) == 5  # gray and four labels
+    assert all(len(list(p.glob("*.png"))) == 2 for p in folders)
+    assert not list(out.glob("*.png")) and [p.name for p in (tmp_path / "out").iterdir()] == ["o"]
+    for ident in ("000000", "000001"):  # the truth, 5 predictions and 4 difference maps per shown image
+        assert len({p.name.casefold() for p in (out / "report" / "img").glob(f"{ident}_*")}) == 10
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(tmp_path, tiny_generator):
+    data = tmp_path / "photos"
+    for i, name in enumerate(["=1+1.png", "@cmd.png", "-x.png", "+y.png", "=cat/a.png", "plain.png"]):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        color_image(i).save(data / name)
+    (tmp_path / "x.pt").write_bytes(b"")
+    evaluate(EvalOptions(checkpoints=[str(tmp_path / "x.pt")], labels=["-m"], data=str(data),
+                         out=str(tmp_path / "out"), image_size=32, num_workers=0))
+    rows = read_csv(tmp_path / "out" / "metrics.csv")
+    assert not [c for r in rows for c in (r["label"], r["image"], r["category"]) if c[:1] in "=+-@"]
+    assert {r["image"] for r in rows} == {"'=1+1.png", "'@cmd.png", "'-x.png", "'+y.png", "'=cat/a.png", "plain.png"}
+    assert {r["label"] for r in rows} == {"gray", "'-m"} and "'=cat" in {r["category"] for r in rows}

@@ -78,7 +78,8 @@ def test_report_shows_the_worst_images_and_a_spread_and_keeps_only_their_files(r
     assert on_disk == shown  # the cards of images pushed out of the worst were deleted
     for ident in shown:
         assert {p.name for p in (folder / "img").glob(f"{ident}_*")} == {
-            f"{ident}_{s}.png" for s in ["truth", "gray", *LABELS, *(f"errors_{l}" for l in LABELS)]}
+            f"{ident}_{s}.png" for s in ["truth", "pred_gray", *(f"pred_{l}" for l in LABELS),
+                                          *(f"errors_{l}" for l in LABELS)]}
 
 
 @pytest.mark.slow
@@ -150,7 +151,8 @@ def test_hovering_a_pixel_shows_its_l_ab_and_ciede2000(page, report):
     ident = page.evaluate("document.querySelector('#worst .card').dataset.id")
     truth = np.asarray(Image.open(folder / "img" / f"{ident}_truth.png").convert("RGB"))
     truth_lab = rgb2lab(truth)
-    preds = {l: rgb2lab(np.asarray(Image.open(folder / "img" / f"{ident}_{l}.png").convert("RGB"))) for l in LABELS}
+    preds = {l: rgb2lab(np.asarray(Image.open(folder / "img" / f"{ident}_pred_{l}.png").convert("RGB")))
+             for l in LABELS}
     h, w = truth.shape[:2]
     for x, y in ((5, 9), (w - 3, h - 12)):
         b = box(page, f"#img-{ident} img.inspect[data-source='b']")
@@ -227,3 +229,18 @@ def test_a_long_evaluation_keeps_the_worst_images_by_mean_ciede2000_in_the_table
     rows = collect.HtmlReport._table_rows(SimpleNamespace(models=LABELS), values, 8)
     assert rows.tolist() == [1, 3, 7]
     assert collect.HtmlReport._table_rows(SimpleNamespace(models=LABELS), values, 3).tolist() == [0, 1, 2]
+
+
+def test_a_label_cannot_end_or_comment_out_the_pages_inline_script():
+    """A classification model's label in REPORT_CLASSES: '<!--<script>' used to swallow the report.js tag after it."""
+    import json
+
+    from gan_colorizer.report import page
+    label, bins = "b <!--<script></script>", {"ab": [[0, 0]], "rgb": [[1, 2, 3]]}
+    summary = {"protocol": {"name": "center-crop", "description": "", "precision": "fp32", "metrics": {}},
+               "n_images": 0, "data": "d", "skipped": [], "device": "cpu", "models": {"gray": {}, label: {}}}
+    table = page.ImageTable(["gray", label], [], np.arange(0), {}, [], np.arange(0), set(), 0)
+    html = page.render(summary, ["gray", label], [label], [], [], table, {}, None, {label: {**bins, "prior": "p.png"}})
+    inline = re.search(r"<script>window.REPORT_CLASSES = (.*?);</script>", html, re.S).group(1)
+    assert "<" not in inline and json.loads(inline) == {label: bins}
+    assert html.count('<script src="report.js"></script>') == 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -10,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan_colorizer.atomic import FolderLock, part_path, remove_stale_parts, write_atomic
 from gan_colorizer.color import rgb_to_lab
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.drawing import SheetRow, comparison_sheet, difference_maps, fit_long_side, save_png
 from gan_colorizer.metrics import GRAY, METRICS, summarize
-from gan_colorizer.report.collect import HtmlReport
+from gan_colorizer.report.collect import HtmlReport, clear_report, file_names
 
 CSV_COLUMNS = ("label", "image", "category", "width", "height", "gray_truth", "psnr", "ssim", "delta_e2000", "colorfulness",
                "colorfulness_truth", "auc_ab", "lpips")
@@ -39,6 +41,12 @@ def _cell(value) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:.6f}" if np.isfinite(value) else str(value)
     return str(value)
+
+
+def text_cell(text: str) -> str:
+    """A name (label, image, category) as a spreadsheet shows it but never runs it: one starting with =, +, -, @,
+    a tab or a carriage return would be read as a formula, so it gets a leading apostrophe (OWASP's advice)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def png_names(names: list[str]) -> list[str]:
@@ -98,7 +106,7 @@ class ImageSaver:
 
     def __init__(self, out: Path, labels: list[str], names: list[str]):
         self.out, self.names = out, png_names(names)
-        self.folders = {label: out / "images" / safe_name(label) for label in labels}
+        self.folders = {label: out / "images" / name for label, name in file_names(labels).items()}
         self.pool = ThreadPoolExecutor(2)
         self.pending: list[Future] = []
 
@@ -117,21 +125,19 @@ class ImageSaver:
         self.pool.shutdown()
 
 
-def safe_name(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.#" else "_" for c in label)
-
-
 class Report:
     def __init__(self, opts, labels: list[str], names: list[str], n_eval: int, candidates=None, runtime=None,
                  categories: list[str] | None = None):
         self.opts, self.labels, self.names, self.categories = opts, labels, names, categories
-        self.out = Path(opts.out)
+        self.out, self.finished = Path(opts.out), False
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
-            for old in (self.out / "grids").glob("sheet_*.png"):  # a previous run's sheets would mislead
-                old.unlink()
-            self.csv_file = open(self.out / "metrics.csv", "w", newline="")
+            self.lock = FolderLock(self.out, f"--out {self.out}: an evaluation by {{holder}} is writing there; wait "
+                                             f"for it to finish, or choose another --out")
+            clear_outputs(self.out)
+            self.csv_path = part_path(self.out / "metrics.csv")  # renamed to metrics.csv by finish()
+            self.csv_file = open(self.csv_path, "w", newline="")
         except OSError as e:
+            self.__del__()
             raise UserError(f"--out {self.out}: cannot write there ({e.strerror or e})") from None
         self.csv = csv.writer(self.csv_file)
         self.csv.writerow(CSV_COLUMNS)
@@ -177,8 +183,9 @@ class Report:
             values = host[label]
             for k, index in enumerate(batch["index"]):
                 cells = {m: _cell(values[m][k]) if m in values else "" for m in METRICS}
-                cells |= {"label": label, "image": self.names[index], "width": batch["size"][k][0],
-                          "category": self.categories[index] if self.categories else "",
+                cells |= {"label": text_cell(label), "image": text_cell(self.names[index]),
+                          "width": batch["size"][k][0],
+                          "category": text_cell(self.categories[index]) if self.categories else "",
                           "height": batch["size"][k][1], "gray_truth": _cell(batch["gray"][k]),
                           "colorfulness_truth": _cell(truth_cf[k])}
                 self.csv.writerow([cells[c] for c in CSV_COLUMNS])
@@ -224,9 +231,20 @@ class Report:
             summary["outputs"]["report"] = str(self.html.finish(_finite(summary), self.values, self.measured, METRICS,
                                                                  self.count))
         summary = _finite(summary)
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+        os.replace(self.csv_path, self.out / "metrics.csv")
+        write_atomic(self.out / "summary.json", json.dumps(summary, indent=2, allow_nan=False))
+        self.finished = True
+        self.lock.release()
         print_table(summary)
         return summary
+
+    def __del__(self):
+        """An evaluation that never finished: its half-written metrics.csv goes, and the --out lock with it."""
+        if getattr(self, "csv_file", None) is not None and not self.finished:
+            self.csv_file.close()
+            self.csv_path.unlink(missing_ok=True)
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
 
     def _per_category(self) -> dict:
         """Every metric per category (FID and LPIPS-free set statistics stay per set: FID on a few dozen images
@@ -244,6 +262,19 @@ class Report:
             out[name] = {"n_images": int(rows.sum()), "ground_truth": {"colorfulness": truth["mean"]},
                          "models": models}
         return out
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove what an earlier evaluation wrote into --out that this one might not write again (summary.json,
+    metrics.csv, grid sheets, the report), and the temporary files of killed writes: nothing outlives its run.
+    images/ and truth/ are left (files are replaced one by one; they may hold more than ours)."""
+    for name in ("summary.json", "metrics.csv"):
+        (out / name).unlink(missing_ok=True)
+    for old in (out / "grids").glob("sheet_*.png"):
+        old.unlink()
+    clear_report(out / "report")
+    for folder, deep in ((out, False), (out / "grids", False), (out / "images", True), (out / "truth", True)):
+        remove_stale_parts(folder, deep)
 
 
 def _finite(x):

@@ -5,9 +5,13 @@ pass, color distributions accumulate in fixed-size arrays, and the page itself i
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import heapq
 import io
+import re
 import shutil
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gan_colorizer.atomic import remove_stale_parts, replacing, write_atomic
 from gan_colorizer.color import rgb_to_lab
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import ColorDistribution, compare, distribution_figure
@@ -28,8 +33,28 @@ MIN_MAP_SIDE = 160  # difference maps of tiny images are enlarged (nearest) so t
 TABLE_MAX_ROWS = 5000  # per-image table rows; beyond, the worst images (all rows are in metrics.csv)
 
 
-def safe_id(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+def file_names(labels, reserved=()) -> dict[str, str]:
+    """A file name per label, unique even on a case-insensitive disk: ASCII letters, digits, '-', '_' and '.' (not
+    leading: '..' cannot climb), at most 64 characters; names that would clash with each other or with `reserved`
+    get a short hash of their label ('m 1' and 'm_1' become 'm_1-' and 8 hex digits each)."""
+    safe = {label: re.sub(r"^\.", "_", re.sub(r"[^A-Za-z0-9._-]", "_", label))[:64] or "_" for label in labels}
+    counts = Counter([name.casefold() for name in safe.values()] + [r.casefold() for r in reserved])
+    return {label: name if counts[name.casefold()] == 1 else f"{name}-{hashlib.sha1(label.encode()).hexdigest()[:8]}"
+            for label, name in safe.items()}
+
+
+def clear_report(folder: Path) -> None:
+    """Remove what an earlier report wrote into folder, the page first: none of it may outlive the evaluation that
+    made it (index.html is written again when this evaluation completes)."""
+    for name in ("index.html", "report.js", "report.css", "ab_distribution.png", "color_histograms.npz"):
+        (folder / name).unlink(missing_ok=True)
+    for path in folder.glob("prior_*.png"):
+        path.unlink()
+    for sub in ("img", "pixels", "layers"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    remove_stale_parts(folder)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # when nothing else is left in it
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -51,14 +76,14 @@ class HtmlReport:
     def __init__(self, out: Path, labels: list[str], names: list[str], n_eval: int, opts, candidates=None, runtime=None):
         self.dir, self.labels, self.names = Path(out) / "report", labels, names
         self.models = [l for l in labels if l != GRAY]
+        self.files = file_names(labels, reserved=("ground_truth",))  # "ground_truth": the truth's histograms
         self.opts, self.runtime = opts, runtime
         self.candidates = {c.label: c for c in candidates or [] if c.generator is not None}
         self.classes = [l for l, c in self.candidates.items() if classifier(c.generator) is not None]
         try:
-            for sub in ("img", "pixels", "layers"):  # a previous report's files would mislead
-                shutil.rmtree(self.dir / sub, ignore_errors=True)
+            clear_report(self.dir)  # a previous report's files would mislead
+            for sub in ("img", "pixels", "layers"):
                 (self.dir / sub).mkdir(parents=True)
-            (self.dir / "index.html").unlink(missing_ok=True)  # written again when this evaluation completes
         except OSError as e:
             raise UserError(f"--out {out}: cannot write the report there ({e.strerror or e})") from None
         n = min(opts.report_images, n_eval)
@@ -106,12 +131,12 @@ class HtmlReport:
         shown = {label: _shown(preds[label][k]) for label in self.labels}
         raw = {label: png_bytes(rgb) for label, rgb in shown.items()}
         paths = {"truth": f"img/{ident}_truth.png", "pixels": f"pixels/{ident}.js",
-                 "pred": {l: f"img/{ident}_{safe_id(l)}.png" for l in self.labels},
-                 "errors": {l: f"img/{ident}_errors_{safe_id(l)}.png" for l in self.models}}
+                 "pred": {l: f"img/{ident}_pred_{self.files[l]}.png" for l in self.labels},
+                 "errors": {l: f"img/{ident}_errors_{self.files[l]}.png" for l in self.models}}
         truth_png = png_bytes(truth)
-        (self.dir / paths["truth"]).write_bytes(truth_png)
+        write_atomic(self.dir / paths["truth"], truth_png)
         for label in self.labels:
-            (self.dir / paths["pred"][label]).write_bytes(raw[label])
+            write_atomic(self.dir / paths["pred"][label], raw[label])
         truth_lab = rgb_to_lab(torch.from_numpy(truth).permute(2, 0, 1)[None].float() / 255)
         side = min(MAX_SIDE, max(MIN_MAP_SIDE, *truth.shape[:2]))
         for label in self.models:  # the maps of the shown pixels, so that they agree with the inspector
@@ -120,7 +145,7 @@ class HtmlReport:
         dists = {label: self._distributions(label, truth_u8[k]) for label in self.classes}
         script = page.pixel_script(ident, truth_png, {l: raw[l] for l in self.models},
                                    {"dists": dists} if dists else None)
-        (self.dir / paths["pixels"]).write_text(script)
+        write_atomic(self.dir / paths["pixels"], script)
         files = [paths["truth"], paths["pixels"], *paths["pred"].values(), *paths["errors"].values()]
         metrics = {l: {m: float(v[k]) for m, v in host[l].items()} for l in self.labels}
         self.cards[index] = {"id": ident, "name": self.names[index], "files": files, "paths": paths, "size": truth.shape[1::-1], "metrics": metrics, "score": score,
@@ -151,7 +176,7 @@ class HtmlReport:
             _, outputs = capture(cand.generator, downsample_l(gray_l, shape), chosen, self.runtime)
             layers = []
             for i, (name, fmap) in enumerate(outputs.items()):
-                stem = f"layers/{safe_id(label)}/{i:02d}_{name}"
+                stem = f"layers/{self.files[label]}/{i:02d}_{name}"
                 title = f"{name}  {fmap.shape[1]} x {fmap.shape[2]} x {fmap.shape[3]}"
                 save_png(feature_grid(fmap[0], title), self.dir / f"{stem}_channels.png")
                 save_png(activation_chart(fmap[0], name), self.dir / f"{stem}_activations.png")
@@ -166,16 +191,17 @@ class HtmlReport:
         truth = self.dists["ground truth"]
         models = {l: self.dists[l] for l in self.models}
         distribution_figure(truth, models, self.dir / "ab_distribution.png")
-        np.savez_compressed(self.dir / "color_histograms.npz",
-                            **{f"{safe_id(k)}_{kind}": getattr(d, kind) for k, d in self.dists.items() for kind in "ab l c".split()})
+        with replacing(self.dir / "color_histograms.npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **{f"{self.files.get(k, 'ground_truth')}_{kind}": getattr(d, kind)
+                                      for k, d in self.dists.items() for kind in "ab l c".split()})
         colors = {l: compare(d, truth) for l, d in models.items()}
         classes = {}
         for label in self.classes:  # each classification model's training prior, and its bins for the inspector
-            cand, path = self.candidates[label], f"prior_{safe_id(label)}.png"
+            cand, path = self.candidates[label], f"prior_{self.files[label]}.png"
             prior_figure(cand.generator, self.dir / path, cand.info.get("color_prior"))
             classes[label] = {**page_bins(cand.generator), "prior": path}
         for asset in ("report.css", "report.js"):
-            shutil.copyfile(resources.files("gan_colorizer.report") / "assets" / asset, self.dir / asset)
+            write_atomic(self.dir / asset, (resources.files("gan_colorizer.report") / "assets" / asset).read_bytes())
         rows = self._table_rows(values, count)
         table = page.ImageTable(self.labels, [m for m in metrics if any(m in measured[l] for l in self.labels)],
                                 rows, values, self.names, self.row_index, {c["id"] for c in self.cards.values()},
@@ -185,7 +211,7 @@ class HtmlReport:
         spread = [self.cards[i] for i in sorted(self.spread) if i in self.cards and self.cards[i]["id"] not in shown]
         html = page.render(summary, self.labels, self.models, worst, spread, table, colors, self.layers, classes)
         path = self.dir / "index.html"
-        path.write_text(html, encoding="utf-8")
+        write_atomic(path, html)
         return path
 
     def _table_rows(self, values: dict, count: int) -> np.ndarray:

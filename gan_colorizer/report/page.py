@@ -29,7 +29,13 @@ def pixel_script(ident: str, truth_png: bytes, model_pngs: dict[str, bytes], ext
     url = lambda raw: "data:image/png;base64," + base64.b64encode(raw).decode("ascii")  # noqa: E731
     entry = {"truth": url(truth_png), "models": {label: url(raw) for label, raw in model_pngs.items()}, **(extra or {})}
     return (f"window.REPORT_PIXELS = window.REPORT_PIXELS || {{}};\n"
-            f"window.REPORT_PIXELS[{json.dumps(ident)}] = {json.dumps(entry)};\n")
+            f"window.REPORT_PIXELS[{script_json(ident)}] = {script_json(entry)};\n")
+
+
+def script_json(value) -> str:
+    """JSON for a <script>: no '<', '>' or '&' at all (as \\u escapes, the same strings to JavaScript), so no label
+    can close the script or open an HTML comment ('<!--') that hides the rest of the page's scripts."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def number_cell(value, metric: str, extra: str = "") -> str:
@@ -179,7 +185,7 @@ def render(summary: dict, labels, models, worst: list, spread: list, table: Imag
     missing = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in summary.get("unavailable", {}).items())
     skipped = len(summary["skipped"])
     bins = {l: {"ab": c["ab"], "rgb": c["rgb"]} for l, c in (classes or {}).items()}
-    bins_js = json.dumps(bins).replace("</", "<\\/")  # a label cannot end the inline script
+    bins_js = script_json(bins)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {escape(', '.join(models))}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
