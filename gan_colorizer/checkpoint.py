@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from gan_colorizer.config import Config
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, weights_only_refusal
 
 log = logging.getLogger("gan_colorizer")
 
@@ -127,7 +127,7 @@ def load(path) -> dict:
     except Exception as e:  # truncated zip, random bytes, forbidden globals: all mean "not a checkpoint we can read"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:200]
         kind = "truncated or damaged" if "zip archive" in first else type(e).__name__
-        reason = _not_a_torch_file(path) or f"{kind}: {first}"
+        reason = _not_a_torch_file(path) or weights_only_refusal(e) or f"{kind}: {first}"
         raise UserError(f"{path}: not a readable checkpoint ({reason})") from None
     if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) and isinstance(ckpt.get("generator"), dict)):
         raise UserError(f"{path}: not a gan_colorizer checkpoint (no config / generator entry)")

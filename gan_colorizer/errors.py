@@ -1,5 +1,7 @@
 """Errors that reach the user as one line, never as a traceback; the exit code tells scripts what happened."""
 
+import re
+
 
 class UserError(Exception):
     """Bad input or arguments: the message names the file or flag and the reason."""
@@ -19,3 +21,16 @@ class Interrupted(Exception):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def weights_only_refusal(error: BaseException) -> str | None:
+    """torch.load(weights_only=True)'s refusal of a file, in our words, or None for any other failure. torch's own
+    text advises loading with weights_only=False, which would run whatever code the file holds: never repeat it."""
+    text = str(error)
+    if "Weights only load failed" not in text:
+        return None
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found is None:
+        return "a weights-only load refuses it (damaged, or not a file torch.save wrote); nothing in it was run"
+    return (f"it holds Python objects ({found.group(1)}) that a weights-only load refuses to build; nothing in it "
+            f"was run")

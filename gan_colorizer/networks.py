@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from gan_colorizer.ab_bins import ANNEALED_T, DECODES, bin_tensor, decode
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, weights_only_refusal
 
 log = logging.getLogger("gan_colorizer")
 
@@ -78,7 +78,8 @@ def load_state_dict_file(path, what: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file; all mean the same to the user
-        raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        reason = weights_only_refusal(e) or f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        raise UserError(f"{path}: not a readable {what} ({reason})") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -130,3 +130,22 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     ckpt_io.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
     assert np.random.rand() == expected[2]
+
+
+class RunsACommand:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+@pytest.mark.parametrize("reader", ["checkpoint", "weight file"])
+def test_a_file_torch_refuses_is_one_line_without_torchs_advice_to_load_it_unsafely(tmp_path, reader):
+    """torch's text says to retry with weights_only=False, which would run the file's code: never repeated."""
+    from gan_colorizer.networks import load_state_dict_file
+    path = tmp_path / "evil.pt"
+    torch.save({"config": {}, "generator": {"w": RunsACommand()}}, path)
+    with pytest.raises(UserError) as e:
+        ckpt_io.load(path) if reader == "checkpoint" else load_state_dict_file(path, "LPIPS weights")
+    message = str(e.value)
+    assert message.startswith(f"{path}: not a readable") and "\n" not in message
+    assert "system" in message and "weights-only load refuses" in message  # what it holds, and that nothing ran
+    assert "weights_only" not in message and "False" not in message
