@@ -104,10 +104,11 @@ def test_resume_keeps_the_prior_of_the_checkpoint(runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_stage1_classifier_cannot_start_a_regression_stage2(runs, capsys):
-    tmp, data = runs
+def test_a_stage1_classifier_cannot_start_a_stage2_told_regression(runs, capsys):
+    tmp, data = runs  # --init-generator takes the head from stage 1; --head given overrides it, and must fit
     code = main("gan", ["--data", str(data), *TINY32[:-2], "--max-steps", "1", "--init-generator",
-                        str(tmp / "checkpoints" / "c1" / "best.pt"), *run_dirs_args(tmp, "mismatch")])
+                        str(tmp / "checkpoints" / "c1" / "best.pt"), "--head", "regression",
+                        *run_dirs_args(tmp, "mismatch")])
     assert code == 2 and "head: checkpoint 'classification', this run 'regression'" in capsys.readouterr().err
 
 
