@@ -71,3 +71,14 @@ def test_colorize_l_uses_256_px_multiples_for_the_pix2pix_unet():
     g = UNetGenerator(filters=4).eval()
     out = colorize_l(g, full_res_l(torch.rand(1, 3, 100, 170)), render_size=256)
     assert out.shape == (1, 3, 100, 170)
+
+
+def test_extreme_aspect_ratios_bound_the_network_input_to_8_render_sizes_on_the_long_side():
+    """A 1 x 100000 strip used to become a 256 x 25,600,000 network input (26 GB of float32)."""
+    assert render_shape(1, 100_000, 256) == (32, 2048) and render_shape(100_000, 1, 256) == (2048, 32)
+    assert render_shape(1, 100_000, 256, multiple=256) == (256, 2048)
+    assert render_shape(1000, 8000, 256) == (256, 2048)  # 8:1 is still seen at the full render size
+    assert render_shape(1000, 16000, 256) == (128, 2048)  # beyond, the short side shrinks, the aspect kept
+    g = ConstantAB()
+    out = colorize_l(g, full_res_l(torch.rand(1, 1, 3, 20_000)), render_size=64)
+    assert g.seen == [(1, 1, 32, 512)] and out.shape == (1, 3, 3, 20_000)

@@ -13,11 +13,16 @@ import torch.nn.functional as F
 from gan_colorizer.color import AB_SCALE, lab_to_model, lab_to_rgb, model_to_lab, rgb8_to_gray_l, rgb_to_lab
 
 CHUNK_PIXELS = 1 << 18  # pixels per chunk of full-size colour maths: 3 MB per float32 3-channel temporary
+MAX_ASPECT = 8  # the network input's long side is at most this many render sizes, whatever the photo's shape
 
 
 def render_shape(height: int, width: int, render_size: int, multiple: int = 32) -> tuple[int, int]:
-    """The network's input shape: short side about render_size, aspect kept, both sides multiples of `multiple`."""
-    scale = render_size / min(height, width)
+    """The network's input shape: short side about render_size, aspect kept, both sides multiples of `multiple`.
+
+    A photo longer than MAX_ASPECT:1 (a panorama, a 1 x 100000 strip) is seen with its long side at MAX_ASPECT
+    render sizes and its short side below render_size (at least `multiple`), so the input stays bounded.
+    """
+    scale = min(render_size / min(height, width), MAX_ASPECT * render_size / max(height, width))
     snap = lambda v: max(multiple, int(round(v * scale / multiple)) * multiple)  # noqa: E731
     return snap(height), snap(width)
 
