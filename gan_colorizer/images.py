@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 WHITE = (255, 255, 255)
 _SRGB = ImageCms.createProfile("sRGB")
-Image.MAX_IMAGE_PIXELS = 400_000_000  # large scans are legitimate; the default bomb limit is 89 MP
+MAX_PIXELS = 400_000_000  # large scans are legitimate; a 24 GB machine colorizes one (docs/reliability.md)
+Image.MAX_IMAGE_PIXELS = None  # open_image checks the header against max_pixels itself, in one line, before decoding
 
 
 class UnreadableImage(Exception):
@@ -27,14 +29,61 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def walk(root):
+    """Yield (folder, linked, its entries sorted by name) for root and each folder below it, hidden ones left out.
+
+    Links are followed, but each real folder is visited once (a link loop ends), and the tree reached without links
+    comes first, so a folder also reached through a link keeps its own path. linked: reached through a link.
+    """
+    seen, queues = set(), (deque([Path(root)]), deque())
+    while queues[0] or queues[1]:
+        linked = not queues[0]
+        folder = queues[linked].popleft()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError:  # unreadable or vanished: left out, as os.walk leaves it out
+            continue
+        yield folder, linked, entries
+        for e in entries:
+            if _is_dir(e):
+                queues[linked or e.is_symlink()].append(folder / e.name)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _file_key(entry: os.DirEntry, folder: Path):
+    """What identifies the file behind entry (device, inode); a dangling link is its own path, reported later."""
+    try:
+        st = entry.stat()
+        return st.st_dev, st.st_ino
+    except OSError:
+        return str(folder / entry.name)
+
+
 def list_images(root) -> list[Path]:
-    """Every image file under root, recursively, sorted; hidden files and folders are left out."""
-    root = Path(root)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / n for n in filenames if not n.startswith(".") and is_image_file(Path(n))]
-    return sorted(found)
+    """Every image file under root, recursively, sorted; hidden files and folders are left out.
+
+    A file reached by several paths (links, hard links) is listed once, by a path without links where it has one.
+    """
+    chosen = {}
+    for folder, linked, entries in walk(root):
+        for e in entries:
+            if is_image_file(Path(e.name)) and not _is_dir(e):
+                rank = linked or e.is_symlink()
+                key = _file_key(e, folder)
+                if key not in chosen or rank < chosen[key][0]:
+                    chosen[key] = (rank, folder / e.name)
+    return sorted(path for _, path in chosen.values())
 
 
 def _high_bit_to_8(img: Image.Image) -> Image.Image:
@@ -74,11 +123,35 @@ def to_rgb8(img: Image.Image, background=WHITE) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def open_image(path, min_side: int | None = None) -> Image.Image:
+def _check_pixels(path, img: Image.Image, max_pixels: int | None) -> None:
+    """Refuse, from the header's width and height, an image over the pixel limit before anything is decoded."""
+    limit = max_pixels or MAX_PIXELS
+    if img.width * img.height > limit:
+        flag = " (--max-pixels)" if max_pixels else ""
+        raise UnreadableImage(path, f"too large: {img.width}x{img.height} is {_amount(img.width * img.height)}, "
+                                    f"over the limit of {_amount(limit)}{flag}")
+
+
+def _amount(pixels: int) -> str:
+    return f"{pixels / 1e6:.0f} MP" if pixels >= 1e7 else f"{pixels:,} pixels"
+
+
+def header_pixels(path) -> int:
+    """Width x height as the file's header declares them (nothing decoded); 0 when the header cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                return img.width * img.height
+    except Exception:  # noqa: BLE001 - the decode that follows reports the reason
+        return 0
+
+
+def open_image(path, min_side: int | None = None, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode a file, EXIF orientation applied, in its own mode.
 
-    min_side lets JPEGs decode at a reduced scale whose short side stays >= min_side.
-    Raises UnreadableImage with a short reason for empty, truncated or non-image files.
+    min_side lets JPEGs decode at a reduced scale whose short side stays >= min_side. Raises UnreadableImage with a
+    short reason for empty, truncated or non-image files, and for those over max_pixels (default MAX_PIXELS).
     """
     path = Path(path)
     try:
@@ -87,6 +160,7 @@ def open_image(path, min_side: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. Pillow's "Possibly corrupt EXIF data" chatter
             with Image.open(path) as img:
+                _check_pixels(path, img, max_pixels)
                 if min_side and img.format == "JPEG":
                     w, h = img.size
                     k = max(1.0, min(w, h) / min_side)
@@ -111,9 +185,9 @@ def open_image(path, min_side: int | None = None) -> Image.Image:
     return img
 
 
-def load_rgb(path, min_side: int | None = None) -> Image.Image:
+def load_rgb(path, min_side: int | None = None, max_pixels: int | None = None) -> Image.Image:
     """open_image, then to 8-bit sRGB."""
-    img = open_image(path, min_side)
+    img = open_image(path, min_side, max_pixels)
     try:
         return to_rgb8(img)
     except (OSError, ValueError) as e:

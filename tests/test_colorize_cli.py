@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -196,3 +197,53 @@ def test_the_script_colorizes_and_ctrl_c_leaves_only_complete_files(cli, tiny_ch
             img.load()  # a complete, decodable file
     code, text, _ = cli(photos, "--out", out)  # rerunning the command continues the job
     assert code == 0 and f"{len(written)} already there" in text and len(list(out.glob("*.png"))) == 16
+
+
+def test_a_glob_with_dotdot_after_a_wildcard_never_writes_outside_out(cli, tmp_path):
+    """'in/*/../../src/*.png' used to write OUT/a/../../src/y.png, that is beside --out, over an existing file."""
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    color_image(1).save(tmp_path / "in" / "a" / "k.png")
+    color_image(2).save(tmp_path / "src" / "y.png")
+    color_image(3).save(tmp_path / "in" / "top.png")
+    victim = tmp_path / "o" / "src" / "y.png"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"precious")
+    code, _, err = cli(f"{tmp_path}/in/*/../../src/*.png", "--out", tmp_path / "o" / "p")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "outside --out" in err, err
+    assert victim.read_bytes() == b"precious" and not (tmp_path / "o" / "p").exists()
+    # a '..' that stays inside --out: "already there" is decided on the path the write would land on
+    kept = tmp_path / "o" / "p" / "top.png"
+    kept.parent.mkdir()
+    kept.write_bytes(b"earlier result")
+    code, out, _ = cli(f"{tmp_path}/in/*/../*.png", "--out", tmp_path / "o" / "p")
+    assert code == 0 and "0 colorized, 0 failed, 1 already there" in out and kept.read_bytes() == b"earlier result"
+
+
+def test_a_folder_linked_to_outside_out_is_refused(cli, tmp_path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    (photos / "sub").mkdir(parents=True)
+    color_image(1).save(photos / "sub" / "k.png")
+    (tmp_path / "elsewhere").mkdir()
+    out.mkdir()
+    (out / "sub").symlink_to(tmp_path / "elsewhere")
+    code, _, err = cli(photos, "--out", out)
+    assert code == 2 and "outside --out" in err and not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_photo_over_max_pixels_is_one_line_from_its_header(cli, tmp_path):
+    from test_images import png_declaring
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    png_declaring(photos / "huge.png", 24000, 24000)  # 576 MP in 100 bytes: refused before decoding
+    color_image(1).save(photos / "small.png")  # 48 x 40 = 1,920 pixels
+    color_image(2, (20, 20)).save(photos / "tiny.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = cli(photos, "--out", tmp_path / "out")
+    assert code == 1 and err.strip().splitlines() == [
+        f"error: {photos / 'huge.png'}: too large: 24000x24000 is 576 MP, over the limit of 400 MP (--max-pixels)"]
+    assert not [w for w in caught if "Decompression" in str(w.category)]  # Pillow's two-line warning
+    code, out, err = cli(photos, "--out", tmp_path / "out2", "--max-pixels", "1000")
+    assert code == 1 and "2 failed" in out and files_under(tmp_path / "out2") == ["tiny.png"]
+    assert "small.png: too large: 48x40 is 1,920 pixels, over the limit of 1,000 pixels (--max-pixels)" in err

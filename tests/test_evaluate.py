@@ -454,3 +454,63 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(tmp_p
     assert not [c for r in rows for c in (r["label"], r["image"], r["category"]) if c[:1] in "=+-@"]
     assert {r["image"] for r in rows} == {"'=1+1.png", "'@cmd.png", "'-x.png", "'+y.png", "'=cat/a.png", "plain.png"}
     assert {r["label"] for r in rows} == {"gray", "'-m"} and "'=cat" in {r["category"] for r in rows}
+
+
+def strip_and_bad_photos(folder: Path) -> Path:
+    """Two photos, a 1 x 100000 gray strip (a few hundred bytes), a 576 MP header over a tiny file, and an all-black
+    photo that the scoring below refuses."""
+    from test_images import png_declaring
+    make_photo_folder(folder, 2)
+    Image.fromarray(np.linspace(20, 230, 100_000).astype(np.uint8)[None, :]).save(folder / "strip.png")
+    png_declaring(folder / "huge.png", 24000, 24000)
+    Image.new("RGB", (50, 30)).save(folder / "black.png")
+    return folder
+
+
+@pytest.mark.parametrize("protocol", ["full-res", "center-crop"])
+def test_a_1x100000_strip_is_evaluated_and_an_image_that_fails_is_skipped_in_one_line(
+        protocol, tmp_path, tiny_generator, monkeypatch, caplog):
+    """full-res used to die with a traceback on the strip (a 26 GB network input) and write no summary; an image
+    whose scoring fails (out of memory...) is skipped, alone even when it came in a batch, and the set goes on."""
+    real_metrics = evaluation.image_metrics
+
+    def metrics_failing_on_black(pred, truth, truth_lab):
+        if (truth.flatten(1).amax(1) == 0).any():
+            raise RuntimeError("CUDA out of memory. Tried to allocate 26.00 GiB\nsecond line of advice")
+        return real_metrics(pred, truth, truth_lab)
+    monkeypatch.setattr(evaluation, "image_metrics", metrics_failing_on_black)
+    data = strip_and_bad_photos(tmp_path / "data")
+    (tmp_path / "x.pt").write_bytes(b"")
+    summary = evaluate(EvalOptions(checkpoints=[str(tmp_path / "x.pt")], data=str(data), out=str(tmp_path / "out"),
+                                   protocol=protocol, image_size=32, batch_size=8, num_workers=0))
+    skipped = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert summary["n_images"] == 3 and set(skipped) == {"huge.png", "black.png"}
+    limit = "64 MP" if protocol == "full-res" else "400 MP"  # full-size metrics need far more memory per pixel
+    assert skipped["huge.png"] == f"too large: 24000x24000 is 576 MP, over the limit of {limit} (--max-pixels)"
+    assert skipped["black.png"] == "cannot colorize or score it (CUDA out of memory. Tried to allocate 26.00 GiB)"
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and all("\n" not in w and w.startswith("warning: skipped") for w in warned)
+    rows = read_csv(tmp_path / "out" / "metrics.csv")
+    assert sorted({r["image"] for r in rows}) == ["photo_000.jpg", "photo_001.png", "strip.png"]
+    if protocol == "full-res":
+        assert {(r["width"], r["height"]) for r in rows if r["image"] == "strip.png"} == {("100000", "1")}
+
+
+def test_max_pixels_skips_larger_photos_from_their_header(tmp_path, tiny_generator):
+    make_photo_folder(tmp_path / "data", 2)  # 48 x 40
+    color_image(5, (64, 48)).save(tmp_path / "data" / "bigger.png")
+    (tmp_path / "x.pt").write_bytes(b"")
+    summary = evaluate(EvalOptions(checkpoints=[str(tmp_path / "x.pt")], data=str(tmp_path / "data"),
+                                   out=str(tmp_path / "out"), image_size=32, num_workers=0, max_pixels=2000))
+    assert summary["n_images"] == 2 and [Path(s["path"]).name for s in summary["skipped"]] == ["bigger.png"]
+    assert summary["skipped"][0]["reason"] == ("too large: 64x48 is 3,072 pixels, over the limit of 2,000 pixels "
+                                               "(--max-pixels)")
+
+
+def test_a_self_link_in_data_counts_each_photo_once(tmp_path):
+    """A link to '.' in --data used to count each photo 41 times (once per level, up to the kernel's 40 links)."""
+    from gan_colorizer.evaluate.protocols import resolve_data
+    make_photo_folder(tmp_path / "data", 2)
+    (tmp_path / "data" / "self").symlink_to(".")
+    paths, names = resolve_data(str(tmp_path / "data"))
+    assert names == ["photo_000.jpg", "photo_001.png"]

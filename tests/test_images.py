@@ -1,13 +1,19 @@
 """Every odd file a user's folder may hold becomes 8-bit sRGB, or is refused with a one-line reason."""
+import os
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
-from conftest import color_image
+from conftest import ROOT, color_image
 from PIL import Image
 
-from gan_colorizer.images import UnreadableImage, is_gray, list_images, load_rgb, to_rgb8
+from gan_colorizer.images import UnreadableImage, is_gray, list_images, load_rgb, open_image, to_rgb8
 
 
 def make_odd_files(folder: Path) -> dict:
@@ -111,3 +117,67 @@ def test_jpeg_draft_decoding_keeps_the_requested_short_side(tmp_path):
     color_image(1, size=(800, 600)).save(tmp_path / "big.jpg")
     img = load_rgb(tmp_path / "big.jpg", min_side=140)
     assert 140 <= min(img.size) < 600
+
+
+def png_declaring(path: Path, width: int, height: int) -> Path:
+    """A valid PNG header declaring width x height (8-bit gray) over a few bytes of pixel data: a big image's size
+    in a tiny file (decoding it would need the whole raster)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header_in_one_line(tmp_path):
+    from gan_colorizer.images import header_pixels
+    huge = png_declaring(tmp_path / "huge.png", 24000, 24000)  # 576 MP declared in a 100-byte file
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert header_pixels(huge) == 24000 * 24000
+        with pytest.raises(UnreadableImage) as err:
+            open_image(huge)  # never decoded: the raster would take 576 MB
+    assert "too large: 24000x24000 is 576 MP" in err.value.reason and "\n" not in str(err.value)
+    assert not caught  # Pillow's two-line DecompressionBombWarning is not printed
+    Image.new("RGB", (40, 30)).save(tmp_path / "small.png")
+    with pytest.raises(UnreadableImage, match=r"40x30 is 1,200 pixels, over the limit of 1,000 pixels \(--max-pix"):
+        load_rgb(tmp_path / "small.png", max_pixels=1000)
+    assert load_rgb(tmp_path / "small.png", max_pixels=1200).size == (40, 30)
+
+
+def test_a_self_link_lists_each_photo_once_by_its_own_path(tmp_path):
+    """A link to '.' used to list a photo once per level until the kernel's limit of 40 links (41 times)."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    for path in (folder / "a.png", folder / "sub" / "b.png", tmp_path / "elsewhere" / "e.png"):
+        color_image(0, (8, 8)).save(path)
+    (folder / "self").symlink_to(".")
+    (folder / "0_alias.png").symlink_to("a.png")  # sorts first, yet the real name is kept
+    os.link(folder / "a.png", folder / "hard.png")  # the same file: one input
+    (folder / "0_ext").symlink_to(tmp_path / "elsewhere")  # only reached through a link: kept
+    (folder / "dangling.png").symlink_to("gone.png")  # listed, so that reading it reports 'file not found'
+    found = [str(p.relative_to(folder)) for p in list_images(folder)]
+    assert found == ["0_ext/e.png", "a.png", "dangling.png", "sub/b.png"]
+
+
+@pytest.mark.slow
+def test_a_link_loop_ends_the_listing_of_a_folder_and_of_a_recursive_glob(tmp_path):
+    """s1 -> . and s2 -> . used to make 2^40 paths: the listing never ended (a subprocess, so a regression times
+    out instead of hanging the test session)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    color_image(0, (8, 8)).save(folder / "a.png")
+    (folder / "s1").symlink_to(".")
+    (folder / "s2").symlink_to(".")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "up").symlink_to("..")
+    code = ("import sys\nfrom pathlib import Path\nfrom gan_colorizer.images import list_images\n"
+            "from gan_colorizer.colorize.files import plan_jobs\n"
+            "print(len(list_images(sys.argv[1])), len(plan_jobs([sys.argv[1], sys.argv[1] + '/**/*.png'], "
+            "Path(sys.argv[2]), 'png')))")
+    result = subprocess.run([sys.executable, "-c", code, str(folder), str(tmp_path / "out")], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1"]

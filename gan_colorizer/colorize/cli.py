@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError
+from gan_colorizer.images import MAX_PIXELS
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
 # Idle OpenMP threads sleep instead of spinning, so the decode / encode threads get the cores (on a 2-core
@@ -50,8 +51,10 @@ class ColorizeOptions:
                                       "('scans/**/*.tif')", positional=True, nargs="+", metavar="INPUT")
     checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint (best.pt or last.pt)", metavar="CKPT")
     out: str = opt(REQUIRED, "output folder (created if needed)", metavar="DIR")
-    render_size: int = opt(256, "short side, in pixels, of the copy the network sees; ab is upsampled from it",
-                           metavar="N")
+    render_size: int = opt(256, "short side, in pixels, of the copy the network sees (its long side at most "
+                                "8 times that); ab is upsampled from it", metavar="N")
+    max_pixels: int = opt(MAX_PIXELS, "refuse (one line, from the file's header, before decoding) photos with more "
+                                      "pixels than this", metavar="N")
     batch_size: int = opt(4, "photos of the same render shape per network forward", metavar="N")
     device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
     weights: str = opt("auto", "auto = the EMA copy when the run kept one (--ema-decay), else the trained weights",
@@ -85,6 +88,7 @@ def check_args(args) -> None:
               (args.batch_size >= 1, "--batch-size must be >= 1"),
               (1 <= args.quality <= 100, f"--quality {args.quality}: must be in 1..100"),
               (args.workers >= 1, "--workers must be >= 1"),
+              (args.max_pixels >= 1, f"--max-pixels {args.max_pixels}: must be >= 1"),
               (args.annealed_t is None or args.annealed_t > 0, f"--annealed-t {args.annealed_t}: must be > 0"),
               (not Path(args.out).exists() or Path(args.out).is_dir(), f"--out {args.out}: exists and is not a folder")]
     for ok, message in checks:
@@ -103,25 +107,15 @@ class Tally:
     kept: int = 0
 
 
-def _load(job, colorizer_module):
+def _load(job, colorizer_module, max_pixels: int):
     """Decode one file for the network (runs in a worker thread): a Prepared, or the UnreadableImage."""
     from gan_colorizer.images import UnreadableImage, open_image
     try:
-        return colorizer_module.prepare(open_image(job.source), keep_alpha=job.keeps_alpha)
+        return colorizer_module.prepare(open_image(job.source, max_pixels=max_pixels), keep_alpha=job.keeps_alpha)
     except UnreadableImage as e:
         return e
     except MemoryError:
         return UnreadableImage(job.source, "not enough memory to decode it")
-
-
-def _peek_pixels(path) -> int:
-    """Width x height from the file's header (no decode); 0 when unreadable, which the decode then reports."""
-    from PIL import Image
-    try:
-        with Image.open(path) as img:
-            return img.width * img.height
-    except Exception:  # noqa: BLE001 - any failure here is reported by the real decode
-        return 0
 
 
 class _InFlight:
@@ -147,14 +141,15 @@ class _InFlight:
 
 def _prefetch(pool, fn, jobs, ahead: int):
     """Yield (job, result, pixels) in order while later jobs decode in the pool, within `ahead` and IN_FLIGHT_PIXELS."""
+    from gan_colorizer.images import header_pixels
     pending, it = _InFlight(ahead, IN_FLIGHT_PIXELS), iter(jobs)
     nxt = next(it, None)
-    nxt_pixels = _peek_pixels(nxt.source) if nxt else 0
+    nxt_pixels = header_pixels(nxt.source) if nxt else 0
     while True:
         while nxt is not None and not pending.full(nxt_pixels):
             pending.add(nxt, pool.submit(fn, nxt), nxt_pixels)
             nxt = next(it, None)
-            nxt_pixels = _peek_pixels(nxt.source) if nxt else 0
+            nxt_pixels = header_pixels(nxt.source) if nxt else 0
         if not pending.items:
             return
         job, future, pixels = pending.pop()
@@ -202,10 +197,11 @@ def _colorize_batch(colorizer, batch: list, controls: dict, report: Report) -> l
     """Images for the batch; on a runtime failure (out of device memory...) each photo is retried alone."""
     try:
         return colorizer.colorize_prepared([item for _, item in batch], **controls)
-    except RuntimeError as e:
+    except (RuntimeError, MemoryError) as e:
         if len(batch) > 1:
             return [img for one in batch for img in (_colorize_batch(colorizer, [one], controls, report) or [None])]
-        report.fail(batch[0][0].source, f"colorization failed ({str(e).strip().splitlines()[0][:200]})")
+        reason = (str(e).strip() or "out of memory").splitlines()[0][:200]
+        report.fail(batch[0][0].source, f"colorization failed ({reason})")
         return []
 
 
@@ -229,7 +225,8 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
     pool, writes = ThreadPoolExecutor(args.workers, thread_name_prefix="colorize-io"), _InFlight(2 * args.workers,
                                                                                                  IN_FLIGHT_PIXELS)
     try:
-        decoded = _prefetch(pool, lambda job: _load(job, colorizer_module), jobs, args.batch_size + args.workers)
+        decoded = _prefetch(pool, lambda job: _load(job, colorizer_module, args.max_pixels), jobs,
+                            args.batch_size + args.workers)
         for batch in _batches(decoded, args.batch_size):
             good = []
             for job, item in batch:

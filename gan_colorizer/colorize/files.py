@@ -2,6 +2,7 @@
 results written atomically (a finished file or none, never half of one)."""
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from PIL import Image
 
 from gan_colorizer.atomic import replacing
 from gan_colorizer.errors import UserError
-from gan_colorizer.images import is_image_file, list_images
+from gan_colorizer.images import is_image_file, list_images, walk
 
 PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
                ".tiff": "TIFF", ".ppm": "PPM"}
@@ -39,6 +40,29 @@ def _glob_base(pattern: str) -> Path:
     parts = Path(pattern).parts
     fixed = parts[:next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))]
     return Path(*fixed) if fixed else Path(".")
+
+
+def _parts_match(names: tuple, patterns: tuple) -> bool:
+    """glob's rule for one path, name by name: '**' is any number of folders (none included)."""
+    if not patterns:
+        return not names
+    if patterns[0] == "**":
+        return any(_parts_match(names[i:], patterns[1:]) for i in range(len(names) + 1))
+    return bool(names) and fnmatch.fnmatchcase(names[0], patterns[0]) and _parts_match(names[1:], patterns[1:])
+
+
+def _glob(pattern: str) -> list[str]:
+    """glob.glob(pattern, recursive=True), except that '**' visits each real folder once: a link loop
+    (s1 -> .) ends instead of expanding forever, as glob's '**' would."""
+    if "**" not in Path(pattern).parts:
+        return glob.glob(pattern, recursive=True)
+    base = _glob_base(pattern)
+    patterns, dirs_only = Path(pattern).parts[len(base.parts):], pattern.endswith(("/", os.sep))
+    found = [str(base)] if _parts_match((), patterns) else []
+    for folder, _, entries in walk(base):
+        found += [str(folder / e.name) for e in entries if (not dirs_only or e.is_dir())
+                  and _parts_match((folder / e.name).relative_to(base).parts, patterns)]
+    return found
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -69,7 +93,7 @@ def expand_input(arg: str, out_dir: Path) -> list[tuple[Path, Path]]:
         return [(path, Path(path.name))]
     if glob.has_magic(arg):
         base, found = _glob_base(arg), []
-        for match in sorted(Path(m) for m in glob.glob(arg, recursive=True)):
+        for match in sorted(Path(m) for m in _glob(arg)):
             if match.is_dir():
                 found += [(p, p.relative_to(base)) for p in list_images(match)]
             elif is_image_file(match):
@@ -114,7 +138,18 @@ def plan_jobs(inputs: list[str], out_dir: Path, fmt: str) -> list[Job]:
             for k in keys:
                 source, rel = expanded[k]
                 named[k] = rel.with_name(rel.name + output_suffix(source, fmt))
-    return _checked_jobs([(expanded[k][0], out_dir / named[k]) for k in expanded], set(expanded), fmt)
+    pairs = [(expanded[k][0], _inside_out(expanded[k][0], out_dir / named[k], out_dir)) for k in expanded]
+    return _checked_jobs(pairs, set(expanded), fmt)
+
+
+def _inside_out(source: Path, output: Path, out_dir: Path) -> Path:
+    """The path a write to output lands on, as --out joined with what lies below it, once its folder's links
+    and '..' are resolved; a path landing outside --out (a '..' after a wildcard, a link) is refused."""
+    root, landing = out_dir.resolve(), output.parent.resolve() / output.name  # a link as the file itself is replaced
+    if root not in landing.parents:
+        raise UserError(f"{source}: its output {output} would land at {landing}, outside --out {out_dir} (a '..' or "
+                        f"a link in the path); nothing written")
+    return out_dir / landing.relative_to(root)
 
 
 def _checked_jobs(pairs: list, sources: set, fmt: str) -> list[Job]:

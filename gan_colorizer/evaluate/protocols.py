@@ -53,17 +53,26 @@ def categories(names: list[str]) -> list[str] | None:
 class EvalDataset(Dataset):
     """Ground truth under the protocol as uint8 (3, H, W), or the reason the file cannot be read."""
 
-    def __init__(self, paths, protocol: str, size: int):
-        self.paths, self.protocol, self.size = list(paths), protocol, size
+    def __init__(self, paths, protocol: str, size: int, max_pixels: int | None = None):
+        self.paths, self.protocol, self.size, self.max_pixels = list(paths), protocol, size, max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
+        """One file's item; a file that fails (unreadable, over --max-pixels, out of memory) is a reason, never
+        an exception that would end the evaluation."""
         try:
-            img = load_rgb(self.paths[index])  # full decode: no JPEG draft scaling in the ground truth
+            return self._item(index)
         except UnreadableImage as e:
             return {"index": index, "reason": e.reason}
+        except MemoryError:
+            return {"index": index, "reason": "not enough memory to decode it"}
+        except (OSError, ValueError) as e:
+            return {"index": index, "reason": f"cannot prepare it ({e})"}
+
+    def _item(self, index: int) -> dict:
+        img = load_rgb(self.paths[index], max_pixels=self.max_pixels)  # full decode: no JPEG draft scaling
         w, h, s = img.width, img.height, self.size
         gray = is_gray(img)
         if self.protocol == "center-crop":
@@ -79,6 +88,12 @@ def collate(items: list[dict]) -> dict:
     return {"failed": [(it["index"], it["reason"]) for it in items if "reason" in it],
             "index": [it["index"] for it in ok], "gray": [it["gray"] for it in ok],
             "size": [it["size"] for it in ok], "pixels": torch.stack([it["pixels"] for it in ok]) if ok else None}
+
+
+def single_images(batch: dict) -> list[dict]:
+    """A collated batch as one batch per image (to retry each alone when the batch fails)."""
+    return [{"failed": [], "index": [i], "gray": [g], "size": [s], "pixels": batch["pixels"][k:k + 1]}
+            for k, (i, g, s) in enumerate(zip(batch["index"], batch["gray"], batch["size"]))]
 
 
 def make_labels(checkpoints: list[str], given: list[str] | None) -> list[str]:

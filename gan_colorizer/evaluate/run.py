@@ -28,7 +28,9 @@ from gan_colorizer.evaluate.protocols import (
     collate,
     make_labels,
     resolve_data,
+    single_images,
 )
+from gan_colorizer.images import MAX_PIXELS
 from gan_colorizer.inspect.class_views import head_info
 from gan_colorizer.metrics import (
     GRAY,
@@ -43,6 +45,7 @@ from gan_colorizer.options import REQUIRED, opt
 from gan_colorizer.runtime import Runtime
 
 log = logging.getLogger("gan_colorizer")
+FULL_RES_MAX_PIXELS = 64_000_000  # a 16 MP photo peaked at 5.3 GB in full-res (2026-11-30): 64 MP fits in 24 GB
 METRIC_NOTES = {  # written into summary.json, so a results file says how its numbers were made
     "images": "8-bit sRGB: the prediction after Lab -> sRGB, gamut clipping and rounding, against the truth",
     "psnr": "20 log10(255 / RMSE) over R, G, B; identical images are inf, left out of the statistics",
@@ -73,6 +76,10 @@ class EvalOptions:
     weights: str = opt("auto", "auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained "
                                "weights", choices=WEIGHTS)
     limit: int | None = opt(None, "evaluate only the first N files (sorted)", metavar="N")
+    max_pixels: int | None = opt(None, "skip (one line, from the file's header, before decoding) photos with more "
+                                       f"pixels than this (default: {MAX_PIXELS:,}; {FULL_RES_MAX_PIXELS:,} with "
+                                       "--protocol full-res, whose full-size metrics take ~0.3 KB per pixel)",
+                                 metavar="N")
     save_images: bool = opt(False, "also write every colorized image (and the truth) as PNG", action="store_true")
     fid_weights: str | None = opt(None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: the one in "
                                         "$TORCH_HOME/hub/checkpoints, downloaded there on first use)", metavar="PATH")
@@ -158,6 +165,7 @@ class Evaluator:
                   (opts.image_size >= 16, f"--image-size {opts.image_size}: must be at least 16"),
                   (opts.batch_size > 0, "--batch-size must be > 0"),
                   (opts.limit is None or opts.limit > 0, "--limit must be > 0"),
+                  (opts.max_pixels is None or opts.max_pixels >= 1, "--max-pixels must be >= 1"),
                   (opts.num_workers >= 0, "--num-workers must be >= 0"),
                   (opts.grid_images >= 0, "--grid-images must be >= 0"),
                   (opts.report_images >= 0 and opts.report_worst >= 0, "--report-images and --report-worst must be >= 0"),
@@ -176,7 +184,9 @@ class Evaluator:
 
     def loader(self) -> DataLoader:
         full_res = self.opts.protocol == "full-res"  # sizes differ: one photo at a time, memory bounded by one
-        dataset = EvalDataset(self.paths[: self.n_eval], self.opts.protocol, self.opts.image_size)
+        o = self.opts
+        max_pixels = o.max_pixels or (FULL_RES_MAX_PIXELS if full_res else MAX_PIXELS)
+        dataset = EvalDataset(self.paths[: self.n_eval], o.protocol, o.image_size, max_pixels)
         workers = min(self.opts.num_workers, len(dataset))
         return DataLoader(dataset, batch_size=1 if full_res else self.opts.batch_size, shuffle=False,
                           num_workers=workers, collate_fn=collate, pin_memory=self.rt.device.type == "cuda",
@@ -192,10 +202,9 @@ class Evaluator:
         try:
             for batch in self.loader():
                 for index, reason in batch["failed"]:
-                    log.warning("warning: skipped %s: %s", self.paths[index], reason)
-                    self.skipped.append((index, reason))
+                    self._skip(index, reason)
                 if batch["pixels"] is not None:
-                    self._score(batch)
+                    self._score_or_skip(batch)
                     if on_batch:
                         on_batch(self.n_images)
                 bar.update(len(batch["index"]) + len(batch["failed"]))
@@ -205,6 +214,23 @@ class Evaluator:
         if self.n_images == 0:
             raise UserError(f"--data {self.opts.data}: none of the {self.n_eval} image files could be read")
         return self.report.finish(self._summary(time.perf_counter() - start))
+
+    def _skip(self, index: int, reason: str) -> None:
+        log.warning("warning: skipped %s: %s", self.paths[index], reason)
+        self.skipped.append((index, reason))
+
+    def _score_or_skip(self, batch: dict) -> None:
+        """_score, or when the batch fails (out of memory...) each image alone: one that fails is skipped with one
+        line and the set goes on."""
+        try:
+            self._score(batch)
+        except (RuntimeError, MemoryError, ValueError) as e:
+            if len(batch["index"]) > 1:
+                for one in single_images(batch):
+                    self._score_or_skip(one)
+                return
+            reason = (str(e).strip() or type(e).__name__).splitlines()[0][:200]
+            self._skip(batch["index"][0], f"cannot colorize or score it ({reason})")
 
     def _predict(self, cand: Candidate, gray_l: torch.Tensor) -> torch.Tensor:
         _sync(self.rt.device)
@@ -225,9 +251,10 @@ class Evaluator:
             scores[cand.label] = image_metrics(preds[cand.label], truth, truth_lab)
             if self.lpips is not None:
                 scores[cand.label]["lpips"] = self.lpips(preds[cand.label].float() / 255, truth.float() / 255)
-        if self.fid is not None:
-            for label, images in [("truth", truth), *preds.items()]:
-                self.moments[label].update(self.fid(images.float() / 255))
+        if self.fid is not None:  # every feature first: a failure leaves the running moments as they were
+            features = [(label, self.fid(images.float() / 255)) for label, images in [("truth", truth), *preds.items()]]
+            for label, feats in features:
+                self.moments[label].update(feats)
         self.n_images += truth.shape[0]
         self.report.add(batch, truth, truth_lab, preds, scores, colorfulness(truth))
 
