@@ -148,15 +148,15 @@ def _accumulate(total: dict, parts: dict, n: int) -> None:
 def validation_sums(rt: Runtime, generator: torch.nn.Module, batches) -> dict:
     """Per-image sums over this process's share of the validation set; `finish_validation` turns them into means.
 
-    Sums rather than means, so that processes under torchrun can add theirs before dividing.
+    The generator runs in fp32 and the Lab metrics see the clipped 8-bit prediction, as in evaluate.py, so the two
+    agree on the same photos. Sums rather than means, so that processes under torchrun can add theirs before dividing.
     """
     was_training = generator.training
     generator.eval()
     sums = dict.fromkeys(("l1", "psnr", "delta_e2000", "cf_pred", "cf_true", "n"), 0.0)
     for pixels, _ in batches:
         gray_l, real_ab = rt.batch(pixels)
-        with rt.autocast():
-            fake_ab = generator(gray_l).float()
+        fake_ab = generator(rt.layout(gray_l)).float()  # fp32, no autocast: evaluate.py's figures
         sums["l1"] += (fake_ab - real_ab).abs().mean(dim=(1, 2, 3)).sum().item()
         fake, true = to_uint8(model_to_rgb(gray_l, fake_ab)), pixels.to(fake_ab.device)
         sums["psnr"] += psnr(fake, true).clamp_max(PSNR_CAP).sum().item()
