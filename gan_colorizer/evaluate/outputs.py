@@ -137,7 +137,7 @@ class Report:
             self.csv_path = part_path(self.out / "metrics.csv")  # renamed to metrics.csv by finish()
             self.csv_file = open(self.csv_path, "w", newline="")
         except OSError as e:
-            self.__del__()
+            self.abandon()
             raise UserError(f"--out {self.out}: cannot write there ({e.strerror or e})") from None
         self.csv = csv.writer(self.csv_file)
         self.csv.writerow(CSV_COLUMNS)
@@ -238,13 +238,15 @@ class Report:
         print_table(summary)
         return summary
 
-    def __del__(self):
+    def abandon(self) -> None:
         """An evaluation that never finished: its half-written metrics.csv goes, and the --out lock with it."""
         if getattr(self, "csv_file", None) is not None and not self.finished:
             self.csv_file.close()
             self.csv_path.unlink(missing_ok=True)
         if getattr(self, "lock", None) is not None:
             self.lock.release()
+
+    __del__ = abandon  # a Report dropped without finish() or abandon() (the Evaluator calls abandon on failure)
 
     def _per_category(self) -> dict:
         """Every metric per category (FID and LPIPS-free set statistics stay per set: FID on a few dozen images

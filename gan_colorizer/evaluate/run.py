@@ -194,7 +194,15 @@ class Evaluator:
 
     @torch.inference_mode()
     def run(self, on_batch=None) -> dict:
-        """Stream the data once; on_batch(n_images_so_far) is called after each batch (progress, memory probes)."""
+        """Stream the data once; on_batch(n_images_so_far) is called after each batch (progress, memory probes).
+        A run that fails leaves no half-written metrics.csv and releases --out."""
+        try:
+            return self._run(on_batch)
+        except BaseException:
+            self.report.abandon()
+            raise
+
+    def _run(self, on_batch) -> dict:
         start = time.perf_counter()
         log.info("evaluating %d images from %s (%s, %d px) with %s on %s", self.n_eval, self.opts.data,
                  self.opts.protocol, self.opts.image_size, ", ".join(c.label for c in self.candidates), self.rt.device)
