@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_colorizer.atomic import write_atomic
 from gan_colorizer.errors import UserError
-from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb, open_image
+from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, list_images, load_rgb
+from gan_colorizer.scan import PathArray, check_files
 
 log = logging.getLogger("gan_colorizer")
 
@@ -57,25 +57,18 @@ class FileScan:
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
-def _check(path: Path) -> tuple[Path, str | None, bool]:
-    try:
-        return path, None, is_gray(open_image(path, min_side=64))
-    except UnreadableImage as e:
-        return path, e.reason, False
-
-
-def scan_files(paths, source: str, keep_gray: bool, workers: int = 4) -> FileScan:
-    """Decode every file once (JPEGs at reduced scale): unreadable files are skipped with one warning line each."""
-    scan = FileScan(source)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for path, reason, gray in pool.map(_check, paths):
-            if reason is not None:
-                log.warning("warning: skipped %s: %s", path, reason)
-                scan.skipped.append((str(path), reason))
-            elif gray and not keep_gray:
-                scan.gray.append(path)
-            else:
-                scan.used.append(path)
+def scan_files(paths, source: str, keep_gray: bool, workers: int = 4, root: Path | None = None) -> FileScan:
+    """Check every file (scan.check_files; cached when `root` is given): unreadable ones are skipped with one
+    warning line each, on every run."""
+    scan, paths = FileScan(source), list(paths)
+    for path, (reason, gray) in zip(paths, check_files(paths, workers, root)):
+        if reason is not None:
+            log.warning("warning: skipped %s: %s", path, reason)
+            scan.skipped.append((str(path), reason))
+        elif gray and not keep_gray:
+            scan.gray.append(path)
+        else:
+            scan.used.append(path)
     return scan
 
 
@@ -84,7 +77,7 @@ def scan_folder(root, keep_gray: bool, workers: int = 4, flag: str = "--data") -
     if not root.is_dir():
         raise UserError(f"{flag} {root}: no such folder")
     # absolute paths: the saved file lists must still name the files when a resume starts in another folder
-    scan = scan_files(list_images(root.resolve()), str(root), keep_gray, workers)
+    scan = scan_files(list_images(root.resolve()), str(root), keep_gray, workers, root=root)
     if not scan.used:
         raise UserError(f"{flag} {root}: no usable image ({len(scan.skipped)} unreadable, {len(scan.gray)} gray "
                         f"left out; looked for {' '.join(IMAGE_EXTENSIONS)})")
@@ -200,7 +193,8 @@ class PhotoDataset(Dataset):
     """
 
     def __init__(self, paths, image_size: int, train: bool, crop_scale: float = 0.25, cache: bool = False):
-        self.paths, self.size, self.train, self.crop_scale = list(paths), image_size, train, crop_scale
+        self.paths = paths if isinstance(paths, PathArray) else PathArray(paths)  # flat worker memory
+        self.size, self.train, self.crop_scale = image_size, train, crop_scale
         self.cache = {} if cache else None
         self.broken: set[int] = set()
 
@@ -256,7 +250,8 @@ class EpochSampler(Sampler):
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
-    def _keys(self) -> list[tuple[int, int]]:
+    def _keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's (indices, sample seeds) as arrays: no Python object per sample."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         reps = math.ceil(self.total / self.n)
         if self.shuffle:
@@ -264,11 +259,11 @@ class EpochSampler(Sampler):
         else:
             order = torch.arange(self.n).repeat(reps)
         seeds = torch.randint(0, 2**62, (self.total,), generator=g)
-        keys = list(zip(order[: self.total].tolist(), seeds.tolist()))
-        return keys[self.rank:: self.world]
+        return order[: self.total].numpy()[self.rank:: self.world], seeds.numpy()[self.rank:: self.world]
 
     def __iter__(self):
-        return iter(self._keys()[self.start:])
+        order, seeds = self._keys()
+        return ((int(i), int(s)) for i, s in zip(order[self.start:], seeds[self.start:]))
 
     @property
     def per_rank(self) -> int:

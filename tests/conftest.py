@@ -35,6 +35,7 @@ def torch_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("torch_home")
     patch = pytest.MonkeyPatch()
     patch.setenv("TORCH_HOME", str(home))
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))  # scan caches (scan.py)
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         patch.setenv(var, DEAD_PROXY)
     for var in ("no_proxy", "NO_PROXY"):
