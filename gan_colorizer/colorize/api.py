@@ -25,6 +25,7 @@ from gan_colorizer.colorize.inference import (
     render_shape,
     size_multiple,
 )
+from gan_colorizer.errors import UserError
 from gan_colorizer.images import UnreadableImage, open_image, to_rgb8
 
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
@@ -96,25 +97,42 @@ class Colorizer:
         from gan_colorizer.runtime import Runtime
         if render_size < 1:
             raise ValueError(f"render_size must be >= 1, got {render_size}")
+        self.render_size = render_size
+        if not isinstance(generator, torch.nn.Module):  # an engines.OnnxNetwork: onnxruntime on the CPU, fp32 in
+            self.runtime, self.generator = Runtime("cpu", "off", channels_last=False), generator
+            self.multiple, self.decoding, self.engine = generator.multiple, generator.decoding, \
+                "onnx-int8" if generator.int8 else "onnx"
+            return
         self.runtime = runtime or Runtime("cpu", "off", channels_last=False)
         self.generator = self.runtime.place(generator).eval()
-        self.render_size = render_size
         self.multiple = size_multiple(generator)
         self.decoding = set_decoding(generator, decode, annealed_t)  # None for a regression generator
+        self.engine = "torch"
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "auto", render_size: int = 256, amp: str = "auto",
                         channels_last: bool = True, weights: str = "auto", decode: str | None = None,
-                        annealed_t: float | None = None) -> "Colorizer":
-        """Rebuild the generator from any stage-1 or stage-2 checkpoint (its config travels inside).
+                        annealed_t: float | None = None, engine: str | None = None) -> "Colorizer":
+        """Rebuild the generator from any stage-1 or stage-2 checkpoint (its config travels inside), or load an
+        exported .onnx model. engine: torch, onnx or onnx-int8 (engines.py); None = the file's own.
 
-        weights: auto = the EMA copy when the run kept one (--ema-decay), else the trained weights; ema or raw to insist.
+        weights: auto = the EMA copy when the run kept one (--ema-decay), else the trained weights; ema or raw to
+        insist.
         """
         from gan_colorizer.checkpoint import load_generator
+        from gan_colorizer.colorize import engines
+        from gan_colorizer.networks import set_decoding
         from gan_colorizer.runtime import Runtime
-        runtime = Runtime(device, amp, channels_last)
-        generator, _, _ = load_generator(path, "cpu", weights)
-        return cls(generator, runtime, render_size, decode, annealed_t)
+        engine = engines.engine_for(path, engine)
+        if engine != "torch" and device == "cuda":
+            raise UserError(f"--engine {engine} runs on the CPU (onnxruntime): leave --device out, or --engine torch")
+        if Path(path).suffix.lower() == ".onnx":
+            return cls(engines.load_onnx(path, decode, annealed_t), render_size=render_size)
+        generator, cfg, _ = load_generator(path, "cpu", weights)
+        if engine == "onnx":
+            decoding = set_decoding(generator, decode, annealed_t)
+            return cls(engines.onnx_from_generator(generator, cfg, decoding), render_size=render_size)
+        return cls(generator, Runtime(device, amp, channels_last), render_size, decode, annealed_t)
 
     @property
     def device(self) -> torch.device:

@@ -49,7 +49,8 @@ class ColorizeOptions:
     """What to colorize and how; the flags of colorize.py are these fields."""
     inputs: list[str] = opt(REQUIRED, "image files, folders (searched recursively) or quoted glob patterns "
                                       "('scans/**/*.tif')", positional=True, nargs="+", metavar="INPUT")
-    checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint (best.pt or last.pt)", metavar="CKPT")
+    checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint (best.pt or last.pt), or a model exported to "
+                                    ".onnx (python -m gan_colorizer.colorize.onnx)", metavar="CKPT")
     out: str = opt(REQUIRED, "output folder (created if needed)", metavar="DIR")
     render_size: int = opt(256, "short side, in pixels, of the copy the network sees (its long side at most "
                                 "8 times that); ab is upsampled from it", metavar="N")
@@ -64,6 +65,9 @@ class ColorizeOptions:
                              choices=("annealed", "mode", "mean"))
     annealed_t: float | None = opt(None, "classification checkpoints: temperature of the annealed mean (default: as "
                                          "trained)", metavar="T")
+    engine: str | None = opt(None, "what runs the network: torch, onnx (onnxruntime fp32) or onnx-int8 (a model "
+                                   "exported with --int8); default: torch for a .pt, the model's own for a .onnx",
+                             choices=("torch", "onnx", "onnx-int8"))
     amp: str = opt("auto", "mixed precision of the network: auto = bf16 where the device runs it fast",
                    choices=("auto", "off", "bf16", "fp16"))
     temperature: float = opt(0.0, "shift b by this many ab units: > 0 warmer (yellow), < 0 cooler (blue); try +-5..15",
@@ -249,7 +253,13 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
 def load_colorizer(args):
     from gan_colorizer.colorize.api import Colorizer
     return Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.amp, weights=args.weights,
-                                     decode=args.decode, annealed_t=args.annealed_t)
+                                     decode=args.decode, annealed_t=args.annealed_t, engine=args.engine)
+
+
+def _engine(colorizer) -> str:
+    if colorizer.engine != "torch":
+        return f"engine {colorizer.engine}, onnxruntime on the CPU"
+    return f"device {colorizer.device}, amp {colorizer.runtime.amp_name}"
 
 
 def _decoding(colorizer, args) -> str:
@@ -283,7 +293,7 @@ def main(argv=None) -> int:
     if colorizer is not None:
         kept = f"; {report.tally.kept} existing outputs kept (--overwrite replaces them)" if report.tally.kept else ""
         print(f"colorizing {len(todo)} photo{'s' * (len(todo) != 1)} into {args.out} (render size {args.render_size}, "
-              f"device {colorizer.device}, amp {colorizer.runtime.amp_name}{_decoding(colorizer, args)}){kept}", flush=True)
+              f"{_engine(colorizer)}{_decoding(colorizer, args)}){kept}", flush=True)
     try:
         if todo:
             colorize_jobs(colorizer, todo, args, report)

@@ -8,6 +8,7 @@ docs/colorizing.md (ONNX export) has a numpy sketch.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -54,18 +55,24 @@ def export_onnx(generator: torch.nn.Module, path, multiple: int = 32, opset: int
 def _add_metadata(path: Path, metadata: dict) -> None:
     import onnx
     model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=str(value))
     onnx.save(model, str(path))
 
 
-def model_metadata(cfg, multiple: int) -> dict:
+def model_metadata(cfg, multiple: int, decoding: str | None = None) -> dict:
+    """What engines.OnnxNetwork needs to run the model as the torch path does (and a reader to use it by hand)."""
     from gan_colorizer.color import AB_SCALE, L_SCALE
-    decoded = f" (annealed mean at T = {cfg.model.annealed_t:g} of the {cfg.model.head} head's distribution)" \
-        if cfg.model.head == "classification" else ""
+    if cfg.model.head == "classification" and decoding is None:
+        decoding = f"annealed mean, T = {cfg.model.annealed_t:g}"
+    decoded = f" ({decoding} of the {cfg.model.head} head's distribution)" if decoding else ""
     return {"input": f"gray_l = L / {L_SCALE:g} - 1, (N, 1, H, W) float32, H and W multiples of {multiple}",
             "output": f"ab / {AB_SCALE:g}, (N, 2, H, W) float32{decoded}", "generator": cfg.model.generator,
-            "backbone": cfg.model.backbone, "head": cfg.model.head, "size_multiple": multiple, "stage": cfg.stage}
+            "backbone": cfg.model.backbone, "head": cfg.model.head, "size_multiple": multiple, "stage": cfg.stage,
+            "l_scale": L_SCALE, "ab_scale": AB_SCALE, **({"decoding": decoding} if decoding else {})}
 
 
 def check_onnx(path, generator: torch.nn.Module, shapes, atol: float = 1e-3) -> float:
@@ -85,6 +92,70 @@ def check_onnx(path, generator: torch.nn.Module, shapes, atol: float = 1e-3) -> 
     return worst
 
 
+def calibration_inputs(folder, render_size: int, multiple: int, count: int):
+    """Render-size gray_l (1, 1, h, w) numpy arrays of up to `count` photos of the folder, as colorize.py feeds them."""
+    import numpy as np
+
+    from gan_colorizer.colorize.inference import downsample_l, full_res_l, render_shape
+    from gan_colorizer.images import UnreadableImage, list_images, open_image, to_rgb8
+    paths = list_images(folder)[:count] if Path(folder).is_dir() else []
+    if not paths:
+        raise UserError(f"--calibration {folder}: no photos there (a folder of the photos you will colorize)")
+    for path in paths:
+        try:
+            pixels = np.array(to_rgb8(open_image(path)))  # alpha on white: what the network sees (api.prepare)
+        except (UnreadableImage, OSError, ValueError):
+            continue
+        gray_l = full_res_l(torch.from_numpy(pixels).permute(2, 0, 1)[None])
+        yield downsample_l(gray_l, render_shape(*gray_l.shape[-2:], render_size, multiple)).numpy()
+
+
+def quantize_int8(fp32_path, out_path, inputs, method: str = "minmax", keep_float=()) -> Path:
+    """Static int8 (QDQ, per-channel weights, uint8 activations) of an fp32 export, calibrated on `inputs`.
+
+    keep_float: node names (or name prefixes) left in fp32. The metadata says how the model was quantized.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(inputs)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"gray_l": x}
+
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
+    try:
+        metadata = {p.key: p.value for p in onnx.load(str(fp32_path)).metadata_props}  # the tools may drop it
+        # folds constants (the decoder's biases are computed at run time otherwise) and fuses BatchNorm into Conv
+        quant_pre_process(str(fp32_path), str(tmp), skip_symbolic_shape=True)  # symbolic: incomplete on this graph
+        names = [n.name for n in onnx.load(str(tmp)).graph.node]
+        excluded = [n for n in names if any(n == k or n.startswith(k) for k in keep_float)]
+        root, level = logging.getLogger(), logging.getLogger().level
+        root.setLevel(logging.ERROR)  # the tools warn per node (a BatchNorm's weight has no channel axis 1...)
+        try:
+            quantize_static(str(tmp), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            calibrate_method=METHODS[method](CalibrationMethod), nodes_to_exclude=excluded)
+        finally:
+            root.setLevel(level)
+        kept = f", fp32 kept: {' '.join(excluded)}" if excluded else ""
+        _add_metadata(tmp, {**metadata, "quantization": f"int8 static QDQ, per-channel weights, {method} calibration"
+                                                        f"{kept}"})
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+METHODS = {"minmax": lambda m: m.MinMax, "entropy": lambda m: m.Entropy, "percentile": lambda m: m.Percentile}
+KEEP_FLOAT = ()  # node-name prefixes left in fp32 by default: see docs/colorizing.md (int8) for the measurement
+
+
 @dataclass
 class ExportOptions:
     """The flags of the export command."""
@@ -93,6 +164,16 @@ class ExportOptions:
     opset: int = opt(OPSET, "ONNX opset")
     no_check: bool = opt(False, "skip comparing the export with PyTorch in onnxruntime on fresh random inputs",
                          action="store_true")
+    int8: bool = opt(False, "write a statically quantized int8 model (needs --calibration): for --engine onnx-int8",
+                     action="store_true")
+    calibration: str | None = opt(None, "--int8: folder of photos like those you will colorize (the ranges of "
+                                        "int8 come from them)", metavar="DIR")
+    calibration_count: int = opt(200, "--int8: photos of --calibration used at most", metavar="N")
+    calibration_method: str = opt("minmax", "--int8: how activation ranges are chosen", choices=tuple(METHODS))
+    render_size: int = opt(256, "--int8: render size the calibration photos are seen at (as colorize.py's)",
+                           metavar="N")
+    keep_float: list[str] = opt(KEEP_FLOAT, "--int8: ONNX node names (or prefixes) kept in fp32",
+                                nargs="*", metavar="NODE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,17 +185,9 @@ def main(argv=None) -> int:
     from gan_colorizer.console import setup_logging
     setup_logging()  # also silences fastai's import-time deprecation chatter
     try:
-        from gan_colorizer.checkpoint import load_generator
-        from gan_colorizer.colorize.inference import size_multiple
-        generator, cfg, _ = load_generator(args.checkpoint, "cpu")
-        multiple = size_multiple(generator)
-        path = export_onnx(generator, args.onnx, multiple, args.opset, _metadata_or_none(cfg, multiple))
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): gray_l (N, 1, H, W) -> ab (N, 2, H, W), "
-              f"H and W multiples of {multiple}")
-        if not args.no_check:
-            m = multiple
-            diff = check_onnx(path, generator, [(1, 2 * m, 2 * m), (2, 3 * m, 4 * m)] if m < 256 else [(1, m, 2 * m)])
-            print(f"checked in onnxruntime at other batch and spatial sizes: max |diff| {diff:.1e}")
+        if args.int8 and not args.calibration:
+            raise UserError("--int8 needs --calibration DIR: a folder of photos like those you will colorize")
+        export_command(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -125,12 +198,36 @@ def main(argv=None) -> int:
     return 0
 
 
-def _metadata_or_none(cfg, multiple: int):
+def export_command(args) -> None:
+    """Export (and check) the fp32 model; with --int8 quantize it, calibrated on --calibration, into --onnx."""
+    import tempfile
+
+    from gan_colorizer.checkpoint import load_generator
+    from gan_colorizer.colorize.inference import size_multiple
+    from gan_colorizer.networks import set_decoding
+    generator, cfg, _ = load_generator(args.checkpoint, "cpu")
+    multiple = size_multiple(generator)
+    metadata = _metadata_or_none(cfg, multiple, set_decoding(generator))
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx" if args.int8 else args.onnx
+        path = export_onnx(generator, fp32, multiple, args.opset, metadata)
+        if not args.no_check:
+            m = multiple
+            diff = check_onnx(path, generator, [(1, 2 * m, 2 * m), (2, 3 * m, 4 * m)] if m < 256 else [(1, m, 2 * m)])
+            print(f"checked fp32 in onnxruntime at other batch and spatial sizes: max |diff| {diff:.1e}")
+        if args.int8:
+            inputs = calibration_inputs(args.calibration, args.render_size, multiple, args.calibration_count)
+            path = quantize_int8(path, args.onnx, inputs, args.calibration_method, args.keep_float)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{', int8' if args.int8 else ''}): gray_l (N, 1, H, W) "
+          f"-> ab (N, 2, H, W), H and W multiples of {multiple}")
+
+
+def _metadata_or_none(cfg, multiple: int, decoding=None):
     try:
         import onnx  # noqa: F401
     except ImportError:
         return None  # torch writes the model without the onnx package; metadata needs it
-    return model_metadata(cfg, multiple)
+    return model_metadata(cfg, multiple, decoding)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""Engines (torch, onnx, onnx-int8): parity with torch, int8's color change, the same files whatever the engine,
+and one-line refusals of combinations that cannot work."""
+import numpy as np
+import pytest
+import torch
+from conftest import color_image
+from PIL import Image
+
+from gan_colorizer.colorize import cli as colorize_cli
+from gan_colorizer.colorize import engines
+from gan_colorizer.colorize.api import Colorizer
+from gan_colorizer.colorize.inference import forward_ab
+from gan_colorizer.colorize.onnx import main as export_main
+from gan_colorizer.errors import UserError
+from gan_colorizer.metrics import delta_e2000_map, image_lab
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    """The tiny checkpoint exported as fp32 and as int8 (calibrated on a few made-up photos): (fp32, int8) paths."""
+    root = tmp_path_factory.mktemp("onnx")
+    (root / "calibration").mkdir()
+    for i in range(4):
+        color_image(i, size=(96, 80)).save(root / "calibration" / f"{i}.png")
+    fp32, int8 = root / "g.onnx", root / "g-int8.onnx"
+    assert export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(fp32), "--no-check"]) == 0
+    assert export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(int8), "--no-check", "--int8",
+                        "--calibration", str(root / "calibration"), "--render-size", "64"]) == 0
+    return fp32, int8
+
+
+def colorized_lab(colorizer, photo):
+    return image_lab(torch.from_numpy(np.asarray(colorizer.colorize(photo))).permute(2, 0, 1)[None])
+
+
+@pytest.mark.slow
+def test_onnx_fp32_is_within_1e_3_of_torch_in_ab_at_sizes_other_than_the_traced_one(tiny_checkpoint, exported):
+    torch_fp32 = Colorizer.from_checkpoint(tiny_checkpoint, "cpu", amp="off")
+    from_file = Colorizer.from_checkpoint(exported[0])
+    in_memory = Colorizer.from_checkpoint(tiny_checkpoint, "cpu", engine="onnx")  # a .pt run in onnxruntime
+    assert (from_file.engine, in_memory.engine, from_file.multiple) == ("onnx", "onnx", 32)
+    for shape in [(1, 1, 96, 160), (2, 1, 128, 64)]:  # traced at (1, 1, 64, 96)
+        gray_l = torch.rand(*shape) * 2 - 1
+        expected = forward_ab(torch_fp32.generator, gray_l, torch_fp32.runtime)
+        for colorizer in (from_file, in_memory):
+            got = forward_ab(colorizer.generator, gray_l, colorizer.runtime)
+            assert got.shape == expected.shape and float((got - expected).abs().max()) < 1e-3
+
+
+@pytest.mark.slow
+def test_int8_changes_color_within_the_stated_bounds_against_fp32(exported):
+    fp32, int8 = Colorizer.from_checkpoint(exported[0], render_size=64), Colorizer.from_checkpoint(exported[1],
+                                                                                                 render_size=64)
+    assert int8.engine == "onnx-int8" and "per-channel" in int8.generator.metadata["quantization"]
+    de = torch.cat([delta_e2000_map(colorized_lab(int8, p), colorized_lab(fp32, p)).flatten()
+                    for p in (color_image(i, size=(120, 90)) for i in range(10, 13))])
+    assert float(de.mean()) < 1.0 and float(torch.quantile(de.double(), 0.99)) < 5.0
+    assert float(de.max()) > 0  # it is int8: not the fp32 model again
+
+
+@pytest.mark.slow
+def test_every_engine_writes_the_same_files_under_the_same_rules(tiny_checkpoint, exported, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    color_image(1, size=(90, 70)).convert("RGBA").save(photos / "alpha.png")
+    exif = Image.Exif()
+    exif[0x0132] = "1950:01:01 00:00:00"  # DateTime
+    color_image(2, size=(80, 100)).convert("L").save(photos / "old.jpg", exif=exif)
+    runs = {"torch": [tiny_checkpoint], "onnx-from-pt": [tiny_checkpoint, "--engine", "onnx"],
+            "onnx": [exported[0]], "onnx-int8": [exported[1], "--engine", "onnx-int8"]}
+    for name, checkpoint in runs.items():
+        out = tmp_path / name
+        argv = [str(photos), "--out", str(out), "--render-size", "64", "--checkpoint", *map(str, checkpoint)]
+        assert colorize_cli.main(argv) == 0, name
+        assert sorted(p.name for p in out.iterdir()) == ["alpha.png", "old.png"]
+        with Image.open(out / "alpha.png") as img, Image.open(photos / "alpha.png") as src:
+            assert img.mode == "RGBA"
+            assert np.array_equal(np.asarray(img.getchannel("A")), np.asarray(src.getchannel("A")))
+        with Image.open(out / "old.png") as img:
+            assert img.size == (80, 100) and img.getexif().get(0x0132) == "1950:01:01 00:00:00"
+        first = (out / "old.png").stat().st_mtime_ns
+        assert colorize_cli.main(argv + ["--saturation", "0"]) == 0 and (out / "old.png").stat().st_mtime_ns == first
+        assert colorize_cli.main(argv + ["--saturation", "0", "--overwrite"]) == 0
+        with Image.open(out / "old.png") as img:
+            assert np.ptp(np.asarray(img.convert("RGB")).astype(int), axis=-1).max() == 0, name  # replaced: gray
+    assert "engine onnx-int8" in capsys.readouterr().out
+
+
+def test_int8_with_a_pytorch_checkpoint_is_one_line(tiny_checkpoint, tmp_path, capsys):
+    color_image(1).save(tmp_path / "a.png")
+    code = colorize_cli.main([str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--checkpoint",
+                              str(tiny_checkpoint), "--engine", "onnx-int8"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--int8 --calibration" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_not_an_export_of_ours_is_one_line(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"not a model at all")
+    with pytest.raises(UserError, match="not an ONNX model"):
+        engines.engine_for(tmp_path / "junk.onnx", None)
+    with pytest.raises(UserError, match="no such file"):
+        engines.engine_for(tmp_path / "missing.onnx", "onnx")
+
+
+@pytest.mark.slow
+def test_an_engine_other_than_the_files_own_and_decode_on_an_export_are_refused(exported):
+    assert engines.engine_for(exported[0], None) == "onnx" and engines.engine_for(exported[1], None) == "onnx-int8"
+    for path, engine in [(exported[0], "torch"), (exported[0], "onnx-int8"), (exported[1], "onnx")]:
+        with pytest.raises(UserError, match=f"--engine {engine}: .* is an onnx"):
+            engines.engine_for(path, engine)
+    with pytest.raises(UserError, match="runs on the CPU"):
+        Colorizer.from_checkpoint(exported[0], device="cuda")
+
+
+def test_int8_export_needs_calibration_photos(tiny_checkpoint, tmp_path, capsys):
+    argv = ["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--int8"]
+    assert export_main(argv) == 2 and "--calibration" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert export_main(argv + ["--calibration", str(tmp_path / "empty"), "--no-check"]) == 2
+    assert "no photos there" in capsys.readouterr().err and not (tmp_path / "g.onnx").exists()
