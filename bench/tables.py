@@ -50,6 +50,10 @@ TABLES = {
         (lambda row: "folder_img_s" not in row, [
             ("what", "what"), ("size", "size"), ("latency_s", "latency s"), ("peak_rss_mb", "peak RSS MB"),
             ("rss_after_model_load_mb", "RSS after model load MB"), ("ok", "ok")])],
+    "engines": [(None, [
+        ("engine", "engine"), ("render", "render"), ("img_s", "img/s (inference path)"),
+        ("network_img_s", "network img/s"), ("vs_torch_fp32", "vs torch fp32"), ("de00_mean", "CIEDE2000 mean"),
+        ("de00_p99", "CIEDE2000 p99")])],
     "checkpoint_write": [(None, [
         ("stage", "stage"), ("size_mb", "size MB"), ("write_s", "write s"), ("write_mb_s", "write MB/s"),
         ("load_s", "load s"), ("overhead_pct", "overhead %")])],
