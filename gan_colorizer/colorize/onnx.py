@@ -214,7 +214,7 @@ def export_command(args) -> None:
         if not args.no_check:
             m = multiple
             diff = check_onnx(path, generator, [(1, 2 * m, 2 * m), (2, 3 * m, 4 * m)] if m < 256 else [(1, m, 2 * m)])
-            print(f"checked fp32 in onnxruntime at other batch and spatial sizes: max |diff| {diff:.1e}")
+            print(f"checked in onnxruntime (fp32) at other batch and spatial sizes: max |diff| {diff:.1e}")
         if args.int8:
             inputs = calibration_inputs(args.calibration, args.render_size, multiple, args.calibration_count)
             path = quantize_int8(path, args.onnx, inputs, args.calibration_method, args.keep_float)
