@@ -119,3 +119,22 @@ def test_int8_export_needs_calibration_photos(tiny_checkpoint, tmp_path, capsys)
     (tmp_path / "empty").mkdir()
     assert export_main(argv + ["--calibration", str(tmp_path / "empty"), "--no-check"]) == 2
     assert "no photos there" in capsys.readouterr().err and not (tmp_path / "g.onnx").exists()
+
+
+@pytest.mark.slow
+def test_a_classification_head_exports_with_its_decoding_and_refuses_another_one(tmp_path):
+    from gan_colorizer.colorize.onnx import export_onnx, model_metadata
+    from gan_colorizer.config import defaults
+    from gan_colorizer.networks import build_generator, set_decoding
+    cfg = defaults("pretrain")
+    cfg.model.head = "classification"
+    generator = build_generator(cfg.model, load_pretrained=False).eval()
+    decoding = set_decoding(generator, "mode")
+    path = export_onnx(generator, tmp_path / "c.onnx", 32, metadata=model_metadata(cfg, 32, decoding))
+    colorizer = Colorizer.from_checkpoint(path)
+    gray_l = torch.rand(2, 1, 96, 128) * 2 - 1
+    with torch.inference_mode():
+        expected = generator(gray_l)
+    assert colorizer.decoding == "mode" and float((colorizer.generator(gray_l) - expected).abs().max()) < 1e-3
+    with pytest.raises(UserError, match="decoding is fixed at export"):
+        Colorizer.from_checkpoint(path, decode="annealed")
