@@ -70,15 +70,16 @@ def _file_key(entry: os.DirEntry, folder: Path):
         return str(folder / entry.name)
 
 
-def list_images(root) -> list[Path]:
-    """Every image file under root, recursively, sorted; hidden files and folders are left out.
+def list_images(root, keep=None) -> list[Path]:
+    """Every image file under root (or every file whose path `keep` accepts: video files...), recursively, sorted;
+    hidden files and folders are left out.
 
     A file reached by several paths (links, hard links) is listed once, by a path without links where it has one.
     """
-    chosen = {}
+    chosen, keep = {}, keep or is_image_file
     for folder, linked, entries in walk(root):
         for e in entries:
-            if is_image_file(Path(e.name)) and not _is_dir(e):
+            if keep(Path(e.name)) and not _is_dir(e):
                 rank = linked or e.is_symlink()
                 key = _file_key(e, folder)
                 if key not in chosen or rank < chosen[key][0]:
