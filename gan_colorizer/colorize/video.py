@@ -1,0 +1,216 @@
+"""Video in, video out: frames decoded with PyAV, colorized in batches at render size (then the temporal filter, the
+mood controls and the frame's own full-resolution L, as for photos), written as H.264 with the source's timestamps,
+rotation and audio packets. Frames stream through: memory does not grow with the length."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from gan_colorizer.images import UnreadableImage
+
+log = logging.getLogger("gan_colorizer")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
+MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # output suffix -> FFmpeg muxer
+OUTPUT_SUFFIX = {".avi": ".mkv", ".webm": ".mkv"}  # AVI / WebM hold H.264 badly or not at all; Matroska holds it and
+#                                                    any audio they carry, so their audio is still copied, not re-encoded
+CODECS = ("libx264", "libx265", "mpeg4")
+DEFAULT_CRF = 18  # x264's "visually lossless" end: the colour is what matters, not the bitrate
+MISSING_FRAMES = 2  # more frames than this missing against the header's count or duration: truncated
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction  # the average frame rate (a variable-rate source keeps its own timestamps regardless)
+    frames: int | None  # None when the container does not say (Matroska, WebM)
+    rotation: int  # degrees counter-clockwise a player turns the frames (display matrix), 0 for none
+    audio_streams: int
+    matrix: tuple[int, ...] | None = None  # the display matrix as stored (rotation and flips), carried to the output
+
+
+def is_video(path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def output_suffix(source) -> str:
+    """The container a colorized video is written in: the source's where it holds H.264 well, else .mkv."""
+    suffix = Path(source).suffix.lower()
+    return OUTPUT_SUFFIX.get(suffix, suffix)
+
+
+def _reason(error: Exception) -> str:
+    """An FFmpeg error as a short reason, without the file name PyAV appends."""
+    text = getattr(error, "strerror", None) or str(error)
+    return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
+
+
+@contextlib.contextmanager
+def _opened(path) -> Iterator:
+    """The input container; a file FFmpeg cannot open, or one with no video stream, is UnreadableImage."""
+    import av
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise UnreadableImage(path, f"cannot open the video ({_reason(e)})") from None
+    with container:
+        if not container.streams.video:
+            raise UnreadableImage(path, "no video stream in the file")
+        container.streams.video[0].thread_type = "AUTO"  # frame threads: decoding keeps up with the network
+        yield container
+
+
+def _first_frame(path, container):
+    try:
+        return next(container.decode(video=0), None)
+    except Exception as e:  # noqa: BLE001 (FFmpeg's errors: av.FFmpegError and its OSError / ValueError kin)
+        raise UnreadableImage(path, f"cannot decode the first frame ({_reason(e)})") from None
+
+
+def probe(path) -> VideoInfo:
+    """Size, frame rate, frame count, rotation and audio streams of a video (its first frame is decoded)."""
+    import struct
+    with _opened(path) as container:
+        stream = container.streams.video[0]
+        first = _first_frame(path, container)
+        if first is None:
+            raise UnreadableImage(path, "no frame decodes")
+        matrix = next((struct.unpack("9i", bytes(s)[:36]) for s in first.side_data
+                       if str(s.type).endswith("DISPLAYMATRIX")), None)
+        fps = stream.average_rate or stream.guessed_rate or Fraction(25)
+        return VideoInfo(first.width, first.height, Fraction(fps), stream.frames or None, int(first.rotation or 0),
+                         len(container.streams.audio), matrix)
+
+
+def _expected_seconds(container, stream) -> float | None:
+    """How long the header says the video stream lasts (Matroska / WebM give no frame count, only this)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    text = stream.metadata.get("DURATION")  # hh:mm:ss.fraction, as Matroska muxers write it
+    if text:
+        h, m, s = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    return None
+
+
+def _decoded(path, container, passthrough=None) -> Iterator:
+    """The video stream's frames in order; packets of the other demuxed streams go to passthrough(packet). A frame
+    that fails to decode, or fewer frames (or seconds) than the header declares, raises UnreadableImage."""
+    stream, count, last = container.streams.video[0], 0, None
+    streams = [stream] + (list(container.streams.audio) if passthrough else [])
+    try:
+        for packet in container.demux(streams):
+            if packet.stream.type != "video":
+                if packet.dts is not None:  # the demuxer's empty flush packets carry nothing
+                    passthrough(packet)
+                continue
+            for frame in packet.decode():
+                count, last = count + 1, frame
+                yield frame
+    except UnreadableImage:
+        raise
+    except Exception as e:  # noqa: BLE001 (FFmpeg's errors: av.FFmpegError and its OSError / ValueError kin)
+        raise UnreadableImage(path, f"cannot decode frame {count + 1} ({_reason(e)})") from None
+    _check_complete(path, container, stream, count, last)
+
+
+def _check_complete(path, container, stream, count: int, last) -> None:
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    if stream.frames and count + MISSING_FRAMES < stream.frames:
+        raise UnreadableImage(path, f"truncated or damaged: {count} of the {stream.frames} frames its header "
+                                    f"declares decode")
+    expected = _expected_seconds(container, stream)
+    if count and expected and last.time is not None:
+        seen = last.time - float((stream.start_time or 0) * stream.time_base) + 1 / rate
+        if seen + MISSING_FRAMES / rate < expected:
+            raise UnreadableImage(path, f"truncated or damaged: frames decode up to {seen:.2f} s of the {expected:.2f}"
+                                        f" s its header declares")
+    if not count:
+        raise UnreadableImage(path, "no frame decodes")
+
+
+def read_frames(path) -> Iterator[np.ndarray]:
+    """The frames of a video as uint8 RGB (H, W, 3), streamed, as stored (a rotation tag is not applied).
+    A file that cannot be read, or is truncated, raises UnreadableImage naming it."""
+    with _opened(path) as container:
+        for frame in _decoded(path, container):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def temporal_filter(strength: float | None):
+    """The temporal filter for one clip, or None for per-frame colorization (strength 0). None = the default."""
+    try:
+        from gan_colorizer.colorize.temporal import DEFAULT_STRENGTH, TemporalFilter
+    except ImportError:  # the filter has not landed: per-frame
+        return None
+    strength = DEFAULT_STRENGTH if strength is None else strength
+    return TemporalFilter(strength) if strength else None
+
+
+def predict(colorizer, frames: list[np.ndarray]):
+    """Frames of one size, uint8 RGB -> (full-size L, render-size L, render-size ab), model units, on the device: the
+    photo path's prediction (colorize_prepared) without mood controls, so the temporal filter can go between."""
+    import torch
+
+    from gan_colorizer.colorize.inference import downsample_l, forward_ab, full_res_l
+    with torch.inference_mode():
+        pixels = torch.from_numpy(np.stack(frames)).to(colorizer.device).permute(0, 3, 1, 2)
+        gray_l = full_res_l(pixels)
+        small_l = downsample_l(gray_l, colorizer.render_shape(*frames[0].shape[:2]))
+        return gray_l, small_l, forward_ab(colorizer.generator, small_l, colorizer.runtime)
+
+
+def finish(gray_l, small_ab, controls: dict) -> np.ndarray:
+    """Mood controls on the render-size ab, then upsampled and recombined with the full-size L: (B, H, W, 3) uint8."""
+    import torch
+
+    from gan_colorizer.color import to_uint8
+    from gan_colorizer.colorize.inference import apply_controls, recombined_chunks
+    with torch.inference_mode():
+        ab = apply_controls(small_ab, **controls)
+        out = np.empty((gray_l.shape[0], *gray_l.shape[-2:], 3), np.uint8)
+        for first, end, rgb in recombined_chunks(gray_l, ab):
+            out[:, first:end] = to_uint8(rgb).permute(0, 2, 3, 1).cpu().numpy()
+        return out
+
+
+def _filtered(temporal, small_l, small_ab):
+    """small_ab through the temporal filter frame by frame, in order (it works in Lab units on numpy arrays)."""
+    import torch
+
+    from gan_colorizer.color import AB_SCALE, model_to_lab
+    lab = model_to_lab(small_l, small_ab).cpu().numpy()
+    smoothed = np.stack([temporal(lab[i, 0], lab[i, 1:]) for i in range(lab.shape[0])]).astype(np.float32)
+    return torch.from_numpy(smoothed / AB_SCALE).to(small_ab.device)
+
+
+def _runs(frames: Iterable[np.ndarray], batch_size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive frames in lists of at most batch_size, a new list where the frame size changes."""
+    batch = []
+    for frame in frames:
+        if batch and (len(batch) >= batch_size or frame.shape != batch[0].shape):
+            yield batch
+            batch = []
+        batch.append(frame)
+    if batch:
+        yield batch
+
+
+def colorized_frames(colorizer, frames: Iterable[np.ndarray], temporal: float | None = None,
+                     controls: dict | None = None, batch_size: int = 4) -> Iterator[np.ndarray]:
+    """uint8 RGB frames in -> colorized uint8 RGB frames out, in order, at most batch_size in memory: prediction at
+    render size -> temporal filter (strength `temporal`, None = its default, 0 = per-frame) -> mood controls ->
+    recombination with each frame's own full-resolution L. A frame colorized with temporal=0 equals the photo path's."""
+    smoother = temporal_filter(temporal)
+    for batch in _runs(frames, batch_size):
+        gray_l, small_l, small_ab = predict(colorizer, batch)
+        if smoother is not None:
+            small_ab = _filtered(smoother, small_l, small_ab)
+        yield from finish(gray_l, small_ab, controls or {})
