@@ -1,7 +1,8 @@
-"""The folder scan, run once: each file's check (usable / unreadable and why / gray) cached by path, size and mtime;
-and the compact arrays file lists are held in by datasets."""
+"""The folder scan, run once: each file's check (usable / unreadable and why / gray) cached by path, size, mtime
+and ctime; and the compact arrays file lists are held in by datasets."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ from gan_colorizer.atomic import write_atomic
 from gan_colorizer.images import UnreadableImage, is_gray, open_image
 
 log = logging.getLogger("gan_colorizer")
-VERSION = 1  # raise when the checks in images.py change what they accept: older caches are then ignored
+VERSION = 2  # raise when the checks in images.py or the key change (2: ctime added): older caches are then ignored
 
 
 def cache_file(root: Path) -> Path:
@@ -37,12 +38,39 @@ def check(path) -> tuple[str | None, bool]:
         return e.reason, False
 
 
-def _stamp(path: str) -> tuple[int, int] | None:
+def check_here(names: list[str], workers: int, bar=None) -> list[tuple[str | None, bool]]:
+    """check() for each name in this process (threads: the check mostly waits on I/O), in order."""
+    outcomes = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for outcome in pool.map(check, names):
+            outcomes.append(outcome)
+            if bar is not None:
+                bar.update()
+    return outcomes
+
+
+_checker = check_here  # what check_files hands the files to check to: shared_checking() swaps it
+
+
+@contextlib.contextmanager
+def shared_checking(checker):
+    """Within the block, check_files hands the files it must check to checker(names, workers, bar) -> outcomes in
+    order (train/distributed.py shares them over the torchrun processes)."""
+    global _checker
+    saved, _checker = _checker, checker
+    try:
+        yield
+    finally:
+        _checker = saved
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    """(size, mtime, ctime): ctime too, as a chmod that makes an unreadable file readable changes only the ctime."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _read(cache: Path, root: str) -> dict:
@@ -67,8 +95,8 @@ def _write(cache: Path, root: str, files: dict) -> None:
 
 
 def check_files(paths, workers: int = 4, root: Path | None = None) -> list[tuple[str | None, bool]]:
-    """check() for every path, in order; with `root` (the folder the paths lie under) outcomes of files whose size
-    and mtime are unchanged come from the folder's cache file, and the cache is rewritten when anything changed."""
+    """check() for every path, in order; with `root` (the folder the paths lie under) outcomes of files whose size,
+    mtime and ctime are unchanged come from the folder's cache file, and the cache is rewritten when anything changed."""
     names = [str(p) for p in paths]
     cache = cache_file(root) if root is not None else None
     top = str(Path(root).resolve()) if root is not None else ""
@@ -79,16 +107,14 @@ def check_files(paths, workers: int = 4, root: Path | None = None) -> list[tuple
     todo = []
     for i, (key, stamp) in enumerate(zip(keys, stamps)):
         entry = known.get(key)
-        if stamp is not None and entry is not None and tuple(entry[:2]) == stamp:
-            outcomes[i] = (entry[2], entry[3])
+        if stamp is not None and entry is not None and tuple(entry[:3]) == stamp:
+            outcomes[i] = (entry[3], entry[4])
         else:
             todo.append(i)
     if todo:
-        bar = tqdm(total=len(todo), desc="scan", unit="file", dynamic_ncols=True, disable=None, leave=False)
-        with ThreadPoolExecutor(max(1, workers)) as pool, bar:
-            for i, outcome in zip(todo, pool.map(check, [names[i] for i in todo])):
+        with tqdm(total=len(todo), desc="scan", unit="file", dynamic_ncols=True, disable=None, leave=False) as bar:
+            for i, outcome in zip(todo, _checker([names[i] for i in todo], workers, bar)):
                 outcomes[i] = outcome
-                bar.update()
     if cache:
         files = {k: [*s, *o] for k, s, o in zip(keys, stamps, outcomes) if s is not None}
         if todo or len(files) != len(known):  # new, changed or removed files

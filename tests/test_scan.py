@@ -115,3 +115,20 @@ def test_sampler_keys_are_those_runs_saved_before_the_arrays(tmp_path):
         sampler = EpochSampler(7, seed=5, shuffle=True, epoch_size=16, rank=rank, world=2)
         sampler.set_epoch(2, start=1)
         assert list(sampler) == list(zip(order, seeds))[rank::2][1:]
+
+
+def test_a_file_skipped_for_its_permissions_is_checked_again_after_a_chmod(tmp_path, cache_home, monkeypatch):
+    """A chmod changes the ctime only (not size or mtime). Tests run as root, which reads any file: the denial is
+    simulated, the chmod is real."""
+    paths = make_photo_folder(tmp_path / "p", 3)
+    real = scan_module.check
+    monkeypatch.setattr(scan_module, "check", lambda path: ("[Errno 13] Permission denied", False)
+                        if Path(path) == paths[0] else real(path))
+    assert [Path(p) for p, _ in scan_folder(tmp_path / "p", keep_gray=False).skipped] == [paths[0]]
+    monkeypatch.setattr(scan_module, "check", real)
+    before = os.stat(paths[0])
+    while os.stat(paths[0]).st_ctime_ns == before.st_ctime_ns:  # a coarse filesystem clock may need a moment
+        os.chmod(paths[0], 0o600 if os.stat(paths[0]).st_mode & 0o044 else 0o644)
+    assert (os.stat(paths[0]).st_mtime_ns, os.stat(paths[0]).st_size) == (before.st_mtime_ns, before.st_size)
+    scan = scan_folder(tmp_path / "p", keep_gray=False)
+    assert not scan.skipped and len(scan.used) == 3

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from gan_colorizer import scan
 from gan_colorizer.errors import UserError
 
 
@@ -33,6 +34,7 @@ class Dist:
 
 
 SINGLE = Dist()  # one process, no torchrun: every collective below is a no-op
+SCAN_ROUND = 512  # files each rank checks per round of a shared scan (about a second; the longest wait it causes)
 
 
 def setup(device: str) -> tuple[Dist, str]:
@@ -80,6 +82,42 @@ def on_main(d: Dist, fn):
     if error is not None:
         raise error
     return result
+
+
+def on_main_sharing_scan(d: Dist, fn):
+    """on_main(d, fn) where fn scans folders: the files its scan must check (those not in the scan cache) are shared
+    over all ranks in rounds, each rank checking every world-th file of a round, and rank 0 gathers the outcomes in
+    order (the same lists as a single-process scan). Rank 0 alone lists the folder and reads and writes the cache.
+    No rank waits at a collective for longer than one round (SCAN_ROUND files per rank), or rank 0's listing and
+    cache reading before the first round and its split and cache writing after the last."""
+    if not d.active:
+        return fn()
+    if not d.main:
+        while (work := broadcast_object(d)) is not None:
+            names, workers = work
+            dist.gather_object(scan.check_here(names[d.rank::d.world], workers), dst=0)
+        return on_main(d, fn)  # rank 0's result, or its UserError
+
+    def shared(names: list[str], workers: int, bar) -> list:
+        outcomes = []
+        for start in range(0, len(names), SCAN_ROUND * d.world):
+            chunk = names[start:start + SCAN_ROUND * d.world]
+            broadcast_object(d, (chunk, workers))
+            parts, ordered = [None] * d.world, [None] * len(chunk)
+            dist.gather_object(scan.check_here(chunk[::d.world], workers), parts, dst=0)
+            for rank, part in enumerate(parts):
+                ordered[rank::d.world] = part
+            outcomes += ordered
+            bar.update(len(chunk))
+        return outcomes
+
+    def scan_shared():
+        try:
+            with scan.shared_checking(shared):
+                return fn()
+        finally:
+            broadcast_object(d, None)  # the other ranks stop helping and wait for the result
+    return on_main(d, scan_shared)
 
 
 def all_reduce_sum(d: Dist, values: list[float], device) -> list[float]:

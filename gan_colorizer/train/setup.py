@@ -30,6 +30,8 @@ from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import bin_distribution_figure
 from gan_colorizer.networks import check_body_weights, unwrap
 from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything
+from gan_colorizer.shard_stream import shard_loaders, shard_split
+from gan_colorizer.shards import is_shards
 from gan_colorizer.train import distributed
 from gan_colorizer.train.guard import BadSteps, RunLock
 from gan_colorizer.train.monitor import Monitor
@@ -113,7 +115,7 @@ def start(cfg: Config) -> Run:
     run_dir, ckpt_dir, cfg.run.name = distributed.on_main(dist, claim)
     try:
         resumed = ckpt_io.load(cfg.run.resume) if cfg.run.resume else None
-        split = distributed.on_main(dist, lambda: data_split(cfg, run_dir, resumed))
+        split = distributed.on_main_sharing_scan(dist, lambda: data_split(cfg, run_dir, resumed))
         return _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, micro_batch)
     except BaseException:
         lock.abandon()  # a run that never started leaves no folder and no .lock behind
@@ -175,7 +177,7 @@ def data_split(cfg: Config, run_dir: Path, resumed: dict | None) -> DataSplit:
             log.info("data: %d training and %d validation images: the file lists this run started with (%s)",
                      len(split.train), len(split.val), run_dir / "train_files.txt")
             return split
-    split = prepare_files(cfg.data, cfg.run.seed)
+    split = shard_split(cfg.data, cfg.model.head) if is_shards(cfg.data.data) else prepare_files(cfg.data, cfg.run.seed)
     if digest and split_digest(split) != digest:
         log.warning("warning: the training or validation files are not those of the checkpoint (folder changed, "
                     "or %s is gone): the resumed run will differ from an uninterrupted one", run_dir)
@@ -184,6 +186,8 @@ def data_split(cfg: Config, run_dir: Path, resumed: dict | None) -> DataSplit:
 
 def make_loaders(cfg: Config, split: DataSplit, dist, rt: Runtime, micro_batch: int) -> tuple:
     """(train loader, its epoch sampler, validation loader or None, the fixed sample photos or None)."""
+    if is_shards(cfg.data.data):  # a stream: every rank the same number of batches per epoch
+        return shard_loaders(cfg, split, dist.rank, dist.world, rt, micro_batch, N_SAMPLES if dist.main else 0)
     d, pin = cfg.data, rt.device.type == "cuda"
     workers = resolve_workers(d.num_workers, rt.device)
     train = PhotoDataset(split.train, d.image_size, True, d.crop_scale, cache=split.embedded)
