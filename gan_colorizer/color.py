@@ -1,20 +1,17 @@
 """Batched sRGB <-> CIE Lab on tensors (any device), and the model's L / ab scaling.
 
-This module is the only place that knows the Lab scales. The maths follows
-scikit-image (D65, 2 degree observer) so the numbers agree with `skimage.color`.
+The Lab scales and constants come from color_numpy (the same maths in numpy, for the torch-free ONNX engines);
+data, losses, metrics and inference import them from here. The maths follows scikit-image (D65, 2 degree observer)
+so the numbers agree with `skimage.color`.
 """
 from __future__ import annotations
 
 import torch
 
-L_SCALE = 50.0  # model L = L / 50 - 1, in [-1, 1]
-AB_SCALE = 110.0  # model ab = ab / 110, about [-1, 1]
+from gan_colorizer.color_numpy import AB_SCALE, D65 as _D65, L_SCALE, XYZ_FROM_RGB  # noqa: F401 (re-exported)
 
-_XYZ_FROM_RGB = torch.tensor([[0.412453, 0.357580, 0.180423],
-                              [0.212671, 0.715160, 0.072169],
-                              [0.019334, 0.119193, 0.950227]], dtype=torch.float64)
+_XYZ_FROM_RGB = torch.from_numpy(XYZ_FROM_RGB)
 _RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
-_D65 = (0.95047, 1.0, 1.08883)
 
 
 def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

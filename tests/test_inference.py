@@ -58,7 +58,8 @@ def test_row_chunked_upsampling_equals_one_bicubic_interpolate():
 
 def test_full_res_l_is_the_same_for_uint8_and_float_inputs_across_chunks(monkeypatch):
     import gan_colorizer.colorize.inference as inference
-    monkeypatch.setattr(inference, "CHUNK_PIXELS", 500)  # many chunks, with a ragged last one
+    import gan_colorizer.colorize.inference_numpy as inference_numpy
+    monkeypatch.setattr(inference_numpy, "CHUNK_PIXELS", 500)  # many chunks (row_chunks lives there), ragged last one
     assert len(list(inference.row_chunks(45, 31))) == 3
     rgb = torch.randint(0, 256, (1, 3, 45, 31), dtype=torch.uint8)
     expected = rgb_to_lab(rgb.float() / 255.0)[:, :1] / 50.0 - 1.0

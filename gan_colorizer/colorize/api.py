@@ -7,24 +7,14 @@ Output is 8-bit sRGB.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from gan_colorizer.color import to_uint8
-from gan_colorizer.colorize.inference import (
-    apply_controls,
-    downsample_l,
-    forward_ab,
-    full_res_l,
-    recombined_chunks,
-    render_shape,
-    size_multiple,
-)
+from gan_colorizer.colorize import engines
+from gan_colorizer.colorize.inference_numpy import NumpyPipeline, render_shape
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import UnreadableImage, open_image, to_rgb8
 
@@ -73,12 +63,6 @@ def prepare(img: Image.Image, keep_alpha: bool = True) -> Prepared:
                               f"cannot convert mode {img.mode} ({e})") from None
 
 
-def _as_tensor(pixels: np.ndarray, device) -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # PIL's arrays are read-only; nothing here writes to them
-        return torch.from_numpy(pixels).to(device).permute(2, 0, 1).unsqueeze(0)
-
-
 def check_controls(temperature: float, saturation: float, hue: float) -> None:
     for name, value in (("temperature", temperature), ("saturation", saturation), ("hue", hue)):
         if not math.isfinite(value):
@@ -88,23 +72,28 @@ def check_controls(temperature: float, saturation: float, hue: float) -> None:
 
 
 class Colorizer:
-    """A generator with its runtime and render size; colorizes PIL images or files at their full resolution."""
+    """A generator with its runtime and render size; colorizes PIL images or files at their full resolution.
 
-    def __init__(self, generator: torch.nn.Module, runtime=None, render_size: int = 256, decode: str | None = None,
+    generator: a torch module (engine torch: torch maths on its device) or an engines.OnnxNetwork (onnx, onnx-int8:
+    numpy maths on the CPU, no torch imported). The steps around the network are the same code for both."""
+
+    def __init__(self, generator, runtime=None, render_size: int = 256, decode: str | None = None,
                  annealed_t: float | None = None):
         """decode / annealed_t: how a classification generator turns its distribution into ab (see --decode)."""
-        from gan_colorizer.networks import set_decoding
-        from gan_colorizer.runtime import Runtime
         if render_size < 1:
             raise ValueError(f"render_size must be >= 1, got {render_size}")
         self.render_size = render_size
-        if not isinstance(generator, torch.nn.Module):  # an engines.OnnxNetwork: onnxruntime on the CPU, fp32 in
-            self.runtime, self.generator = Runtime("cpu", "off", channels_last=False), generator
+        if isinstance(generator, engines.OnnxNetwork):  # onnxruntime on the CPU, fp32 in and out
+            self.runtime, self.generator, self.pipeline = None, generator, NumpyPipeline(generator)
             self.multiple, self.decoding, self.engine = generator.multiple, generator.decoding, \
                 "onnx-int8" if generator.int8 else "onnx"
             return
+        from gan_colorizer.colorize.inference import TorchPipeline, size_multiple
+        from gan_colorizer.networks import set_decoding
+        from gan_colorizer.runtime import Runtime
         self.runtime = runtime or Runtime("cpu", "off", channels_last=False)
         self.generator = self.runtime.place(generator).eval()
+        self.pipeline = TorchPipeline(self.generator, self.runtime)
         self.multiple = size_multiple(generator)
         self.decoding = set_decoding(generator, decode, annealed_t)  # None for a regression generator
         self.engine = "torch"
@@ -119,15 +108,15 @@ class Colorizer:
         weights: auto = the EMA copy when the run kept one (--ema-decay), else the trained weights; ema or raw to
         insist.
         """
+        if Path(path).suffix.lower() == ".onnx":  # loaded once, with neither torch nor fastai
+            _cpu_only(engine or "onnx", device)
+            return cls(engines.load_onnx(path, decode, annealed_t, engine=engine), render_size=render_size)
+        engine = engines.engine_for(path, engine)
+        _cpu_only(engine, device)
+        _needs_torch(path)
         from gan_colorizer.checkpoint import load_generator
-        from gan_colorizer.colorize import engines
         from gan_colorizer.networks import set_decoding
         from gan_colorizer.runtime import Runtime
-        engine = engines.engine_for(path, engine)
-        if engine != "torch" and device == "cuda":
-            raise UserError(f"--engine {engine} runs on the CPU (onnxruntime): leave --device out, or --engine torch")
-        if Path(path).suffix.lower() == ".onnx":
-            return cls(engines.load_onnx(path, decode, annealed_t), render_size=render_size)
         generator, cfg, _ = load_generator(path, "cpu", weights)
         if engine == "onnx":
             decoding = set_decoding(generator, decode, annealed_t)
@@ -135,8 +124,9 @@ class Colorizer:
         return cls(generator, Runtime(device, amp, channels_last), render_size, decode, annealed_t)
 
     @property
-    def device(self) -> torch.device:
-        return self.runtime.device
+    def device(self):
+        """The torch engine's torch.device; "cpu" for the ONNX engines."""
+        return self.runtime.device if self.runtime is not None else "cpu"
 
     def render_shape(self, height: int, width: int) -> tuple[int, int]:
         """The shape the network sees for a photo of height x width."""
@@ -153,19 +143,24 @@ class Colorizer:
             image = open_image(image)
         return self.colorize_prepared([prepare(image, keep_alpha)], temperature, saturation, hue)[0]
 
-    @torch.inference_mode()
     def colorize_prepared(self, batch: list[Prepared], temperature: float = 0.0, saturation: float = 1.0,
                           hue: float = 0.0) -> list[Image.Image]:
         """Colorize prepared photos; those with the same render shape share one network forward."""
         check_controls(temperature, saturation, hue)
-        gray_l = [full_res_l(_as_tensor(item.pixels, self.device)) for item in batch]
+        with self.pipeline.context():
+            return self._colorize(batch, {"temperature": temperature, "saturation": saturation, "hue": hue})
+
+    def _colorize(self, batch: list[Prepared], controls: dict) -> list[Image.Image]:
+        pipeline = self.pipeline
+        gray_l = [pipeline.full_res_l(item.pixels) for item in batch]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, item in enumerate(batch):
             groups.setdefault(self.render_shape(*item.pixels.shape[:2]), []).append(i)
         small_ab = [None] * len(batch)
         for shape, members in groups.items():
-            small_l = torch.cat([self._small_l(batch[i], gray_l[i], shape) for i in members])
-            ab = apply_controls(forward_ab(self.generator, small_l, self.runtime), temperature, saturation, hue)
+            net_l = [gray_l[i] if batch[i].net_pixels is None else pipeline.full_res_l(batch[i].net_pixels)
+                     for i in members]
+            ab = pipeline.predict(pipeline.small_l(net_l, shape), **controls)
             for j, i in enumerate(members):
                 small_ab[i] = ab[j:j + 1]
         out = []
@@ -174,17 +169,27 @@ class Colorizer:
             gray_l[i] = None  # free each full-size L as soon as its output exists: lower peak memory
         return out
 
-    def _small_l(self, item: Prepared, gray_l: torch.Tensor, shape) -> torch.Tensor:
-        if item.net_pixels is not None:
-            gray_l = full_res_l(_as_tensor(item.net_pixels, self.device))
-        return downsample_l(gray_l, shape)
-
-    def _recombine(self, item: Prepared, gray_l: torch.Tensor, small_ab: torch.Tensor) -> Image.Image:
+    def _recombine(self, item: Prepared, gray_l, small_ab) -> Image.Image:
         out = Image.new("RGB", (gray_l.shape[-1], gray_l.shape[-2]))
-        for first, _, rgb in recombined_chunks(gray_l, small_ab):  # row by row: no full-size uint8 copy
-            out.paste(Image.fromarray(to_uint8(rgb[0]).permute(1, 2, 0).cpu().numpy(), "RGB"), (0, first))
+        for first, rows in self.pipeline.rgb8_rows(gray_l, small_ab):  # row by row: no full-size uint8 copy
+            out.paste(Image.fromarray(rows, "RGB"), (0, first))
         if item.alpha is not None:
             out.putalpha(item.alpha)
         if item.exif:
             out.info["exif"] = item.exif
         return out
+
+
+def _cpu_only(engine: str, device: str) -> None:
+    if engine != "torch" and device == "cuda":
+        raise UserError(f"--engine {engine} runs on the CPU (onnxruntime): leave --device out, or --engine torch")
+
+
+def _needs_torch(path) -> None:
+    """A PyTorch checkpoint in a colorizing-only install (no torch): one line saying what to do instead."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError(f"{path}: a PyTorch checkpoint needs torch, which this install lacks; colorize with a model "
+                        f"exported to .onnx (docs/colorizing.md), or install gan_colorizer with its dependencies") \
+            from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gan_colorizer.errors import UserError
 
@@ -14,45 +13,53 @@ EXPORT = "python -m gan_colorizer.colorize.onnx --checkpoint CKPT --onnx OUT.onn
 
 
 class OnnxNetwork:
-    """An ONNX generator in onnxruntime, called as the torch generator is: gray_l (N, 1, H, W) -> ab (N, 2, H, W)."""
+    """An ONNX generator in onnxruntime: gray_l (N, 1, H, W) -> ab (N, 2, H, W), numpy float32 in and out."""
 
-    def __init__(self, model, metadata: dict, threads: int | None = None):
-        """model: a file path or the serialized bytes; metadata: model_metadata's keys (as strings)."""
+    def __init__(self, model, metadata: dict | None = None, threads: int | None = None):
+        """model: a file path or the serialized bytes; metadata: model_metadata's keys as strings (default: the
+        model's own metadata_props)."""
         import onnxruntime
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                                     providers=["CPUExecutionProvider"])
-        self.metadata = metadata
-        self.multiple = int(metadata["size_multiple"])
-        self.decoding = metadata.get("decoding") or None
-        self.int8 = "quantization" in metadata
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map) if metadata is None else metadata
+        self.multiple = int(self.metadata.get("size_multiple", 32))
+        self.decoding = self.metadata.get("decoding") or None
+        self.int8 = "quantization" in self.metadata
 
-    def __call__(self, gray_l: torch.Tensor) -> torch.Tensor:
-        ab = self.session.run(["ab"], {"gray_l": np.ascontiguousarray(gray_l.detach().float().cpu().numpy())})[0]
-        return torch.from_numpy(ab)
+    def __call__(self, gray_l: np.ndarray) -> np.ndarray:
+        return self.session.run(["ab"], {"gray_l": np.ascontiguousarray(gray_l, dtype=np.float32)})[0]
 
 
-def read_metadata(path) -> dict:
-    """The metadata_props of an exported model; refuses a file that is not one of ours or whose scales differ."""
-    import onnx
-    from gan_colorizer.color import AB_SCALE, L_SCALE
+def open_onnx(path, threads: int | None = None) -> OnnxNetwork:
+    """An exported model of ours in onnxruntime (its metadata read from the same session: the file is loaded once);
+    a missing file, a file that is not ONNX, one without our metadata or with other Lab scales is one line."""
+    from gan_colorizer.color_numpy import AB_SCALE, L_SCALE
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file")
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 (protobuf raises its own DecodeError, onnx a few others)
+        network = OnnxNetwork(path, threads=threads)
+    except Exception as e:  # noqa: BLE001 (onnxruntime raises InvalidProtobuf, Fail, InvalidGraph...)
         raise UserError(f"{path}: not an ONNX model ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})")
-    meta = {p.key: p.value for p in model.metadata_props}
+    meta = network.metadata
     if "size_multiple" not in meta:
         raise UserError(f"{path}: no gan_colorizer metadata (size_multiple); export it with {EXPORT}")
     for key, ours in (("l_scale", L_SCALE), ("ab_scale", AB_SCALE)):
         if key in meta and float(meta[key]) != ours:
             raise UserError(f"{path}: exported with {key} {meta[key]}, this version uses {ours:g}; export it again")
-    return meta
+    return network
 
 
-def engine_for(path, engine: str | None) -> str:
-    """The engine to use for a checkpoint or .onnx file: the one asked for, else the file's own."""
+def read_metadata(path) -> dict:
+    """The metadata_props of an exported model; refuses a file that is not one of ours or whose scales differ."""
+    return open_onnx(path).metadata
+
+
+def engine_for(path, engine: str | None, network: OnnxNetwork | None = None) -> str:
+    """The engine to use for a checkpoint or .onnx file (network: the file already loaded): the one asked for,
+    else the file's own."""
     if engine is not None and engine not in ENGINES:
         raise UserError(f"--engine {engine}: choose from {', '.join(ENGINES)}")
     if Path(path).suffix.lower() != ".onnx":
@@ -60,22 +67,24 @@ def engine_for(path, engine: str | None) -> str:
             raise UserError(f"--engine onnx-int8 needs a quantized model: {EXPORT} --int8 --calibration PHOTOS, "
                             f"then --checkpoint OUT.onnx ({path} is a PyTorch checkpoint)")
         return engine or "torch"
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such file")
-    own = "onnx-int8" if "quantization" in read_metadata(path) else "onnx"
+    own = "onnx-int8" if (network or open_onnx(path)).int8 else "onnx"
     if engine not in (None, own):
         raise UserError(f"--engine {engine}: {path} is an {own} model (leave --engine out, or pass "
                         f"{'the .pt checkpoint' if engine == 'torch' else 'a model exported with --int8'})")
     return own
 
 
-def load_onnx(path, decode: str | None = None, annealed_t: float | None = None, threads=None) -> OnnxNetwork:
-    """An exported model; its decoding is baked in, so --decode / --annealed-t other than its own are refused."""
-    meta = read_metadata(path)
+def load_onnx(path, decode: str | None = None, annealed_t: float | None = None, threads=None,
+              engine: str | None = None) -> OnnxNetwork:
+    """An exported model, for `engine` (None: its own); its decoding is baked in, so --decode / --annealed-t other
+    than its own are refused."""
+    network = open_onnx(path, threads)
+    engine_for(path, engine, network)
+    meta = network.metadata
     if meta.get("head") == "classification" and (decode is not None or annealed_t is not None):
         raise UserError(f"{path}: the decoding is fixed at export ({meta.get('decoding')}); to change it, export "
                         f"again from the checkpoint or use --engine torch")
-    return OnnxNetwork(path, meta, threads)
+    return network
 
 
 def onnx_from_generator(generator: torch.nn.Module, cfg, decoding: str | None = None, threads=None) -> OnnxNetwork:

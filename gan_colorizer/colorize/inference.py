@@ -10,34 +10,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gan_colorizer.color import AB_SCALE, lab_to_model, lab_to_rgb, model_to_lab, rgb8_to_gray_l, rgb_to_lab
-
-CHUNK_PIXELS = 1 << 18  # pixels per chunk of full-size colour maths: 3 MB per float32 3-channel temporary
-MAX_ASPECT = 8  # the network input's long side is at most this many render sizes, whatever the photo's shape
-
-
-def render_shape(height: int, width: int, render_size: int, multiple: int = 32) -> tuple[int, int]:
-    """The network's input shape: short side about render_size, aspect kept, both sides multiples of `multiple`.
-
-    A photo longer than MAX_ASPECT:1 (a panorama, a 1 x 100000 strip) is seen with its long side at MAX_ASPECT
-    render sizes and its short side below render_size (at least `multiple`), so the input stays bounded.
-    """
-    scale = min(render_size / min(height, width), MAX_ASPECT * render_size / max(height, width))
-    snap = lambda v: max(multiple, int(round(v * scale / multiple)) * multiple)  # noqa: E731
-    return snap(height), snap(width)
+from gan_colorizer.color import AB_SCALE, lab_to_model, lab_to_rgb, model_to_lab, rgb8_to_gray_l, rgb_to_lab, to_uint8
+from gan_colorizer.colorize.inference_numpy import CHUNK_PIXELS, MAX_ASPECT, render_shape, row_chunks  # noqa: F401
 
 
 def size_multiple(generator: torch.nn.Module) -> int:
     """Input sides the generator accepts: multiples of 32 (ResNet U-Net), of 256 for the pix2pix U-Net."""
     from gan_colorizer.networks import UNetGenerator, core
     return 256 if isinstance(core(generator), UNetGenerator) else 32
-
-
-def row_chunks(height: int, width: int, chunk_pixels: int | None = None):
-    """(first, end) row ranges of about chunk_pixels (default CHUNK_PIXELS) pixels each."""
-    rows = max(1, (chunk_pixels or CHUNK_PIXELS) // max(1, width))
-    for first in range(0, height, rows):
-        yield first, min(height, first + rows)
 
 
 def full_res_l(pixels: torch.Tensor) -> torch.Tensor:
@@ -60,7 +40,10 @@ def downsample_l(gray_l: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 @torch.no_grad()
 def forward_ab(generator: torch.nn.Module, small_l: torch.Tensor, runtime=None) -> torch.Tensor:
-    """The generator's ab (float32, model units) for render-size gray_l, under the runtime's autocast and layout."""
+    """The generator's ab (float32, model units) for render-size gray_l, under the runtime's autocast and layout.
+    An ONNX engine's network (engines.OnnxNetwork, numpy in and out) is called on the CPU and its ab brought back."""
+    if not isinstance(generator, torch.nn.Module):
+        return torch.from_numpy(generator(small_l.detach().float().cpu().numpy())).to(small_l.device)
     if runtime is None:
         return generator(small_l).float()
     with runtime.autocast():
@@ -126,3 +109,31 @@ def colorize_l(generator: torch.nn.Module, gray_l: torch.Tensor, render_size: in
         out[:, :, first:end] = chunk
     return out
 
+
+
+class TorchPipeline:
+    """The torch engine's maths around the generator (its device, autocast and layout), as the Colorizer calls it;
+    inference_numpy.NumpyPipeline is its numpy twin for the ONNX engines."""
+
+    def __init__(self, generator: torch.nn.Module, runtime):
+        self.generator, self.runtime = generator, runtime
+
+    def context(self):
+        return torch.inference_mode()
+
+    def full_res_l(self, pixels) -> torch.Tensor:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # PIL's arrays are read-only; nothing here writes to them
+            tensor = torch.from_numpy(pixels).to(self.runtime.device).permute(2, 0, 1).unsqueeze(0)
+        return full_res_l(tensor)
+
+    def small_l(self, gray_l: list, shape: tuple[int, int]) -> torch.Tensor:
+        return torch.cat([downsample_l(one, shape) for one in gray_l])
+
+    def predict(self, small_l: torch.Tensor, **controls) -> torch.Tensor:
+        return apply_controls(forward_ab(self.generator, small_l, self.runtime), **controls)
+
+    def rgb8_rows(self, gray_l: torch.Tensor, small_ab: torch.Tensor):
+        for first, _, rgb in recombined_chunks(gray_l, small_ab):
+            yield first, to_uint8(rgb[0]).permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,64 @@
+"""The model's L / ab scales and the sRGB <-> CIE Lab maths in numpy (float32), with no torch.
+
+This module owns the Lab scales and constants; color.py (the batched torch side, any device) takes them from here.
+The ONNX engines colorize with these functions alone, so a colorizing install needs neither torch nor fastai;
+tests/test_torch_free.py holds them to color.py's results.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+L_SCALE = 50.0  # model L = L / 50 - 1, in [-1, 1]
+AB_SCALE = 110.0  # model ab = ab / 110, about [-1, 1]
+XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
+                         [0.212671, 0.715160, 0.072169],
+                         [0.019334, 0.119193, 0.950227]], dtype=np.float64)  # scikit-image's (D65, 2 degrees)
+RGB_FROM_XYZ = np.linalg.inv(XYZ_FROM_RGB)
+D65 = (0.95047, 1.0, 1.08883)
+
+
+def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    return np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
+
+
+_LEVELS = np.arange(256, dtype=np.float64) / 255.0
+# sRGB level -> linear light times each row-2 (Y) coefficient, float32 as color.rgb8_to_gray_l computes it
+_Y_PARTS = (_srgb_to_linear(_LEVELS).astype(np.float32)[:, None] * XYZ_FROM_RGB[1].astype(np.float32)).T
+
+
+def _l_from_y(y: np.ndarray) -> np.ndarray:
+    """Relative luminance Y -> gray_l in model units (L / 50 - 1)."""
+    f = np.where(y > 0.008856, np.cbrt(np.maximum(y, np.float32(0.008856))), 7.787 * y + 16.0 / 116.0)
+    return ((116.0 / L_SCALE) * f - (16.0 / L_SCALE + 1.0)).astype(np.float32)
+
+
+_GRAY_L = _l_from_y(_srgb_to_linear(_LEVELS).astype(np.float32))  # a gray level's L: one lookup per pixel
+
+
+def rgb8_to_gray_l(pixels: np.ndarray) -> np.ndarray:
+    """uint8 sRGB (..., 3) or gray levels (..., 1) -> gray_l (...) float32 in the model's units (L of Lab)."""
+    if pixels.shape[-1] == 1:
+        return _GRAY_L[pixels[..., 0]]
+    y = _Y_PARTS[0][pixels[..., 0]] + _Y_PARTS[1][pixels[..., 1]] + _Y_PARTS[2][pixels[..., 2]]
+    return _l_from_y(y)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """(..., 3) Lab -> sRGB float32 in [0, 1], out-of-gamut colours clipped (color.lab_to_rgb's maths)."""
+    lab = lab.astype(np.float32, copy=False)
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([lab[..., 1] / 500.0 + fy, fy, np.maximum(fy - lab[..., 2] / 200.0, 0.0)], axis=-1)
+    xyz = np.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787) * np.asarray(D65, dtype=np.float32)
+    linear = xyz @ RGB_FROM_XYZ.T.astype(np.float32)
+    rgb = np.where(linear > 0.0031308, 1.055 * np.maximum(linear, 0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def model_to_lab(gray_l: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """gray_l (...) and ab (..., 2) in the model's units -> Lab (..., 3)."""
+    return np.concatenate([((gray_l + 1.0) * L_SCALE)[..., None], ab * AB_SCALE], axis=-1)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] -> uint8, rounded (half to even, as torch.round)."""
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
