@@ -35,6 +35,7 @@ TOOLS = {
     "visualize": Tool("gan_colorizer.inspect.cli:build_parser", (), "gan_colorizer.inspect.cli:main"),
     "plots": Tool("gan_colorizer.inspect.curves:build_parser", (), "gan_colorizer.inspect.curves:main"),
     "weights": Tool("gan_colorizer.inspect.weights:build_parser", (), "gan_colorizer.inspect.weights:main"),
+    "shards": Tool("gan_colorizer.shards:build_parser", (), "gan_colorizer.shards:main"),
 }
 # Defaults computed from the machine at import time, stated as the code computes them so the tables do not depend on
 # where they were generated.

@@ -134,7 +134,8 @@ def save_split(split: DataSplit, run_dir: Path) -> str:
     skipped = len(t["skipped"]) + len(v.get("skipped", []))
     gray = len(t["gray_excluded"]) + len(v.get("gray_excluded", []))
     source = "embedded sample photos" if split.embedded else t["source"]
-    return (f"data: {len(split.train)} training and {len(split.val)} validation images from {source}; "
+    shards = f" ({t['shards']} + {v['shards']} shards)" if "shards" in t else ""
+    return (f"data: {t['used']} training and {v['used']} validation images from {source}{shards}; "
             f"{skipped} unreadable skipped, {gray} gray left out (see {run_dir / 'data.json'})")
 
 
@@ -204,7 +205,7 @@ class PhotoDataset(Dataset):
     def _load(self, index: int) -> Image.Image:
         if self.cache is not None and index in self.cache:
             return self.cache[index]
-        min_side = math.ceil(self.size / math.sqrt(self.crop_scale)) if self.train else self.size
+        min_side = decode_side(self.size, self.train, self.crop_scale)
         img = load_rgb(self.paths[index], min_side=None if self.cache is not None else min_side)
         if self.cache is not None:
             self.cache[index] = img
@@ -224,12 +225,21 @@ class PhotoDataset(Dataset):
                 print(f"warning: skipped {e.path} during training: {e.reason}", file=sys.stderr)
         else:
             raise RuntimeError("every image of the dataset became unreadable (is the data disk still mounted?)")
-        rng = random.Random(sample_seed) if self.train else None
-        box = crop_box(img.width, img.height, rng, self.crop_scale)
-        crop = img.resize((self.size, self.size), Image.BICUBIC, box=box, reducing_gap=3.0)
-        flip = bool(rng is not None and rng.random() < 0.5)
-        pixels = torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1)
-        return pixels, flip
+        return photo_crop(img, self.size, random.Random(sample_seed) if self.train else None, self.crop_scale)
+
+
+def decode_side(size: int, train: bool, crop_scale: float) -> int:
+    """The short side a JPEG may be decoded at (draft scaling) without losing pixels the crop needs."""
+    return math.ceil(size / math.sqrt(crop_scale)) if train else size
+
+
+def photo_crop(img: Image.Image, size: int, rng: random.Random | None, crop_scale: float) -> tuple[torch.Tensor, bool]:
+    """(uint8 (3, size, size) crop, flip flag): a random resized crop and flip with rng, the center square without;
+    what the folder and the shard datasets hand to the device (Lab happens there)."""
+    box = crop_box(img.width, img.height, rng, crop_scale)
+    crop = img.resize((size, size), Image.BICUBIC, box=box, reducing_gap=3.0)
+    flip = bool(rng is not None and rng.random() < 0.5)
+    return torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1), flip
 
 
 class EpochSampler(Sampler):

@@ -153,14 +153,16 @@ def open_image(path, min_side: int | None = None, max_pixels: int | None = None)
 
     min_side lets JPEGs decode at a reduced scale whose short side stays >= min_side. Raises UnreadableImage with a
     short reason for empty, truncated or non-image files, and for those over max_pixels (default MAX_PIXELS).
+    `path` may also be an in-memory file (io.BytesIO, e.g. a shard's sample) whose `name` the reasons give.
     """
-    path = Path(path)
+    source = path
+    path = Path(getattr(source, "name", "<memory>")) if isinstance(source, io.BytesIO) else Path(source)
     try:
-        if path.stat().st_size == 0:
+        if (len(source.getbuffer()) if isinstance(source, io.BytesIO) else path.stat().st_size) == 0:
             raise UnreadableImage(path, "empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. Pillow's "Possibly corrupt EXIF data" chatter
-            with Image.open(path) as img:
+            with Image.open(source if isinstance(source, io.BytesIO) else path) as img:
                 _check_pixels(path, img, max_pixels)
                 if min_side and img.format == "JPEG":
                     w, h = img.size
@@ -192,7 +194,7 @@ def load_rgb(path, min_side: int | None = None, max_pixels: int | None = None) -
     try:
         return to_rgb8(img)
     except (OSError, ValueError) as e:
-        raise UnreadableImage(path, f"cannot convert mode {img.mode} to RGB ({e})") from None
+        raise UnreadableImage(getattr(path, "name", path), f"cannot convert mode {img.mode} to RGB ({e})") from None
 
 
 def chroma_spread(img: Image.Image, side: int = 64) -> float:

@@ -20,9 +20,11 @@ TOOLS = {  # CLI module: its options dataclass (module, name)
     "gan_colorizer.colorize.onnx": ("gan_colorizer.colorize.onnx", "ExportOptions"),
     "gan_colorizer.inspect.curves": ("gan_colorizer.inspect.curves", "PlotOptions"),
     "gan_colorizer.inspect.weights": ("gan_colorizer.inspect.weights", "WeightsOptions"),
+    "gan_colorizer.shards": ("gan_colorizer.shards", "ShardOptions"),
 }
 ENTRY_POINTS = {"gan-colorizer-pretrain", "gan-colorizer-train-gan", "gan-colorizer-evaluate", "gan-colorizer-colorize",
-                "gan-colorizer-visualize", "gan-colorizer-export", "gan-colorizer-plots", "gan-colorizer-weights"}
+                "gan-colorizer-visualize", "gan-colorizer-export", "gan-colorizer-plots", "gan-colorizer-weights",
+                "gan-colorizer-shards"}
 
 
 def actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, list[argparse.Action]]:

@@ -1,6 +1,7 @@
 """What an evaluation reads: the image files under a protocol (streamed as uint8 ground truth), and row labels."""
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from gan_colorizer.data import crop_box, sample_photos
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb
 from gan_colorizer.metrics import GRAY
+from gan_colorizer.shards import ShardMember, expand, is_shards, list_members
+
+log = logging.getLogger("gan_colorizer")
 
 PROTOCOLS = {
     "center-crop": "center square crop to the short side, resized to SIZE x SIZE (the ImageNet val5k protocol)",
@@ -31,6 +35,8 @@ def resolve_data(data: str) -> tuple[list[Path], list[str]]:
             raise UserError(f"--data {data}: use embedded:val or embedded:train")
         paths = sample_photos()[which == "val"]
         return paths, [p.name for p in paths]
+    if is_shards(data):
+        return shard_members(data)
     root = Path(data)
     if not root.is_dir():
         raise UserError(f"--data {root}: {'a file, not a folder' if root.exists() else 'no such folder'}")
@@ -38,6 +44,22 @@ def resolve_data(data: str) -> tuple[list[Path], list[str]]:
     if not paths:
         raise UserError(f"--data {root}: no image file (looked for {' '.join(IMAGE_EXTENSIONS)}, recursively)")
     return paths, [str(p.relative_to(root)) for p in paths]
+
+
+def shard_members(data: str) -> tuple[list[ShardMember], list[str]]:
+    """(members, names) of the images in shards ('val-{000000..000004}.tar', a .tar, or a folder: its val-*.tar);
+    names are the sample keys with the image's extension. A shard that cannot be listed is one line and skipped
+    (from where its listing stopped); a sample with no image is one line."""
+    members = []
+    for shard in expand(data, "--data", "val"):
+        found, error = list_members(shard)
+        if error:
+            log.warning("warning: skipped %s shard %s: %s", "the rest of" if found else "the", shard, error)
+        members += found
+    if not members:
+        raise UserError(f"--data {data}: no readable image sample in its shards")
+    return members, [f"{m.key}.{m.ext}" for m in members]
+
 
 
 ROOT_CATEGORY = "."  # images directly in --data, when others sit in subfolders
@@ -72,7 +94,9 @@ class EvalDataset(Dataset):
             return {"index": index, "reason": f"cannot prepare it ({e})"}
 
     def _item(self, index: int) -> dict:
-        img = load_rgb(self.paths[index], max_pixels=self.max_pixels)  # full decode: no JPEG draft scaling
+        source = self.paths[index]
+        source = source.open() if isinstance(source, ShardMember) else source  # a shard's sample: its bytes alone
+        img = load_rgb(source, max_pixels=self.max_pixels)  # full decode: no JPEG draft scaling
         w, h, s = img.width, img.height, self.size
         gray = is_gray(img)
         if self.protocol == "center-crop":

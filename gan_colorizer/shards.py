@@ -1,0 +1,245 @@
+"""WebDataset shards: write them from an image folder (the checked files, the training split, original bytes), and
+find them again from --data: brace patterns or a folder, counts from the index, members listed for evaluation.
+
+    python -m gan_colorizer.shards --data photos/ --out shards/     # shards/train-000000.tar ... val-000000.tar
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import braceexpand
+import webdataset as wds
+from tqdm import tqdm
+
+from gan_colorizer.atomic import replacing, write_atomic
+from gan_colorizer.config import DataConfig, RunConfig
+from gan_colorizer.console import run_command, setup_logging
+from gan_colorizer.errors import UserError
+from gan_colorizer.images import IMAGE_EXTENSIONS
+from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
+
+log = logging.getLogger("gan_colorizer")
+INDEX = "index.json"  # beside the shards: samples per shard, so epoch sizes are known without reading the tars
+FORMAT = "gan_colorizer-shards"
+IMAGE_EXTS = {e.lstrip(".") for e in IMAGE_EXTENSIONS}
+
+
+@dataclass
+class ShardOptions:
+    """Flags of `python -m gan_colorizer.shards`; the split flags default to training's, so that the shards hold the
+    train / val split a folder run with the same --seed would make."""
+    data: str = opt(REQUIRED, "image folder, searched recursively and checked as training checks it", metavar="DIR")
+    out: str = opt(REQUIRED, "folder for train-NNNNNN.tar, val-NNNNNN.tar and index.json (new or empty)",
+                   metavar="DIR")
+    shard_size: int = opt(1000, "images per shard (the last of each split holds the rest)", metavar="N")
+    val_fraction: float = opt(DataConfig.val_fraction, "share held out as val-*.tar; 0 = no validation shards")
+    seed: int = opt(RunConfig.seed, "seed of the train / val split (training's --seed)")
+    include_gray: bool = opt(False, "keep photos that are already gray (training's --include-gray)")
+    num_workers: int = opt(4, "threads that check the files (the scan, cached as training caches it)", metavar="N")
+
+
+def sample_key(relative: Path) -> str:
+    """A WebDataset key from a relative path: the path without its extension, dots in the name made '_' (the key
+    ends at the name's first dot)."""
+    return str(relative.with_name(relative.stem.replace(".", "_")))
+
+
+def write_shards(opts: ShardOptions) -> dict:
+    """Scan, split and write every shard (each atomically), then index.json; returns the index."""
+    from gan_colorizer.data import prepare_files  # data imports nothing of this module; the split is training's
+    if opts.shard_size < 1:
+        raise UserError(f"--shard-size {opts.shard_size}: must be >= 1")
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: a file, not a folder")
+    taken = sorted(p.name for p in out.glob("*") if p.name == INDEX or p.suffix == ".tar") if out.is_dir() else []
+    if taken:
+        raise UserError(f"--out {out}: already holds shards ({taken[0]}): choose another folder or remove them")
+    cfg = DataConfig(data=opts.data, val_fraction=opts.val_fraction, include_gray=opts.include_gray,
+                     num_workers=opts.num_workers)
+    split = prepare_files(cfg, opts.seed)
+    root = Path(opts.data).resolve()
+    counts, n_bytes = {}, 0
+    bar = tqdm(total=len(split.train) + len(split.val), desc="shards", unit="file", dynamic_ncols=True, disable=None)
+    with bar:
+        for name, files in (("train", split.train), ("val", split.val)):
+            for i, start in enumerate(range(0, len(files), opts.shard_size)):
+                shard = out / f"{name}-{i:06d}.tar"
+                counts[shard.name], size = _write_shard(shard, files[start:start + opts.shard_size], root, bar)
+                n_bytes += size
+    index = {"format": FORMAT, "version": 1, "source": str(opts.data), "seed": opts.seed,
+             "val_fraction": opts.val_fraction, "include_gray": opts.include_gray, "shard_size": opts.shard_size,
+             "shards": counts, "bytes": n_bytes, "scan": split.summary}
+    write_atomic(out / INDEX, json.dumps(index, indent=1))
+    return index
+
+
+def _write_shard(shard: Path, files: list[Path], root: Path, bar) -> tuple[int, int]:
+    """One tar of the files' original bytes (no re-encode), under a temporary name until whole; a file that cannot
+    be read now is one line and left out. Returns (samples, bytes)."""
+    count, size, keys = 0, 0, set()
+    with replacing(shard, fsync=True) as tmp, open(tmp, "wb") as stream, \
+            wds.TarWriter(stream, encoder=False, format="PAX_FORMAT", mtime=0) as writer:
+        for path in files:
+            bar.update()
+            key = sample_key(path.relative_to(root)) if path.is_relative_to(root) else path.stem
+            while key in keys:  # a.jpg beside a.png, or a.b.jpg beside a_b.jpg
+                key += "~"
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                log.warning("warning: skipped %s: %s", path, e.strerror or e)
+                continue
+            writer.write({"__key__": key, path.suffix.lower().lstrip("."): data})
+            keys.add(key)
+            count, size = count + 1, size + len(data)
+    return count, size
+
+
+# ---------------------------------------------------------------------------------------------- finding shards
+def is_shards(spec: str | None) -> bool:
+    """Whether --data names shards: a .tar name or pattern, or a folder holding index.json or .tar files."""
+    if not spec or spec.startswith("embedded:"):
+        return False
+    if ".tar" in spec:
+        return True
+    folder = Path(spec)
+    return folder.is_dir() and ((folder / INDEX).is_file() or any(folder.glob("*.tar")))
+
+
+def expand(spec: str, flag: str = "--data", role: str = "train") -> list[Path]:
+    """The shard files of a spec: 'shards/train-{000000..000127}.tar' (brace pattern), one .tar, or a folder (its
+    ROLE-*.tar, else every .tar in it). Every named file must exist."""
+    folder = Path(spec)
+    if ".tar" not in spec and folder.is_dir():
+        shards = sorted(folder.glob(f"{role}-*.tar")) or sorted(folder.glob("*.tar"))
+        if not shards:
+            raise UserError(f"{flag} {spec}: no .tar shard in this folder")
+        return shards
+    try:
+        shards = [Path(s) for s in braceexpand.braceexpand(spec)]
+    except (ValueError, IndexError) as e:
+        raise UserError(f"{flag} {spec}: not a shard pattern ({e})") from None
+    missing = [s for s in shards if not s.is_file()]
+    if missing:
+        raise UserError(f"{flag} {spec}: {len(missing)} of the {len(shards)} shards it names do not exist "
+                        f"(e.g. {missing[0]})")
+    return shards
+
+
+def val_shards_beside(train: list[Path]) -> list[Path]:
+    """The validation shards that go with training shards: the val-*.tar files in the folder of the first one."""
+    return sorted(train[0].parent.glob("val-*.tar")) if train else []
+
+
+def shard_counts(shards: list[Path], flag: str = "--data") -> list[int]:
+    """Samples per shard: from the index beside them, else counted from the tars' headers (data not read). A tar
+    that cannot be read is a UserError naming it."""
+    counts = []
+    indexes: dict[Path, dict] = {}
+    for shard in shards:
+        folder = shard.parent
+        if folder not in indexes:
+            indexes[folder] = _read_index(folder)
+        known = indexes[folder].get(shard.name)
+        if known is None:
+            members, error = list_members(shard)
+            if error and not members:
+                raise UserError(f"{flag}: shard {shard} cannot be read as a tar file ({error})")
+            known = len(members)
+        else:
+            _check_tar(shard, flag)
+        counts.append(int(known))
+    return counts
+
+
+def _check_tar(shard: Path, flag: str) -> None:
+    """Read the first header only: a shard that is no tar (or unreadable) stops the run before it starts."""
+    try:
+        with tarfile.open(shard, "r:") as tar:
+            tar.next()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise UserError(f"{flag}: shard {shard} cannot be read as a tar file ({e or type(e).__name__})") from None
+
+
+def _read_index(folder: Path) -> dict:
+    try:
+        index = json.loads((folder / INDEX).read_text())
+        return index["shards"] if index.get("format") == FORMAT else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.info("note: %s unreadable (%s): shards are counted from their headers", folder / INDEX, e)
+        return {}
+
+
+@dataclass
+class ShardMember:
+    """One sample's image inside a shard: where its bytes are, so that a map-style dataset can read it alone."""
+    shard: str
+    key: str
+    ext: str
+    offset: int
+    size: int
+
+    def open(self) -> io.BytesIO:
+        with open(self.shard, "rb") as f:
+            f.seek(self.offset)
+            data = io.BytesIO(f.read(self.size))
+        data.name = str(self)
+        return data
+
+    def __str__(self) -> str:
+        return f"{self.shard}:{self.key}.{self.ext}"
+
+
+def list_members(shard: Path) -> tuple[list[ShardMember], str | None]:
+    """The image of every sample of a tar, in order, from its headers alone; samples without an image are one
+    warning line each. Returns (members, why the listing stopped early or None)."""
+    samples: dict[str, list] = {}
+    error = None
+    try:
+        with tarfile.open(shard, "r:") as tar:
+            for info in tar:
+                match = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", info.name)  # webdataset's key / extension rule
+                if info.isreg() and match and not info.name.startswith("__"):
+                    samples.setdefault(match.group(1), []).append((match.group(2).lower(), info))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        error = str(e) or type(e).__name__
+    members = []
+    for key, files in samples.items():
+        image = next(((ext, info) for ext, info in files if ext in IMAGE_EXTS), None)
+        if image is None:
+            log.warning("warning: skipped %s:%s: no image in the sample (%s)", shard, key,
+                        ", ".join(ext for ext, _ in files))
+            continue
+        members.append(ShardMember(str(shard), key, image[0], image[1].offset_data, image[1].size))
+    return members, error
+
+
+def main(argv=None) -> int:
+    setup_logging()
+    return run_command(lambda: _main(argv))
+
+
+def build_parser():
+    return tool_parser(ShardOptions, __doc__, prog="gan-colorizer-shards")
+
+
+def _main(argv) -> None:
+    opts = parse_options(build_parser(), ShardOptions, argv)
+    index = write_shards(opts)
+    n = {role: sum(c for s, c in index["shards"].items() if s.startswith(role)) for role in ("train", "val")}
+    log.info("shards: %d training and %d validation images in %d shards, %.1f MB -> %s", n["train"], n["val"],
+             len(index["shards"]), index["bytes"] / 1e6, Path(opts.out) / INDEX)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

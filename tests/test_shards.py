@@ -1,0 +1,239 @@
+"""WebDataset shards: the writer (checked files, training's split, original bytes, atomic shards, index), the
+training stream (equal batches per rank, shuffles from the seed, exact mid-epoch resume), bad input in one line,
+evaluation from shards, and both stages trained from shards end to end."""
+import io
+import json
+import tarfile
+
+import pytest
+import torch
+from conftest import TINY, make_photo_folder, run_dirs_args
+from torch.utils.data import DataLoader
+
+from gan_colorizer import shards
+from gan_colorizer.config import DataConfig
+from gan_colorizer.data import prepare_files
+from gan_colorizer.errors import UserError
+from gan_colorizer.shard_stream import ShardStream, ShardValStream, shard_loader, shard_split
+from gan_colorizer.shards import ShardOptions, write_shards
+
+
+def _write(folder, out, **kw):
+    return write_shards(ShardOptions(data=str(folder), out=str(out), **kw))
+
+
+def _tar(path, members):
+    """A tar of (name, bytes) members, as another tool might write it."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _jpeg(seed: int) -> bytes:
+    from conftest import color_image
+    buf = io.BytesIO()
+    color_image(seed).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def shard_dir(tmp_path):
+    """15 photos (one unreadable, one gray) as shards of 4."""
+    photos = tmp_path / "photos"
+    make_photo_folder(photos, 13)
+    (photos / "sub").mkdir()
+    make_photo_folder(photos / "sub", 2, start_seed=50)
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    from PIL import Image
+    Image.new("RGB", (40, 30), (90, 90, 90)).save(photos / "gray.png")
+    return photos, tmp_path / "shards", _write(photos, tmp_path / "shards", shard_size=4, val_fraction=0.2)
+
+
+def _members(tar_path):
+    with tarfile.open(tar_path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}
+
+
+def test_writer_keeps_training_split_and_original_bytes_and_logs_the_unusable(shard_dir, caplog):
+    photos, out, index = shard_dir
+    split = prepare_files(DataConfig(data=str(photos), val_fraction=0.2), 0)
+    written = {role: {} for role in ("train", "val")}
+    for shard in sorted(out.glob("*.tar")):
+        written[shard.name.split("-")[0]].update(_members(shard))
+    for role, files in (("train", split.train), ("val", split.val)):
+        expect = {f"{shards.sample_key(p.relative_to(photos.resolve()))}{p.suffix}": p.read_bytes() for p in files}
+        assert written[role] == expect  # the same files, byte for byte (no re-encode)
+    assert index["shards"] == {"train-000000.tar": 4, "train-000001.tar": 4, "train-000002.tar": 4,
+                               "val-000000.tar": 3}
+    assert json.loads((out / shards.INDEX).read_text())["shards"] == index["shards"]
+    assert index["scan"]["train"]["skipped"][0]["path"].endswith("broken.jpg")
+    assert [p.endswith("gray.png") for p in index["scan"]["train"]["gray_excluded"]] == [True]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_writer_refuses_a_folder_with_shards_and_a_crash_leaves_no_half_shard(shard_dir, tmp_path, monkeypatch):
+    photos, out, _ = shard_dir
+    with pytest.raises(UserError, match="already holds shards"):
+        _write(photos, out)
+    calls = []
+
+    def crash(self, obj):
+        calls.append(obj["__key__"])
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(self, obj)
+    real = shards.wds.TarWriter.write
+    monkeypatch.setattr(shards.wds.TarWriter, "write", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _write(photos, tmp_path / "crashed", shard_size=4)
+    left = sorted(p.name for p in (tmp_path / "crashed").iterdir())
+    assert left == ["train-000000.tar"]  # the first shard whole; the second never under its name; no index
+
+
+def test_sample_keys_keep_folders_and_lose_dots():
+    from pathlib import Path
+    assert shards.sample_key(Path("n01/a.b.jpg")) == "n01/a_b"
+
+
+def _batches(stream, workers=0, batch=2):
+    loader = shard_loader(stream, batch, workers, False)
+    return [pixels for pixels, _ in loader]
+
+
+def _stream(out, rank=0, world=1, batch=2, seed=0, epoch_size=0, buffer=8):
+    train = shards.expand(str(out), role="train")
+    return ShardStream(train, shards.shard_counts(train), 32, 0.5, seed, epoch_size, rank, world, batch, buffer)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_rank_yields_the_same_number_of_batches_however_the_shards_fall(shard_dir, workers):
+    _, out, _ = shard_dir  # 12 training samples in 3 shards: 2 ranks get 2 and 1 shards
+    counts = []
+    for rank in range(2):
+        stream = _stream(out, rank, 2, batch=2, epoch_size=11)
+        counts.append(len(_batches(stream, workers)))
+        assert stream.per_rank == 6 and len(stream) == 6
+    assert counts == [3, 3]
+
+
+def test_shard_order_and_shuffle_come_from_seed_and_epoch(shard_dir):
+    _, out, _ = shard_dir
+    first = torch.cat(_batches(_stream(out, seed=1)))
+    assert torch.equal(first, torch.cat(_batches(_stream(out, seed=1))))
+    other_seed = torch.cat(_batches(_stream(out, seed=2)))
+    stream = _stream(out, seed=1)
+    stream.set_epoch(1)
+    next_epoch = torch.cat(_batches(stream))
+    assert not torch.equal(first, other_seed) and not torch.equal(first, next_epoch)
+    assert first.dtype == torch.uint8 and first.shape == (12, 3, 32, 32)
+
+
+@pytest.mark.parametrize("workers,done", [(0, 2), (2, 3)])
+def test_a_resumed_epoch_yields_the_batches_an_uninterrupted_one_would(shard_dir, workers, done):
+    """Samples already trained on are skipped (not re-read as new batches); with 2 workers an odd number of batches
+    done shifts which worker goes first, so that the order is kept too."""
+    _, out, _ = shard_dir
+    stream = _stream(out)
+    stream.set_epoch(3)
+    whole = _batches(stream, workers)
+    stream.set_epoch(3, start=done * 2)
+    rest = _batches(stream, workers)
+    assert len(rest) == len(whole) - done
+    assert all(torch.equal(a, b) for a, b in zip(rest, whole[done:]))
+
+
+def test_a_corrupt_sample_or_one_without_image_is_one_line_and_the_count_holds(tmp_path, capfd):
+    good = [(f"s{i}.jpg", _jpeg(i)) for i in range(5)]
+    _tar(tmp_path / "train-000000.tar", good[:2] + [("bad.jpg", b"junk"), ("meta.txt", b"x")] + good[2:])
+    stream = ShardStream([tmp_path / "train-000000.tar"], [6], 32, 0.5, 0, 0, 0, 1, 2, 4)  # reads on past the end
+    assert len(_batches(stream)) == 3
+    err = capfd.readouterr().err
+    assert "train-000000.tar:bad.jpg during training: not an image" in err and "train-000000.tar:meta: no image in the sample" in err
+    val = [p for p, _ in DataLoader(ShardValStream([tmp_path / "train-000000.tar"], 32, 0, 1), batch_size=10)]
+    assert val[0].shape[0] == 5
+
+
+def test_validation_reads_each_sample_once_over_ranks_and_workers(shard_dir):
+    _, out, _ = shard_dir
+    train = shards.expand(str(out), role="train")
+    seen = []
+    for rank in range(2):
+        for batch in _batches(ShardValStream(train, 32, rank, 2), workers=2, batch=1):
+            seen.append(batch)
+    assert len(seen) == 12
+    assert len({tuple(b.flatten()[:64].tolist()) for b in seen}) == 12
+
+
+def test_bad_input_is_one_line(tmp_path, shard_dir):
+    _, out, _ = shard_dir
+    with pytest.raises(UserError, match=r"2 of the 2 shards it names do not exist"):
+        shards.expand(str(tmp_path / "none-{000000..000001}.tar"))
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "train-000000.tar").write_text("not a tar")
+    with pytest.raises(UserError, match="train-000000.tar cannot be read as a tar file"):
+        shards.shard_counts(shards.expand(str(tmp_path / "junk")))
+    (out / "train-000001.tar").write_bytes(b"\0" * 10)  # the index still counts it: the first header is checked
+    with pytest.raises(UserError, match="train-000001.tar cannot be read as a tar file"):
+        shards.shard_counts(shards.expand(str(out)))
+    with pytest.raises(UserError, match="give validation shards too"):
+        shard_split(DataConfig(data=str(out / "train-000000.tar"), val_data=str(tmp_path)))
+
+
+def test_split_finds_the_val_shards_beside_and_counts_from_the_index(shard_dir):
+    _, out, _ = shard_dir
+    split = shard_split(DataConfig(data=str(out / "train-{000000..000002}.tar")))
+    assert [p.name for p in split.val] == ["val-000000.tar"]
+    assert split.summary["train"]["used"] == 12 and split.summary["val"]["used"] == 3
+    assert shard_split(DataConfig(data=str(out))).train == split.train
+
+
+def test_evaluation_names_samples_by_key_and_skips_what_breaks(shard_dir, tmp_path, caplog):
+    from gan_colorizer.evaluate.protocols import EvalDataset, resolve_data
+    _, out, _ = shard_dir
+    _tar(out / "val-000001.tar", [("x/a.jpg", _jpeg(1)), ("x/b.jpg", b"junk"), ("c.json", b"{}")])
+    (out / "val-000002.tar").write_text("not a tar")
+    members, names = resolve_data(str(out / "val-{000000..000002}.tar"))
+    assert len(names) == 5 and names[-2:] == ["x/a.jpg", "x/b.jpg"]
+    assert "val-000001.tar:c: no image" in caplog.text and "val-000002.tar" in caplog.text
+    items = [EvalDataset(members, "center-crop", 32)[i] for i in range(5)]
+    assert items[3]["pixels"].shape == (3, 32, 32)
+    assert "not an image" in items[4]["reason"] and str(members[4]).endswith("val-000001.tar:x/b.jpg")
+
+
+@pytest.mark.slow
+def test_both_stages_train_from_shards_and_a_resume_gives_the_same_weights(shard_dir, tmp_path):
+    """Stage 1 then stage 2 from shards (2 loader workers); stage 2 stopped mid-epoch after 3 steps and resumed to
+    5 matches 5 straight steps weight for weight."""
+    from test_training import checkpoint_weights
+
+    from gan_colorizer.train.cli import main
+    _, out, _ = shard_dir
+    common = ["--data", str(out / "train-{000000..000002}.tar"), *TINY, "--num-workers", "2", "--image-size", "32",
+              "--amp", "off"]
+    assert main("pretrain", [*common, "--max-steps", "2", *run_dirs_args(tmp_path, "s1")]) == 0
+    init = ["--init-generator", str(tmp_path / "checkpoints" / "s1" / "last.pt")]
+    assert main("gan", [*common, *init, "--max-steps", "5", *run_dirs_args(tmp_path, "straight")]) == 0
+    assert main("gan", [*common, *init, "--max-steps", "3", *run_dirs_args(tmp_path, "split")]) == 0
+    assert main("gan", ["--resume", str(tmp_path / "checkpoints" / "split" / "last.pt"), "--max-steps", "5"]) == 0
+    straight, resumed = (checkpoint_weights(tmp_path / "checkpoints" / n / "last.pt") for n in ("straight", "split"))
+    assert [k for k in straight if not torch.equal(straight[k], resumed[k])] == []
+    data = json.loads((tmp_path / "runs" / "straight" / "data.json").read_text())
+    assert data["train"]["used"] == 12 and data["val"]["used"] == 3
+
+
+@pytest.mark.system
+def test_two_processes_train_a_whole_epoch_from_shards(shard_dir, tmp_path):
+    """torchrun, 2 processes (gloo): 3 shards fall 2 / 1 over the ranks, yet both take 3 steps of 2 images and
+    validate; an unequal count would hang the all-reduce (the test's timeout) instead of finishing."""
+    from test_distributed import _torchrun
+    _, out, _ = shard_dir
+    result = _torchrun(2, "pretrain_generator.py", "--data", str(out / "train-{000000..000002}.tar"), "--epochs", "1",
+                       "--image-size", "32", "--batch-size", "4", "--num-workers", "1", "--amp", "off",
+                       "--no-pretrained", "--log-every", "1", "--image-every", "100", *run_dirs_args(tmp_path, "ddp"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "checkpoints" / "ddp" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["epoch"] == 1
+    assert "val/psnr" in ckpt["metrics"] and "3 + 1 shards" in result.stdout
