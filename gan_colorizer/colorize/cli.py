@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import MAX_PIXELS
@@ -22,15 +23,16 @@ from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 # machine spinning cost ~2x CPU per photo). Read when torch loads, hence before any torch import; env overrides.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-DESCRIPTION = """Colorize gray (or colour, taken to gray first) photos at their full resolution.
+DESCRIPTION = """Colorize gray (or colour, taken to gray first) photos and videos at their full resolution.
 
 The network predicts colour from a --render-size copy; the result keeps the photo's own full-resolution
 lightness, its width and height, EXIF orientation and metadata, and alpha (PNG/WebP/TIFF outputs).
 
 Outputs: a file INPUT goes to OUT/NAME.png, a folder's photos to OUT/<path below the folder>.png, a quoted
-glob's matches to OUT/<path below the pattern's fixed folders>.png (--format picks the suffix). Existing
-outputs are kept unless --overwrite (rerunning a command continues an interrupted job); two inputs that
-would share an output are refused before anything is written.
+glob's matches to OUT/<path below the pattern's fixed folders>.png (--format picks the suffix). A video
+(mp4, mov, mkv, avi, webm) keeps its name, size, timestamps, rotation and audio (avi and webm become .mkv).
+Existing outputs are kept unless --overwrite (rerunning a command continues an interrupted job); two inputs
+that would share an output are refused before anything is written.
 
 examples:
   python colorize.py old_photo.jpg --checkpoint checkpoints/coco-gan/best.pt --out colorized
@@ -41,13 +43,13 @@ exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arg
 WORKERS = min(8, os.cpu_count() or 2)  # PNG encoding is the slow part: enough threads to keep a GPU fed
 MAX_BATCH_PIXELS = 16_000_000  # full-size pixels per batch at most, whatever --batch-size (a bigger photo goes alone)
 IN_FLIGHT_PIXELS = 24_000_000  # full-size pixels decoded ahead, and waiting to be written, at most
-MOOD, FILES = "mood controls (applied in Lab after prediction)", "output files"  # --help sections
+MOOD, FILES, VIDEO = "mood controls (applied in Lab after prediction)", "output files", "videos"  # --help sections
 
 
 @dataclass
 class ColorizeOptions:
     """What to colorize and how; the flags of colorize.py are these fields."""
-    inputs: list[str] = opt(REQUIRED, "image files, folders (searched recursively) or quoted glob patterns "
+    inputs: list[str] = opt(REQUIRED, "image or video files, folders (searched recursively) or quoted glob patterns "
                                       "('scans/**/*.tif')", positional=True, nargs="+", metavar="INPUT")
     checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint (best.pt or last.pt), or a model exported to "
                                     ".onnx (python -m gan_colorizer.colorize.onnx)", metavar="CKPT")
@@ -80,6 +82,12 @@ class ColorizeOptions:
     overwrite: bool = opt(False, "replace outputs that already exist", action="store_true", group=FILES)
     workers: int = opt(WORKERS, "threads that decode and encode files: one per CPU core, at most 8", metavar="N",
                        group=FILES)
+    temporal: float | None = opt(None, "strength (0-1) of the temporal filter: each frame's colour blended with the "
+                                       "previous one's along the motion; 0 = each frame on its own; default: "
+                                       "colorize/temporal.py's DEFAULT_STRENGTH", metavar="S", group=VIDEO)
+    codec: str = opt("libx264", "video encoder (H.264, H.265 or MPEG-4 part 2)", choices=CODECS, group=VIDEO)
+    crf: int = opt(DEFAULT_CRF, "x264 / x265 constant rate factor: 0 lossless, 18 visually lossless, 23 x264's "
+                                "default (mpeg4: quantizer crf / 6)", metavar="N", group=VIDEO)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args) -> None:
     from gan_colorizer.colorize.api import check_controls
+    from gan_colorizer.colorize.video_jobs import check_video_args
+    check_video_args(args)
     checks = [(args.render_size >= 32, f"--render-size {args.render_size}: must be >= 32"),
               (args.batch_size >= 1, "--batch-size must be >= 1"),
               (1 <= args.quality <= 100, f"--quality {args.quality}: must be in 1..100"),
@@ -292,11 +302,15 @@ def main(argv=None) -> int:
     report = Report(len(todo), kept=len(jobs) - len(todo))
     if colorizer is not None:
         kept = f"; {report.tally.kept} existing outputs kept (--overwrite replaces them)" if report.tally.kept else ""
-        print(f"colorizing {len(todo)} photo{'s' * (len(todo) != 1)} into {args.out} (render size {args.render_size}, "
+        from gan_colorizer.colorize.video_jobs import describe
+        print(f"colorizing {describe(todo)} into {args.out} (render size {args.render_size}, "
               f"{_engine(colorizer)}{_decoding(colorizer, args)}){kept}", flush=True)
     try:
         if todo:
-            colorize_jobs(colorizer, todo, args, report)
+            from gan_colorizer.colorize.video import is_video
+            from gan_colorizer.colorize.video_jobs import colorize_videos
+            colorize_jobs(colorizer, [job for job in todo if not is_video(job.source)], args, report)
+            colorize_videos(colorizer, [job for job in todo if is_video(job.source)], args, report)
     except KeyboardInterrupt:
         print(f"interrupted after {report.tally.done} of {len(todo)} photos: every written file is complete; "
               f"rerun the same command to continue", file=sys.stderr)

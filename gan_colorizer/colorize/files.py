@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from gan_colorizer.atomic import replacing
+from gan_colorizer.colorize import video
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import is_image_file, list_images, walk
 
@@ -33,6 +34,11 @@ class Job:
 
 def output_format(path: Path) -> str:
     return PIL_FORMATS[path.suffix.lower()]
+
+
+def is_input_file(path: Path) -> bool:
+    """A photo or a video colorize.py reads."""
+    return is_image_file(path) or video.is_video(path)
 
 
 def _glob_base(pattern: str) -> Path:
@@ -85,9 +91,10 @@ def expand_input(arg: str, out_dir: Path) -> list[tuple[Path, Path]]:
     """
     path = Path(arg)
     if path.is_dir():
-        found = _without_outputs([(p, p.relative_to(path)) for p in list_images(path)], path, out_dir)
+        found = _without_outputs([(p, p.relative_to(path)) for p in list_images(path, is_input_file)], path, out_dir)
         if not found:
-            raise UserError(f"{arg}: no image files in this folder (extensions {', '.join(sorted(PIL_FORMATS))}...)")
+            raise UserError(f"{arg}: no image or video files in this folder (extensions "
+                            f"{', '.join(sorted(PIL_FORMATS))}..., {', '.join(video.VIDEO_SUFFIXES)})")
         return found
     if path.is_file():
         return [(path, Path(path.name))]
@@ -95,17 +102,20 @@ def expand_input(arg: str, out_dir: Path) -> list[tuple[Path, Path]]:
         base, found = _glob_base(arg), []
         for match in sorted(Path(m) for m in _glob(arg)):
             if match.is_dir():
-                found += [(p, p.relative_to(base)) for p in list_images(match)]
-            elif is_image_file(match):
+                found += [(p, p.relative_to(base)) for p in list_images(match, is_input_file)]
+            elif is_input_file(match):
                 found.append((match, match.relative_to(base)))
         found = _without_outputs(found, base, out_dir)
         if not found:
-            raise UserError(f"{arg}: the pattern matches no image file")
+            raise UserError(f"{arg}: the pattern matches no image or video file")
         return found
     raise UserError(f"{arg}: no such file or folder")
 
 
 def output_suffix(source: Path, fmt: str) -> str:
+    """--format's suffix for a photo; a video keeps its container where it holds H.264 (video.output_suffix)."""
+    if video.is_video(source):
+        return video.output_suffix(source)
     if fmt != "same":
         return "." + fmt
     suffix = source.suffix

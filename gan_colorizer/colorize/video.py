@@ -42,8 +42,8 @@ def is_video(path) -> bool:
 
 def output_suffix(source) -> str:
     """The container a colorized video is written in: the source's where it holds H.264 well, else .mkv."""
-    suffix = Path(source).suffix.lower()
-    return OUTPUT_SUFFIX.get(suffix, suffix)
+    suffix = Path(source).suffix
+    return OUTPUT_SUFFIX.get(suffix.lower(), suffix)
 
 
 def _reason(error: Exception) -> str:
@@ -155,40 +155,47 @@ def temporal_filter(strength: float | None):
 
 
 def predict(colorizer, frames: list[np.ndarray]):
-    """Frames of one size, uint8 RGB -> (full-size L, render-size L, render-size ab), model units, on the device: the
-    photo path's prediction (colorize_prepared) without mood controls, so the temporal filter can go between."""
-    import torch
-
-    from gan_colorizer.colorize.inference import downsample_l, forward_ab, full_res_l
-    with torch.inference_mode():
-        pixels = torch.from_numpy(np.stack(frames)).to(colorizer.device).permute(0, 3, 1, 2)
-        gray_l = full_res_l(pixels)
-        small_l = downsample_l(gray_l, colorizer.render_shape(*frames[0].shape[:2]))
-        return gray_l, small_l, forward_ab(colorizer.generator, small_l, colorizer.runtime)
+    """Frames of one size, uint8 RGB -> (full-size L per frame, render-size L (N, 1, h, w), render-size ab (N, 2, h,
+    w)), model units, in the engine's arrays (torch on its device, or numpy): the photo path's prediction without the
+    mood controls, so that the temporal filter can go between."""
+    pipeline = colorizer.pipeline
+    with pipeline.context():
+        gray_l = [pipeline.full_res_l(frame) for frame in frames]
+        small_l = pipeline.small_l(gray_l, colorizer.render_shape(*frames[0].shape[:2]))
+        return gray_l, small_l, pipeline.predict(small_l)
 
 
-def finish(gray_l, small_ab, controls: dict) -> np.ndarray:
-    """Mood controls on the render-size ab, then upsampled and recombined with the full-size L: (B, H, W, 3) uint8."""
-    import torch
+def _apply_controls(small_ab, controls: dict):
+    if isinstance(small_ab, np.ndarray):  # the ONNX engines: no torch here
+        from gan_colorizer.colorize.inference_numpy import apply_controls
+    else:
+        from gan_colorizer.colorize.inference import apply_controls
+    return apply_controls(small_ab, **controls)
 
-    from gan_colorizer.color import to_uint8
-    from gan_colorizer.colorize.inference import apply_controls, recombined_chunks
-    with torch.inference_mode():
-        ab = apply_controls(small_ab, **controls)
-        out = np.empty((gray_l.shape[0], *gray_l.shape[-2:], 3), np.uint8)
-        for first, end, rgb in recombined_chunks(gray_l, ab):
-            out[:, first:end] = to_uint8(rgb).permute(0, 2, 3, 1).cpu().numpy()
-        return out
+
+def finish(colorizer, gray_l: list, small_ab, controls: dict) -> Iterator[np.ndarray]:
+    """Mood controls on the render-size ab, then each frame's ab upsampled and recombined with its full-size L, as
+    for photos: uint8 RGB (H, W, 3) frames."""
+    pipeline = colorizer.pipeline
+    with pipeline.context():
+        small_ab = _apply_controls(small_ab, controls)
+        for i, one_l in enumerate(gray_l):
+            frame = np.empty((*one_l.shape[-2:], 3), np.uint8)
+            for first, rows in pipeline.rgb8_rows(one_l, small_ab[i:i + 1]):
+                frame[first:first + len(rows)] = rows
+            yield frame
 
 
 def _filtered(temporal, small_l, small_ab):
     """small_ab through the temporal filter frame by frame, in order (it works in Lab units on numpy arrays)."""
+    from gan_colorizer.color_numpy import AB_SCALE, L_SCALE
+    numpy = lambda x: x if isinstance(x, np.ndarray) else x.float().cpu().numpy()  # noqa: E731
+    lightness, ab = (numpy(small_l)[:, 0] + 1) * L_SCALE, numpy(small_ab) * AB_SCALE
+    out = np.stack([temporal(lightness[i], ab[i]) for i in range(len(ab))]).astype(np.float32) / AB_SCALE
+    if isinstance(small_ab, np.ndarray):
+        return out
     import torch
-
-    from gan_colorizer.color import AB_SCALE, model_to_lab
-    lab = model_to_lab(small_l, small_ab).cpu().numpy()
-    smoothed = np.stack([temporal(lab[i, 0], lab[i, 1:]) for i in range(lab.shape[0])]).astype(np.float32)
-    return torch.from_numpy(smoothed / AB_SCALE).to(small_ab.device)
+    return torch.from_numpy(out).to(small_ab.device)
 
 
 def _runs(frames: Iterable[np.ndarray], batch_size: int) -> Iterator[list[np.ndarray]]:
@@ -213,4 +220,86 @@ def colorized_frames(colorizer, frames: Iterable[np.ndarray], temporal: float | 
         gray_l, small_l, small_ab = predict(colorizer, batch)
         if smoother is not None:
             small_ab = _filtered(smoother, small_l, small_ab)
-        yield from finish(gray_l, small_ab, controls or {})
+        yield from finish(colorizer, gray_l, small_ab, controls or {})
+
+
+def _video_stream(sink, source_stream, info: VideoInfo, codec: str, crf: int):
+    """The output video stream: the source's size, time base (so every timestamp is kept as is), rate and matrix."""
+    stream = sink.add_stream(codec, rate=info.fps)
+    stream.width, stream.height = info.width, info.height
+    even = info.width % 2 == 0 and info.height % 2 == 0
+    stream.pix_fmt = "yuv420p" if even or codec == "mpeg4" else "yuv444p"  # 4:2:0 needs even sides in x264 / x265
+    stream.time_base = stream.codec_context.time_base = source_stream.time_base
+    if source_stream.sample_aspect_ratio:
+        stream.codec_context.sample_aspect_ratio = source_stream.sample_aspect_ratio
+    if codec == "mpeg4":  # no CRF: a fixed quantizer instead, CRF 18 ~ q 3 (2 best .. 31)
+        stream.codec_context.qscale = max(2, min(31, round(crf / 6)))
+    else:
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        stream.codec_context.options = {"x264-params" if codec == "libx264" else "x265-params": "log-level=error"}
+    if info.matrix:
+        stream.set_display_matrix(info.matrix)
+    return stream
+
+
+def _audio_streams(path, source, sink) -> dict:
+    """{source audio stream index: output stream} for the audio copied packet for packet (no re-encoding); a codec the
+    output container cannot hold is left out with a one-line warning naming the file."""
+    copied = {}
+    for stream in source.streams.audio:
+        try:
+            copied[stream.index] = sink.add_stream_from_template(stream)
+        except ValueError as e:
+            log.warning(f"{path}: audio stream {stream.index} left out ({e}); the video is colorized")
+    others = [s for s in source.streams if s.type not in ("video", "audio")] + list(source.streams.video[1:])
+    if others:
+        log.warning(f"{path}: {len(others)} stream(s) other than the first video and the audio left out "
+                    f"({', '.join(sorted({s.type for s in others}))})")
+    return copied
+
+
+def _copy_metadata(source, sink) -> None:
+    """Container tags (title, creation time...) other than those the muxer writes itself."""
+    for key, value in source.metadata.items():
+        if key not in ("encoder", "major_brand", "minor_version", "compatible_brands"):
+            sink.metadata[key] = value
+
+
+def colorize_video(colorizer, src, dst, temporal: float | None = None, controls: dict | None = None,
+                   batch_size: int = 4, crf: int = DEFAULT_CRF, codec: str = "libx264", progress=None,
+                   info: VideoInfo | None = None) -> int:
+    """Colorize the video file src into dst (container from dst's suffix): same size, frame timestamps (variable
+    rates included), rotation and tags; audio packets copied as they are. Written to a temporary name beside dst
+    and renamed when complete: a failure or an interrupt leaves no file under dst. progress(1) after each frame.
+    Returns the frames written; an unreadable or truncated source raises UnreadableImage. info: probe(src), if known."""
+    import av
+
+    from gan_colorizer.atomic import replacing
+    info, dst = info or probe(src), Path(dst)
+    options = {"movflags": "+faststart"} if MUXERS[dst.suffix.lower()] in ("mp4", "mov") else {}
+    with _opened(src) as source, replacing(dst, fsync=True) as tmp, \
+            av.open(str(tmp), "w", format=MUXERS[dst.suffix.lower()], options=options) as sink:
+        source_stream = source.streams.video[0]
+        stream, audio = _video_stream(sink, source_stream, info, codec, crf), _audio_streams(src, source, sink)
+        _copy_metadata(source, sink)
+        times = deque()
+
+        def remux(packet):
+            packet.stream = audio[packet.stream.index]
+            sink.mux(packet)
+
+        def frames():
+            for frame in _decoded(src, source, remux if audio else None):
+                times.append(frame.pts if frame.pts is not None else round(len(times) / info.fps
+                                                                           / source_stream.time_base))
+                yield frame.to_ndarray(format="rgb24")
+        written = 0
+        for rgb in colorized_frames(colorizer, frames(), temporal, controls, batch_size):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = times.popleft(), source_stream.time_base
+            sink.mux(stream.encode(frame))
+            written += 1
+            if progress is not None:
+                progress(1)
+        sink.mux(stream.encode())
+    return written

@@ -1,0 +1,56 @@
+"""colorize.py's videos: each one colorized into its output file with a progress bar in frames, and counted as
+photos are (one line per failure naming the file, the rest of the inputs still done)."""
+from __future__ import annotations
+
+import math
+import sys
+
+from gan_colorizer.colorize.video import CODECS, colorize_video, probe
+from gan_colorizer.errors import UserError
+from gan_colorizer.images import UnreadableImage
+
+MAX_CRF = 51  # x264 / x265's range is 0 (lossless) .. 51
+
+
+def check_video_args(args) -> None:
+    """The video flags' values: one line naming the flag, before anything is read or written."""
+    if args.temporal is not None and not (math.isfinite(args.temporal) and 0 <= args.temporal <= 1):
+        raise UserError(f"--temporal {args.temporal}: must be in 0..1 (0 = each frame on its own)")
+    if not 0 <= args.crf <= MAX_CRF:
+        raise UserError(f"--crf {args.crf}: must be in 0..{MAX_CRF} (lower = better quality, larger file)")
+    if args.codec not in CODECS:
+        raise UserError(f"--codec {args.codec}: one of {', '.join(CODECS)}")
+
+
+def colorize_videos(colorizer, jobs: list, args, report) -> None:
+    """Colorize each video job into its output; report: cli.Report (ok / fail per file). A KeyboardInterrupt passes
+    through after the video being written is removed (colorize_video writes to a temporary name)."""
+    import av
+    from tqdm import tqdm
+    controls = {"temperature": args.temperature, "saturation": args.saturation, "hue": args.hue}
+    for job in jobs:
+        bar = tqdm(unit="frame", desc=job.source.name, disable=None, leave=False, file=sys.stderr, dynamic_ncols=True)
+        try:
+            info = probe(job.source)
+            bar.reset(total=info.frames)
+            colorize_video(colorizer, job.source, job.output, args.temporal, controls, args.batch_size, args.crf,
+                           args.codec, progress=bar.update, info=info)
+            report.ok()
+        except UnreadableImage as e:
+            report.fail(job.source, e.reason)
+        except av.FFmpegError as e:  # the encoder or the muxer refused (an odd size for mpeg4, a full disk...)
+            report.fail(job.output, f"cannot write the video ({e.strerror or e})")
+        except OSError as e:
+            report.fail(job.output, f"cannot write ({e.strerror or e})")
+        except (RuntimeError, MemoryError) as e:
+            report.fail(job.source, f"colorization failed ({(str(e).strip() or 'out of memory').splitlines()[0][:200]})")
+        finally:
+            bar.close()
+
+
+def describe(jobs: list) -> str:
+    """'3 photos', '1 video', '2 photos and 1 video': what a job list holds, for colorize.py's first line."""
+    from gan_colorizer.colorize.video import is_video
+    videos = sum(is_video(job.source) for job in jobs)
+    counts = [(len(jobs) - videos, "photo"), (videos, "video")]
+    return " and ".join(f"{n} {name}{'s' * (n != 1)}" for n, name in counts if n) or "0 photos"
