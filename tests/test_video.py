@@ -5,6 +5,7 @@ import io
 import itertools
 import logging
 import os
+import sys
 from fractions import Fraction
 
 import av
@@ -133,6 +134,18 @@ def test_videos_mix_with_photos_in_a_folder_and_keep_a_container_that_holds_h264
     assert outputs == {"photo.jpg", "a.mp4", "b.mkv", "c.mkv", "sub/d.MOV", "e.mkv.mkv", "e.avi.mkv"}
 
 
+def test_without_pyav_each_video_is_one_line_saying_what_to_install(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from gan_colorizer.colorize.video_jobs import colorize_videos
+    monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError, as in a colorizing-only install
+    failed = []
+    report = SimpleNamespace(ok=lambda: failed.append(None), fail=lambda path, reason: failed.append((path, reason)))
+    jobs = [SimpleNamespace(source=tmp_path / "a.mp4", output=tmp_path / "out" / "a.mp4")]
+    colorize_videos(None, jobs, SimpleNamespace(), report)
+    assert failed == [(tmp_path / "a.mp4", failed[0][1])] and "pip install av opencv-python-headless" in failed[0][1]
+
+
 @pytest.mark.parametrize("flag", [("--crf", "52"), ("--crf", "-1"), ("--temporal", "1.5"), ("--temporal", "nan"),
                                   ("--codec", "vp9")])
 def test_bad_video_flags_exit_2_with_one_line(tmp_path, capsys, flag):
@@ -230,7 +243,7 @@ def test_colorize_py_on_a_folder_of_photos_videos_and_a_truncated_video(cli, tmp
     Image.fromarray(pan("chelsea", 1, SIZE)[0]).save(src / "photo.jpg")
     write_clip(src / "clip.avi", pan("astronaut", 6, SIZE), codec="mpeg4")
     truncated(write_clip(src / "broken.mkv", pan("rocket", 24, SIZE)))
-    code, text, err = cli(src, "--out", out, "--temporal", "0")
+    code, text, err = cli(src, "--out", out)  # the temporal filter at its default strength
     assert code == 1 and text.startswith("colorizing 1 photo and 2 videos into")
     assert err.count("\n") == 1 and f"error: {src / 'broken.mkv'}: truncated" in err
     assert sorted(os.listdir(out)) == ["clip.mkv", "photo.png"]  # nothing under broken's name, no temporary left

@@ -146,10 +146,7 @@ def read_frames(path) -> Iterator[np.ndarray]:
 
 def temporal_filter(strength: float | None):
     """The temporal filter for one clip, or None for per-frame colorization (strength 0). None = the default."""
-    try:
-        from gan_colorizer.colorize.temporal import DEFAULT_STRENGTH, TemporalFilter
-    except ImportError:  # the filter has not landed: per-frame
-        return None
+    from gan_colorizer.colorize.temporal import DEFAULT_STRENGTH, TemporalFilter
     strength = DEFAULT_STRENGTH if strength is None else strength
     return TemporalFilter(strength) if strength else None
 

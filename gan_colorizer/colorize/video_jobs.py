@@ -25,7 +25,14 @@ def check_video_args(args) -> None:
 def colorize_videos(colorizer, jobs: list, args, report) -> None:
     """Colorize each video job into its output; report: cli.Report (ok / fail per file). A KeyboardInterrupt passes
     through after the video being written is removed (colorize_video writes to a temporary name)."""
-    import av
+    try:
+        import av
+
+        from gan_colorizer.colorize import temporal  # noqa: F401 (OpenCV's optical flow)
+    except ImportError as e:  # a colorizing-only install (requirements-colorize.txt) has neither
+        for job in jobs:
+            report.fail(job.source, f"videos need PyAV and OpenCV ({e}): pip install av opencv-python-headless")
+        return
     from tqdm import tqdm
     controls = {"temperature": args.temperature, "saturation": args.saturation, "hue": args.hue}
     for job in jobs:
