@@ -60,6 +60,12 @@ TABLES = {
     "viz_cost": [(None, [
         ("size", "size"), ("batch", "batch"), ("step_s", "step s"), ("viz_s", "viz s"),
         ("viz_in_steps", "viz in steps"), ("overhead_pct", "overhead %"), ("report_layers_s", "report layers s")])],
+    "shards": [(None, [
+        ("what", "what"), ("files", "files"), ("shards", "shards"), ("seconds", "seconds"), ("files_s", "files/s"),
+        ("mb_s", "MB/s"), ("crop", "crop"), ("workers", "workers"), ("samples_s", "samples/s"),
+        ("rounds", "samples/s per round"), ("vs_folder", "shards / folder"),
+        ("cpu_ms_per_sample", "CPU ms per sample (in-process)"), ("cpu_vs_folder", "CPU shards / folder"),
+        ("load_1min", "load (1 min)")])],
     "head_cost": [
         (lambda row: row["what"].startswith("train"), [
             ("what", "what"), ("size", "size"), ("batch", "batch"), ("amp", "amp"), ("img_s", "img/s"),

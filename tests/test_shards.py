@@ -204,6 +204,26 @@ def test_evaluation_names_samples_by_key_and_skips_what_breaks(shard_dir, tmp_pa
 
 
 @pytest.mark.slow
+def test_evaluating_the_val_shards_scores_as_evaluating_their_files(shard_dir, tmp_path, tiny_checkpoint):
+    """The same images, the same numbers: the val shards against a folder of the files they were written from."""
+    from gan_colorizer.evaluate.run import EvalOptions, evaluate
+    photos, out, _ = shard_dir
+    split = prepare_files(DataConfig(data=str(photos), val_fraction=0.2), 0)
+    folder = tmp_path / "val_files"
+    folder.mkdir()
+    for path in split.val:
+        copy = folder / path.relative_to(photos.resolve())
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(path.read_bytes())
+    common = dict(checkpoints=[str(tiny_checkpoint)], image_size=32, num_workers=0, device="cpu", download=False)
+    by_shards = evaluate(EvalOptions(data=str(out / "val-{000000..000000}.tar"), out=str(tmp_path / "e1"), **common))
+    by_files = evaluate(EvalOptions(data=str(folder), out=str(tmp_path / "e2"), **common))
+    assert by_shards["n_images"] == by_files["n_images"] == 3
+    rows = [sorted((tmp_path / e / "metrics.csv").read_text().splitlines()) for e in ("e1", "e2")]
+    assert rows[0] == rows[1]  # every image's every metric, named alike (keys are the file names here)
+
+
+@pytest.mark.slow
 def test_both_stages_train_from_shards_and_a_resume_gives_the_same_weights(shard_dir, tmp_path):
     """Stage 1 then stage 2 from shards (2 loader workers); stage 2 stopped mid-epoch after 3 steps and resumed to
     5 matches 5 straight steps weight for weight."""
