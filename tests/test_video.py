@@ -268,3 +268,26 @@ def test_an_onnx_model_colorizes_videos_as_it_colorizes_photos(tiny_checkpoint, 
     out = list(video.colorized_frames(onnx, frames, temporal=0, controls={"saturation": 1.5}))
     photos = [np.asarray(onnx.colorize(Image.fromarray(f), saturation=1.5)) for f in frames]
     assert all(np.abs(o.astype(int) - p).max() <= 1 for o, p in zip(out, photos)) and mean_ab(out[0]) > 5
+
+
+@pytest.mark.system
+def test_ctrl_c_in_the_script_leaves_no_video_under_its_name(tiny_checkpoint, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ROOT
+    src = write_clip(tmp_path / "long.mp4", pan("astronaut", 120, SIZE, (0.2, 0.3)), audio=True)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "colorize.py"), str(src), "--out", str(out), "--checkpoint",
+           str(tiny_checkpoint), "--render-size", "64", "--batch-size", "1", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as at a terminal
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (out.is_dir() and list(out.glob(".*.part"))):
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few frames into the temporary file
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted after 0 of 1" in err and "Traceback" not in err, err
+    assert os.listdir(out) == []
