@@ -43,20 +43,38 @@ def rgb8_to_gray_l(pixels: np.ndarray) -> np.ndarray:
     return _l_from_y(y)
 
 
+def _f_inverse(f: np.ndarray) -> np.ndarray:
+    return np.where(f > 0.2068966, f * f * f, (f - 16.0 / 116.0) / 7.787)
+
+
+def _lab_planes_to_linear(l: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """L, a, b planes -> linear-light R, G, B planes (one plane at a time: contiguous, no (..., 3) temporaries)."""
+    fy = (l + 16.0) / 116.0
+    xyz = (_f_inverse(a / 500.0 + fy) * np.float32(D65[0]), _f_inverse(fy),
+           _f_inverse(np.maximum(fy - b / 200.0, 0.0)) * np.float32(D65[2]))
+    m = RGB_FROM_XYZ.astype(np.float32)
+    return [m[c, 0] * xyz[0] + m[c, 1] * xyz[1] + m[c, 2] * xyz[2] for c in range(3)]
+
+
+def _encode(linear: np.ndarray) -> np.ndarray:
+    """Linear light -> sRGB in [0, 1], clipped."""
+    rgb = np.where(linear > 0.0031308, 1.055 * np.maximum(linear, 0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
+
+
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     """(..., 3) Lab -> sRGB float32 in [0, 1], out-of-gamut colours clipped (color.lab_to_rgb's maths)."""
     lab = lab.astype(np.float32, copy=False)
-    fy = (lab[..., 0] + 16.0) / 116.0
-    f = np.stack([lab[..., 1] / 500.0 + fy, fy, np.maximum(fy - lab[..., 2] / 200.0, 0.0)], axis=-1)
-    xyz = np.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787) * np.asarray(D65, dtype=np.float32)
-    linear = xyz @ RGB_FROM_XYZ.T.astype(np.float32)
-    rgb = np.where(linear > 0.0031308, 1.055 * np.maximum(linear, 0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
-    return np.clip(rgb, 0.0, 1.0)
+    return np.stack([_encode(c) for c in _lab_planes_to_linear(lab[..., 0], lab[..., 1], lab[..., 2])], axis=-1)
 
 
-def model_to_lab(gray_l: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """gray_l (...) and ab (..., 2) in the model's units -> Lab (..., 3)."""
-    return np.concatenate([((gray_l + 1.0) * L_SCALE)[..., None], ab * AB_SCALE], axis=-1)
+def model_to_rgb8(gray_l: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """gray_l (...) and ab (2, ...) planes in the model's units -> uint8 sRGB (..., 3): lab_to_rgb, then to_uint8."""
+    linear = _lab_planes_to_linear((gray_l + 1.0) * L_SCALE, ab[0] * AB_SCALE, ab[1] * AB_SCALE)
+    out = np.empty(gray_l.shape + (3,), dtype=np.uint8)
+    for c in range(3):
+        out[..., c] = to_uint8(_encode(linear[c]))
+    return out
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -222,7 +222,8 @@ def test_a_venv_without_torch_colorizes_like_torch(tiny_checkpoint, tmp_path):
         from gan_colorizer.colorize.cli import main
         Colorizer.from_checkpoint("g.onnx").colorize("in/color.jpg", saturation=1.3).save("api.png")
         code = main(["in", "--checkpoint", "g.onnx", "--out", "out", "--hue", "20"])
-        print(json.dumps({{"exit": code, "modules": sorted(m for m in sys.modules if m.startswith(("torch", "fastai")))}}))
+        loaded = sorted(m for m in sys.modules if m.startswith(("torch", "fastai")))
+        print(json.dumps({{"exit": code, "modules": loaded}}))
     """)
     done = subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -22,6 +22,9 @@ class OnnxNetwork:
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # idle threads sleep instead of spinning, as colorize.py's OMP_WAIT_POLICY=PASSIVE: on the 2-core machine at
+        # load 8-9 the path ran 8-15% faster (fp32 and int8, side by side), its decode / encode threads get the cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                                     providers=["CPUExecutionProvider"])
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map) if metadata is None else metadata

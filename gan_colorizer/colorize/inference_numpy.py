@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from gan_colorizer.color_numpy import AB_SCALE, lab_to_rgb, model_to_lab, rgb8_to_gray_l, to_uint8
+from gan_colorizer.color_numpy import AB_SCALE, model_to_rgb8, rgb8_to_gray_l
 
 CHUNK_PIXELS = 1 << 18  # pixels per chunk of full-size colour maths: 3 MB per float32 3-channel temporary
 MAX_ASPECT = 8  # the network input's long side is at most this many render sizes, whatever the photo's shape
@@ -107,7 +107,7 @@ def upsampled_ab_rows(small_ab: np.ndarray, height: int, width: int):
 def recombined_rows(gray_l: np.ndarray, small_ab: np.ndarray):
     """Yield (first row, uint8 sRGB rows (rows, W, 3)): gray_l (H, W) with small_ab (1, 2, h, w) upsampled."""
     for first, end, ab in upsampled_ab_rows(small_ab, *gray_l.shape):
-        yield first, to_uint8(lab_to_rgb(model_to_lab(gray_l[first:end], ab[0].transpose(1, 2, 0))))
+        yield first, model_to_rgb8(gray_l[first:end], ab[0])
 
 
 class NumpyPipeline:
