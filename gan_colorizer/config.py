@@ -22,8 +22,11 @@ WEIGHTS = ("auto", "ema", "raw")  # which generator weights a checkpoint serves:
 
 @dataclass
 class DataConfig:
-    data: typing.Optional[str] = opt(None, "image folder, searched recursively; default: the embedded sample photos")
-    val_data: typing.Optional[str] = opt(None, "held-out image folder; default: --val-fraction of --data")
+    data: typing.Optional[str] = opt(None, "image folder, searched recursively, or WebDataset shards "
+                                           "('shards/train-{000000..000127}.tar', or their folder); default: the "
+                                           "embedded sample photos")
+    val_data: typing.Optional[str] = opt(None, "held-out image folder (shards when --data names shards); default: "
+                                               "--val-fraction of --data (with shards: the val-*.tar beside them)")
     val_fraction: float = opt(0.1, "share of --data held out for validation when --val-data is not given")
     image_size: int = opt(256, "training crop and validation size in pixels (multiple of 32; of 256 for --generator unet)")
     crop_scale: float = opt(0.25, "smallest random crop, as a share of the photo's area")

@@ -182,6 +182,21 @@ def test_bad_input_is_one_line(tmp_path, shard_dir):
         shard_split(DataConfig(data=str(out / "train-000000.tar"), val_data=str(tmp_path)))
 
 
+def test_the_commands_say_bad_shards_in_one_line_with_exit_code_2(shard_dir, tmp_path, capsys):
+    from gan_colorizer.train.cli import main as train_main
+    photos, out, _ = shard_dir
+    assert shards.main(["--data", str(photos), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: --out {out}: already holds shards")
+    assert shards.main(["--data", str(photos), "--out", str(tmp_path / "more"), "--shard-size", "100"]) == 0
+    assert "13 training and 2 validation images in 2 shards" in capsys.readouterr().out  # --val-fraction 0.1
+    args = ["--data", str(tmp_path / "nope-{000000..000003}.tar"), "--no-pretrained", *run_dirs_args(tmp_path, "r")]
+    assert train_main("pretrain", args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --data {tmp_path / 'nope-{000000..000003}.tar'}: 4 of the 4 shards it names do not exist "
+                   f"(e.g. {tmp_path / 'nope-000000.tar'})"]
+    assert not (tmp_path / "runs" / "r").exists()  # a run that never started leaves no folder
+
+
 def test_split_finds_the_val_shards_beside_and_counts_from_the_index(shard_dir):
     _, out, _ = shard_dir
     split = shard_split(DataConfig(data=str(out / "train-{000000..000002}.tar")))
