@@ -7,6 +7,7 @@ import itertools
 import logging
 import math
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -29,10 +30,18 @@ def _mix(*parts: int) -> int:
     return int.from_bytes(str(parts).encode(), "little") % (2**61 - 1)
 
 
+_last_warning: list = [None]
+
+
 def _warn(exn: Exception) -> bool:
-    """webdataset's handler for a shard that breaks mid-read: one line, the rest of that shard skipped."""
-    where = next((a for a in reversed(exn.args) if isinstance(a, str) and ".tar" in a), "a shard")
-    print(f"warning: skipped the rest of {where}: {exn.args[0] if exn.args else type(exn).__name__}", file=sys.stderr)
+    """webdataset's handler for a shard that breaks mid-read: one line, the rest of that shard skipped. webdataset
+    hands the same failure up twice (member, then shard level): the repeat is not printed."""
+    message, _, stream = str(exn.args[0] if exn.args else type(exn).__name__).partition(" @ ")
+    named = re.search(r"name='([^']+)'", stream)
+    where = next((a for a in exn.args[1:] if isinstance(a, str)), named.group(1) if named else "a shard")
+    if _last_warning[0] != (where, message):
+        print(f"warning: skipped the rest of {where}: {message}", file=sys.stderr)
+    _last_warning[0] = (where, message)
     return True
 
 

@@ -156,6 +156,20 @@ def test_a_corrupt_sample_or_one_without_image_is_one_line_and_the_count_holds(t
     assert val[0].shape[0] == 5
 
 
+def test_a_shard_that_breaks_mid_read_is_one_line_and_no_readable_shard_stops_the_loader(tmp_path, capfd):
+    whole = _tar(tmp_path / "whole.tar", [(f"s{i}.jpg", _jpeg(i)) for i in range(4)])
+    with tarfile.open(whole) as tar:
+        cut = tar.getmember("s2.jpg").offset_data + 100
+    (tmp_path / "cut.tar").write_bytes(whole.read_bytes()[:cut])  # a disk that lost the rest from s2 on
+    stream = ShardStream([tmp_path / "cut.tar"], [3], 32, 0.5, 0, 0, 0, 1, 1, 1)
+    assert len(_batches(stream, batch=1)) == 3  # s0, s1, then s0 again in the next round
+    assert capfd.readouterr().err.splitlines() == [f"warning: skipped the rest of {tmp_path / 'cut.tar'}: "
+                                                   f"unexpected end of data"]
+    (tmp_path / "junk.tar").write_bytes(b"\1" * 4096)
+    with pytest.raises(RuntimeError, match="no readable sample in any of the 1 shards"):
+        _batches(ShardStream([tmp_path / "junk.tar"], [4], 32, 0.5, 0, 0, 0, 1, 1, 1), batch=1)
+
+
 def test_validation_reads_each_sample_once_over_ranks_and_workers(shard_dir):
     _, out, _ = shard_dir
     train = shards.expand(str(out), role="train")
