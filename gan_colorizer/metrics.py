@@ -208,12 +208,13 @@ def image_lab(rgb: torch.Tensor) -> torch.Tensor:
     return rgb_to_lab(rgb.float() / 255.0)
 
 
-def image_metrics(pred: torch.Tensor, true: torch.Tensor, true_lab: torch.Tensor | None = None) -> dict:
+def image_metrics(pred: torch.Tensor, true: torch.Tensor, true_lab: torch.Tensor | None = None,
+                  pred_lab: torch.Tensor | None = None) -> dict:
     """Every per-image metric of a predicted batch against the truth, both 8-bit sRGB (B, 3, H, W).
 
-    Lab comes from the 8-bit images, so the numbers are those of the saved PNGs.
+    Lab comes from the 8-bit images (image_lab; pass it when already made), so the numbers are those of the saved PNGs.
     """
     true_lab = image_lab(true) if true_lab is None else true_lab
-    pred_lab = image_lab(pred)
+    pred_lab = image_lab(pred) if pred_lab is None else pred_lab
     return {"psnr": psnr(pred, true), "ssim": ssim(pred, true), "delta_e2000": delta_e2000(pred_lab, true_lab),
             "colorfulness": colorfulness(pred), "auc_ab": auc_ab(pred_lab[:, 1:], true_lab[:, 1:])}

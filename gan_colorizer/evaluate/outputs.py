@@ -19,7 +19,7 @@ from gan_colorizer.metrics import GRAY, METRICS, summarize
 from gan_colorizer.report.collect import HtmlReport, clear_report, file_names
 
 CSV_COLUMNS = ("label", "image", "category", "width", "height", "gray_truth", "psnr", "ssim", "delta_e2000", "colorfulness",
-               "colorfulness_truth", "auc_ab", "lpips")
+               "colorfulness_truth", "auc_ab", "lpips", "kind", "frames", "warp_error", "warp_error_truth")  # clips.py
 SUMMARY_ORDER = ("psnr", "ssim", "delta_e2000", "colorfulness", "delta_colorfulness", "auc_ab", "lpips", "fid",
                  "img_per_sec")
 SHEET_ROWS = 4  # images per grid sheet
@@ -187,8 +187,8 @@ class Report:
                           "width": batch["size"][k][0],
                           "category": text_cell(self.categories[index]) if self.categories else "",
                           "height": batch["size"][k][1], "gray_truth": _cell(batch["gray"][k]),
-                          "colorfulness_truth": _cell(truth_cf[k])}
-                self.csv.writerow([cells[c] for c in CSV_COLUMNS])
+                          "colorfulness_truth": _cell(truth_cf[k]), "kind": "photo"}
+                self.csv.writerow([cells.get(c, "") for c in CSV_COLUMNS])
         self.csv_file.flush()
 
     def close(self) -> None:
@@ -205,7 +205,7 @@ class Report:
         out = {m: s["mean"] if s else None for m, s in stats.items()}
         cf = out["colorfulness"]
         out["delta_colorfulness"] = abs(cf - truth_cf_mean) if cf is not None and truth_cf_mean is not None else None
-        out["psnr_identical"] = stats["psnr"]["inf"]
+        out["psnr_identical"] = stats["psnr"]["inf"] if stats["psnr"] else 0  # 0 with no photo (clips only)
         out["std"] = {m: s["std"] for m, s in stats.items() if s}
         out["median"] = {m: s["median"] for m, s in stats.items() if s}
         undefined = {m: s["nan"] for m, s in stats.items() if s and s["nan"]}
@@ -235,7 +235,8 @@ class Report:
         write_atomic(self.out / "summary.json", json.dumps(summary, indent=2, allow_nan=False))
         self.finished = True
         self.lock.release()
-        print_table(summary)
+        if self.count:  # a folder of clips only: their table follows (clips.print_clip_table)
+            print_table(summary)
         return summary
 
     def abandon(self) -> None:

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from gan_colorizer.colorize.video import VIDEO_SUFFIXES
 from gan_colorizer.data import crop_box, sample_photos
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb
@@ -26,9 +27,9 @@ PROTOCOLS = {
 }
 
 
-def resolve_data(data: str) -> tuple[list[Path], list[str]]:
+def resolve_data(data: str, allow_empty: bool = False) -> tuple[list[Path], list[str]]:
     """(paths, names) of the evaluation images; names are relative to the folder. 'embedded:val' (or ':train')
-    names the sample photos that ship inside scikit-image and scikit-learn."""
+    names the sample photos that ship inside scikit-image and scikit-learn. allow_empty: the folder has clips."""
     if data.startswith("embedded:"):
         which = data.split(":", 1)[1]
         if which not in ("train", "val"):
@@ -41,8 +42,9 @@ def resolve_data(data: str) -> tuple[list[Path], list[str]]:
     if not root.is_dir():
         raise UserError(f"--data {root}: {'a file, not a folder' if root.exists() else 'no such folder'}")
     paths = list_images(root)
-    if not paths:
-        raise UserError(f"--data {root}: no image file (looked for {' '.join(IMAGE_EXTENSIONS)}, recursively)")
+    if not paths and not allow_empty:
+        raise UserError(f"--data {root}: no image or video file (looked for {' '.join(IMAGE_EXTENSIONS)} "
+                        f"{' '.join(VIDEO_SUFFIXES)}, recursively)")
     return paths, [str(p.relative_to(root)) for p in paths]
 
 

@@ -17,8 +17,10 @@ from gan_colorizer.ab_bins import DECODES
 from gan_colorizer.checkpoint import load_generator
 from gan_colorizer.color import lab_to_model, model_to_rgb, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
+from gan_colorizer.colorize.temporal import DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError
+from gan_colorizer.evaluate.clips import ClipEvaluation, list_clips, print_clip_table
 from gan_colorizer.evaluate.lpips_fid import load_fid, load_lpips
 from gan_colorizer.evaluate.outputs import Report
 from gan_colorizer.evaluate.protocols import (
@@ -64,8 +66,8 @@ class EvalOptions:
     """What to evaluate and how; `python evaluate.py` builds its flags from these fields (evaluate/cli.py)."""
     checkpoints: list[str] = opt(REQUIRED, "a stage-1 or stage-2 checkpoint (repeat to compare several)",
                                  flag="--checkpoint", action="append", metavar="PATH")
-    data: str = opt(REQUIRED, "image folder, searched recursively; embedded:val = the sample photos held out in "
-                              "training", metavar="DIR")
+    data: str = opt(REQUIRED, "folder of photos and / or video clips (color originals), searched recursively; "
+                              "embedded:val = the sample photos held out in training", metavar="DIR")
     out: str = opt(REQUIRED, "where metrics.csv, summary.json and grids/ go", metavar="DIR")
     labels: list[str] | None = opt(None, "name of each --checkpoint, in order (default: file stem, made unique with "
                                          "its folders)", flag="--label", action="append", metavar="NAME")
@@ -99,6 +101,8 @@ class EvalOptions:
                                    "ignore it (summary.json says so)", choices=DECODES)
     annealed_t: float | None = opt(None, "temperature of the annealed mean for classification checkpoints (default: "
                                          "each checkpoint's --annealed-t)", metavar="T")
+    temporal: float = opt(DEFAULT_STRENGTH, "clips: strength of the temporal filter, colorize.py's default for videos; "
+                                            "0 = each frame on its own", metavar="S")
 
 
 @dataclass
@@ -145,7 +149,8 @@ class Evaluator:
         self.opts = opts
         self._check(opts)
         self.rt = Runtime(opts.device, "off", channels_last=True)  # fp32: published numbers are fp32
-        self.paths, self.names = resolve_data(opts.data)
+        clip_paths, clip_names = list_clips(opts.data, opts.limit)
+        self.paths, self.names = resolve_data(opts.data, allow_empty=bool(clip_paths))
         self.candidates = load_candidates(opts, self.rt)
         self.weights, self.unavailable = {}, {}  # metric -> weight file, or -> why it is not computed
         self.lpips = self._metric_net("lpips", *load_lpips(opts.lpips_weights, opts.download))
@@ -158,6 +163,7 @@ class Evaluator:
                              categories(self.names[: self.n_eval]))
         self.skipped: list[tuple[int, str]] = []
         self.n_images = 0
+        self.clips = ClipEvaluation(clip_paths, clip_names, self.candidates, opts, self.rt, self.report, self.lpips)
 
     @staticmethod
     def _check(opts: EvalOptions) -> None:
@@ -169,7 +175,8 @@ class Evaluator:
                   (opts.num_workers >= 0, "--num-workers must be >= 0"),
                   (opts.grid_images >= 0, "--grid-images must be >= 0"),
                   (opts.report_images >= 0 and opts.report_worst >= 0, "--report-images and --report-worst must be >= 0"),
-                  (opts.annealed_t is None or opts.annealed_t > 0, f"--annealed-t {opts.annealed_t}: must be > 0")]
+                  (opts.annealed_t is None or opts.annealed_t > 0, f"--annealed-t {opts.annealed_t}: must be > 0"),
+                  (0 <= opts.temporal <= 1, f"--temporal {opts.temporal}: use 0 (per frame) to 1")]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
@@ -204,11 +211,12 @@ class Evaluator:
 
     def _run(self, on_batch) -> dict:
         start = time.perf_counter()
-        log.info("evaluating %d images from %s (%s, %d px) with %s on %s", self.n_eval, self.opts.data,
-                 self.opts.protocol, self.opts.image_size, ", ".join(c.label for c in self.candidates), self.rt.device)
+        if self.n_eval:
+            log.info("evaluating %d images from %s (%s, %d px) with %s on %s", self.n_eval, self.opts.data,
+                     self.opts.protocol, self.opts.image_size, ", ".join(c.label for c in self.candidates), self.rt.device)
         bar = tqdm(total=self.n_eval, unit="img", desc="evaluate", dynamic_ncols=True, disable=None)
         try:
-            for batch in self.loader():
+            for batch in self.loader() if self.n_eval else ():
                 for index, reason in batch["failed"]:
                     self._skip(index, reason)
                 if batch["pixels"] is not None:
@@ -216,12 +224,18 @@ class Evaluator:
                     if on_batch:
                         on_batch(self.n_images)
                 bar.update(len(batch["index"]) + len(batch["failed"]))
+            bar.close()
+            self.clips.run()
         finally:
             bar.close()
             self.report.close()
-        if self.n_images == 0:
-            raise UserError(f"--data {self.opts.data}: none of the {self.n_eval} image files could be read")
-        return self.report.finish(self._summary(time.perf_counter() - start))
+        if self.n_images == 0 and not self.clips.entries:
+            raise UserError(f"--data {self.opts.data}: none of the {self.n_eval + len(self.clips.paths)} image or "
+                            f"video files could be read")
+        summary = self.report.finish(self._summary(time.perf_counter() - start))
+        if self.clips.paths:
+            print_clip_table(summary["clips"])
+        return summary
 
     def _skip(self, index: int, reason: str) -> None:
         log.warning("warning: skipped %s: %s", self.paths[index], reason)
@@ -288,8 +302,10 @@ class Evaluator:
                     "description": PROTOCOLS[o.protocol].replace("SIZE", str(o.image_size)),
                     "resample": "PIL bicubic (antialiased); ab upsampled bicubic", "precision": "fp32",
                     "metrics": METRIC_NOTES}
+        skipped = [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped] + self.clips.skipped
+        clips = {"clips": self.clips.summary()} if self.clips.paths else {}
         return {"protocol": protocol, "data": o.data, "n_images": self.n_images, "n_files": self.n_eval,
-                "skipped": [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped], "models": models,
+                "skipped": skipped, "models": models, **clips,
                 "unavailable": self.unavailable, "weights": self.weights, "device": str(self.rt.device),
                 "elapsed_s": elapsed}
 

@@ -16,9 +16,11 @@ METRIC_NAMES = {  # column title, and the better direction shown beside it
     "psnr": "PSNR dB \u2191", "ssim": "SSIM \u2191", "delta_e2000": "CIEDE2000 \u2193", "colorfulness": "colorfulness",
     "delta_colorfulness": "\u0394 colorfulness \u2193", "auc_ab": "AuC ab \u2191", "lpips": "LPIPS \u2193",
     "fid": "FID \u2193", "img_per_sec": "img/s", "ab_intersection": "ab \u2229 truth \u2191",
-    "mean_chroma": "mean chroma"}
+    "mean_chroma": "mean chroma", "warp_error": "warp error \u2193", "fps": "frames/s"}
 DIGITS = {"psnr": 2, "ssim": 4, "delta_e2000": 2, "colorfulness": 2, "delta_colorfulness": 2, "auc_ab": 4,
-          "lpips": 4, "fid": 2, "img_per_sec": 1, "ab_intersection": 3, "mean_chroma": 1}
+          "lpips": 4, "fid": 2, "img_per_sec": 1, "ab_intersection": 3, "mean_chroma": 1, "warp_error": 2, "fps": 1,
+          "frames": 0, "cuts": 0}
+CLIP_COLUMNS = ("delta_e2000", "psnr", "ssim", "colorfulness", "warp_error", "fps")  # the clips' set table
 SUMMARY_COLUMNS = ("psnr", "ssim", "delta_e2000", "colorfulness", "delta_colorfulness", "auc_ab", "lpips", "fid",
                    "ab_intersection", "mean_chroma", "img_per_sec")
 
@@ -126,6 +128,41 @@ def card(c: dict, labels: list[str], models: list[str], metrics: list[str]) -> s
             f'<tbody>{rows}</tbody></table></article>')
 
 
+def clip_section(clips: dict | None) -> str:
+    """Clips (issue 17): the set means per model with the truth's warp error as the floor, one row per clip, and a
+    strip of consecutive frames for the clips shown."""
+    if not clips:
+        return ""
+    head = "".join(f'<th data-col="{i + 1}" data-type="num">{escape(METRIC_NAMES[c])}</th>'
+                   for i, c in enumerate(CLIP_COLUMNS))
+    rows = [f'<tr><td data-value="{escape(l)}">{escape(l)}</td>{"".join(number_cell(m.get(c), c) for c in CLIP_COLUMNS)}'
+            f'</tr>' for l, m in clips["models"].items()]
+    rows.append(f'<tr><td data-value="ground truth">ground truth (the floor)</td>'
+                f'{"".join(number_cell(clips["truth"].get(c), c) for c in CLIP_COLUMNS)}</tr>')
+    labels = list(clips["models"])
+    per_head = "".join(f'<th data-col="{4 + 2 * i}" data-type="num" class="first">{escape(l)} '
+                       f'{METRIC_NAMES["delta_e2000"]}</th><th data-col="{5 + 2 * i}" data-type="num">{escape(l)} '
+                       f'{METRIC_NAMES["warp_error"]}</th>' for i, l in enumerate(labels))
+    per_clip = "".join(
+        f'<tr><td data-value="{escape(c["clip"])}">{escape(c["clip"])}</td>{number_cell(c["frames"], "frames")}'
+        f'{number_cell(c["cuts"], "cuts")}{number_cell(c["warp_error_truth"], "warp_error")}'
+        + "".join(number_cell(c["models"][l]["delta_e2000"], "delta_e2000", ' class="first"')
+                  + number_cell(c["models"][l]["warp_error"], "warp_error") for l in labels) + "</tr>"
+        for c in clips["clips"])
+    strips = "".join(f'<figure><img src="{escape(c["report_strip"])}" alt="frames of {escape(c["clip"])}">'
+                     f'<figcaption>{escape(c["clip"])}: consecutive frames (from the middle when its container gives the frame count)</figcaption></figure>'
+                     for c in clips["clips"] if c.get("report_strip"))
+    return (f'<section id="clips"><h2>Clips</h2><p class="note">{clips["n_clips"]} clips, {clips["n_frames"]} '
+            f'frames, temporal filter strength {clips["temporal"]:g} (0 = each frame on its own). Photo metrics are '
+            f'means over each clip\'s frames, then over the clips; warp error (Lai et al. 2018): ab change along the '
+            f'true frames\' optical flow, over reliable pixels; the truth\'s own is the floor.</p>'
+            f'<table id="clip-summary"><thead><tr><th data-col="0" data-type="text">model</th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table><div class="scroll"><table id="clip-table"><thead><tr>'
+            f'<th data-col="0" data-type="text">clip</th><th data-col="1" data-type="num">frames</th>'
+            f'<th data-col="2" data-type="num">cuts</th><th data-col="3" data-type="num">truth warp error</th>'
+            f'{per_head}</tr></thead><tbody>{per_clip}</tbody></table></div><div class="tiles">{strips}</div></section>')
+
+
 def prior_section(classes: dict) -> str:
     """The training prior of each classification model, drawn as the distributions above."""
     if not classes:
@@ -194,13 +231,14 @@ def render(summary: dict, labels, models, worst: list, spread: list, table: Imag
 <div class="muted">{summary["n_images"]} images from {escape(str(summary["data"]))} ({skipped} skipped);
 protocol {escape(proto["name"])}: {escape(proto["description"])}; {escape(proto["precision"])} on {escape(summary["device"])}.
 Files: <a href="../summary.json">summary.json</a>, <a href="../metrics.csv">metrics.csv</a>, <a href="../grids/">grids/</a>.</div>
-<nav><a href="#summary">summary</a><a href="#worst">worst images</a><a href="#images">images</a>
+<nav><a href="#summary">summary</a>{'<a href="#clips">clips</a>' if summary.get("clips") else ""}<a href="#worst">worst images</a><a href="#images">images</a>
 <a href="#per-image">per-image metrics</a><a href="#colors">color distributions</a><a href="#layers">layers</a>
 <a href="#notes">metric definitions</a></nav></header>
 <main>
 <section id="summary"><h2>Summary</h2>
 <p class="note">Means over the set (FID and \u0394 colorfulness per set). Click a column to sort. "gray" predicts ab = 0.</p>
 {summary_table(summary, colors)}</section>
+{clip_section(summary.get("clips"))}
 <section id="worst"><h2>Worst images</h2>
 <p class="note">The {len(worst)} images with the highest CIEDE2000 (mean over the models). Move the mouse over an
 image: the inspector (bottom right) shows that pixel's L, each model's a and b and CIEDE2000, and the true a and b,
