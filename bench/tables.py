@@ -54,6 +54,20 @@ TABLES = {
         ("engine", "engine"), ("render", "render"), ("img_s", "img/s (inference path)"),
         ("network_img_s", "network img/s"), ("vs_torch_fp32", "vs torch fp32"), ("de00_mean", "CIEDE2000 mean"),
         ("de00_p99", "CIEDE2000 p99")])],
+    "video": [
+        (lambda row: row["what"] == "quality", [
+            ("clip", "clip"), ("frames", "frames"), ("warp_per_frame", "warp error, per frame"),
+            ("warp_temporal", "warp error, temporal"), ("warp_reduction_pct", "warp error reduction %"),
+            ("warp_truth", "warp error of the truth"), ("de00_per_frame", "CIEDE2000, per frame"),
+            ("de00_temporal", "CIEDE2000, temporal"), ("de00_increase", "CIEDE2000 change"), ("strength", "strength"),
+            ("target", "targets")]),
+        (lambda row: row["what"] == "speed", [
+            ("size", "frame size"), ("mode", "mode"), ("frames", "frames"), ("fps", "frames/s"),
+            ("network_ms", "network ms/frame"), ("filter_ms", "filter ms/frame"),
+            ("filter_share_pct", "filter / network %"), ("target", "target")]),
+        (lambda row: row["what"] == "memory", [
+            ("frames", "frames"), ("size", "frame size"), ("render", "render"), ("peak_rss_mb", "peak RSS MB"),
+            ("fps", "frames/s"), ("rss_growth_pct", "growth %"), ("target", "target")])],
     "checkpoint_write": [(None, [
         ("stage", "stage"), ("size_mb", "size MB"), ("write_s", "write s"), ("write_mb_s", "write MB/s"),
         ("load_s", "load s"), ("overhead_pct", "overhead %")])],
