@@ -14,7 +14,7 @@ import numpy as np
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 DEFAULT_PRESET = "medium"  # consistent flow on flat areas (sky) where fast is not, ~9 ms at 256x352: docs/colorizing.md
-CONSISTENCY = (0.01, 0.5)  # |fwd + bwd(warped)|^2 <= a (|fwd|^2 + |bwd|^2) + b px^2: Sundaram et al. 2010, Ruder et al. 2016
+CONSISTENCY = (0.01, 0.5)  # |fwd + bwd(warped)|^2 <= a (|fwd|^2 + |bwd|^2) + b px^2 (Sundaram 2010, Ruder 2016)
 MAX_L_CHANGE = 8.0  # L units (0-100): a pixel whose lightness changed more than this along the flow is not trusted
 CUT_RESIDUAL = 6.0  # L units: median lightness residual after the best warp above which frames are a different scene
 _local = threading.local()  # a DIS object holds per-call buffers: one per thread and preset
@@ -76,7 +76,8 @@ def reliable(prev_l: np.ndarray, cur_l: np.ndarray, fwd: np.ndarray, bwd: np.nda
     return inside & consistent & same_light
 
 
-def is_cut(prev_l: np.ndarray, cur_l: np.ndarray, fwd: np.ndarray | None = None, threshold: float = CUT_RESIDUAL) -> bool:
+def is_cut(prev_l: np.ndarray, cur_l: np.ndarray, fwd: np.ndarray | None = None,
+           threshold: float = CUT_RESIDUAL) -> bool:
     """True when cur is another shot than prev: even along the best flow, the median lightness difference (blurred,
     in L units) exceeds `threshold`. A pan, a zoom or sensor noise leaves most pixels explained; a cut does not."""
     fwd = flow(prev_l, cur_l) if fwd is None else fwd

@@ -10,7 +10,7 @@ import numpy as np
 
 from gan_colorizer import flow as F
 
-DEFAULT_STRENGTH = 0.8  # measured: docs/colorizing.md#temporal-consistency
+DEFAULT_STRENGTH = 0.9  # memory of about 10 frames; measured: docs/colorizing.md#temporal-consistency
 FEATHER = 5  # px: the blend weight ramps down over this width towards unreliable pixels (no hard seams)
 
 
