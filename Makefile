@@ -44,11 +44,13 @@ browser:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
-# Each script prints a table and writes bench/results/NAME-DEVICE.json (about 21 minutes on the 2-core development CPU);
+# Each script prints a table and writes bench/results/NAME-DEVICE.json (about 21 minutes on the 2-core development CPU,
+# plus about 40 for bench/scale.py, which keeps 4 GB of tiny JPEGs under /tmp/gan_colorizer_scale);
 # then bench/tables.py regenerates docs/benchmarks.md's tables from them. Commit both.
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/bf16_convergence.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/profile_step.py
 	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/colorize_speed.py

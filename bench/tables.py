@@ -50,10 +50,17 @@ TABLES = {
         (lambda row: "folder_img_s" not in row, [
             ("what", "what"), ("size", "size"), ("latency_s", "latency s"), ("peak_rss_mb", "peak RSS MB"),
             ("rss_after_model_load_mb", "RSS after model load MB"), ("ok", "ok")])],
-    "engines": [(None, [
-        ("engine", "engine"), ("render", "render"), ("img_s", "img/s (inference path)"),
-        ("network_img_s", "network img/s"), ("vs_torch_fp32", "vs torch fp32"), ("de00_mean", "CIEDE2000 mean"),
-        ("de00_p99", "CIEDE2000 p99")])],
+    "engines": [
+        (lambda row: "img_s" in row, [
+            ("engine", "engine"), ("photos", "photos"), ("render", "render"), ("img_s", "img/s (inference path)"),
+            ("network_img_s", "network img/s"), ("vs_torch_fp32", "vs torch fp32"), ("de00_mean", "CIEDE2000 mean"),
+            ("de00_p99", "CIEDE2000 p99"), ("full_l_ms", "full-size L ms"), ("small_l_ms", "render-size L ms"),
+            ("network_ms", "network ms"), ("recombine_ms", "upsample + recombine ms"),
+            ("peak_rss_mb", "peak RSS MB"), ("rss_after_load_mb", "RSS after load MB")]),
+        (lambda row: "img_s" not in row, [
+            ("engine", "engine"), ("photos", "photo"), ("render", "render"), ("s_per_photo", "s per photo"),
+            ("vs_torch_fp32", "vs torch fp32"), ("peak_rss_mb", "peak RSS MB"),
+            ("rss_after_load_mb", "RSS after load MB"), ("torch_imported", "torch imported")])],
     "video": [
         (lambda row: row["what"] == "quality", [
             ("clip", "clip"), ("frames", "frames"), ("warp_per_frame", "warp error, per frame"),
@@ -68,6 +75,32 @@ TABLES = {
         (lambda row: row["what"] == "memory", [
             ("frames", "frames"), ("size", "frame size"), ("render", "render"), ("peak_rss_mb", "peak RSS MB"),
             ("fps", "frames/s"), ("rss_growth_pct", "growth %"), ("target", "target")])],
+    "scale": [
+        (lambda row: row["what"] == "folder", [
+            ("files", "files"), ("list_s", "listing s"), ("scan_cold_s", "scan cold s"),
+            ("scan_cold_files_s", "scan cold files/s"), ("scan_cached_s", "scan cached s"), ("cache_mb", "cache MB"),
+            ("cache_load_s", "cache JSON load s"), ("scan_peak_rss_mb", "scan peak RSS MB"),
+            ("startup_stage1_cold_s", "start-up, stage 1, cold s"),
+            ("startup_stage2_cached_s", "start-up, stage 2 after stage 1 s")]),
+        (lambda row: row["what"] == "start-up floor", [
+            ("what", "what"), ("photos", "photos"), ("startup_stage2_s", "start-up, stage 2 s")]),
+        (lambda row: row["what"] == "workers", [
+            ("paths", "paths"), ("workers", "workers"), ("batch", "batch"),
+            ("main_private_mb", "main private MB (first / last batch)"),
+            ("worker0_private_mb", "worker 0 private MB"), ("worker1_private_mb", "worker 1 private MB"),
+            ("main_rss_mb", "main RSS MB"), ("worker0_rss_mb", "worker 0 RSS MB"),
+            ("worker1_rss_mb", "worker 1 RSS MB")]),
+        (lambda row: row["what"] == "evaluate", [
+            ("images", "images scored"), ("seconds", "seconds"), ("peak_rss_mb", "peak RSS MB"),
+            ("rss_mb", "RSS MB"), ("metrics_csv_mb", "metrics.csv MB")]),
+        (lambda row: row["what"] == "per image", [
+            ("size", "crop"), ("decode_crop_img_s_per_core", "decode + crop img/s per core"),
+            ("scan_check_files_s_per_core", "scan check files/s per core"),
+            ("pretrain_gflop_per_img", "stage 1 GFLOP per image"), ("gan_gflop_per_img", "stage 2 GFLOP per image")]),
+        (lambda row: row["what"] == "projection", [
+            ("stage", "PROJECTION (not measured)"), ("gpus_img_s", "8 GPUs img/s (assumed TFLOP/s)"),
+            ("node_loader_img_s", "node decode img/s (measured per core)"), ("bound_by", "bound by"),
+            ("epoch_minutes", "ImageNet epoch, minutes")])],
     "checkpoint_write": [(None, [
         ("stage", "stage"), ("size_mb", "size MB"), ("write_s", "write s"), ("write_mb_s", "write MB/s"),
         ("load_s", "load s"), ("overhead_pct", "overhead %")])],
