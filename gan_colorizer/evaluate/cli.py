@@ -9,7 +9,10 @@ from gan_colorizer.options import parse_options, tool_parser
 
 DESCRIPTION = """Evaluate stage-1 / stage-2 checkpoints and the gray baseline on held-out photos under a fixed protocol.
 
-Writes OUT/metrics.csv (one row per label and image), OUT/summary.json (mean; std and median beside),
+Video files in DIR are clips, colorized as colorize.py does (--temporal) and scored per frame and for flicker (warp
+error), in their own rows and table.
+
+Writes OUT/metrics.csv (one row per label and image or clip), OUT/summary.json (mean; std and median beside),
 OUT/grids/*.png (gray input | models | truth | CIEDE2000, |delta a|, |delta b| maps), with --save-images
 OUT/images/LABEL/, and with --report OUT/report/index.html (open it in a browser; no server needed).
 
