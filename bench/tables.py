@@ -50,10 +50,17 @@ TABLES = {
         (lambda row: "folder_img_s" not in row, [
             ("what", "what"), ("size", "size"), ("latency_s", "latency s"), ("peak_rss_mb", "peak RSS MB"),
             ("rss_after_model_load_mb", "RSS after model load MB"), ("ok", "ok")])],
-    "engines": [(None, [
-        ("engine", "engine"), ("render", "render"), ("img_s", "img/s (inference path)"),
-        ("network_img_s", "network img/s"), ("vs_torch_fp32", "vs torch fp32"), ("de00_mean", "CIEDE2000 mean"),
-        ("de00_p99", "CIEDE2000 p99")])],
+    "engines": [
+        (lambda row: "img_s" in row, [
+            ("engine", "engine"), ("photos", "photos"), ("render", "render"), ("img_s", "img/s (inference path)"),
+            ("network_img_s", "network img/s"), ("vs_torch_fp32", "vs torch fp32"), ("de00_mean", "CIEDE2000 mean"),
+            ("de00_p99", "CIEDE2000 p99"), ("full_l_ms", "full-size L ms"), ("small_l_ms", "render-size L ms"),
+            ("network_ms", "network ms"), ("recombine_ms", "upsample + recombine ms"),
+            ("peak_rss_mb", "peak RSS MB"), ("rss_after_load_mb", "RSS after load MB")]),
+        (lambda row: "img_s" not in row, [
+            ("engine", "engine"), ("photos", "photo"), ("render", "render"), ("s_per_photo", "s per photo"),
+            ("vs_torch_fp32", "vs torch fp32"), ("peak_rss_mb", "peak RSS MB"),
+            ("rss_after_load_mb", "RSS after load MB"), ("torch_imported", "torch imported")])],
     "video": [
         (lambda row: row["what"] == "quality", [
             ("clip", "clip"), ("frames", "frames"), ("warp_per_frame", "warp error, per frame"),
