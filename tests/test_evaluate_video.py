@@ -14,7 +14,7 @@ from clips import cut, noisy, pan, write_clip, zoom
 from conftest import color_image
 from skimage.color import deltaE_ciede2000, lab2rgb, rgb2lab
 
-from gan_colorizer.colorize.temporal import DEFAULT_STRENGTH
+from gan_colorizer.colorize.video import DEFAULT_STRENGTH
 from gan_colorizer.colorize.video import read_frames
 from gan_colorizer.config import defaults
 from gan_colorizer.evaluate import run as evaluation

@@ -9,7 +9,8 @@ import skimage.color
 from clips import cut, noisy, pan, zoom
 
 from gan_colorizer import flow as F
-from gan_colorizer.colorize.temporal import DEFAULT_STRENGTH, TemporalFilter
+from gan_colorizer.colorize.temporal import TemporalFilter
+from gan_colorizer.colorize.video import DEFAULT_STRENGTH
 
 SIZE = (96, 128)
 
@@ -144,19 +145,3 @@ def test_a_strength_outside_zero_to_one_is_refused(strength):
     with pytest.raises(ValueError, match="outside"):
         TemporalFilter(strength)
 
-
-@pytest.mark.slow
-def test_measure_scores_every_strength_on_the_same_predictions(tiny_checkpoint):
-    """bench/video.py's entry point: one network pass per frame, every strength scored against the truth."""
-    from gan_colorizer import Colorizer
-    from gan_colorizer.colorize.temporal_measure import measure
-    colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", render_size=64, amp="off")
-    clips = {"pan": pan("astronaut", 6, (64, 96), (1.0, 2.0)),
-             "cut": cut(pan("rocket", 3, (64, 96)), pan("coffee", 3, (64, 96)))}
-    found = measure(colorizer, clips, strengths=(0.0, 0.9), batch_size=4)
-    assert found["frames"] == 12 and found["network_ms_per_frame"] > 0
-    per_frame, filtered = found["strengths"][0.0], found["strengths"][0.9]
-    assert set(per_frame["clips"]) == {"pan", "cut"}
-    assert filtered["warp_error"] < per_frame["warp_error"]
-    assert filtered["filter_ms_per_frame"] > per_frame["filter_ms_per_frame"]
-    assert per_frame["delta_e2000"] > 0 and np.isfinite(filtered["delta_e2000"])

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF
+from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import MAX_PIXELS
@@ -82,9 +82,9 @@ class ColorizeOptions:
     overwrite: bool = opt(False, "replace outputs that already exist", action="store_true", group=FILES)
     workers: int = opt(WORKERS, "threads that decode and encode files: one per CPU core, at most 8", metavar="N",
                        group=FILES)
-    temporal: float | None = opt(None, "strength (0-1) of the temporal filter: each frame's colour blended with the "
-                                       "previous one's along the motion; 0 = each frame on its own; default: "
-                                       "colorize/temporal.py's DEFAULT_STRENGTH", metavar="S", group=VIDEO)
+    temporal: float = opt(DEFAULT_STRENGTH, "strength (0-1) of the temporal filter: each frame's colour blended with "
+                                            "the previous one's along the motion; 0 = each frame on its own",
+                          metavar="S", group=VIDEO)
     codec: str = opt("libx264", "video encoder (H.264, H.265 or MPEG-4 part 2)", choices=CODECS, group=VIDEO)
     crf: int = opt(DEFAULT_CRF, "x264 / x265 constant rate factor: 0 lossless, 18 visually lossless, 23 x264's "
                                 "default (mpeg4: quantizer crf / 6)", metavar="N", group=VIDEO)

@@ -10,7 +10,6 @@ import numpy as np
 
 from gan_colorizer import flow as F
 
-DEFAULT_STRENGTH = 0.9  # memory of about 10 frames; measured: docs/colorizing.md#temporal-consistency
 FEATHER = 5  # px: the blend weight ramps down over this width towards unreliable pixels (no hard seams)
 
 
@@ -18,7 +17,7 @@ class TemporalFilter:
     """out = w * warp(previous out) + (1 - w) * prediction, w = strength where the flow is reliable, 0 elsewhere.
     A recursive average along the motion: strength 0 is per-frame, 1 would never update reliable pixels."""
 
-    def __init__(self, strength: float = DEFAULT_STRENGTH, preset: str = F.DEFAULT_PRESET):
+    def __init__(self, strength: float, preset: str = F.DEFAULT_PRESET):
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"temporal strength {strength} is outside [0, 1]")
         self.strength, self.preset = float(strength), preset

@@ -22,6 +22,8 @@ OUTPUT_SUFFIX = {".avi": ".mkv", ".webm": ".mkv"}  # AVI / WebM hold H.264 badly
 #                                                    any audio they carry, so their audio is still copied, not re-encoded
 CODECS = ("libx264", "libx265", "mpeg4")
 DEFAULT_CRF = 18  # x264's "visually lossless" end: the colour is what matters, not the bitrate
+# the temporal filter's strength for videos: a memory of about 10 frames; measured: docs/colorizing.md#temporal-consistency
+DEFAULT_STRENGTH = 0.9
 MISSING_FRAMES = 2  # more frames than this missing against the header's count or duration: truncated
 
 
@@ -146,7 +148,7 @@ def read_frames(path) -> Iterator[np.ndarray]:
 
 def temporal_filter(strength: float | None):
     """The temporal filter for one clip, or None for per-frame colorization (strength 0). None = the default."""
-    from gan_colorizer.colorize.temporal import DEFAULT_STRENGTH, TemporalFilter
+    from gan_colorizer.colorize.temporal import TemporalFilter
     strength = DEFAULT_STRENGTH if strength is None else strength
     return TemporalFilter(strength) if strength else None
 

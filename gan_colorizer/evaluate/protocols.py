@@ -63,7 +63,6 @@ def shard_members(data: str) -> tuple[list[ShardMember], list[str]]:
     return members, [f"{m.key}.{m.ext}" for m in members]
 
 
-
 ROOT_CATEGORY = "."  # images directly in --data, when others sit in subfolders
 
 

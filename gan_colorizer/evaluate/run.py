@@ -17,7 +17,7 @@ from gan_colorizer.ab_bins import DECODES
 from gan_colorizer.checkpoint import load_generator
 from gan_colorizer.color import lab_to_model, model_to_rgb, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
-from gan_colorizer.colorize.temporal import DEFAULT_STRENGTH
+from gan_colorizer.colorize.video import DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError
 from gan_colorizer.evaluate.clips import ClipEvaluation, list_clips, print_clip_table
