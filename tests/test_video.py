@@ -222,6 +222,22 @@ def test_the_output_keeps_size_rate_timestamps_rotation_and_audio_packets(colori
 
 
 @pytest.mark.slow
+def test_an_h264_avi_with_b_frames_is_timed_by_its_frame_count(colorizer, tmp_path):
+    """AVI stores no presentation times: its H.264 B-frames decode with reordered packet times (1, 4, 3, 5, 2, ...),
+    which the encoder refuses; the output is timed at the stream's rate instead, every frame kept."""
+    src = write_clip(tmp_path / "in.avi", pan("astronaut", 10, SIZE, (1, 1)), fps=25)
+    with av.open(str(src)) as container:
+        decoded = [f.pts for f in container.decode(video=0)]
+    assert decoded != sorted(decoded)  # the case itself: reordered times
+    dst = tmp_path / "out" / "in.mkv"
+    assert video.colorize_video(colorizer, src, dst, temporal=0) == 10
+    pts_out, base_out, info_out, _ = stream_facts(dst)
+    times = [float(p * base_out) for p in pts_out]
+    assert info_out.frames in (None, 10) and len(times) == 10
+    assert np.allclose(np.diff(times), 1 / 25, atol=1e-3)  # Matroska keeps milliseconds
+
+
+@pytest.mark.slow
 def test_an_interrupt_or_a_bad_frame_leaves_nothing_under_the_final_name(colorizer, tmp_path):
     src = write_clip(tmp_path / "in.mp4", pan("rocket", 6, SIZE))
 

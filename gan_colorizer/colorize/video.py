@@ -264,6 +264,26 @@ def _copy_metadata(source, sink) -> None:
             sink.metadata[key] = value
 
 
+class _Clock:
+    """Output timestamps in the source stream's time base: the source's own while they increase (variable rates
+    kept). AVI has no presentation times (H.264 with B-frames decodes with reordered packet times), and a missing or
+    non-increasing time would stop the encoder: those frames are timed by their count at the stream's rate."""
+
+    def __init__(self, container, stream, fps: Fraction):
+        self.step = 1 / (Fraction(fps) * stream.time_base)
+        self.by_count = container.format.name == "avi"
+        self.start, self.count, self.last = stream.start_time or 0, 0, None
+
+    def __call__(self, pts: int | None) -> int:
+        time = self.start + round(self.count * self.step)
+        if not self.by_count and pts is not None and (self.last is None or pts > self.last):
+            time = pts
+        elif self.last is not None and time <= self.last:
+            time = self.last + max(1, round(self.step))
+        self.count, self.last = self.count + 1, time
+        return time
+
+
 def colorize_video(colorizer, src, dst, temporal: float | None = None, controls: dict | None = None,
                    batch_size: int = 4, crf: int = DEFAULT_CRF, codec: str = "libx264", progress=None,
                    info: VideoInfo | None = None) -> int:
@@ -281,7 +301,7 @@ def colorize_video(colorizer, src, dst, temporal: float | None = None, controls:
         source_stream = source.streams.video[0]
         stream, audio = _video_stream(sink, source_stream, info, codec, crf), _audio_streams(src, source, sink)
         _copy_metadata(source, sink)
-        times = deque()
+        times, clock = deque(), _Clock(source, source_stream, info.fps)
 
         def remux(packet):
             packet.stream = audio[packet.stream.index]
@@ -289,8 +309,7 @@ def colorize_video(colorizer, src, dst, temporal: float | None = None, controls:
 
         def frames():
             for frame in _decoded(src, source, remux if audio else None):
-                times.append(frame.pts if frame.pts is not None else round(len(times) / info.fps
-                                                                           / source_stream.time_base))
+                times.append(clock(frame.pts))
                 yield frame.to_ndarray(format="rgb24")
         written = 0
         for rgb in colorized_frames(colorizer, frames(), temporal, controls, batch_size):
