@@ -147,7 +147,7 @@ def test_report_shows_the_clips_section_with_a_row_per_clip_and_frame_strips(run
     section = re.search(r'<section id="clips">(.*?)</section>', html, re.S).group(1)
     body = re.search(r'<table id="clip-table">.*?<tbody>(.*?)</tbody>', section, re.S).group(1)
     assert [re.sub(r"<.*?>", "", c) for c in re.findall(r"<tr><td[^>]*>(.*?)</td>", body)] == list(CLIPS)
-    assert 'href="#clips"' in html and "ground truth (the floor)" in section
+    assert 'href="#clips"' in html and "ground truth (reference)" in section
     strips = re.findall(r'<img src="([^"]+)" alt="frames of', section)
     assert len(strips) == 2 and all((out / "report" / s).is_file() for s in strips)
     assert [c["report_strip"] for c in summary["clips"]["clips"] if "report_strip" in c] == strips
@@ -176,11 +176,15 @@ def test_a_folder_of_clips_only_prints_the_clip_table(tmp_path, flicker, capsys)
     data.mkdir()
     write_clip(data / "a.mkv", pan("astronaut", 4, (64, 96)))
     code = main(["--checkpoint", str(data / "a.mkv"), "--data", str(data), "--out", str(tmp_path / "out"),
-                 "--image-size", "32", "--num-workers", "0", "--no-download", "--temporal", "0.5"])
+                 "--image-size", "32", "--num-workers", "0", "--no-download", "--temporal", "0.5", "--report"])
     out = capsys.readouterr().out
     assert code == 0 and "\nclips:\nlabel" in out and "temporal 0.5" in out
     assert "psnr  ssim" not in out.split("clips:")[0] and "0 images" not in out  # no photo table
     assert "a.mkv" in (tmp_path / "out" / "metrics.csv").read_text()
+    page = (tmp_path / "out" / "report" / "index.html").read_text()  # and no empty photo sections in the report
+    assert '<section id="clips">' in page and "1 clip from" in page
+    assert not any(f'<section id="{s}">' in page for s in ("summary", "worst", "images", "per-image", "colors"))
+    assert not (tmp_path / "out" / "report" / "ab_distribution.png").exists()
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1.5"])

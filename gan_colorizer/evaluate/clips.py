@@ -1,6 +1,7 @@
 """Clips in an evaluation (issue 17): each video colorized as colorize.py does it (temporal filter included), scored
 with the photo metrics averaged over its frames and with the warp error of Lai et al. (ECCV 2018) on ab, for every
-model and for the truth (the floor); one metrics.csv row per label and clip, set means in summary.json."""
+model and for the truth (a reference, not a floor: an output smoother than the truth goes below it); one
+metrics.csv row per label and clip, set means in summary.json."""
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,8 @@ CLIP_NOTES = {
     "warp_error": "Lai et al. (ECCV 2018) on ab: per consecutive pair, the mean over the reliable pixels of "
                   "||ab_t - warp(ab_t-1)||^2 (Lab units^2), flow (DIS) and reliability mask (forward-backward, "
                   "occlusion, lightness) from the truth's L; mean over the clip's pairs; pairs across a scene cut "
-                  "are left out. warp_error_truth: the same on the true frames (the floor)",
+                  "are left out. warp_error_truth: the same on the true frames (a reference, not a floor: an "
+                  "output smoother than the truth scores below it)",
 }
 TABLE = [("label", "{}"), ("clips", "{}"), ("frames", "{}"), ("psnr", "{:.2f}"), ("ssim", "{:.4f}"),
          ("delta_e2000", "{:.3f}"), ("colorfulness", "{:.2f}"), ("warp_error", "{:.3f}"), ("fps", "{:.1f}")]
@@ -276,7 +278,8 @@ def print_clip_table(clips: dict) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["clips:", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    floor = clips["truth"]["warp_error"]
-    lines.append(f"truth warp_error {'-' if floor is None else f'{floor:.3f}'} (the floor); {clips['n_clips']} "
-                 f"clips, {clips['n_frames']} frames, temporal {clips['temporal']:g}, {len(clips['skipped'])} skipped")
+    truth = clips["truth"]["warp_error"]
+    lines.append(f"truth warp_error {'-' if truth is None else f'{truth:.3f}'} (a reference: an output smoother than "
+                 f"the truth goes below it); {clips['n_clips']} clips, {clips['n_frames']} frames, "
+                 f"temporal {clips['temporal']:g}, {len(clips['skipped'])} skipped")
     print("\n".join(lines), flush=True)

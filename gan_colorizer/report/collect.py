@@ -190,7 +190,8 @@ class HtmlReport:
         """Write the distributions, the assets and index.html; returns its path."""
         truth = self.dists["ground truth"]
         models = {l: self.dists[l] for l in self.models}
-        distribution_figure(truth, models, self.dir / "ab_distribution.png")
+        if count:  # a folder of clips only has no photo distributions (the page leaves their section out)
+            distribution_figure(truth, models, self.dir / "ab_distribution.png")
         with replacing(self.dir / "color_histograms.npz") as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, **{f"{self.files.get(k, 'ground_truth')}_{kind}": getattr(d, kind)
                                       for k, d in self.dists.items() for kind in "ab l c".split()})

@@ -129,7 +129,7 @@ def card(c: dict, labels: list[str], models: list[str], metrics: list[str]) -> s
 
 
 def clip_section(clips: dict | None) -> str:
-    """Clips (issue 17): the set means per model with the truth's warp error as the floor, one row per clip, and a
+    """Clips (issue 17): the set means per model with the truth's own warp error as a reference, one row per clip, and a
     strip of consecutive frames for the clips shown."""
     if not clips:
         return ""
@@ -137,7 +137,7 @@ def clip_section(clips: dict | None) -> str:
                    for i, c in enumerate(CLIP_COLUMNS))
     rows = [f'<tr><td data-value="{escape(l)}">{escape(l)}</td>{"".join(number_cell(m.get(c), c) for c in CLIP_COLUMNS)}'
             f'</tr>' for l, m in clips["models"].items()]
-    rows.append(f'<tr><td data-value="ground truth">ground truth (the floor)</td>'
+    rows.append(f'<tr><td data-value="ground truth">ground truth (reference)</td>'
                 f'{"".join(number_cell(clips["truth"].get(c), c) for c in CLIP_COLUMNS)}</tr>')
     labels = list(clips["models"])
     per_head = "".join(f'<th data-col="{4 + 2 * i}" data-type="num" class="first">{escape(l)} '
@@ -155,7 +155,7 @@ def clip_section(clips: dict | None) -> str:
     return (f'<section id="clips"><h2>Clips</h2><p class="note">{clips["n_clips"]} clips, {clips["n_frames"]} '
             f'frames, temporal filter strength {clips["temporal"]:g} (0 = each frame on its own). Photo metrics are '
             f'means over each clip\'s frames, then over the clips; warp error (Lai et al. 2018): ab change along the '
-            f'true frames\' optical flow, over reliable pixels; the truth\'s own is the floor.</p>'
+            f'true frames\' optical flow, over reliable pixels; the truth\'s own is a reference: an output smoother than the truth goes below it.</p>'
             f'<table id="clip-summary"><thead><tr><th data-col="0" data-type="text">model</th>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table><div class="scroll"><table id="clip-table"><thead><tr>'
             f'<th data-col="0" data-type="text">clip</th><th data-col="1" data-type="num">frames</th>'
@@ -213,33 +213,16 @@ def layer_section(view: dict | None) -> str:
             f'<label>model <select id="layer-model">{options}</select></label>{"".join(sets)}')
 
 
-def render(summary: dict, labels, models, worst: list, spread: list, table: ImageTable, colors: dict,
-           layers: dict | None, classes: dict | None = None) -> str:
-    proto = summary["protocol"]
-    metrics = table.metrics
-    cards = lambda cs: "".join(card(c, labels, models, metrics) for c in cs) or '<p class="note">none</p>'  # noqa: E731
-    notes = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in proto["metrics"].items())
-    missing = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in summary.get("unavailable", {}).items())
-    skipped = len(summary["skipped"])
-    bins = {l: {"ab": c["ab"], "rgb": c["rgb"]} for l, c in (classes or {}).items()}
-    bins_js = script_json(bins)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {escape(', '.join(models))}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
-<link rel="stylesheet" href="report.css"></head>
-<body><header><h1>Colorization evaluation</h1>
-<div class="muted">{summary["n_images"]} images from {escape(str(summary["data"]))} ({skipped} skipped);
-protocol {escape(proto["name"])}: {escape(proto["description"])}; {escape(proto["precision"])} on {escape(summary["device"])}.
-Files: <a href="../summary.json">summary.json</a>, <a href="../metrics.csv">metrics.csv</a>, <a href="../grids/">grids/</a>.</div>
-<nav><a href="#summary">summary</a>{'<a href="#clips">clips</a>' if summary.get("clips") else ""}<a href="#worst">worst images</a><a href="#images">images</a>
-<a href="#per-image">per-image metrics</a><a href="#colors">color distributions</a><a href="#layers">layers</a>
-<a href="#notes">metric definitions</a></nav></header>
-<main>
-<section id="summary"><h2>Summary</h2>
-<p class="note">Means over the set (FID and \u0394 colorfulness per set). Click a column to sort. "gray" predicts ab = 0.</p>
-{summary_table(summary, colors)}</section>
-{clip_section(summary.get("clips"))}
-<section id="worst"><h2>Worst images</h2>
+def photo_summary(summary: dict, colors: dict) -> str:
+    return ('<section id="summary"><h2>Summary</h2>\n<p class="note">Means over the set (FID and \u0394 colorfulness '
+            'per set). Click a column to sort. "gray" predicts ab = 0.</p>\n' + summary_table(summary, colors)
+            + "</section>")
+
+
+def photo_sections(worst: list, spread: list, table: ImageTable, colors: dict, classes: dict | None,
+                   layers: dict | None, cards) -> str:
+    """The photo sections: worst images, a spread over the set, per-image metrics, distributions, layers."""
+    return f"""<section id="worst"><h2>Worst images</h2>
 <p class="note">The {len(worst)} images with the highest CIEDE2000 (mean over the models). Move the mouse over an
 image: the inspector (bottom right) shows that pixel's L, each model's a and b and CIEDE2000, and the true a and b,
 all of the 8-bit images as shown and scored. For a classification model it also draws the predicted distribution
@@ -254,7 +237,39 @@ over the ab bins (of the nearest of at most 48 x 48 sampled pixels of the networ
 <section id="colors"><h2>Color distributions</h2>
 {distribution_section(colors)}{prior_section(classes)}</section>
 <section id="layers"><h2>Layers</h2>
-{layer_section(layers)}</section>
+{layer_section(layers)}</section>"""
+
+
+def render(summary: dict, labels, models, worst: list, spread: list, table: ImageTable, colors: dict,
+           layers: dict | None, classes: dict | None = None) -> str:
+    proto = summary["protocol"]
+    metrics = table.metrics
+    cards = lambda cs: "".join(card(c, labels, models, metrics) for c in cs) or '<p class="note">none</p>'  # noqa: E731
+    notes = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in proto["metrics"].items())
+    missing = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in summary.get("unavailable", {}).items())
+    skipped = len(summary["skipped"])
+    bins = {l: {"ab": c["ab"], "rgb": c["rgb"]} for l, c in (classes or {}).items()}
+    bins_js = script_json(bins)
+    clips = summary.get("clips")
+    photos = summary["n_images"] > 0 or not clips  # a folder of clips only: no empty photo sections
+    photo_nav = ('<a href="#worst">worst images</a><a href="#images">images</a>\n<a href="#per-image">per-image '
+                 'metrics</a><a href="#colors">color distributions</a><a href="#layers">layers</a>') if photos else ""
+    counted = " and ".join(([f'{summary["n_images"]} images'] if photos else [])
+                           + ([f'{clips["n_clips"]} clip' + "s" * (clips["n_clips"] != 1)] if clips else []))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {escape(', '.join(models))}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
+<link rel="stylesheet" href="report.css"></head>
+<body><header><h1>Colorization evaluation</h1>
+<div class="muted">{counted} from {escape(str(summary["data"]))} ({skipped} skipped);
+protocol {escape(proto["name"])}: {escape(proto["description"])}; {escape(proto["precision"])} on {escape(summary["device"])}.
+Files: <a href="../summary.json">summary.json</a>, <a href="../metrics.csv">metrics.csv</a>, <a href="../grids/">grids/</a>.</div>
+<nav>{'<a href="#summary">summary</a>' if photos else ""}{'<a href="#clips">clips</a>' if clips else ""}{photo_nav}
+<a href="#notes">metric definitions</a></nav></header>
+<main>
+{photo_summary(summary, colors) if photos else ""}
+{clip_section(clips)}
+{photo_sections(worst, spread, table, colors, classes, layers, cards) if photos else ""}
 <section id="notes"><h2>Metric definitions</h2>
 <dl>{notes}</dl>{f"<p>Not computed:</p><ul>{missing}</ul>" if missing else ""}</section>
 </main>
