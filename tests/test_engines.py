@@ -139,3 +139,72 @@ def test_a_classification_head_exports_with_its_decoding_and_refuses_another_one
     assert colorizer.decoding == "mode" and float((torch.from_numpy(colorizer.generator(gray_l.numpy())) - expected).abs().max()) < 1e-3
     with pytest.raises(UserError, match="decoding is fixed at export"):
         Colorizer.from_checkpoint(path, decode="annealed")
+
+
+def test_unreadable_calibration_photos_are_named_and_none_readable_is_refused_before_exporting(
+        tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    from gan_colorizer.colorize import onnx as onnx_export
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "empty.jpg").write_bytes(b"")
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported before the check"))
+    argv = ["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--int8", "--no-check",
+            "--calibration", str(folder)]
+    assert export_main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and str(folder) in errors[0] and "none of its 2 photos is readable" in errors[0]
+    skipped = [line for line in lines if line.startswith("warning: skipped calibration photo")]
+    assert len(skipped) == 2 and "broken.png" in skipped[0] and "empty.jpg: empty file" in skipped[1]
+    assert len(lines) == 3 and not (tmp_path / "g.onnx").exists()  # no traceback, nothing written
+
+
+def test_a_readable_calibration_photo_is_used_and_an_unreadable_one_named(tmp_path, caplog):
+    from gan_colorizer.colorize.onnx import calibration_inputs
+    color_image(1, size=(96, 80)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"\x89PNG truncated")
+    color_image(2, size=(96, 80)).save(tmp_path / "c.png")
+    with caplog.at_level("WARNING"):
+        inputs = list(calibration_inputs(tmp_path, 64, 32, 10))
+    assert len(inputs) == 2 and inputs[0].shape[:2] == (1, 1)
+    assert len(caplog.records) == 1 and f"skipped calibration photo {tmp_path / 'b.png'}: " in caplog.text
+    assert len(list(calibration_inputs(tmp_path, 64, 32, 1))) == 1  # --calibration-count: readable photos at most
+
+
+def test_calibration_without_int8_is_refused(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    code = export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--no-check",
+                        "--calibration", str(tmp_path / "photos")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--int8" in err and not (tmp_path / "g.onnx").exists()
+
+
+def test_without_onnxruntime_an_onnx_model_is_one_line_saying_what_to_install(tmp_path, capsys, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
+    (tmp_path / "m.onnx").write_bytes(b"whatever it holds")
+    with pytest.raises(UserError, match=r"m.onnx: .* needs onnxruntime, which is not installed: pip install -e "
+                                        r"\"\.\[export\]\", or pip install -r requirements-colorize.txt"):
+        engines.engine_for(tmp_path / "m.onnx", None)
+    color_image(1).save(tmp_path / "a.png")
+    code = colorize_cli.main([str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--checkpoint",
+                              str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "onnxruntime" in err and "not an ONNX model" not in err
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
+def test_without_onnx_engine_onnx_and_the_export_tool_are_one_line_saying_what_to_install(
+        tiny_checkpoint, tmp_path, capsys, monkeypatch, missing):
+    import sys
+    monkeypatch.setitem(sys.modules, missing, None)
+    color_image(1).save(tmp_path / "a.png")
+    code = colorize_cli.main([str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--checkpoint",
+                              str(tiny_checkpoint), "--engine", "onnx"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"needs {missing}," in err and '".[export]"' in err
+    code = export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"needs {missing}," in err and '".[export]"' in err
+    assert not (tmp_path / "g.onnx").exists()

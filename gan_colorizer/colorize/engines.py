@@ -11,6 +11,18 @@ from gan_colorizer.errors import UserError
 
 ENGINES = ("torch", "onnx", "onnx-int8")
 EXPORT = "python -m gan_colorizer.colorize.onnx --checkpoint CKPT --onnx OUT.onnx"
+INSTALL_EXPORT = 'pip install -e ".[export]"'
+INSTALL_TORCH_FREE = "pip install -r requirements-colorize.txt"
+
+
+def require(modules, what: str, install: str) -> None:
+    """Refuse in one line (UserError) when one of the modules cannot be imported: what needs it, how to install it."""
+    import importlib
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise UserError(f"{what} needs {name}, which is not installed: {install}") from None
 
 
 class OnnxNetwork:
@@ -46,6 +58,8 @@ def open_onnx(path, threads: int | None = None) -> OnnxNetwork:
     from gan_colorizer.color_numpy import AB_SCALE, L_SCALE
     if not Path(path).is_file():
         raise UserError(f"{path}: no such file")
+    require(["onnxruntime"], f"{path}: the ONNX engine", f"{INSTALL_EXPORT}, or {INSTALL_TORCH_FREE} for the "
+                                                         f"torch-free install")
     try:
         network = OnnxNetwork(path, threads=threads)
     except Exception as e:  # noqa: BLE001 (onnxruntime raises InvalidProtobuf, Fail, InvalidGraph...)
@@ -96,6 +110,8 @@ def onnx_from_generator(generator: torch.nn.Module, cfg, decoding: str | None = 
 
     from gan_colorizer.colorize.inference import size_multiple
     from gan_colorizer.colorize.onnx import export_onnx, model_metadata
+    # torch's exporter needs onnx (OnnxExporterError "Module onnx is not installed!" otherwise), the engine onnxruntime
+    require(["onnx", "onnxruntime"], "--engine onnx with a PyTorch checkpoint", INSTALL_EXPORT)
     multiple = size_multiple(generator)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation note, printed once per process

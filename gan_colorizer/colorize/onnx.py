@@ -17,10 +17,12 @@ from pathlib import Path
 
 import torch
 
+from gan_colorizer.colorize.engines import INSTALL_EXPORT, require
 from gan_colorizer.errors import UserError
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
 OPSET = 17
+log = logging.getLogger(__name__)
 DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 
 
@@ -93,21 +95,40 @@ def check_onnx(path, generator: torch.nn.Module, shapes, atol: float = 1e-3) -> 
 
 
 def calibration_inputs(folder, render_size: int, multiple: int, count: int):
-    """Render-size gray_l (1, 1, h, w) numpy arrays of up to `count` photos of the folder, as colorize.py feeds them."""
+    """Render-size gray_l (1, 1, h, w) numpy arrays of up to `count` readable photos of the folder, as colorize.py
+    feeds them. The first one is read now: a folder without photos, or with none readable, is refused before any
+    export; each unreadable photo is one warning line naming it and the reason."""
+    import itertools
+
+    from gan_colorizer.images import list_images
+    paths = list_images(folder) if Path(folder).is_dir() else []
+    if not paths:
+        raise UserError(f"--calibration {folder}: no photos there (a folder of the photos you will colorize)")
+    readable = (x for x in (_calibration_input(p, render_size, multiple) for p in paths) if x is not None)
+    first = next(readable, None)
+    if first is None:
+        raise UserError(f"--calibration {folder}: none of its {len(paths)} photos is readable (each one's reason is "
+                        f"above)")
+    return itertools.islice(itertools.chain([first], readable), count)
+
+
+def _calibration_input(path, render_size: int, multiple: int):
+    """One photo's render-size gray_l, or None (and a warning line) when it cannot be read."""
     import numpy as np
 
     from gan_colorizer.colorize.inference import downsample_l, full_res_l, render_shape
-    from gan_colorizer.images import UnreadableImage, list_images, open_image, to_rgb8
-    paths = list_images(folder)[:count] if Path(folder).is_dir() else []
-    if not paths:
-        raise UserError(f"--calibration {folder}: no photos there (a folder of the photos you will colorize)")
-    for path in paths:
-        try:
-            pixels = np.array(to_rgb8(open_image(path)))  # alpha on white: what the network sees (api.prepare)
-        except (UnreadableImage, OSError, ValueError):
-            continue
-        gray_l = full_res_l(torch.from_numpy(pixels).permute(2, 0, 1)[None])
-        yield downsample_l(gray_l, render_shape(*gray_l.shape[-2:], render_size, multiple)).numpy()
+    from gan_colorizer.images import UnreadableImage, open_image, to_rgb8
+    try:
+        pixels = np.array(to_rgb8(open_image(path)))  # alpha on white: what the network sees (api.prepare)
+    except UnreadableImage as e:
+        log.warning("warning: skipped calibration photo %s", e)  # 'PATH: reason'
+        return None
+    except (OSError, ValueError) as e:
+        log.warning("warning: skipped calibration photo %s: %s", path, str(e).splitlines()[0] if str(e) else
+                    type(e).__name__)
+        return None
+    gray_l = full_res_l(torch.from_numpy(pixels).permute(2, 0, 1)[None])
+    return downsample_l(gray_l, render_shape(*gray_l.shape[-2:], render_size, multiple)).numpy()
 
 
 def quantize_int8(fp32_path, out_path, inputs, method: str = "minmax", keep_float=()) -> Path:
@@ -187,13 +208,18 @@ def main(argv=None) -> int:
     try:
         if args.int8 and not args.calibration:
             raise UserError("--int8 needs --calibration DIR: a folder of photos like those you will colorize")
+        if args.calibration and not args.int8:
+            raise UserError(f"--calibration {args.calibration}: calibration photos are for --int8 only (add --int8 "
+                            f"for an int8 model, or leave --calibration out for fp32)")
+        # torch's exporter needs onnx; onnxruntime checks the export and quantizes it
+        require(["onnx"] + (["onnxruntime"] if args.int8 or not args.no_check else []), "exporting to ONNX",
+                INSTALL_EXPORT)
         export_command(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except ImportError as e:
-        print(f"error: {e.name} is not installed: pip install 'gan_colorizer[export]' (onnx, onnxruntime)",
-              file=sys.stderr)
+        print(f"error: {e.name or e} is not installed: {INSTALL_EXPORT} (onnx, onnxruntime)", file=sys.stderr)
         return 2
     return 0
 
@@ -208,6 +234,9 @@ def export_command(args) -> None:
     generator, cfg, _ = load_generator(args.checkpoint, "cpu")
     multiple = size_multiple(generator)
     metadata = _metadata_or_none(cfg, multiple, set_decoding(generator))
+    inputs = None
+    if args.int8:  # read the first calibration photo now: no photos, or none readable, is refused before exporting
+        inputs = calibration_inputs(args.calibration, args.render_size, multiple, args.calibration_count)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx" if args.int8 else args.onnx
         path = export_onnx(generator, fp32, multiple, args.opset, metadata)
@@ -216,7 +245,6 @@ def export_command(args) -> None:
             diff = check_onnx(path, generator, [(1, 2 * m, 2 * m), (2, 3 * m, 4 * m)] if m < 256 else [(1, m, 2 * m)])
             print(f"checked in onnxruntime (fp32) at other batch and spatial sizes: max |diff| {diff:.1e}")
         if args.int8:
-            inputs = calibration_inputs(args.calibration, args.render_size, multiple, args.calibration_count)
             path = quantize_int8(path, args.onnx, inputs, args.calibration_method, args.keep_float)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{', int8' if args.int8 else ''}): gray_l (N, 1, H, W) "
           f"-> ab (N, 2, H, W), H and W multiples of {multiple}")
