@@ -27,17 +27,32 @@ def as_uint8_l(gray_l: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(gray_l, np.float32) * 2.55 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _dis(preset: str):
+MIN_SIDE = 12  # px: smaller frames have no flow (DIS raises)
+SMALL_SIDE = 64  # px: below it the pyramid is chosen from the short side (DIS's own choice crashes the process on
+#                  thin frames such as 12x64 or 20x320: a segfault in OpenCV 5.0, found by a sweep of sizes)
+
+
+def _dis(preset: str, shape: tuple[int, int]):
+    side = min(shape)
+    if side < MIN_SIDE:
+        raise ValueError(f"frames of {shape[1]}x{shape[0]} are too small for optical flow (at least {MIN_SIDE} px a "
+                         f"side)")
+    coarsest = None
+    if side < SMALL_SIDE:  # the coarsest level keeps two patches (8 px) across the short side
+        coarsest = max(0, int(np.log2(side / 16)))
     cache = _local.__dict__.setdefault("dis", {})
-    if preset not in cache:
-        cache[preset] = cv2.DISOpticalFlow_create(PRESETS[preset])
-    return cache[preset]
+    if (preset, coarsest) not in cache:
+        dis = cache[preset, coarsest] = cv2.DISOpticalFlow_create(PRESETS[preset])
+        if coarsest is not None:
+            dis.setFinestScale(min(dis.getFinestScale(), coarsest))
+            dis.setCoarsestScale(coarsest)
+    return cache[preset, coarsest]
 
 
 def flow(prev_l: np.ndarray, cur_l: np.ndarray, preset: str = DEFAULT_PRESET) -> np.ndarray:
     """DIS flow on cur's grid, float32 HxWx2 (dx, dy) in pixels: for each pixel of cur, the offset to where it was in
-    prev. L as uint8 0-255 or float L units 0-100."""
-    return _dis(preset).calc(as_uint8_l(cur_l), as_uint8_l(prev_l), None)
+    prev. L as uint8 0-255 or float L units 0-100. Frames under MIN_SIDE pixels a side raise ValueError."""
+    return _dis(preset, cur_l.shape[:2]).calc(as_uint8_l(cur_l), as_uint8_l(prev_l), None)
 
 
 def _coords(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,21 @@ def test_dis_flow_recovers_a_known_pan_within_a_quarter_pixel(step, preset):
     assert np.mean(error) < 0.5
 
 
+@pytest.mark.parametrize("size", [(12, 64), (20, 320), (40, 40), (32, 48)])
+def test_thin_and_small_frames_get_a_flow(size):
+    """OpenCV's own pyramid choice segfaults the process on thin frames (12x64, 20x320 in OpenCV 5.0): flow() picks
+    the levels from the short side there. A pan still comes out roughly right."""
+    frames = pan("astronaut", 3, size, (0.0, 1.0))
+    field = F.flow(gray_l(frames[1]), gray_l(frames[2]))
+    assert field.shape == (*size, 2) and np.isfinite(field).all()
+    assert abs(np.median(field[..., 0]) - 1.0) < 0.5
+
+
+def test_frames_under_twelve_pixels_a_side_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="too small for optical flow"):
+        F.flow(np.zeros((8, 64), np.uint8), np.zeros((8, 64), np.uint8))
+
+
 def test_flow_takes_uint8_or_float_l_alike():
     frames = pan("coffee", 2, (96, 128), (1.0, 1.0))
     as_float = F.flow(gray_l(frames[0]), gray_l(frames[1]))
