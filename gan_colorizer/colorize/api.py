@@ -120,7 +120,8 @@ class Colorizer:
         generator, cfg, _ = load_generator(path, "cpu", weights)
         if engine == "onnx":
             decoding = set_decoding(generator, decode, annealed_t)
-            return cls(engines.onnx_from_generator(generator, cfg, decoding), render_size=render_size)
+            from gan_colorizer.colorize.onnx import onnx_from_generator
+            return cls(onnx_from_generator(generator, cfg, decoding), render_size=render_size)
         return cls(generator, Runtime(device, amp, channels_last), render_size, decode, annealed_t)
 
     @property

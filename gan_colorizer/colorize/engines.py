@@ -101,21 +101,3 @@ def load_onnx(path, decode: str | None = None, annealed_t: float | None = None, 
         raise UserError(f"{path}: the decoding is fixed at export ({meta.get('decoding')}); to change it, export "
                         f"again from the checkpoint or use --engine torch")
     return network
-
-
-def onnx_from_generator(generator: torch.nn.Module, cfg, decoding: str | None = None, threads=None) -> OnnxNetwork:
-    """The torch generator exported in memory (fp32) and run in onnxruntime: --engine onnx with a .pt checkpoint."""
-    import tempfile
-    import warnings
-
-    from gan_colorizer.colorize.inference import size_multiple
-    from gan_colorizer.colorize.onnx import export_onnx, model_metadata
-    # torch's exporter needs onnx (OnnxExporterError "Module onnx is not installed!" otherwise), the engine onnxruntime
-    require(["onnx", "onnxruntime"], "--engine onnx with a PyTorch checkpoint", INSTALL_EXPORT)
-    multiple = size_multiple(generator)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit's deprecation note, printed once per process
-        path = export_onnx(generator, Path(tmp) / "generator.onnx", multiple)
-        data = path.read_bytes()
-    meta = {k: str(v) for k, v in model_metadata(cfg, multiple, decoding).items()}
-    return OnnxNetwork(data, meta, threads)

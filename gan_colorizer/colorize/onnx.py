@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from gan_colorizer.colorize.engines import INSTALL_EXPORT, require
+from gan_colorizer.colorize.engines import INSTALL_EXPORT, OnnxNetwork, require
 from gan_colorizer.errors import UserError
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
@@ -199,6 +199,23 @@ class ExportOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     return tool_parser(ExportOptions, __doc__, prog="python -m gan_colorizer.colorize.onnx")
+
+
+def onnx_from_generator(generator: torch.nn.Module, cfg, decoding: str | None = None, threads=None) -> OnnxNetwork:
+    """The torch generator exported in memory (fp32) and run in onnxruntime: --engine onnx with a .pt checkpoint."""
+    import tempfile
+    import warnings
+
+    from gan_colorizer.colorize.inference import size_multiple
+    # torch's exporter needs onnx (OnnxExporterError "Module onnx is not installed!" otherwise), the engine onnxruntime
+    require(["onnx", "onnxruntime"], "--engine onnx with a PyTorch checkpoint", INSTALL_EXPORT)
+    multiple = size_multiple(generator)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation note, printed once per process
+        path = export_onnx(generator, Path(tmp) / "generator.onnx", multiple)
+        data = path.read_bytes()
+    meta = {k: str(v) for k, v in model_metadata(cfg, multiple, decoding).items()}
+    return OnnxNetwork(data, meta, threads)
 
 
 def main(argv=None) -> int:
