@@ -23,6 +23,13 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
+def reason(error: BaseException, empty: str | None = None) -> str:
+    """An exception as the reason part of a one-line message: its first line, at most 200 characters; `empty` (or the
+    exception's type) when it says nothing. An OSError gives its strerror, without the file name repeated."""
+    text = (getattr(error, "strerror", None) or str(error)).strip()
+    return text.splitlines()[0][:200] if text else (empty or type(error).__name__)
+
+
 def weights_only_refusal(error: BaseException) -> str | None:
     """torch.load(weights_only=True)'s refusal of a file, in our words, or None for any other failure. torch's own
     text advises loading with weights_only=False, which would run whatever code the file holds: never repeat it."""

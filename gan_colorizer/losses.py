@@ -12,7 +12,7 @@ from torch import nn
 from gan_colorizer.ab_bins import classification_loss, soft_encode
 from gan_colorizer.color import model_to_rgb
 from gan_colorizer.config import GAN_MODES
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, reason
 from gan_colorizer.networks import hub_checkpoint, load_state_dict_file
 
 RECON_LOSSES = ("l1", "l2", "l1+l2")
@@ -155,7 +155,7 @@ def load_perceptual(path: str | None, layers: str) -> VGGPerceptual:
     try:
         return VGGPerceptual(state, names)
     except RuntimeError as e:
-        raise UserError(f"{file}: not a torchvision VGG16 state dict ({str(e).splitlines()[0][:200]})") from None
+        raise UserError(f"{file}: not a torchvision VGG16 state dict ({reason(e)})") from None
 
 
 def perceptual_loss(net: VGGPerceptual, gray_l: torch.Tensor, fake_ab: torch.Tensor,

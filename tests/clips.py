@@ -76,10 +76,12 @@ def cut(frames_a: list[np.ndarray], frames_b: list[np.ndarray]) -> list[np.ndarr
 
 
 def write_clip(path, frames: list[np.ndarray], fps=24, audio: bool = False, rotation: int = 0,
-               codec: str = "libx264", pts: list[int] | None = None, crf: int = 18) -> Path:
+               codec: str = "libx264", pts: list[int] | None = None, crf: int = 18,
+               time_base: Fraction | None = None) -> Path:
     """Write frames as a real video file (container from the suffix). audio: a 440 Hz AAC tone as long as the clip.
     rotation: display-matrix rotation in degrees (counter-clockwise, as PyAV's VideoFrame.rotation reads it back).
-    pts: timestamps in units of 1/(fps * 100) for a variable frame rate clip; None = one frame every 1/fps."""
+    pts: timestamps in units of 1/(fps * 100) for a variable frame rate clip; None = one frame every 1/fps.
+    time_base: the stream's, e.g. 1/90000 as cameras write (frames then 1/fps apart in it)."""
     import av
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001000)
@@ -92,6 +94,9 @@ def write_clip(path, frames: list[np.ndarray], fps=24, audio: bool = False, rota
             video.codec_context.options = {"x264-params" if codec == "libx264" else "x265-params": "log-level=error"}
         if pts is not None:
             video.codec_context.time_base = 1 / (rate * 100)
+        elif time_base is not None:
+            video.time_base = video.codec_context.time_base = time_base
+            pts = [round(i / rate / time_base) for i in range(len(frames))]
         if rotation:
             video.set_display_rotation(rotation)
         tone = container.add_stream("aac", rate=44100) if audio else None

@@ -166,7 +166,8 @@ def test_a_broken_clip_is_one_line_and_the_rest_is_evaluated(tmp_path, flicker, 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and all(len(w.splitlines()) == 1 for w in warnings)
     assert any("truncated.mkv" in w for w in warnings) and any("not_a_video.mp4" in w for w in warnings)
-    assert {Path(s["path"]).name for s in summary["skipped"]} == {"truncated.mkv", "not_a_video.mp4"}
+    assert {Path(s["path"]).name for s in summary["clips"]["skipped"]} == {"truncated.mkv", "not_a_video.mp4"}
+    assert summary["skipped"] == []  # the photos' list: no photo was skipped
     assert {r["image"] for r in rows(tmp_path / "out")} == {"good.mp4"} and summary["n_images"] == 0
 
 

@@ -202,6 +202,7 @@ def test_frames_are_the_photo_paths_colorization(colorizer, tmp_path):
     (".mp4", {"audio": True, "rotation": 90, "fps": 25}, "libx264"),
     (".mov", {"pts": [0, 100, 200, 350, 400, 600, 700, 900], "fps": 24}, "libx265"),  # variable frame rate
     (".mkv", {"audio": True, "rotation": -90, "fps": Fraction(30000, 1001)}, "mpeg4"),
+    (".mp4", {"time_base": Fraction(1, 90000), "fps": 25}, "mpeg4"),  # a camera's time base: too fine for MPEG-4
 ])
 def test_the_output_keeps_size_rate_timestamps_rotation_and_audio_packets(colorizer, tmp_path, suffix, kwargs,
                                                                           codec):
@@ -307,3 +308,14 @@ def test_ctrl_c_in_the_script_leaves_no_video_under_its_name(tiny_checkpoint, tm
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted after 0 of 1" in err and "Traceback" not in err, err
     assert os.listdir(out) == []
+
+
+def test_two_videos_bound_for_one_output_name_get_a_hint_that_fits_videos(tmp_path):
+    """--format applies to photos only: the clash of two videos must not suggest it."""
+    from gan_colorizer.errors import UserError
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "pan.mp4").write_bytes(b"")
+    with pytest.raises(UserError) as error:
+        plan_jobs([str(tmp_path / "a" / "pan.mp4"), str(tmp_path / "b" / "pan.mp4")], tmp_path / "out", "png")
+    assert "would both be written to" in str(error.value) and "--format" not in str(error.value)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import MAX_PIXELS
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
@@ -214,8 +214,7 @@ def _colorize_batch(colorizer, batch: list, controls: dict, report: Report) -> l
     except (RuntimeError, MemoryError) as e:
         if len(batch) > 1:
             return [img for one in batch for img in (_colorize_batch(colorizer, [one], controls, report) or [None])]
-        reason = (str(e).strip() or "out of memory").splitlines()[0][:200]
-        report.fail(batch[0][0].source, f"colorization failed ({reason})")
+        report.fail(batch[0][0].source, f"colorization failed ({reason(e, 'out of memory')})")
         return []
 
 

@@ -170,7 +170,7 @@ def _checked_jobs(pairs: list, sources: set, fmt: str) -> list[Job]:
                             f"choose another --out folder")
         clash = seen.setdefault(_key(output), source)
         if clash is not source:
-            hint = " or use --format same" if fmt != "same" else ""
+            hint = " or use --format same" if fmt != "same" and not video.is_video(source) else ""
             raise UserError(f"{clash} and {source} would both be written to {output}; "
                             f"colorize them into separate --out folders{hint}")
     return [Job(source, output) for source, output in pairs]

@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from gan_colorizer.errors import reason
 from gan_colorizer.images import UnreadableImage
 
 log = logging.getLogger("gan_colorizer")
@@ -22,6 +23,7 @@ OUTPUT_SUFFIX = {".avi": ".mkv", ".webm": ".mkv"}  # AVI / WebM hold H.264 badly
 #                                                    any audio they carry, so their audio is still copied, not re-encoded
 CODECS = ("libx264", "libx265", "mpeg4")
 DEFAULT_CRF = 18  # x264's "visually lossless" end: the colour is what matters, not the bitrate
+MPEG4_MAX_TIME_BASE = 65535  # MPEG-4 part 2 stores the time base's denominator in 16 bits
 # the temporal filter's strength for videos: a memory of about 10 frames; measured: docs/colorizing.md#temporal-consistency
 DEFAULT_STRENGTH = 0.9
 MISSING_FRAMES = 2  # more frames than this missing against the header's count or duration: truncated
@@ -48,12 +50,6 @@ def output_suffix(source) -> str:
     return OUTPUT_SUFFIX.get(suffix.lower(), suffix)
 
 
-def _reason(error: Exception) -> str:
-    """An FFmpeg error as a short reason, without the file name PyAV appends."""
-    text = getattr(error, "strerror", None) or str(error)
-    return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
-
-
 @contextlib.contextmanager
 def _opened(path) -> Iterator:
     """The input container; a file FFmpeg cannot open, or one with no video stream, is UnreadableImage."""
@@ -61,7 +57,7 @@ def _opened(path) -> Iterator:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise UnreadableImage(path, f"cannot open the video ({_reason(e)})") from None
+        raise UnreadableImage(path, f"cannot open the video ({reason(e)})") from None
     with container:
         if not container.streams.video:
             raise UnreadableImage(path, "no video stream in the file")
@@ -73,7 +69,7 @@ def _first_frame(path, container):
     try:
         return next(container.decode(video=0), None)
     except Exception as e:  # noqa: BLE001 (FFmpeg's errors: av.FFmpegError and its OSError / ValueError kin)
-        raise UnreadableImage(path, f"cannot decode the first frame ({_reason(e)})") from None
+        raise UnreadableImage(path, f"cannot decode the first frame ({reason(e)})") from None
 
 
 def probe(path) -> VideoInfo:
@@ -119,7 +115,7 @@ def _decoded(path, container, passthrough=None) -> Iterator:
     except UnreadableImage:
         raise
     except Exception as e:  # noqa: BLE001 (FFmpeg's errors: av.FFmpegError and its OSError / ValueError kin)
-        raise UnreadableImage(path, f"cannot decode frame {count + 1} ({_reason(e)})") from None
+        raise UnreadableImage(path, f"cannot decode frame {count + 1} ({reason(e)})") from None
     _check_complete(path, container, stream, count, last)
 
 
@@ -229,6 +225,8 @@ def _video_stream(sink, source_stream, info: VideoInfo, codec: str, crf: int):
     even = info.width % 2 == 0 and info.height % 2 == 0
     stream.pix_fmt = "yuv420p" if even or codec == "mpeg4" else "yuv444p"  # 4:2:0 needs even sides in x264 / x265
     stream.time_base = stream.codec_context.time_base = source_stream.time_base
+    if codec == "mpeg4" and source_stream.time_base.denominator > MPEG4_MAX_TIME_BASE:  # e.g. cameras' 1/90000
+        stream.codec_context.time_base = Fraction(1, 1000)  # the encoder's only; PyAV rebases frames and packets
     if source_stream.sample_aspect_ratio:
         stream.codec_context.sample_aspect_ratio = source_stream.sample_aspect_ratio
     if codec == "mpeg4":  # no CRF: a fixed quantizer instead, CRF 18 ~ q 3 (2 best .. 31)

@@ -6,7 +6,7 @@ import math
 import sys
 
 from gan_colorizer.colorize.video import CODECS, colorize_video, probe
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import UnreadableImage
 
 MAX_CRF = 51  # x264 / x265's range is 0 (lossless) .. 51
@@ -50,7 +50,7 @@ def colorize_videos(colorizer, jobs: list, args, report) -> None:
         except OSError as e:
             report.fail(job.output, f"cannot write ({e.strerror or e})")
         except (RuntimeError, MemoryError) as e:
-            report.fail(job.source, f"colorization failed ({(str(e).strip() or 'out of memory').splitlines()[0][:200]})")
+            report.fail(job.source, f"colorization failed ({reason(e, 'out of memory')})")
         finally:
             bar.close()
 

@@ -16,6 +16,7 @@ from gan_colorizer import flow
 from gan_colorizer.color import lab_to_model, model_to_rgb, to_uint8
 from gan_colorizer.colorize.api import Colorizer
 from gan_colorizer.colorize.video import colorized_frames, is_video, read_frames
+from gan_colorizer.errors import reason
 from gan_colorizer.evaluate.protocols import categories
 from gan_colorizer.images import UnreadableImage, list_images
 from gan_colorizer.inspect.drawing import SheetRow, comparison_sheet, fit_long_side, save_png
@@ -190,7 +191,7 @@ def strip_sheet(result: ClipResult, labels: list[str]) -> np.ndarray:
 def _reason(e: BaseException) -> str:
     if isinstance(e, UnreadableImage):
         return e.reason
-    return (str(e).strip() or type(e).__name__).splitlines()[0][:200]
+    return reason(e)
 
 
 def _mean(values) -> float | None:

@@ -19,7 +19,7 @@ from gan_colorizer.color import lab_to_model, model_to_rgb, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
 from gan_colorizer.colorize.video import DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, reason
 from gan_colorizer.evaluate.clips import ClipEvaluation, list_clips, print_clip_table
 from gan_colorizer.evaluate.lpips_fid import load_fid, load_lpips
 from gan_colorizer.evaluate.outputs import Report
@@ -217,8 +217,8 @@ class Evaluator:
         bar = tqdm(total=self.n_eval, unit="img", desc="evaluate", dynamic_ncols=True, disable=None)
         try:
             for batch in self.loader() if self.n_eval else ():
-                for index, reason in batch["failed"]:
-                    self._skip(index, reason)
+                for index, why in batch["failed"]:
+                    self._skip(index, why)
                 if batch["pixels"] is not None:
                     self._score_or_skip(batch)
                     if on_batch:
@@ -251,8 +251,7 @@ class Evaluator:
                 for one in single_images(batch):
                     self._score_or_skip(one)
                 return
-            reason = (str(e).strip() or type(e).__name__).splitlines()[0][:200]
-            self._skip(batch["index"][0], f"cannot colorize or score it ({reason})")
+            self._skip(batch["index"][0], f"cannot colorize or score it ({reason(e)})")
 
     def _predict(self, cand: Candidate, gray_l: torch.Tensor) -> torch.Tensor:
         _sync(self.rt.device)
@@ -302,7 +301,7 @@ class Evaluator:
                     "description": PROTOCOLS[o.protocol].replace("SIZE", str(o.image_size)),
                     "resample": "PIL bicubic (antialiased); ab upsampled bicubic", "precision": "fp32",
                     "metrics": METRIC_NOTES}
-        skipped = [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped] + self.clips.skipped
+        skipped = [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped]  # clips': clips.skipped
         clips = {"clips": self.clips.summary()} if self.clips.paths else {}
         return {"protocol": protocol, "data": o.data, "n_images": self.n_images, "n_files": self.n_eval,
                 "skipped": skipped, "models": models, **clips,
