@@ -9,6 +9,7 @@ import math
 import random
 import re
 import sys
+import tarfile
 from pathlib import Path
 
 import torch
@@ -31,11 +32,15 @@ def _mix(*parts: int) -> int:
 
 
 _last_warning: list = [None]
+SHARD_ERRORS = (OSError, EOFError, tarfile.TarError, ValueError)  # unreadable file, broken tar, duplicate member
 
 
 def _warn(exn: Exception) -> bool:
     """webdataset's handler for a shard that breaks mid-read: one line, the rest of that shard skipped. webdataset
-    hands the same failure up twice (member, then shard level): the repeat is not printed."""
+    hands the same failure up twice (member, then shard level): the repeat is not printed. Anything else (a stop
+    signal, a bug) is raised on."""
+    if not isinstance(exn, SHARD_ERRORS):
+        raise exn
     message, _, stream = str(exn.args[0] if exn.args else type(exn).__name__).partition(" @ ")
     named = re.search(r"name='([^']+)'", stream)
     where = next((a for a in exn.args[1:] if isinstance(a, str)), named.group(1) if named else "a shard")
@@ -45,20 +50,23 @@ def _warn(exn: Exception) -> bool:
     return True
 
 
-def decode(sample: dict, size: int, rng: random.Random | None, crop_scale: float, train: bool):
-    """(pixels, flip) of one webdataset sample, or None with one warning line naming shard and key."""
+def decode(sample: dict, size: int, rng: random.Random | None, crop_scale: float, train: bool, warn: bool = True):
+    """(pixels, flip) of one webdataset sample, or None with one warning line naming shard and key (unless not
+    warn: a sample already reported)."""
     name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
     ext = next((e for e in sample if e in IMAGE_EXTS), None)
     if ext is None:
-        print(f"warning: skipped {name}: no image in the sample", file=sys.stderr)
+        if warn:
+            print(f"warning: skipped {name}: no image in the sample", file=sys.stderr)
         return None
     data = io.BytesIO(sample[ext])
     data.name = f"{name}.{ext}"
     try:
         img = load_rgb(data, min_side=decode_side(size, train, crop_scale))
     except UnreadableImage as e:
-        print(f"warning: skipped {e.path} during {'training' if train else 'validation'}: {e.reason}",
-              file=sys.stderr)
+        if warn:
+            print(f"warning: skipped {e.path} during {'training' if train else 'validation'}: {e.reason}",
+                  file=sys.stderr)
         return None
     return photo_crop(img, size, rng, crop_scale)
 
@@ -83,6 +91,7 @@ class ShardStream(IterableDataset):
                  epoch_size: int, rank: int, world: int, batch_size: int, buffer: int = SHUFFLE_BUFFER):
         self.shards, self.size, self.crop_scale, self.seed = [str(s) for s in shards], size, crop_scale, seed
         self.rank, self.world, self.batch_size, self.buffer = rank, world, batch_size, buffer
+        self.total = max(1, sum(counts))
         self.per_rank = math.ceil((epoch_size or sum(counts)) / world)
         self.batches = self.per_rank // batch_size
         self.epoch, self.start = 0, 0
@@ -118,12 +127,20 @@ class ShardStream(IterableDataset):
         samples = wds.tarfile_to_samples(handler=_warn)(self._guarded(mine))
         rng = random.Random(_mix(self.seed, self.epoch, self.rank, role))
         stream = wds.shuffle(self.buffer, initial=min(100, self.buffer), rng=rng)(self._reset(samples))
+        failed, bad_images, in_a_row = set(), 0, 0  # since the last sample that decoded
         for position, sample in enumerate(stream):
             if position < skip:  # already trained on: skipped undecoded
                 continue
+            name = (sample.get("__url__"), sample.get("__key__"))
             item = decode(sample, self.size, random.Random(_mix(self.seed, self.epoch, self.rank, role, position)),
-                          self.crop_scale, True)
-            if item is not None:
+                          self.crop_scale, True, warn=name not in failed)
+            if item is None:
+                bad_images += name not in failed and any(e in IMAGE_EXTS for e in sample)  # what counts count
+                failed.add(name)
+                in_a_row += 1
+                self._check_decodable(bad_images, in_a_row)
+            else:
+                failed, bad_images, in_a_row = set(), 0, 0
                 yield item
                 todo -= 1
                 if todo <= 0:
@@ -138,7 +155,15 @@ class ShardStream(IterableDataset):
                 raise RuntimeError(f"no readable sample in any of the {len(self.shards)} shards (is the disk mounted?)")
             yield shard
 
+    def _check_decodable(self, bad_images: int, in_a_row: int) -> None:
+        """Stop when no sample decodes: every sample of the shards failed since the last one that decoded, or (a
+        worker sees only its share of them) twice their number and the shuffle buffer's failed in a row."""
+        if bad_images >= self.total or in_a_row > 2 * (self.total + self.buffer):
+            raise RuntimeError(f"no sample of the {len(self.shards)} shards decodes as an image "
+                               f"({in_a_row} in a row failed)")
+
     def _reset(self, samples):
+        """A sample read from a shard (decodable or not) ends the search for a readable shard."""
         for sample in samples:
             self._opened = 0
             yield sample

@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +55,7 @@ def sample_key(relative: Path) -> str:
 def write_shards(opts: ShardOptions) -> dict:
     """Scan, split and write every shard (each atomically), then index.json; returns the index."""
     from gan_colorizer.data import prepare_files  # data imports nothing of this module; the split is training's
-    if opts.shard_size < 1:
-        raise UserError(f"--shard-size {opts.shard_size}: must be >= 1")
-    out = Path(opts.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: a file, not a folder")
-    taken = sorted(p.name for p in out.glob("*") if p.name == INDEX or p.suffix == ".tar") if out.is_dir() else []
-    if taken:
-        raise UserError(f"--out {out}: already holds shards ({taken[0]}): choose another folder or remove them")
+    out = _check_options(opts)
     cfg = DataConfig(data=opts.data, val_fraction=opts.val_fraction, include_gray=opts.include_gray,
                      num_workers=opts.num_workers)
     split = prepare_files(cfg, opts.seed)
@@ -72,13 +66,41 @@ def write_shards(opts: ShardOptions) -> dict:
         for name, files in (("train", split.train), ("val", split.val)):
             for i, start in enumerate(range(0, len(files), opts.shard_size)):
                 shard = out / f"{name}-{i:06d}.tar"
-                counts[shard.name], size = _write_shard(shard, files[start:start + opts.shard_size], root, bar)
+                try:
+                    counts[shard.name], size = _write_shard(shard, files[start:start + opts.shard_size], root, bar)
+                except OSError as e:
+                    raise UserError(f"--out {shard}: cannot be written ({e.strerror or e})") from None
                 n_bytes += size
     index = {"format": FORMAT, "version": 1, "source": str(opts.data), "seed": opts.seed,
              "val_fraction": opts.val_fraction, "include_gray": opts.include_gray, "shard_size": opts.shard_size,
              "shards": counts, "bytes": n_bytes, "scan": split.summary}
-    write_atomic(out / INDEX, json.dumps(index, indent=1))
+    try:
+        write_atomic(out / INDEX, json.dumps(index, indent=1))
+    except OSError as e:
+        raise UserError(f"--out {out / INDEX}: cannot be written ({e.strerror or e})") from None
     return index
+
+
+def _check_options(opts: ShardOptions) -> Path:
+    """Refuse what training would refuse, and make sure --out can be written, before the scan; returns --out."""
+    if opts.shard_size < 1:
+        raise UserError(f"--shard-size {opts.shard_size}: must be >= 1")
+    if not 0.0 <= opts.val_fraction < 1.0:
+        raise UserError(f"--val-fraction {opts.val_fraction}: must be in [0, 1)")  # training's range (config.py)
+    if Path(opts.data).is_file():
+        raise UserError(f"--data {opts.data}: a file, not a folder")
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: a file, not a folder")
+    taken = sorted(p.name for p in out.glob("*") if p.name == INDEX or p.suffix == ".tar") if out.is_dir() else []
+    if taken:
+        raise UserError(f"--out {out}: already holds shards ({taken[0]}): choose another folder or remove them")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()  # a folder that exists but refuses files (read-only disk)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot be written ({e.strerror or e})") from None
+    return out
 
 
 def _write_shard(shard: Path, files: list[Path], root: Path, bar) -> tuple[int, int]:
@@ -105,20 +127,30 @@ def _write_shard(shard: Path, files: list[Path], root: Path, bar) -> tuple[int, 
 
 # ---------------------------------------------------------------------------------------------- finding shards
 def is_shards(spec: str | None) -> bool:
-    """Whether --data names shards: a .tar name or pattern, or a folder holding index.json or .tar files."""
+    """Whether --data names shards: a folder holding the writer's index.json or only .tar files (a photo folder with
+    a stray backup.tar stays a photo folder); a path that is no folder, when it is a .tar name or brace pattern."""
     if not spec or spec.startswith("embedded:"):
         return False
-    if ".tar" in spec:
-        return True
     folder = Path(spec)
-    return folder.is_dir() and ((folder / INDEX).is_file() or any(folder.glob("*.tar")))
+    if not folder.is_dir():
+        return ".tar" in spec
+    if (folder / INDEX).is_file():
+        return True
+    tars = False
+    for entry in folder.iterdir():  # stops at the first other entry: a large photo folder is not listed
+        if entry.name.startswith("."):
+            continue
+        if entry.suffix != ".tar" or not entry.is_file():
+            return False
+        tars = True
+    return tars
 
 
 def expand(spec: str, flag: str = "--data", role: str = "train") -> list[Path]:
     """The shard files of a spec: 'shards/train-{000000..000127}.tar' (brace pattern), one .tar, or a folder (its
     ROLE-*.tar, else every .tar in it). Every named file must exist."""
     folder = Path(spec)
-    if ".tar" not in spec and folder.is_dir():
+    if folder.is_dir():
         shards = sorted(folder.glob(f"{role}-*.tar")) or sorted(folder.glob("*.tar"))
         if not shards:
             raise UserError(f"{flag} {spec}: no .tar shard in this folder")

@@ -170,6 +170,27 @@ def test_a_shard_that_breaks_mid_read_is_one_line_and_no_readable_shard_stops_th
         _batches(ShardStream([tmp_path / "junk.tar"], [4], 32, 0.5, 0, 0, 0, 1, 1, 1), batch=1)
 
 
+def test_shards_whose_samples_never_decode_stop_the_stream_after_one_pass(tmp_path, capfd):
+    _tar(tmp_path / "train-000000.tar", [(f"s{i}.jpg", b"junk %d" % i) for i in range(6)])
+    stream = ShardStream([tmp_path / "train-000000.tar"], [6], 32, 0.5, 0, 0, 0, 1, 1)  # the default buffer
+    with pytest.raises(RuntimeError, match="no sample of the 1 shards decodes as an image"):
+        _batches(stream, batch=1)  # before the fix: endless, a warning line per sample read
+    assert len(capfd.readouterr().err.splitlines()) == 6  # each sample once
+
+
+def test_a_stop_signal_is_not_taken_for_a_broken_shard(tmp_path, monkeypatch):
+    from gan_colorizer import shard_stream
+    from gan_colorizer.train.guard import StopWaiting
+    assert shard_stream._warn(tarfile.ReadError("unexpected end of data", "a.tar"))
+    shard = _tar(tmp_path / "train-000000.tar", [("s0.jpg", _jpeg(0))])
+
+    def stopped(*args, **kwargs):
+        raise StopWaiting("SIGTERM")
+    monkeypatch.setattr(shard_stream.wds.tariterators.gopen, "gopen", stopped)
+    with pytest.raises(StopWaiting):  # before the fix: 'skipped the rest of a shard: SIGTERM', then going on
+        _batches(ShardStream([shard], [1], 32, 0.5, 0, 0, 0, 1, 1, 1), batch=1)
+
+
 def test_validation_reads_each_sample_once_over_ranks_and_workers(shard_dir):
     _, out, _ = shard_dir
     train = shards.expand(str(out), role="train")
@@ -209,6 +230,61 @@ def test_the_commands_say_bad_shards_in_one_line_with_exit_code_2(shard_dir, tmp
     assert err == [f"error: --data {tmp_path / 'nope-{000000..000003}.tar'}: 4 of the 4 shards it names do not exist "
                    f"(e.g. {tmp_path / 'nope-000000.tar'})"]
     assert not (tmp_path / "runs" / "r").exists()  # a run that never started leaves no folder
+
+
+def test_a_photo_folder_with_a_stray_tar_or_a_tar_in_its_name_stays_a_photo_folder(shard_dir, tmp_path):
+    from gan_colorizer.evaluate.protocols import resolve_data
+    _, out, _ = shard_dir
+    photos = tmp_path / "photos2"
+    make_photo_folder(photos, 3)
+    _tar(photos / "backup.tar", [("old.jpg", _jpeg(9))])
+    make_photo_folder(tmp_path / "avatar.tar.d", 2)
+    assert not shards.is_shards(str(photos)) and not shards.is_shards(str(tmp_path / "avatar.tar.d"))
+    assert len(resolve_data(str(photos))[0]) == 3 and len(resolve_data(str(tmp_path / "avatar.tar.d"))[0]) == 2
+    only_tars = tmp_path / "other-tool"
+    only_tars.mkdir()
+    _tar(only_tars / "part0.tar", [("a.jpg", _jpeg(1))])
+    assert shards.is_shards(str(out)) and shards.is_shards(str(only_tars))  # the writer's index, or only .tar files
+    assert shards.is_shards(str(out / "train-{000000..000002}.tar")) and shards.is_shards(str(out / "val-000000.tar"))
+
+
+def test_the_writer_refuses_what_training_refuses_and_an_unwritable_out_before_the_scan(shard_dir, tmp_path,
+                                                                                         monkeypatch, capsys):
+    photos, _, _ = shard_dir
+    for fraction in (1.5, 1.0, -0.5):
+        with pytest.raises(UserError, match=rf"--val-fraction {fraction}: must be in \[0, 1\)"):
+            _write(photos, tmp_path / "f", val_fraction=fraction)
+    with pytest.raises(UserError, match="photo_000.jpg: a file, not a folder"):
+        _write(photos / "photo_000.jpg", tmp_path / "f")
+    monkeypatch.setattr("gan_colorizer.data.prepare_files", lambda *a: pytest.fail("scanned before --out was checked"))
+    assert shards.main(["--data", str(photos), "--out", "/proc/x4"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --out /proc/x4: cannot be written "
+                                                            "(No such file or directory)"]
+    monkeypatch.undo()
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(shards, "_write_shard", full)
+    assert shards.main(["--data", str(photos), "--out", str(tmp_path / "full")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (f"error: --out {tmp_path / 'full' / 'train-000000.tar'}"
+                                                               f": cannot be written (No space left on device)")
+
+
+def test_bench_scale_names_an_unknown_part_in_one_line_and_defaults_to_the_committed_rows(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "bench" / "scale.py"
+    spec = importlib.util.spec_from_file_location("bench_scale", path)
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    assert scale.main(["--parts", "nope"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: --parts nope: no such part (choose from per-image, "
+                                                    "workers, folder-10000, folder-100000, folder-1000000, floor, "
+                                                    "evaluate)"]
+    committed = json.loads((path.parent / "results" / "scale-cpu.json").read_text())["rows"]
+    cold = {r["files"] for r in committed if r["what"] == "folder" and "startup_stage1_cold_s" in r}
+    default = scale.build_parser().parse_args([])
+    assert cold == {n for n in default.sizes if n <= default.cold_startup_max} == {10_000, 100_000}
 
 
 def test_split_finds_the_val_shards_beside_and_counts_from_the_index(shard_dir):
