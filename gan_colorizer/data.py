@@ -75,7 +75,7 @@ def scan_files(paths, source: str, keep_gray: bool, workers: int = 4, root: Path
 def scan_folder(root, keep_gray: bool, workers: int = 4, flag: str = "--data") -> FileScan:
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"{flag} {root}: no such folder")
+        raise UserError(f"{flag} {root}: {'a file, not a folder' if root.exists() else 'no such folder'}")
     # absolute paths: the saved file lists must still name the files when a resume starts in another folder
     scan = scan_files(list_images(root.resolve()), str(root), keep_gray, workers, root=root)
     if not scan.used:

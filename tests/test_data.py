@@ -43,6 +43,8 @@ def test_folder_without_usable_image_is_a_user_error(tmp_path):
         scan_folder(tmp_path / "junk", keep_gray=False)
     with pytest.raises(UserError, match="no such folder"):
         scan_folder(tmp_path / "missing", keep_gray=False)
+    with pytest.raises(UserError, match="a.jpg: a file, not a folder"):
+        scan_folder(tmp_path / "junk" / "a.jpg", keep_gray=False)
 
 
 def test_split_is_reproducible_and_disjoint(tmp_path):
