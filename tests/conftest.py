@@ -143,3 +143,27 @@ def tiny_checkpoint(tmp_path_factory, built_resunet) -> Path:
     save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(),
                  "generator": built_resunet.state_dict(), "step": 1, "epoch": 0, "metrics": {}}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def cached_colorizer(tiny_checkpoint):
+    """One real checkpoint load per module; each in-process colorize.py call (`cli`) then reuses the generator."""
+    from gan_colorizer import Colorizer
+    return Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", render_size=64, amp="off")
+
+
+@pytest.fixture
+def cli(cached_colorizer, tiny_checkpoint, monkeypatch, capsys):
+    """Run colorize.py's main(argv) in-process with the cached generator: (exit code, stdout, stderr)."""
+    from gan_colorizer import Colorizer
+    from gan_colorizer.colorize import cli as colorize_cli
+
+    def load(args):
+        return Colorizer(cached_colorizer.generator, cached_colorizer.runtime, args.render_size)
+    monkeypatch.setattr(colorize_cli, "load_colorizer", load)
+
+    def run(*args):
+        code = colorize_cli.main([*map(str, args), "--checkpoint", str(tiny_checkpoint), "--render-size", "64"])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run

@@ -21,29 +21,6 @@ from gan_colorizer.colorize.files import save_atomic
 UNREADABLE = {"truncated.jpg", "empty.png", "notes.jpg"}
 
 
-@pytest.fixture(scope="module")
-def cached_colorizer(tiny_checkpoint):
-    """One real checkpoint load per module; each CLI call below then reuses the generator."""
-    from gan_colorizer import Colorizer
-    return Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", render_size=64, amp="off")
-
-
-@pytest.fixture
-def cli(cached_colorizer, tiny_checkpoint, monkeypatch, capsys):
-    """Run main(argv) in-process: (exit code, stdout, stderr)."""
-    from gan_colorizer import Colorizer
-
-    def load(args):
-        return Colorizer(cached_colorizer.generator, cached_colorizer.runtime, args.render_size)
-    monkeypatch.setattr(colorize_cli, "load_colorizer", load)
-
-    def run(*args):
-        code = colorize_cli.main([*map(str, args), "--checkpoint", str(tiny_checkpoint), "--render-size", "64"])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
 def files_under(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 

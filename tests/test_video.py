@@ -25,21 +25,8 @@ SIZE = (64, 96)  # (h, w): at --render-size 64 the network sees the frames at th
 
 
 @pytest.fixture(scope="module")
-def colorizer(tiny_checkpoint):
-    from gan_colorizer import Colorizer
-    return Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", render_size=64, amp="off")
-
-
-@pytest.fixture
-def cli(colorizer, tiny_checkpoint, monkeypatch, capsys):
-    """colorize.py's main in-process with the module's colorizer: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(colorize_cli, "load_colorizer", lambda args: colorizer)
-
-    def run(*args):
-        code = colorize_cli.main([*map(str, args), "--checkpoint", str(tiny_checkpoint), "--render-size", "64"])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
+def colorizer(cached_colorizer):
+    return cached_colorizer
 
 
 def stream_facts(path):
