@@ -87,7 +87,6 @@ def _read(cache: Path, root: str) -> dict:
 
 def _write(cache: Path, root: str, files: dict) -> None:
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cache, json.dumps({"version": VERSION, "root": root, "files": files}, separators=(",", ":")))
     except OSError as e:
         log.warning("warning: scan cache not written (%s: %s): the next run checks every file again", cache,

@@ -181,3 +181,15 @@ def test_a_link_loop_ends_the_listing_of_a_folder_and_of_a_recursive_glob(tmp_pa
                             text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "1"]
+
+
+def test_a_photo_that_cannot_become_rgb_is_named_by_its_full_path(tmp_path, monkeypatch):
+    """load_rgb's reason names the file as every other reason does, not by its base name alone."""
+    from gan_colorizer import images
+    path = tmp_path / "sub" / "photo.png"
+    path.parent.mkdir()
+    Image.new("RGB", (8, 8)).save(path)
+    monkeypatch.setattr(images, "to_rgb8", lambda img: (_ for _ in ()).throw(OSError("broken palette")))
+    with pytest.raises(images.UnreadableImage) as error:
+        images.load_rgb(path)
+    assert str(error.value).startswith(f"{path}: cannot convert mode RGB to RGB")
