@@ -62,21 +62,11 @@ def _encode(linear: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
-def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    """(..., 3) Lab -> sRGB float32 in [0, 1], out-of-gamut colours clipped (color.lab_to_rgb's maths)."""
-    lab = lab.astype(np.float32, copy=False)
-    return np.stack([_encode(c) for c in _lab_planes_to_linear(lab[..., 0], lab[..., 1], lab[..., 2])], axis=-1)
-
-
 def model_to_rgb8(gray_l: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """gray_l (...) and ab (2, ...) planes in the model's units -> uint8 sRGB (..., 3): lab_to_rgb, then to_uint8."""
+    """gray_l (...) and ab (2, ...) planes in the model's units -> uint8 sRGB (..., 3), out-of-gamut colours clipped
+    and rounded half to even (color.lab_to_rgb then color.to_uint8, plane by plane)."""
     linear = _lab_planes_to_linear((gray_l + 1.0) * L_SCALE, ab[0] * AB_SCALE, ab[1] * AB_SCALE)
     out = np.empty(gray_l.shape + (3,), dtype=np.uint8)
     for c in range(3):
-        out[..., c] = to_uint8(_encode(linear[c]))
+        out[..., c] = np.round(_encode(linear[c]) * 255.0)  # _encode clips to [0, 1] already
     return out
-
-
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """sRGB in [0, 1] -> uint8, rounded (half to even, as torch.round)."""
-    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)

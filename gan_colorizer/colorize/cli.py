@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from gan_colorizer.colorize.engines import ENGINES
 from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError, reason
@@ -69,7 +70,7 @@ class ColorizeOptions:
                                          "trained)", metavar="T")
     engine: str | None = opt(None, "what runs the network: torch, onnx (onnxruntime fp32) or onnx-int8 (a model "
                                    "exported with --int8); default: torch for a .pt, the model's own for a .onnx",
-                             choices=("torch", "onnx", "onnx-int8"))
+                             choices=ENGINES)
     amp: str = opt("auto", "mixed precision of the network: auto = bf16 where the device runs it fast",
                    choices=("auto", "off", "bf16", "fp16"))
     temperature: float = opt(0.0, "shift b by this many ab units: > 0 warmer (yellow), < 0 cooler (blue); try +-5..15",

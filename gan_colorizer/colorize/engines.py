@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, reason
 
 ENGINES = ("torch", "onnx", "onnx-int8")
 EXPORT = "python -m gan_colorizer.colorize.onnx --checkpoint CKPT --onnx OUT.onnx"
@@ -63,7 +63,7 @@ def open_onnx(path, threads: int | None = None) -> OnnxNetwork:
     try:
         network = OnnxNetwork(path, threads=threads)
     except Exception as e:  # noqa: BLE001 (onnxruntime raises InvalidProtobuf, Fail, InvalidGraph...)
-        raise UserError(f"{path}: not an ONNX model ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})")
+        raise UserError(f"{path}: not an ONNX model ({reason(e)})")
     meta = network.metadata
     if "size_multiple" not in meta:
         raise UserError(f"{path}: no gan_colorizer metadata (size_multiple); export it with {EXPORT}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from gan_colorizer.colorize.engines import INSTALL_EXPORT, OnnxNetwork, require
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, reason
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
 OPSET = 17
@@ -124,8 +124,7 @@ def _calibration_input(path, render_size: int, multiple: int):
         log.warning("warning: skipped calibration photo %s", e)  # 'PATH: reason'
         return None
     except (OSError, ValueError) as e:
-        log.warning("warning: skipped calibration photo %s: %s", path, str(e).splitlines()[0] if str(e) else
-                    type(e).__name__)
+        log.warning("warning: skipped calibration photo %s: %s", path, reason(e))
         return None
     gray_l = full_res_l(torch.from_numpy(pixels).permute(2, 0, 1)[None])
     return downsample_l(gray_l, render_shape(*gray_l.shape[-2:], render_size, multiple)).numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
-from gan_colorizer.colorize.video import CODECS, colorize_video, probe
+from gan_colorizer.colorize.video import colorize_video, probe
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import UnreadableImage
 
@@ -18,8 +18,6 @@ def check_video_args(args) -> None:
         raise UserError(f"--temporal {args.temporal}: must be in 0..1 (0 = each frame on its own)")
     if not 0 <= args.crf <= MAX_CRF:
         raise UserError(f"--crf {args.crf}: must be in 0..{MAX_CRF} (lower = better quality, larger file)")
-    if args.codec not in CODECS:
-        raise UserError(f"--codec {args.codec}: one of {', '.join(CODECS)}")
 
 
 def colorize_videos(colorizer, jobs: list, args, report) -> None:
