@@ -272,13 +272,10 @@ class ClipEvaluation:
 
 
 def print_clip_table(clips: dict) -> None:
-    rows = [[fmt.format(v) if (v := {"label": label, "clips": clips["n_clips"], "frames": clips["n_frames"],
-                                      **m}.get(k)) is not None else "-" for k, fmt in TABLE]
+    from gan_colorizer.evaluate.outputs import table_lines
+    rows = [{"label": label, "clips": clips["n_clips"], "frames": clips["n_frames"], **m}
             for label, m in clips["models"].items()]
-    header = [k for k, _ in TABLE]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = ["clips:", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["clips:", *table_lines(TABLE, rows)]
     truth = clips["truth"]["warp_error"]
     lines.append(f"truth warp_error {'-' if truth is None else f'{truth:.3f}'} (a reference: an output smoother than "
                  f"the truth goes below it); {clips['n_clips']} clips, {clips['n_frames']} frames, "

@@ -291,13 +291,17 @@ def _finite(x):
     return x
 
 
+def table_lines(spec, rows: list[dict]) -> list[str]:
+    """A console table: the header of spec's (key, format) pairs, then a line per row, "-" where a value is None."""
+    cells = [[fmt.format(v) if (v := row.get(k)) is not None else "-" for k, fmt in spec] for row in rows]
+    header = [k for k, _ in spec]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    return ["  ".join(h.ljust(w) for h, w in zip(header, widths))] + \
+        ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+
+
 def print_table(summary: dict) -> None:
-    rows = [[fmt.format(v) if (v := m.get(k) if k != "label" else label) is not None else "-" for k, fmt in TABLE]
-            for label, m in summary["models"].items()]
-    header = [k for k, _ in TABLE]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = table_lines(TABLE, [{**m, "label": label} for label, m in summary["models"].items()])
     gt = summary["ground_truth"]
     lines.append(f"ground truth colorfulness {gt['colorfulness']:.2f}; {summary['n_images']} images "
                  f"({summary['protocol']['name']}, {summary['protocol']['image_size']} px), "
@@ -315,13 +319,7 @@ def print_category_table(cats: dict) -> None:
         print(f"{len(cats)} categories (subfolders of --data): per-category figures in summary.json "
               f"('categories') and the category column of metrics.csv", flush=True)
         return
-    rows = []
-    for cat, entry in cats.items():
-        for label, m in entry["models"].items():
-            values = {"category": cat, "label": label, "n": entry["n_images"], **m}
-            rows.append([fmt.format(v) if (v := values.get(k)) is not None else "-" for k, fmt in CATEGORY_TABLE])
-    header = [k for k, _ in CATEGORY_TABLE]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = ["per category:", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    rows = [{"category": cat, "label": label, "n": entry["n_images"], **m}
+            for cat, entry in cats.items() for label, m in entry["models"].items()]
+    lines = ["per category:", *table_lines(CATEGORY_TABLE, rows)]
     print("\n".join(lines), flush=True)
