@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_colorizer.atomic import write_atomic
 from gan_colorizer.errors import UserError
-from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, list_images, load_rgb
+from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, list_files, load_rgb
 from gan_colorizer.scan import PathArray, check_files
 
 log = logging.getLogger("gan_colorizer")
@@ -48,28 +49,28 @@ def sample_photos() -> tuple[list[Path], list[Path]]:
 class FileScan:
     """The outcome of checking every file of a folder: usable, unreadable (with reasons) and gray."""
     source: str
-    used: list[Path] = field(default_factory=list)
+    used: list[str] = field(default_factory=list)  # paths as str(Path) spells them: no Path per file at 1M files
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    gray: list[Path] = field(default_factory=list)
+    gray: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "used": len(self.used), "gray_excluded": [str(p) for p in self.gray],
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
-def scan_files(paths, source: str, keep_gray: bool, workers: int = 4, root: Path | None = None) -> FileScan:
-    """Check every file (scan.check_files; cached when `root` is given): unreadable ones are skipped with one
-    warning line each, on every run."""
-    scan, paths = FileScan(source), list(paths)
-    for path, (reason, gray) in zip(paths, check_files(paths, workers, root)):
-        if reason is not None:
-            log.warning("warning: skipped %s: %s", path, reason)
-            scan.skipped.append((str(path), reason))
-        elif gray and not keep_gray:
-            scan.gray.append(path)
-        else:
-            scan.used.append(path)
-    return scan
+def scan_files(paths, source: str, keep_gray: bool, workers: int = 4, root: Path | None = None,
+               stamps=None) -> FileScan:
+    """Check every file (scan.check_files; cached when `root` is given, with the listing's stamps when it has
+    them): unreadable ones are skipped with one warning line each, on every run."""
+    names = [str(p) for p in paths]
+    out = check_files(names, workers, root, stamps)
+    readable = out.reason < 0
+    for i in np.flatnonzero(~readable):
+        log.warning("warning: skipped %s: %s", names[i], out.reasons[out.reason[i]])
+    gray = readable & out.gray & (not keep_gray)
+    return FileScan(source, list(itertools.compress(names, (readable & ~gray).tolist())),
+                    [(names[i], out.reasons[out.reason[i]]) for i in np.flatnonzero(~readable)],
+                    list(itertools.compress(names, gray.tolist())))
 
 
 def scan_folder(root, keep_gray: bool, workers: int = 4, flag: str = "--data") -> FileScan:
@@ -77,30 +78,31 @@ def scan_folder(root, keep_gray: bool, workers: int = 4, flag: str = "--data") -
     if not root.is_dir():
         raise UserError(f"{flag} {root}: {'a file, not a folder' if root.exists() else 'no such folder'}")
     # absolute paths: the saved file lists must still name the files when a resume starts in another folder
-    scan = scan_files(list_images(root.resolve()), str(root), keep_gray, workers, root=root)
+    names, stamps = list_files(root.resolve())
+    scan = scan_files(names, str(root), keep_gray, workers, root=root, stamps=stamps)
     if not scan.used:
         raise UserError(f"{flag} {root}: no usable image ({len(scan.skipped)} unreadable, {len(scan.gray)} gray "
                         f"left out; looked for {' '.join(IMAGE_EXTENSIONS)})")
     return scan
 
 
-def split_files(paths: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    """Reproducible train / validation split of a sorted file list."""
+def split_files(paths: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Reproducible train / validation split of a sorted file list, each part in the list's order."""
     if fraction <= 0:
         return list(paths), []
     if len(paths) < 2:
         log.warning("warning: only one usable image: it is used for training and validation")
         return list(paths), list(paths)
-    order = list(paths)
+    order = list(range(len(paths)))  # indices, shuffled as the paths themselves were: the same split, no path sort
     random.Random(seed).shuffle(order)
     n_val = min(len(order) - 1, max(1, round(len(order) * fraction)))
-    return sorted(order[n_val:]), sorted(order[:n_val])
+    return [paths[i] for i in sorted(order[n_val:])], [paths[i] for i in sorted(order[:n_val])]
 
 
 @dataclass
 class DataSplit:
-    train: list[Path]
-    val: list[Path]
+    train: list[str]
+    val: list[str]
     summary: dict
     embedded: bool
 
@@ -154,13 +156,13 @@ def saved_split(run_dir: Path, digest: str, embedded: bool) -> DataSplit | None:
     (so that every other image keeps its index) and are skipped when met, as the resumed run would otherwise differ.
     """
     try:
-        lists = [[Path(line) for line in (run_dir / f"{n}_files.txt").read_text().splitlines()] for n in ("train", "val")]
+        lists = [(run_dir / f"{n}_files.txt").read_text().splitlines() for n in ("train", "val")]
     except (OSError, UnicodeDecodeError):
         return None
     split = DataSplit(lists[0], lists[1], {}, embedded)
     if split_digest(split) != digest:
         return None
-    gone = {p for p in split.train + split.val if not p.is_file()}
+    gone = {p for p in split.train + split.val if not os.path.isfile(p)}
     if split.train and gone.issuperset(split.train):
         raise UserError(f"all {len(split.train)} training images of this run are gone (e.g. {split.train[0]}): "
                         f"is the data disk mounted?")

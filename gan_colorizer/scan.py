@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import itertools
 import json
 import logging
 import os
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +21,17 @@ from gan_colorizer.atomic import write_atomic
 from gan_colorizer.images import UnreadableImage, is_gray, open_image
 
 log = logging.getLogger("gan_colorizer")
-VERSION = 2  # raise when the checks in images.py or the key change (2: ctime added): older caches are then ignored
+VERSION = 3  # raise when the checks in images.py or the key change (2: ctime, 3: npz): older caches are then ignored
 
 
 def cache_file(root: Path) -> Path:
-    """$XDG_CACHE_HOME/gan_colorizer/scan-<hash of the folder's resolved path>.json (default ~/.cache).
+    """$XDG_CACHE_HOME/gan_colorizer/scan-<hash of the folder's resolved path>.npz (default ~/.cache).
 
     A user cache rather than a file beside the runs: both stages and every run directory share it, and it works
     for read-only data folders."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     digest = hashlib.sha256(os.fsencode(Path(root).resolve())).hexdigest()[:16]
-    return base / "gan_colorizer" / f"scan-{digest}.json"
+    return base / "gan_colorizer" / f"scan-{digest}.npz"
 
 
 def check(path) -> tuple[str | None, bool]:
@@ -73,51 +77,119 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _read(cache: Path, root: str) -> dict:
+@dataclass
+class Outcomes:
+    """Each file's check as arrays (a million files hold no Python object each): reason[i] indexes `reasons` (-1:
+    readable), gray[i] (meaningful for readable files)."""
+    reasons: list[str]
+    reason: np.ndarray
+    gray: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.reason)
+
+    def __getitem__(self, i: int) -> tuple[str | None, bool]:
+        return (self.reasons[self.reason[i]] if self.reason[i] >= 0 else None), bool(self.gray[i])
+
+    def fill(self, indices, outcomes) -> None:
+        """Set files `indices` from check() outcomes (why unreadable or None, gray)."""
+        code = {r: i for i, r in enumerate(self.reasons)}
+        for i, (why, gray) in zip(indices, outcomes):
+            if why is not None and why not in code:
+                code[why] = len(self.reasons)
+                self.reasons.append(why)
+            self.reason[i], self.gray[i] = (-1 if why is None else code[why]), gray
+
+
+def _joined(keys: list[str]) -> bytes:
+    return os.fsencode("\0".join(keys))  # no file name holds a NUL
+
+
+def _read(cache: Path, root: str) -> tuple[bytes, np.ndarray, Outcomes] | None:
+    """(the keys joined, their stamps (n, 3), their outcomes) of the folder's cache file, or None."""
     try:
-        saved = json.loads(cache.read_text())
-        if saved.get("version") == VERSION and saved.get("root") == root:
-            return saved["files"]
+        with np.load(cache, allow_pickle=False) as saved:
+            meta = json.loads(saved["meta"].tobytes())
+            if meta.get("version") != VERSION or meta.get("root") != root:
+                return None
+            keys, stamps = saved["keys"].tobytes(), saved["stamps"]
+            outcomes = Outcomes(list(meta["reasons"]), saved["reason"].astype(np.int64), saved["gray"].astype(bool))
+        n = len(_split(keys))
+        if stamps.shape != (n, 3) or outcomes.reason.shape != (n,) or outcomes.gray.shape != (n,) or \
+                outcomes.reason.max(initial=-1) >= len(outcomes.reasons):
+            raise ValueError("arrays of unequal lengths")
+        return keys, stamps, outcomes
     except FileNotFoundError:
         pass
-    except (OSError, ValueError, KeyError, AttributeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
         log.info("note: scan cache %s unreadable (%s): every file is checked again", cache, e)
-    return {}
+    return None
 
 
-def _write(cache: Path, root: str, files: dict) -> None:
+def _split(keys: bytes) -> list[str]:
+    return os.fsdecode(keys).split("\0") if keys else []
+
+
+def _write(cache: Path, root: str, keys: bytes, stamps: np.ndarray, outcomes: Outcomes) -> None:
+    meta = json.dumps({"version": VERSION, "root": root, "reasons": outcomes.reasons}).encode()
+    data = io.BytesIO()
+    np.savez(data, meta=np.frombuffer(meta, np.uint8), keys=np.frombuffer(keys, np.uint8), stamps=stamps,
+             reason=outcomes.reason.astype(np.int32), gray=outcomes.gray)
     try:
-        write_atomic(cache, json.dumps({"version": VERSION, "root": root, "files": files}, separators=(",", ":")))
+        write_atomic(cache, data.getvalue())
     except OSError as e:
         log.warning("warning: scan cache not written (%s: %s): the next run checks every file again", cache,
                     e.strerror or e)
 
 
-def check_files(paths, workers: int = 4, root: Path | None = None) -> list[tuple[str | None, bool]]:
+def cached_outcomes(root: Path) -> dict[str, tuple]:
+    """The folder's cache as {path under root: (size, mtime, ctime, why unreadable or None, gray)} (tests, bench)."""
+    found = _read(cache_file(root), str(Path(root).resolve()))
+    if found is None:
+        return {}
+    keys, stamps, outcomes = found
+    return {k: (*map(int, s), *outcomes[i]) for i, (k, s) in enumerate(zip(_split(keys), stamps))}
+
+
+def check_files(paths, workers: int = 4, root: Path | None = None, stamps=None) -> Outcomes:
     """check() for every path, in order; with `root` (the folder the paths lie under) outcomes of files whose size,
-    mtime and ctime are unchanged come from the folder's cache file, and the cache is rewritten when anything changed."""
+    mtime and ctime are unchanged come from the folder's cache file, and the cache is rewritten when anything
+    changed. stamps: each path's (size, mtime_ns, ctime_ns) or None, when the listing has them (images.list_files);
+    else each file is stat'ed here.
+
+    At a million files the cached path is array work: the keys are compared as one joined string (the folder
+    unchanged: the same list) and the stamps as one array."""
     names = [str(p) for p in paths]
+    n = len(names)
+    outcomes = Outcomes([], np.full(n, -1, np.int64), np.zeros(n, bool))
+    todo, found = np.arange(n), None
     cache = cache_file(root) if root is not None else None
-    top = str(Path(root).resolve()) if root is not None else ""
-    known = _read(cache, top) if cache else {}
-    keys = [n[len(top) + 1:] if top and n.startswith(top + os.sep) else n for n in names]
-    stamps = [_stamp(n) for n in names] if cache else [None] * len(names)
-    outcomes: list = [None] * len(names)
-    todo = []
-    for i, (key, stamp) in enumerate(zip(keys, stamps)):
-        entry = known.get(key)
-        if stamp is not None and entry is not None and tuple(entry[:3]) == stamp:
-            outcomes[i] = (entry[3], entry[4])
-        else:
-            todo.append(i)
-    if todo:
-        with tqdm(total=len(todo), desc="scan", unit="file", dynamic_ncols=True, disable=None, leave=False) as bar:
-            for i, outcome in zip(todo, _checker([names[i] for i in todo], workers, bar)):
-                outcomes[i] = outcome
     if cache:
-        files = {k: [*s, *o] for k, s, o in zip(keys, stamps, outcomes) if s is not None}
-        if todo or len(files) != len(known):  # new, changed or removed files
-            _write(cache, top, files)
+        top = str(Path(root).resolve())
+        keys = [p[len(top) + 1:] if p.startswith(top + os.sep) else p for p in names]
+        joined = _joined(keys)
+        if stamps is None:
+            stamps = [_stamp(p) for p in names]
+        now = np.fromiter(itertools.chain.from_iterable(s or (-1, -1, -1) for s in stamps), np.int64, 3 * n)
+        now = now.reshape(n, 3)
+        found = _read(cache, top)
+        if found is not None:
+            old_keys, old_stamps, old = found
+            if old_keys == joined:  # the same files as last time, in the same order
+                at = np.arange(n)
+            else:
+                position = {k: i for i, k in enumerate(_split(old_keys))}
+                at = np.fromiter((position.get(k, -1) for k in keys), np.int64, n)
+            known = np.flatnonzero(at >= 0)
+            same = known[(old_stamps[at[known]] == now[known]).all(axis=1) & (now[known, 0] >= 0)]
+            outcomes.reasons = list(old.reasons)
+            outcomes.reason[same], outcomes.gray[same] = old.reason[at[same]], old.gray[at[same]]
+            todo = np.setdiff1d(todo, same, assume_unique=True)
+    if len(todo):
+        with tqdm(total=len(todo), desc="scan", unit="file", dynamic_ncols=True, disable=None, leave=False) as bar:
+            outcomes.fill(todo, _checker([names[i] for i in todo], workers, bar))
+    if cache and (len(todo) or found is None or found[0] != joined):  # new, changed or removed files
+        _write(cache, top, joined, now, outcomes)
     return outcomes
 
 
@@ -126,10 +198,10 @@ class PathArray:
     touching a Python object per file, so their memory stays flat over an epoch (no copy-on-read of refcounts)."""
 
     def __init__(self, paths):
-        encoded = [os.fsencode(p) for p in paths]
-        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=self.offsets[1:])
-        self.names = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        names = [str(p) for p in paths]
+        # the names NUL-terminated in one buffer (no file name holds a NUL): offsets from one pass over the bytes
+        self.names = np.frombuffer(_joined(names) + b"\0" if names else b"", dtype=np.uint8)
+        self.offsets = np.concatenate(([0], np.flatnonzero(self.names == 0) + 1))  # file i: [offsets[i], [i+1] - 1)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -138,7 +210,7 @@ class PathArray:
         if not -len(self) <= index < len(self):
             raise IndexError(f"file index {index} out of range for {len(self)} files")
         index %= len(self)
-        return Path(os.fsdecode(self.names[self.offsets[index]:self.offsets[index + 1]].tobytes()))
+        return Path(os.fsdecode(self.names[self.offsets[index]:self.offsets[index + 1] - 1].tobytes()))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))

@@ -230,23 +230,24 @@ def shard_split(data_cfg, head: str = "regression") -> DataSplit:
                          "gray_excluded": []},
                "val": {"source": data_cfg.val_data or f"val-*.tar beside {train[0]}", "shards": len(val),
                        "used": sum(val_counts)}}
-    return DataSplit(train, val, summary, False)
+    return DataSplit([str(s) for s in train], [str(s) for s in val], summary, False)  # file lists are strings
 
 
 def shard_loaders(cfg, split: DataSplit, rank: int, world: int, rt, micro_batch: int, n_samples: int) -> tuple:
     """make_loaders for shards: (train loader, its ShardStream, validation loader or None, grid photos or None)."""
     d, pin = cfg.data, rt.device.type == "cuda"
     workers = resolve_workers(d.num_workers, rt.device)
-    stream = ShardStream(split.train, shard_counts(split.train), d.image_size, d.crop_scale, cfg.run.seed,
+    train, val_shards = [Path(p) for p in split.train], [Path(p) for p in split.val]
+    stream = ShardStream(train, shard_counts(train), d.image_size, d.crop_scale, cfg.run.seed,
                          d.epoch_size, rank, world, micro_batch)
     if stream.batches < cfg.optim.grad_accum:
         raise UserError(f"an epoch of {stream.per_rank} images per process holds fewer than --grad-accum "
                         f"{cfg.optim.grad_accum} batches of {micro_batch}; lower --batch-size or raise --epoch-size")
-    if len(split.train) < world * max(1, workers) and rank == 0:
+    if len(train) < world * max(1, workers) and rank == 0:
         log.info("note: %d shards for %d processes x %d workers: some shards are read by several of them each epoch; "
-                 "write smaller shards (--shard-size) for one pass per epoch", len(split.train), world, max(1, workers))
+                 "write smaller shards (--shard-size) for one pass per epoch", len(train), world, max(1, workers))
     loader = shard_loader(stream, micro_batch, workers, pin, d.loader_timeout)
-    val = ShardValStream(split.val, d.image_size, rank, world)
-    val_loader = shard_loader(val, micro_batch, workers, pin, d.loader_timeout) if split.val else None
-    samples = first_samples(split.val, n_samples, d.image_size) if n_samples and split.val else None
+    val = ShardValStream(val_shards, d.image_size, rank, world)
+    val_loader = shard_loader(val, micro_batch, workers, pin, d.loader_timeout) if val_shards else None
+    samples = first_samples(val_shards, n_samples, d.image_size) if n_samples and val_shards else None
     return loader, stream, val_loader, samples

@@ -103,13 +103,13 @@ def _check_options(opts: ShardOptions) -> Path:
     return out
 
 
-def _write_shard(shard: Path, files: list[Path], root: Path, bar) -> tuple[int, int]:
+def _write_shard(shard: Path, files: list[str], root: Path, bar) -> tuple[int, int]:
     """One tar of the files' original bytes (no re-encode), under a temporary name until whole; a file that cannot
     be read now is one line and left out. Returns (samples, bytes)."""
     count, size, keys = 0, 0, set()
     with replacing(shard, fsync=True) as tmp, open(tmp, "wb") as stream, \
             wds.TarWriter(stream, encoder=False, format="PAX_FORMAT", mtime=0) as writer:
-        for path in files:
+        for path in map(Path, files):
             bar.update()
             key = sample_key(path.relative_to(root)) if path.is_relative_to(root) else path.stem
             while key in keys:  # a.jpg beside a.png, or a.b.jpg beside a_b.jpg

@@ -1,4 +1,5 @@
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ def test_scan_counts_used_skipped_and_gray_files(tmp_path, caplog):
     expected = make_odd_files(tmp_path / "odd")
     scan = scan_folder(tmp_path / "odd", keep_gray=False)
     bad = {n for n, o in expected.items() if o not in ("ok", "gray")}
-    assert {p.name for p in scan.used} == {n for n, o in expected.items() if o == "ok"}
-    assert {p.name for p in scan.gray} == {n for n, o in expected.items() if o == "gray"}
+    assert {Path(p).name for p in scan.used} == {n for n, o in expected.items() if o == "ok"}
+    assert {Path(p).name for p in scan.gray} == {n for n, o in expected.items() if o == "gray"}
     assert {p.split("/")[-1] for p, _ in scan.skipped} == bad
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == len(bad) and all("skipped" in w for w in warnings)
@@ -33,7 +34,7 @@ def test_scan_counts_used_skipped_and_gray_files(tmp_path, caplog):
 def test_gray_files_are_kept_when_asked(tmp_path):
     make_odd_files(tmp_path / "odd")
     scan = scan_folder(tmp_path / "odd", keep_gray=True)
-    assert not scan.gray and any(p.name == "gray.png" for p in scan.used)
+    assert not scan.gray and any(Path(p).name == "gray.png" for p in scan.used)
 
 
 def test_folder_without_usable_image_is_a_user_error(tmp_path):
@@ -54,6 +55,17 @@ def test_split_is_reproducible_and_disjoint(tmp_path):
     assert a != split_files(paths, 0.25, seed=4)
     train, val = a
     assert len(val) == 5 and not set(train) & set(val) and len(train) + len(val) == 20
+
+
+def test_split_files_splits_as_shuffling_and_sorting_the_paths_did(tmp_path):
+    """The split shuffles indices now (no path comparisons at a million files): the runs' seeded splits stay."""
+    paths = sorted(Path(f"/d/{name}") for name in ["b/x.jpg", "a.jpg", "a/z.jpg", "a-b.jpg", "B.jpg", "b.jpg"] * 1)
+    for seed in range(5):
+        order = list(paths)
+        random.Random(seed).shuffle(order)
+        n_val = round(len(order) * 0.34)
+        assert split_files([str(p) for p in paths], 0.34, seed) == ([str(p) for p in sorted(order[n_val:])],
+                                                                      [str(p) for p in sorted(order[:n_val])])
 
 
 def test_split_files_and_counts_are_saved_in_the_run_dir(tmp_path, photo_folder):

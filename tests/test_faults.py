@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -427,8 +428,8 @@ def break_files_after_the_scan(monkeypatch, action):
 @pytest.mark.slow
 def test_images_deleted_or_corrupted_during_training_are_skipped(photo_folder, tmp_path, monkeypatch, capsys):
     def delete_and_corrupt(split):
-        split.train[0].unlink()
-        split.train[1].write_bytes(b"\xff\xd8 half a jpeg")
+        Path(split.train[0]).unlink()
+        Path(split.train[1]).write_bytes(b"\xff\xd8 half a jpeg")
     break_files_after_the_scan(monkeypatch, delete_and_corrupt)
     args = ["--data", str(photo_folder), *FAST, "--val-fraction", "0.25", "--max-steps", "6"]
     assert main("pretrain", [*args, *run_dirs_args(tmp_path, "b")]) == 0
@@ -485,7 +486,7 @@ def test_resume_with_every_training_image_gone_says_the_disk_may_be_unmounted(ph
     split = prepare_files(DataConfig(data=str(photo_folder)), seed=0)
     save_split(split, tmp_path)
     for path in split.train:
-        path.unlink()
+        os.unlink(path)
     with pytest.raises(UserError, match="training images of this run are gone .*: is the data disk mounted"):
         saved_split(tmp_path, split_digest(split), embedded=False)
 

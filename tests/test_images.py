@@ -13,7 +13,7 @@ import tifffile
 from conftest import ROOT, color_image
 from PIL import Image
 
-from gan_colorizer.images import UnreadableImage, is_gray, list_images, load_rgb, open_image, to_rgb8
+from gan_colorizer.images import UnreadableImage, is_gray, list_files, list_images, load_rgb, open_image, to_rgb8
 
 
 def make_odd_files(folder: Path) -> dict:
@@ -160,6 +160,19 @@ def test_a_self_link_lists_each_photo_once_by_its_own_path(tmp_path):
     (folder / "dangling.png").symlink_to("gone.png")  # listed, so that reading it reports 'file not found'
     found = [str(p.relative_to(folder)) for p in list_images(folder)]
     assert found == ["0_ext/e.png", "a.png", "dangling.png", "sub/b.png"]
+
+
+def test_list_files_sorts_as_paths_do_and_stamps_each_file_as_stat_does(tmp_path):
+    """Plain string order differs from the Paths' order where a name sorts below '/' ('a-b.jpg' vs 'a/z.jpg'): the
+    listing keeps the Paths' order (the seeded splits depend on it); each stamp is the file's own stat."""
+    names = ["a/z.jpg", "a-b.jpg", "a.jpg", "a0.jpg", "A.jpg", "b/c/d.png", "b.c/e.png", "caf\u00e9.jpg"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        color_image(0, (8, 8)).save(tmp_path / name)
+    found, stamps = list_files(tmp_path)
+    assert found == [str(p) for p in sorted(tmp_path / n for n in names)] != sorted(found)
+    assert stamps == [(st.st_size, st.st_mtime_ns, st.st_ctime_ns) for st in map(os.stat, found)]
+    assert list_images(tmp_path) == [Path(p) for p in found]
 
 
 @pytest.mark.slow

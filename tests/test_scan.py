@@ -10,7 +10,7 @@ from test_images import make_odd_files
 import gan_colorizer.scan as scan_module
 from gan_colorizer.config import DataConfig
 from gan_colorizer.data import EpochSampler, PhotoDataset, prepare_files, scan_folder
-from gan_colorizer.scan import PathArray, cache_file
+from gan_colorizer.scan import PathArray, cache_file, cached_outcomes
 
 
 @pytest.fixture
@@ -55,7 +55,9 @@ def test_changed_and_new_files_are_checked_again_and_removed_ones_dropped(tmp_pa
     scan = scan_folder(tmp_path / "p", keep_gray=False)
     assert sorted(checked) == sorted([paths[0].name, "zz_new.png"])
     assert [Path(p).name for p, _ in scan.skipped] == [paths[0].name] and len(scan.used) == 5
-    assert paths[1].name not in cache_file(tmp_path / "p").read_text()
+    cached = cached_outcomes(tmp_path / "p")
+    assert paths[1].name not in cached and cached["zz_new.png"][3:] == (None, False)
+    assert cached[paths[0].name][3] == "not an image (format not recognized)" and len(cached) == 6
 
 
 def test_the_split_is_the_same_cold_and_cached(tmp_path, cache_home):
@@ -77,9 +79,11 @@ def test_an_unwritable_cache_leaves_one_warning_and_the_run_goes_on(tmp_path, mo
 def test_a_corrupt_cache_is_ignored(tmp_path, cache_home, checked):
     make_photo_folder(tmp_path / "p", 3)
     scan_folder(tmp_path / "p", keep_gray=False)
-    cache_file(tmp_path / "p").write_text("{not json")
-    checked.clear()
-    assert len(scan_folder(tmp_path / "p", keep_gray=False).used) == 3 and len(checked) == 3
+    good = cache_file(tmp_path / "p").read_bytes()
+    for corrupt in (b"{not json", good[:len(good) // 2], good.replace(b"stamps", b"stampz")):
+        cache_file(tmp_path / "p").write_bytes(corrupt)
+        checked.clear()
+        assert len(scan_folder(tmp_path / "p", keep_gray=False).used) == 3 and len(checked) == 3
 
 
 def test_path_array_holds_no_object_per_file_and_returns_each_path():

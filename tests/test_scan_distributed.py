@@ -12,7 +12,7 @@ from test_images import make_odd_files
 
 from gan_colorizer.config import DataConfig
 from gan_colorizer.data import prepare_files
-from gan_colorizer.scan import cache_file
+from gan_colorizer.scan import cached_outcomes
 pytestmark = pytest.mark.system  # torchrun
 
 SCRIPT = """
@@ -67,7 +67,7 @@ def test_two_ranks_share_the_scan_and_get_the_single_process_lists_and_cache(tmp
     result = _torchrun(2, str(tmp_path / "scan.py"), data, tmp_path / "broken", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    shared_cache = json.loads(cache_file(data).read_text())["files"]
+    shared_cache = cached_outcomes(data)
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-one"))
     single = prepare_files(DataConfig(data=str(data), val_fraction=0.1), 0)
@@ -82,4 +82,4 @@ def test_two_ranks_share_the_scan_and_get_the_single_process_lists_and_cache(tmp
     assert not checked[0] & checked[1]  # each file checked once, by one rank
     assert len(checked[0]) + len(checked[1]) == n_files + 1  # + the broken folder's file
     assert min(len(c) for c in checked) > 0.4 * n_files
-    assert json.loads(cache_file(data).read_text())["files"] == shared_cache  # the single-process scan's cache
+    assert cached_outcomes(data) == shared_cache  # the single-process scan's cache

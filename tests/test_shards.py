@@ -2,6 +2,7 @@
 training stream (equal batches per rank, shuffles from the seed, exact mid-epoch resume), bad input in one line,
 evaluation from shards, and both stages trained from shards end to end."""
 import io
+from pathlib import Path
 import json
 import tarfile
 
@@ -64,7 +65,8 @@ def test_writer_keeps_training_split_and_original_bytes_and_logs_the_unusable(sh
     for shard in sorted(out.glob("*.tar")):
         written[shard.name.split("-")[0]].update(_members(shard))
     for role, files in (("train", split.train), ("val", split.val)):
-        expect = {f"{shards.sample_key(p.relative_to(photos.resolve()))}{p.suffix}": p.read_bytes() for p in files}
+        expect = {f"{shards.sample_key(p.relative_to(photos.resolve()))}{p.suffix}": p.read_bytes()
+                  for p in map(Path, files)}
         assert written[role] == expect  # the same files, byte for byte (no re-encode)
     assert index["shards"] == {"train-000000.tar": 4, "train-000001.tar": 4, "train-000002.tar": 4,
                                "val-000000.tar": 3}
@@ -94,7 +96,6 @@ def test_writer_refuses_a_folder_with_shards_and_a_crash_leaves_no_half_shard(sh
 
 
 def test_sample_keys_keep_folders_and_lose_dots():
-    from pathlib import Path
     assert shards.sample_key(Path("n01/a.b.jpg")) == "n01/a_b"
 
 
@@ -272,7 +273,6 @@ def test_the_writer_refuses_what_training_refuses_and_an_unwritable_out_before_t
 
 def test_bench_scale_names_an_unknown_part_in_one_line_and_defaults_to_the_committed_rows(capsys):
     import importlib.util
-    from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "bench" / "scale.py"
     spec = importlib.util.spec_from_file_location("bench_scale", path)
     scale = importlib.util.module_from_spec(spec)
@@ -290,7 +290,7 @@ def test_bench_scale_names_an_unknown_part_in_one_line_and_defaults_to_the_commi
 def test_split_finds_the_val_shards_beside_and_counts_from_the_index(shard_dir):
     _, out, _ = shard_dir
     split = shard_split(DataConfig(data=str(out / "train-{000000..000002}.tar")))
-    assert [p.name for p in split.val] == ["val-000000.tar"]
+    assert [Path(p).name for p in split.val] == ["val-000000.tar"]
     assert split.summary["train"]["used"] == 12 and split.summary["val"]["used"] == 3
     assert shard_split(DataConfig(data=str(out))).train == split.train
 
@@ -316,7 +316,7 @@ def test_evaluating_the_val_shards_scores_as_evaluating_their_files(shard_dir, t
     split = prepare_files(DataConfig(data=str(photos), val_fraction=0.2), 0)
     folder = tmp_path / "val_files"
     folder.mkdir()
-    for path in split.val:
+    for path in map(Path, split.val):
         copy = folder / path.relative_to(photos.resolve())
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_bytes(path.read_bytes())
