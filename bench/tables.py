@@ -79,7 +79,7 @@ TABLES = {
         (lambda row: row["what"] == "folder", [
             ("files", "files"), ("list_s", "listing s"), ("scan_cold_s", "scan cold s"),
             ("scan_cold_files_s", "scan cold files/s"), ("scan_cached_s", "scan cached s"), ("cache_mb", "cache MB"),
-            ("cache_load_s", "cache JSON load s"), ("scan_peak_rss_mb", "scan peak RSS MB"),
+            ("cache_load_s", "cache load s"), ("scan_peak_rss_mb", "scan peak RSS MB"),
             ("startup_stage1_cold_s", "start-up, stage 1, cold s"),
             ("startup_stage2_cached_s", "start-up, stage 2 after stage 1 s")]),
         (lambda row: row["what"] == "start-up floor", [

@@ -100,6 +100,14 @@ class Outcomes:
                 self.reasons.append(why)
             self.reason[i], self.gray[i] = (-1 if why is None else code[why]), gray
 
+    def compact(self) -> None:
+        """Drop reasons no file has any more (those of removed or mended files), renumbering the codes."""
+        used = np.unique(self.reason[self.reason >= 0])
+        renumber = np.zeros(len(self.reasons) + 1, np.int64)  # + 1: index 0 exists for the readable (-1 -> 0)
+        renumber[used] = np.arange(len(used))
+        self.reason = np.where(self.reason >= 0, renumber[np.maximum(self.reason, 0)], -1)
+        self.reasons = [self.reasons[i] for i in used]
+
 
 def _joined(keys: list[str]) -> bytes:
     return os.fsencode("\0".join(keys))  # no file name holds a NUL
@@ -131,6 +139,7 @@ def _split(keys: bytes) -> list[str]:
 
 
 def _write(cache: Path, root: str, keys: bytes, stamps: np.ndarray, outcomes: Outcomes) -> None:
+    outcomes.compact()
     meta = json.dumps({"version": VERSION, "root": root, "reasons": outcomes.reasons}).encode()
     data = io.BytesIO()
     np.savez(data, meta=np.frombuffer(meta, np.uint8), keys=np.frombuffer(keys, np.uint8), stamps=stamps,

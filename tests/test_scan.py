@@ -136,3 +136,4 @@ def test_a_file_skipped_for_its_permissions_is_checked_again_after_a_chmod(tmp_p
     assert (os.stat(paths[0]).st_mtime_ns, os.stat(paths[0]).st_size) == (before.st_mtime_ns, before.st_size)
     scan = scan_folder(tmp_path / "p", keep_gray=False)
     assert not scan.skipped and len(scan.used) == 3
+    assert scan_module._read(cache_file(tmp_path / "p"), str((tmp_path / "p").resolve()))[2].reasons == []  # pruned
