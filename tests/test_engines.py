@@ -208,3 +208,42 @@ def test_without_onnx_engine_onnx_and_the_export_tool_are_one_line_saying_what_t
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and f"needs {missing}," in err and '".[export]"' in err
     assert not (tmp_path / "g.onnx").exists()
+
+
+def optimized_ops(path, tmp_path) -> dict:
+    """{op type: count} of the graph onnxruntime runs for the model (after its fusions and layout changes)."""
+    import collections
+
+    import onnx
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+@pytest.mark.slow
+def test_every_convolution_of_the_int8_model_runs_in_int8(exported, tmp_path):
+    import onnx
+    convs = sum(node.op_type == "Conv" for node in onnx.load(str(exported[0])).graph.node)
+    ops = optimized_ops(exported[1], tmp_path)
+    assert ops["QLinearConv"] == convs > 30 and ops["Conv"] == ops["FusedConv"] == 0, ops
+    assert "QLinearAdd" in ops  # the residual sums stay in int8 too
+
+
+@pytest.mark.slow
+def test_widening_the_last_cross_adds_channels_up_to_a_multiple_of_4_and_changes_no_output(exported, tmp_path):
+    import onnx
+    import onnxruntime
+
+    from gan_colorizer.colorize.onnx_graph import widen_last_cross
+    model = onnx.load(str(exported[0]))
+    assert widen_last_cross(model) == 3  # 96 channels from the last upsampling + gray_l = 97 -> 100
+    weights = {w.name: tuple(w.dims) for w in model.graph.initializer}
+    assert sum(shape == (100, 100, 3, 3) for shape in weights.values()) == 2 and (2, 100, 1, 1) in weights.values()
+    assert widen_last_cross(model) == 0  # already a multiple of 4
+    onnx.save(model, str(tmp_path / "wide.onnx"))
+    gray_l = np.random.default_rng(0).uniform(-1, 1, (2, 1, 96, 128)).astype(np.float32)
+    run = lambda path: onnxruntime.InferenceSession(str(path)).run(["ab"], {"gray_l": gray_l})[0]  # noqa: E731
+    assert np.abs(run(tmp_path / "wide.onnx") - run(exported[0])).max() < 1e-5
+    assert "widened by 3" in Colorizer.from_checkpoint(exported[1]).generator.metadata["quantization"]
