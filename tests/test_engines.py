@@ -247,3 +247,18 @@ def test_widening_the_last_cross_adds_channels_up_to_a_multiple_of_4_and_changes
     run = lambda path: onnxruntime.InferenceSession(str(path)).run(["ab"], {"gray_l": gray_l})[0]  # noqa: E731
     assert np.abs(run(tmp_path / "wide.onnx") - run(exported[0])).max() < 1e-5
     assert "widened by 3" in Colorizer.from_checkpoint(exported[1]).generator.metadata["quantization"]
+
+
+def test_the_numpy_path_gives_the_same_rows_in_the_same_order_on_several_threads_as_on_one(monkeypatch):
+    from gan_colorizer.colorize import inference_numpy
+    monkeypatch.setattr(inference_numpy, "CHUNK_PIXELS", 200)  # 20 chunks of 5 rows, a ragged last one
+    rng = np.random.default_rng(0)
+    pixels, small_ab = rng.integers(0, 256, (97, 35, 3), dtype=np.uint8), rng.normal(0, 0.3, (1, 2, 24, 12))
+    results = {}
+    for threads in (1, 4):
+        monkeypatch.setattr(inference_numpy, "THREADS", threads)
+        gray_l = inference_numpy.full_res_l(pixels)
+        rows = list(inference_numpy.recombined_rows(gray_l, small_ab.astype(np.float32)))
+        results[threads] = gray_l, [first for first, _ in rows], np.concatenate([r for _, r in rows])
+    assert results[1][1] == results[4][1] == sorted(results[4][1]) and len(results[4][1]) > 10
+    assert np.array_equal(results[1][0], results[4][0]) and np.array_equal(results[1][2], results[4][2])

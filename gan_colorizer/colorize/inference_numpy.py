@@ -2,12 +2,16 @@
 
 The same steps as inference.py (the torch engine's maths): full-size L, an antialiased bilinear copy at the
 network's shape, mood controls on ab, bicubic upsampling (torch's A = -0.75 kernel) and recombination with the
-full-size L in row chunks. The shapes and chunks are defined here once and used by both.
+full-size L in row chunks, several at once on THREADS threads. The shapes and chunks are defined here once
+and used by both.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -17,6 +21,8 @@ from gan_colorizer.color_numpy import AB_SCALE, model_to_rgb8, rgb8_to_gray_l
 CHUNK_PIXELS = 1 << 18  # pixels per chunk of full-size colour maths: 3 MB per float32 3-channel temporary
 MAX_ASPECT = 8  # the network input's long side is at most this many render sizes, whatever the photo's shape
 CUBIC_A = -0.75  # torch's (and OpenCV's) bicubic kernel; Pillow's BICUBIC uses -0.5, hence our own weights
+# threads for the row chunks (numpy's loops release the GIL; torch's engine uses its intra-op threads the same way)
+THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def render_shape(height: int, width: int, render_size: int, multiple: int = 32) -> tuple[int, int]:
@@ -37,12 +43,29 @@ def row_chunks(height: int, width: int, chunk_pixels: int | None = None):
         yield first, min(height, first + rows)
 
 
+def in_threads(fn, items):
+    """fn(item) for each item, in order, on THREADS threads with a few chunks in flight (memory stays bounded)."""
+    if THREADS < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(THREADS) as pool:
+        pending = collections.deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > THREADS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def full_res_l(pixels: np.ndarray) -> np.ndarray:
     """(H, W, C) uint8 sRGB, C = 3 or 1 (gray) -> gray_l (H, W) float32 in model units, in row chunks."""
     h, w = pixels.shape[:2]
     gray_l = np.empty((h, w), dtype=np.float32)
-    for first, end in row_chunks(h, w):
-        gray_l[first:end] = rgb8_to_gray_l(pixels[first:end])
+
+    def rows(chunk):
+        gray_l[chunk[0]:chunk[1]] = rgb8_to_gray_l(pixels[chunk[0]:chunk[1]])
+    collections.deque(in_threads(rows, row_chunks(h, w)), maxlen=0)
     return gray_l
 
 
@@ -89,25 +112,28 @@ def _taps_sum(x: np.ndarray, taps: tuple[np.ndarray, np.ndarray], axis: int) -> 
     return out
 
 
-def upsampled_ab_rows(small_ab: np.ndarray, height: int, width: int):
-    """Yield (first, end, ab rows (N, 2, rows, width)): small_ab bicubic-upsampled to height x width in row chunks.
+def upsampled_ab_rows(small_ab: np.ndarray, height: int, width: int, then=None):
+    """Yield (first, end, ab rows (N, 2, rows, width)): small_ab bicubic-upsampled to height x width in row chunks
+    computed in threads (with `then`: then(first, end, ab rows), also computed there).
 
     The width pass runs once on the small rows; each chunk of output rows then mixes 4 of them per row.
     """
-    if tuple(small_ab.shape[-2:]) == (height, width):
-        for first, end in row_chunks(height, width * small_ab.shape[0]):
-            yield first, end, small_ab[:, :, first:end]
-        return
-    wide = _taps_sum(small_ab, cubic_taps(small_ab.shape[-1], width), -1)
-    index, weights = cubic_taps(small_ab.shape[-2], height)
-    for first, end in row_chunks(height, width * small_ab.shape[0]):
-        yield first, end, _taps_sum(wide, (index[first:end], weights[first:end]), -2)
+    same = tuple(small_ab.shape[-2:]) == (height, width)
+    if not same:
+        wide = _taps_sum(small_ab, cubic_taps(small_ab.shape[-1], width), -1)
+        index, weights = cubic_taps(small_ab.shape[-2], height)
+
+    def rows(chunk):
+        first, end = chunk
+        ab = small_ab[:, :, first:end] if same else _taps_sum(wide, (index[first:end], weights[first:end]), -2)
+        return (first, end, ab) if then is None else then(first, end, ab)
+    return in_threads(rows, row_chunks(height, width * small_ab.shape[0]))
 
 
 def recombined_rows(gray_l: np.ndarray, small_ab: np.ndarray):
     """Yield (first row, uint8 sRGB rows (rows, W, 3)): gray_l (H, W) with small_ab (1, 2, h, w) upsampled."""
-    for first, end, ab in upsampled_ab_rows(small_ab, *gray_l.shape):
-        yield first, model_to_rgb8(gray_l[first:end], ab[0])
+    return upsampled_ab_rows(small_ab, *gray_l.shape, lambda first, end, ab: (first, model_to_rgb8(gray_l[first:end],
+                                                                                                   ab[0])))
 
 
 class NumpyPipeline:
