@@ -66,7 +66,8 @@ def exported(ckpt: Path, int8: bool) -> Path:
         calibration.mkdir(parents=True, exist_ok=True)
         for p in sample_photos()[0]:
             shutil.copy(p, calibration / p.name)
-    if not out.is_file() or out.stat().st_mtime < ckpt.stat().st_mtime:
+    recipe = [ckpt] + [ROOT / "gan_colorizer" / "colorize" / name for name in ("onnx.py", "onnx_graph.py")]
+    if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in recipe):  # or the way it is made
         args = ["--checkpoint", str(ckpt), "--onnx", str(out)] + (["--int8", "--calibration", str(calibration)]
                                                                  if int8 else [])
         if export(args) != 0:
