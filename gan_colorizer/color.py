@@ -79,6 +79,11 @@ def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
+def gray_rgb(gray_l: torch.Tensor) -> torch.Tensor:
+    """The L channel alone (ab = 0) as 8-bit sRGB: the gray baseline's image."""
+    return to_uint8(model_to_rgb(gray_l, torch.zeros_like(gray_l).expand(-1, 2, -1, -1)))
+
+
 def _linear_table(device) -> torch.Tensor:
     """sRGB level 0..255 -> linear light, float32 (computed in float64)."""
     v = torch.arange(256, dtype=torch.float64) / 255.0

@@ -96,3 +96,12 @@ def test_rgb8_to_gray_l_is_the_l_of_rgb_to_lab_for_colour_and_gray_levels():
     levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
     expected = lab_to_model(rgb_to_lab(levels.expand(-1, 3, -1, -1).float() / 255.0))[0]
     assert torch.allclose(rgb8_to_gray_l(levels), expected, atol=1e-5)
+
+
+def test_gray_rgb_is_a_neutral_8_bit_image_with_the_input_lightness():
+    from gan_colorizer.color import gray_rgb, rgb8_to_gray_l
+    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    gray = gray_rgb(rgb8_to_gray_l(levels))
+    assert gray.dtype == torch.uint8 and gray.shape == (1, 3, 16, 16)
+    assert (gray[:, :1] == gray).all()  # R = G = B
+    assert (gray[:, :1].int() - levels.int()).abs().max() <= 1  # the same gray levels back

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gan_colorizer import flow
-from gan_colorizer.color import lab_to_model, model_to_rgb, to_uint8
+from gan_colorizer.color import gray_rgb, lab_to_model
 from gan_colorizer.colorize.api import Colorizer
 from gan_colorizer.colorize.video import colorized_frames, is_video, read_frames
 from gan_colorizer.errors import reason
@@ -130,7 +130,7 @@ class ClipScorer:
         truth = self._tensor([frame for frame, _ in chunk])
         truth_lab = image_lab(truth)
         gray_l = lab_to_model(truth_lab)[0]  # the models see the truth's L only
-        preds = {GRAY: to_uint8(model_to_rgb(gray_l, torch.zeros_like(gray_l).expand(-1, 2, -1, -1))),
+        preds = {GRAY: gray_rgb(gray_l),
                  **{label: self._tensor([p[label] for _, p in chunk]) for label in self.colorizers}}
         labs = {TRUTH: truth_lab}
         for label in self.labels:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from gan_colorizer.ab_bins import DECODES
 from gan_colorizer.checkpoint import load_generator
-from gan_colorizer.color import lab_to_model, model_to_rgb, to_uint8
+from gan_colorizer.color import gray_rgb, lab_to_model, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
 from gan_colorizer.colorize.video import DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
@@ -133,7 +133,7 @@ def predict(cand: Candidate, gray_l: torch.Tensor, render_size: int, rt: Runtime
     """The candidate's 8-bit sRGB prediction for gray_l (model units) at its full size: ab = 0 for the gray
     baseline, else ab predicted at render size and recombined with this L (inference.colorize_l)."""
     if cand.generator is None:
-        return to_uint8(model_to_rgb(gray_l, torch.zeros_like(gray_l).expand(-1, 2, -1, -1)))
+        return gray_rgb(gray_l)
     return to_uint8(colorize_l(cand.generator, gray_l, render_size, rt, cand.multiple))
 
 
