@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import operator
 import os
 import warnings
 from collections import deque
@@ -45,13 +46,16 @@ def walk(root):
                 continue
             seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
-                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+                entries = sorted([e for e in it if e.name[0] != "."], key=_NAME)
         except OSError:  # unreadable or vanished: left out, as os.walk leaves it out
             continue
         yield folder, linked, entries
         for e in entries:
             if _is_dir(e):
                 queues[linked or e.is_symlink()].append(folder / e.name)
+
+
+_NAME = operator.attrgetter("name")
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

@@ -113,6 +113,17 @@ def _joined(keys: list[str]) -> bytes:
     return os.fsencode("\0".join(keys))  # no file name holds a NUL
 
 
+def _keys(names: list[str], top: str) -> tuple[list[str] | None, bytes]:
+    """(the names relative to top, or None where that list was not needed; the keys joined): names under top lose
+    it in one bytes replace on the joined names (a million names: 0.7 s as a list comprehension)."""
+    prefix = os.fsencode(top + os.sep)
+    joined = _joined(names)
+    if joined.startswith(prefix) and joined.count(b"\0" + prefix) == len(names) - 1:
+        return None, joined.replace(b"\0" + prefix, b"\0")[len(prefix):]
+    keys = [p[len(top) + 1:] if p.startswith(top + os.sep) else p for p in names]
+    return keys, _joined(keys)
+
+
 def _read(cache: Path, root: str) -> tuple[bytes, np.ndarray, Outcomes] | None:
     """(the keys joined, their stamps (n, 3), their outcomes) of the folder's cache file, or None."""
     try:
@@ -122,7 +133,7 @@ def _read(cache: Path, root: str) -> tuple[bytes, np.ndarray, Outcomes] | None:
                 return None
             keys, stamps = saved["keys"].tobytes(), saved["stamps"]
             outcomes = Outcomes(list(meta["reasons"]), saved["reason"].astype(np.int64), saved["gray"].astype(bool))
-        n = len(_split(keys))
+        n = keys.count(b"\0") + 1 if keys else 0
         if stamps.shape != (n, 3) or outcomes.reason.shape != (n,) or outcomes.gray.shape != (n,) or \
                 outcomes.reason.max(initial=-1) >= len(outcomes.reasons):
             raise ValueError("arrays of unequal lengths")
@@ -175,8 +186,7 @@ def check_files(paths, workers: int = 4, root: Path | None = None, stamps=None) 
     cache = cache_file(root) if root is not None else None
     if cache:
         top = str(Path(root).resolve())
-        keys = [p[len(top) + 1:] if p.startswith(top + os.sep) else p for p in names]
-        joined = _joined(keys)
+        keys, joined = _keys(names, top)
         if stamps is None:
             stamps = [_stamp(p) for p in names]
         now = np.fromiter(itertools.chain.from_iterable(s or (-1, -1, -1) for s in stamps), np.int64, 3 * n)
@@ -188,7 +198,7 @@ def check_files(paths, workers: int = 4, root: Path | None = None, stamps=None) 
                 at = np.arange(n)
             else:
                 position = {k: i for i, k in enumerate(_split(old_keys))}
-                at = np.fromiter((position.get(k, -1) for k in keys), np.int64, n)
+                at = np.fromiter((position.get(k, -1) for k in keys or _split(joined)), np.int64, n)
             known = np.flatnonzero(at >= 0)
             same = known[(old_stamps[at[known]] == now[known]).all(axis=1) & (now[known, 0] >= 0)]
             outcomes.reasons = list(old.reasons)
