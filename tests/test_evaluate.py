@@ -513,3 +513,20 @@ def test_a_self_link_in_data_counts_each_photo_once(tmp_path):
     (tmp_path / "data" / "self").symlink_to(".")
     paths, names = resolve_data(str(tmp_path / "data"))
     assert names == ["photo_000.jpg", "photo_001.png"]
+
+
+def test_write_rows_puts_cells_in_the_csv_columns_and_flushes_before_close(tmp_path):
+    """Photos and clips write metrics.csv through Report.write_rows: a reader of the growing file sees the rows."""
+    from types import SimpleNamespace
+
+    from gan_colorizer.evaluate.outputs import CSV_COLUMNS, Report
+    opts = SimpleNamespace(out=str(tmp_path / "out"), grid_images=0, save_images=False, report=False)
+    report = Report(opts, ["x"], ["a.png"], 1)
+    try:
+        report.write_rows([{"label": "x", "image": "a.png", "psnr": "20.5"}, {"kind": "clip", "label": "y"}])
+        with open(report.csv_path, newline="") as f:  # the file is still open for writing
+            rows = list(csv.DictReader(f))
+        assert rows == [dict.fromkeys(CSV_COLUMNS, "") | {"label": "x", "image": "a.png", "psnr": "20.5"},
+                        dict.fromkeys(CSV_COLUMNS, "") | {"kind": "clip", "label": "y"}]
+    finally:
+        report.abandon()

@@ -232,7 +232,7 @@ class ClipEvaluation:
             if i in shown:
                 save_png(strip_sheet(result, self.labels), html.dir / "img" / f"clip_{i:06d}.png")
                 entry["report_strip"] = f"img/clip_{i:06d}.png"  # in report/
-            self._write_rows(entry, self.categories[i] if self.categories else "")
+            self.report.write_rows(self._csv_rows(entry, self.categories[i] if self.categories else ""))
             self.entries.append(entry)
 
     def _entry(self, result: ClipResult) -> dict:
@@ -242,16 +242,15 @@ class ClipEvaluation:
                 "pairs": result.pairs(), "cuts": result.cuts, "warp_error_truth": result.warp_error(TRUTH),
                 "colorfulness_truth": summarize(result.truth_cf)["mean"], "models": models}
 
-    def _write_rows(self, entry: dict, category: str) -> None:
-        from gan_colorizer.evaluate.outputs import CSV_COLUMNS, _cell, text_cell
+    def _csv_rows(self, entry: dict, category: str):
+        from gan_colorizer.evaluate.outputs import _cell, text_cell
         for label in self.labels:
             cells = {m: _cell(v) for m, v in entry["models"][label].items()}
-            cells |= {"label": text_cell(label), "image": text_cell(entry["clip"]), "category": text_cell(category),
-                      "width": entry["width"], "height": entry["height"], "kind": "clip", "frames": entry["frames"],
-                      "colorfulness_truth": _cell(entry["colorfulness_truth"]),
-                      "warp_error_truth": _cell(entry["warp_error_truth"])}
-            self.report.csv.writerow([cells.get(c, "") for c in CSV_COLUMNS])
-        self.report.csv_file.flush()
+            yield cells | {"label": text_cell(label), "image": text_cell(entry["clip"]),
+                           "category": text_cell(category), "width": entry["width"], "height": entry["height"],
+                           "kind": "clip", "frames": entry["frames"],
+                           "colorfulness_truth": _cell(entry["colorfulness_truth"]),
+                           "warp_error_truth": _cell(entry["warp_error_truth"])}
 
     def summary(self) -> dict:
         """Per set: every figure as the mean over the clips (each clip counts once, as in Lai et al.)."""

@@ -170,7 +170,7 @@ class Report:
                 if m in host[label]:
                     self.values[label][j, rows] = host[label][m]
                     self.measured[label].add(m)
-        self._write_csv(batch, host, truth_cf)
+        self.write_rows(self._csv_rows(batch, host, truth_cf))
         for k, index in enumerate(indices):
             self.grid.add(index, self.names[index], truth_u8, truth_lab, preds, scores, k)
         if self.saver:
@@ -178,7 +178,7 @@ class Report:
         if self.html:
             self.html.add(batch, truth_u8, truth_lab, preds, host, rows.start)
 
-    def _write_csv(self, batch: dict, host: dict, truth_cf: np.ndarray) -> None:
+    def _csv_rows(self, batch: dict, host: dict, truth_cf: np.ndarray):
         for label in self.labels:
             values = host[label]
             for k, index in enumerate(batch["index"]):
@@ -188,7 +188,12 @@ class Report:
                           "category": text_cell(self.categories[index]) if self.categories else "",
                           "height": batch["size"][k][1], "gray_truth": _cell(batch["gray"][k]),
                           "colorfulness_truth": _cell(truth_cf[k]), "kind": "photo"}
-                self.csv.writerow([cells.get(c, "") for c in CSV_COLUMNS])
+                yield cells
+
+    def write_rows(self, rows) -> None:
+        """metrics.csv rows ({column: cell}, missing ones empty), flushed together: readers see whole batches."""
+        for cells in rows:
+            self.csv.writerow([cells.get(c, "") for c in CSV_COLUMNS])
         self.csv_file.flush()
 
     def close(self) -> None:
