@@ -244,3 +244,21 @@ def test_a_label_cannot_end_or_comment_out_the_pages_inline_script():
     inline = re.search(r"<script>window.REPORT_CLASSES = (.*?);</script>", html, re.S).group(1)
     assert "<" not in inline and json.loads(inline) == {label: bins}
     assert html.count('<script src="report.js"></script>') == 1
+
+
+def test_nothing_of_an_earlier_report_survives_a_later_one_in_the_same_out(tmp_path, monkeypatch):
+    from gan_colorizer.evaluate import run as evaluation
+    monkeypatch.setattr(evaluation, "load_generator",
+                        lambda path, device="cpu", weights="auto": (TinyGenerator().eval(), defaults("pretrain"), {}))
+    make_photo_folder(tmp_path / "photos", 3)
+    opts = EvalOptions(checkpoints=["tiny.pt"], data=str(tmp_path / "photos"), out=str(tmp_path / "out"), image_size=16,
+                       batch_size=3, num_workers=0, grid_images=0, report=True, report_images=2, report_worst=0)
+    evaluate(opts)
+    folder = tmp_path / "out" / "report"
+    first = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    stale = [folder / "img" / "999999_truth.png", folder / "pixels" / "999999.js", folder / "prior_old.png"]
+    for path in stale:
+        path.write_bytes(b"from an earlier evaluation")
+    evaluate(opts)
+    assert not any(path.exists() for path in stale)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == first

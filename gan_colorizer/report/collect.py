@@ -80,8 +80,7 @@ class HtmlReport:
         self.opts, self.runtime = opts, runtime
         self.candidates = {c.label: c for c in candidates or [] if c.generator is not None}
         self.classes = [l for l, c in self.candidates.items() if classifier(c.generator) is not None]
-        try:
-            clear_report(self.dir)  # a previous report's files would mislead
+        try:  # into the folder evaluate.outputs.clear_outputs emptied (a previous report's files would mislead)
             for sub in ("img", "pixels", "layers"):
                 (self.dir / sub).mkdir(parents=True)
         except OSError as e:
