@@ -262,3 +262,18 @@ def test_nothing_of_an_earlier_report_survives_a_later_one_in_the_same_out(tmp_p
     evaluate(opts)
     assert not any(path.exists() for path in stale)
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == first
+
+
+def test_the_clip_summary_is_the_photo_summary_table_with_a_truth_row():
+    from gan_colorizer.report.page import CLIP_COLUMNS, clip_section, summary_table
+    models = {"gray": {"delta_e2000": 12.5, "warp_error": 0.0}, "m<1>": {"delta_e2000": 9.25, "psnr": 21.0}}
+    clips = {"models": models, "truth": {"warp_error": 1.5, "colorfulness": 30.0}, "clips": [], "n_clips": 0,
+             "n_frames": 0, "temporal": 0.5}
+    table = re.search(r'<table id="clip-summary">.*?</table>', clip_section(clips), re.S).group(0)
+    rows = re.findall(r"<tr><td[^>]*>(.*?)</td>(.*?)</tr>", table)
+    assert [name for name, _ in rows] == ["gray", "m&lt;1&gt;", "ground truth (reference)"]
+    cells = [re.findall(r'data-value="([^"]*)"', row) for _, row in rows]
+    assert cells == [[repr(v[c]) if c in v else "" for c in CLIP_COLUMNS]
+                     for v in (*models.values(), clips["truth"])]
+    assert table == summary_table("clip-summary", [*models.items(), ("ground truth (reference)", clips["truth"])],
+                                  CLIP_COLUMNS)

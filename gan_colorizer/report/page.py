@@ -88,17 +88,13 @@ class ImageTable:
         return f"<tr>{''.join(cells)}</tr>"
 
 
-def summary_table(summary: dict, colors: dict) -> str:
-    columns = [c for c in SUMMARY_COLUMNS if c in ("ab_intersection", "mean_chroma")
-               or any(m.get(c) is not None for m in summary["models"].values())]
+def summary_table(table_id: str, rows: list[tuple[str, dict]], columns) -> str:
+    """Set figures, sortable: one row per (name, {metric: value}), one number column per metric of `columns`."""
     head = "".join(f'<th data-col="{i + 1}" data-type="num">{escape(METRIC_NAMES[c])}</th>' for i, c in enumerate(columns))
-    rows = []
-    for label, m in summary["models"].items():
-        values = {**m, **colors.get(label, {})}
-        cells = "".join(number_cell(values.get(c), c) for c in columns)
-        rows.append(f'<tr><td data-value="{escape(label)}">{escape(label)}</td>{cells}</tr>')
-    return (f'<table id="summary-table"><thead><tr><th data-col="0" data-type="text">model</th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    body = "".join(f'<tr><td data-value="{escape(name)}">{escape(name)}</td>'
+                   f'{"".join(number_cell(values.get(c), c) for c in columns)}</tr>' for name, values in rows)
+    return (f'<table id="{table_id}"><thead><tr><th data-col="0" data-type="text">model</th>{head}</tr></thead>'
+            f'<tbody>{body}</tbody></table>')
 
 
 def card(c: dict, labels: list[str], models: list[str], metrics: list[str]) -> str:
@@ -133,12 +129,8 @@ def clip_section(clips: dict | None) -> str:
     strip of consecutive frames for the clips shown."""
     if not clips:
         return ""
-    head = "".join(f'<th data-col="{i + 1}" data-type="num">{escape(METRIC_NAMES[c])}</th>'
-                   for i, c in enumerate(CLIP_COLUMNS))
-    rows = [f'<tr><td data-value="{escape(l)}">{escape(l)}</td>{"".join(number_cell(m.get(c), c) for c in CLIP_COLUMNS)}'
-            f'</tr>' for l, m in clips["models"].items()]
-    rows.append(f'<tr><td data-value="ground truth">ground truth (reference)</td>'
-                f'{"".join(number_cell(clips["truth"].get(c), c) for c in CLIP_COLUMNS)}</tr>')
+    table = summary_table("clip-summary", [*clips["models"].items(), ("ground truth (reference)", clips["truth"])],
+                          CLIP_COLUMNS)
     labels = list(clips["models"])
     per_head = "".join(f'<th data-col="{4 + 2 * i}" data-type="num" class="first">{escape(l)} '
                        f'{METRIC_NAMES["delta_e2000"]}</th><th data-col="{5 + 2 * i}" data-type="num">{escape(l)} '
@@ -156,8 +148,7 @@ def clip_section(clips: dict | None) -> str:
             f'frames, temporal filter strength {clips["temporal"]:g} (0 = each frame on its own). Photo metrics are '
             f'means over each clip\'s frames, then over the clips; warp error (Lai et al. 2018): ab change along the '
             f'true frames\' optical flow, over reliable pixels; the truth\'s own is a reference: an output smoother than the truth goes below it.</p>'
-            f'<table id="clip-summary"><thead><tr><th data-col="0" data-type="text">model</th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table><div class="scroll"><table id="clip-table"><thead><tr>'
+            f'{table}<div class="scroll"><table id="clip-table"><thead><tr>'
             f'<th data-col="0" data-type="text">clip</th><th data-col="1" data-type="num">frames</th>'
             f'<th data-col="2" data-type="num">cuts</th><th data-col="3" data-type="num">truth warp error</th>'
             f'{per_head}</tr></thead><tbody>{per_clip}</tbody></table></div><div class="tiles">{strips}</div></section>')
@@ -214,9 +205,12 @@ def layer_section(view: dict | None) -> str:
 
 
 def photo_summary(summary: dict, colors: dict) -> str:
+    columns = [c for c in SUMMARY_COLUMNS if c in ("ab_intersection", "mean_chroma")
+               or any(m.get(c) is not None for m in summary["models"].values())]
+    rows = [(label, {**m, **colors.get(label, {})}) for label, m in summary["models"].items()]
     return ('<section id="summary"><h2>Summary</h2>\n<p class="note">Means over the set (FID and \u0394 colorfulness '
-            'per set). Click a column to sort. "gray" predicts ab = 0.</p>\n' + summary_table(summary, colors)
-            + "</section>")
+            'per set). Click a column to sort. "gray" predicts ab = 0.</p>\n'
+            + summary_table("summary-table", rows, columns) + "</section>")
 
 
 def photo_sections(worst: list, spread: list, table: ImageTable, colors: dict, classes: dict | None,
