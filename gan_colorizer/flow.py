@@ -6,6 +6,7 @@ cur's pixel (x, y) was at (x + dx, y + dy) in prev, so `warp(prev_thing, flow(pr
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import cv2
@@ -55,9 +56,16 @@ def flow(prev_l: np.ndarray, cur_l: np.ndarray, preset: str = DEFAULT_PRESET) ->
     return _dis(preset, cur_l.shape[:2]).calc(as_uint8_l(cur_l), as_uint8_l(prev_l), None)
 
 
-def _coords(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h, w = field.shape[:2]
+@functools.lru_cache(maxsize=4)  # a video has one frame size; the filter and the scoring warp several times a frame
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(xs, ys): every pixel's x and y, float32 HxW, read-only (one pair shared by every caller of this size)."""
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
+
+
+def _coords(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = pixel_grid(*field.shape[:2])
     return xs + field[..., 0], ys + field[..., 1]
 
 

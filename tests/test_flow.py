@@ -66,6 +66,20 @@ def test_warp_of_a_shifted_image_reproduces_it_away_from_borders():
     assert F.warp(prev[..., 0], field).shape == (48, 64)  # one channel: HxW in, HxW out
 
 
+def test_the_pixel_grid_is_made_once_per_size_read_only_and_equal_to_a_fresh_meshgrid():
+    xs, ys = F.pixel_grid(5, 7)
+    fresh = np.meshgrid(np.arange(7, dtype=np.float32), np.arange(5, dtype=np.float32))
+    for cached, expected in zip((xs, ys), fresh):
+        assert cached.dtype == np.float32 and np.array_equal(cached, expected)
+        with pytest.raises(ValueError):  # shared by every warp of this size: no caller may change it
+            cached[0, 0] = 1.0
+    assert F.pixel_grid(5, 7)[0] is xs and F.pixel_grid(7, 5)[0].shape == (7, 5)
+    field = np.zeros((5, 7, 2), np.float32)
+    field[..., 0] = 1.0
+    F.warp(np.zeros((5, 7), np.float32), field)
+    np.testing.assert_array_equal(F.pixel_grid(5, 7)[0], fresh[0])  # a warp leaves it as it was
+
+
 def test_warp_with_the_estimated_flow_reproduces_a_pan():
     frames = pan("chelsea", 2, (96, 128), (1.5, -2.0))
     prev_l, cur_l = gray_l(frames[0]), gray_l(frames[1])
