@@ -193,25 +193,3 @@ def test_temporal_outside_0_to_1_is_one_line(tmp_path, value, capsys):
     code = main(["--checkpoint", "x.pt", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--temporal", value])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--temporal" in err
-
-
-def test_a_clip_is_decoded_once_for_the_truth_and_every_model_and_scored_as_each_model_alone(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from gan_colorizer.evaluate import clips
-    from gan_colorizer.evaluate.run import Candidate
-    from gan_colorizer.runtime import Runtime
-    write_clip(tmp_path / "pan.mp4", pan("astronaut", 7, (48, 64), (1.0, 2.0)))
-    opened = []
-    monkeypatch.setattr(clips, "read_frames", lambda path: opened.append(path) or read_frames(path))
-    models = [Candidate("gray"), Candidate("a", Flicker().eval()), Candidate("b", Flicker().eval())]
-    opts, rt = SimpleNamespace(image_size=32, batch_size=3, temporal=0.5), Runtime("cpu", "off")
-    together = clips.ClipScorer(models, opts, rt).score(tmp_path / "pan.mp4", "pan.mp4")
-    assert len(opened) == 1 and together.frames == 7
-    for model in models[1:]:
-        model.generator = Flicker().eval()  # the same random casts again, frame for frame
-        alone = clips.ClipScorer([models[0], model], opts, rt).score(tmp_path / "pan.mp4", "pan.mp4")
-        assert alone.values[model.label] == together.values[model.label]
-        assert alone.warp[model.label] == together.warp[model.label]
-    frame = next(iter(clips.SharedFrames(tmp_path / "pan.mp4")))
-    assert frame.shape == (48, 64, 3) and not frame.flags.writeable  # shared: no reader may change it for another

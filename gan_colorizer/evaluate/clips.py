@@ -4,7 +4,6 @@ model and for the truth (a reference, not a floor: an output smoother than the t
 metrics.csv row per label and clip, set means in summary.json."""
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -80,33 +79,9 @@ class ClipResult:
         return len(self.warp[TRUTH])
 
 
-class SharedFrames:
-    """A clip's frames decoded once for the truth and every model: read-only (none may change them for the others),
-    with the seconds spent decoding them."""
-
-    def __init__(self, path: Path):
-        self.source, self.seconds = read_frames(path), 0.0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> np.ndarray:
-        clock = time.perf_counter()
-        try:
-            frame = next(self.source)
-        finally:
-            self.seconds += time.perf_counter() - clock
-        frame.flags.writeable = False
-        return frame
-
-    def close(self) -> None:
-        self.source.close()
-
-
 class ClipScorer:
-    """Colorizes and scores clips with every model in lockstep: the file is decoded once and its frames shared by the
-    truth and every model's stream, one flow per pair of true frames serves them all, and memory holds about a batch
-    of frames per model."""
+    """Colorizes and scores clips with every model in lockstep: each model reads its own stream of the file, so one
+    flow per pair of true frames serves them all, and memory holds about a batch of frames per model."""
 
     def __init__(self, candidates, opts, runtime, lpips=None):
         self.opts, self.lpips, self.device = opts, lpips, runtime.device
@@ -119,40 +94,31 @@ class ClipScorer:
         """Every frame of one clip, scored in chunks of --batch-size frames; raises UnreadableImage (or RuntimeError...)
         when the file fails part way, so that a broken clip gives no row at all."""
         result = ClipResult(name, self.labels)
-        source = SharedFrames(path)  # decoded once: tee keeps the frames between the fastest and the slowest reader
-        truth_frames, *model_frames = itertools.tee(source, 1 + len(self.colorizers))
-        streams = {label: colorized_frames(c, frames, self.opts.temporal, {}, self.opts.batch_size)
-                   for (label, c), frames in zip(self.colorizers.items(), model_frames)}
+        streams = {label: colorized_frames(c, read_frames(path), self.opts.temporal, {}, self.opts.batch_size)
+                   for label, c in self.colorizers.items()}
         prev, chunk = None, []
         try:
-            for index, frame in enumerate(truth_frames):
+            for index, frame in enumerate(read_frames(path)):
                 if chunk and (len(chunk) == self.opts.batch_size or frame.shape != chunk[0][0].shape):
                     prev = self._chunk(chunk, result, prev, strip_at)
                     chunk = []
-                chunk.append((frame, {label: self._next(streams[label], result, label, index, source)
-                                      for label in streams}))
+                chunk.append((frame, {label: self._next(streams[label], result, label, index) for label in streams}))
             if chunk:
                 self._chunk(chunk, result, prev, strip_at)
         finally:
             for stream in streams.values():
                 stream.close()
-            source.close()
-        for label in streams:  # every model pays the whole decode, as colorize.py would alone
-            result.seconds[label] += source.seconds
         if result.frames == 0:
             raise UnreadableImage(path, "no video frame could be decoded")
         return result
 
-    @staticmethod
-    def _next(stream, result: ClipResult, label: str, index: int, source: SharedFrames) -> np.ndarray:
-        """The label's next colorized frame; the time spent waiting for it, less any decoding in it (shared), is the
-        label's."""
-        clock, decoding = time.perf_counter(), source.seconds
+    def _next(self, stream, result: ClipResult, label: str, index: int) -> np.ndarray:
+        clock = time.perf_counter()
         try:
             rgb = next(stream)
         except StopIteration:
             raise RuntimeError(f"{label}'s colorized frames ended at frame {index}") from None
-        result.seconds[label] += time.perf_counter() - clock - (source.seconds - decoding)
+        result.seconds[label] += time.perf_counter() - clock
         return rgb
 
     def _tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
