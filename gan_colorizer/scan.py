@@ -129,14 +129,16 @@ def _read(cache: Path, root: str) -> tuple[bytes, np.ndarray, Outcomes] | None:
     try:
         with np.load(cache, allow_pickle=False) as saved:
             meta = json.loads(saved["meta"].tobytes())
+            if not isinstance(meta, dict):
+                raise ValueError("no metadata object")
             if meta.get("version") != VERSION or meta.get("root") != root:
                 return None
             keys, stamps = saved["keys"].tobytes(), saved["stamps"]
             outcomes = Outcomes(list(meta["reasons"]), saved["reason"].astype(np.int64), saved["gray"].astype(bool))
         n = keys.count(b"\0") + 1 if keys else 0
         if stamps.shape != (n, 3) or outcomes.reason.shape != (n,) or outcomes.gray.shape != (n,) or \
-                outcomes.reason.max(initial=-1) >= len(outcomes.reasons):
-            raise ValueError("arrays of unequal lengths")
+                not -1 <= outcomes.reason.min(initial=-1) <= outcomes.reason.max(initial=-1) < len(outcomes.reasons):
+            raise ValueError("arrays of unequal lengths, or reason codes out of range")
         return keys, stamps, outcomes
     except FileNotFoundError:
         pass
@@ -207,7 +209,8 @@ def check_files(paths, workers: int = 4, root: Path | None = None, stamps=None) 
     if len(todo):
         with tqdm(total=len(todo), desc="scan", unit="file", dynamic_ncols=True, disable=None, leave=False) as bar:
             outcomes.fill(todo, _checker([names[i] for i in todo], workers, bar))
-    if cache and (len(todo) or found is None or found[0] != joined):  # new, changed or removed files
+    # new, changed or removed files (a dangling link, checked on every run, changes nothing in the cache)
+    if cache and (found is None or found[0] != joined or (now[todo, 0] >= 0).any()):
         _write(cache, top, joined, now, outcomes)
     return outcomes
 

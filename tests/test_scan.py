@@ -1,8 +1,10 @@
 """The scan cache (checked once per file, keyed by path, size and mtime) and the compact file lists."""
 import gc
+import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_photo_folder
 from test_images import make_odd_files
@@ -80,10 +82,27 @@ def test_a_corrupt_cache_is_ignored(tmp_path, cache_home, checked):
     make_photo_folder(tmp_path / "p", 3)
     scan_folder(tmp_path / "p", keep_gray=False)
     good = cache_file(tmp_path / "p").read_bytes()
-    for corrupt in (b"{not json", good[:len(good) // 2], good.replace(b"stamps", b"stampz")):
+    with np.load(cache_file(tmp_path / "p")) as saved:
+        arrays = dict(saved)
+    odd = []
+    for change in ({"meta": np.frombuffer(b"[]", np.uint8)}, {"reason": arrays["reason"] - 5}):
+        np.savez(data := io.BytesIO(), **{**arrays, **change})
+        odd.append(data.getvalue())
+    for corrupt in (b"{not json", good[:len(good) // 2], good.replace(b"stamps", b"stampz"), *odd):
         cache_file(tmp_path / "p").write_bytes(corrupt)
         checked.clear()
         assert len(scan_folder(tmp_path / "p", keep_gray=False).used) == 3 and len(checked) == 3
+
+
+def test_a_dangling_link_is_checked_on_every_run_without_rewriting_the_cache(tmp_path, cache_home, checked):
+    make_photo_folder(tmp_path / "p", 2)
+    (tmp_path / "p" / "gone.png").symlink_to("nowhere.png")
+    first = scan_folder(tmp_path / "p", keep_gray=False)
+    written = cache_file(tmp_path / "p").stat().st_mtime_ns
+    checked.clear()
+    second = scan_folder(tmp_path / "p", keep_gray=False)
+    assert checked == ["gone.png"] and outcome(second) == outcome(first) and len(first.skipped) == 1
+    assert cache_file(tmp_path / "p").stat().st_mtime_ns == written
 
 
 def test_path_array_holds_no_object_per_file_and_returns_each_path():
