@@ -65,11 +65,11 @@ def scan_files(paths, source: str, keep_gray: bool, workers: int = 4, root: Path
     names = [str(p) for p in paths]
     out = check_files(names, workers, root, stamps)
     readable = out.reason < 0
-    for i in np.flatnonzero(~readable):
-        log.warning("warning: skipped %s: %s", names[i], out.reasons[out.reason[i]])
+    skipped = [(names[i], out.reasons[out.reason[i]]) for i in np.flatnonzero(~readable)]
+    for path, why in skipped:
+        log.warning("warning: skipped %s: %s", path, why)
     gray = readable & out.gray & (not keep_gray)
-    return FileScan(source, list(itertools.compress(names, (readable & ~gray).tolist())),
-                    [(names[i], out.reasons[out.reason[i]]) for i in np.flatnonzero(~readable)],
+    return FileScan(source, list(itertools.compress(names, (readable & ~gray).tolist())), skipped,
                     list(itertools.compress(names, gray.tolist())))
 
 

@@ -68,15 +68,6 @@ def shared_checking(checker):
         _checker = saved
 
 
-def _stamp(path: str) -> tuple[int, int, int] | None:
-    """(size, mtime, ctime): ctime too, as a chmod that makes an unreadable file readable changes only the ctime."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
 @dataclass
 class Outcomes:
     """Each file's check as arrays (a million files hold no Python object each): reason[i] indexes `reasons` (-1:
@@ -173,15 +164,15 @@ def cached_outcomes(root: Path) -> dict[str, tuple]:
     return {k: (*map(int, s), *outcomes[i]) for i, (k, s) in enumerate(zip(_split(keys), stamps))}
 
 
-def check_files(paths, workers: int = 4, root: Path | None = None, stamps=None) -> Outcomes:
-    """check() for every path, in order; with `root` (the folder the paths lie under) outcomes of files whose size,
-    mtime and ctime are unchanged come from the folder's cache file, and the cache is rewritten when anything
-    changed. stamps: each path's (size, mtime_ns, ctime_ns) or None, when the listing has them (images.list_files);
-    else each file is stat'ed here.
+def check_files(names: list[str], workers: int = 4, root: Path | None = None, stamps=None) -> Outcomes:
+    """check() for every file name, in order; with `root` (the folder the files lie under) and `stamps` (each
+    file's (size, mtime_ns, ctime_ns), or None for a dangling link, as images.list_files gives them from its one
+    stat per file) outcomes of files whose stamp is unchanged come from the folder's cache file, and the cache is
+    rewritten when anything changed. ctime is in the stamp as a chmod that makes an unreadable file readable changes
+    only the ctime.
 
     At a million files the cached path is array work: the keys are compared as one joined string (the folder
     unchanged: the same list) and the stamps as one array."""
-    names = [str(p) for p in paths]
     n = len(names)
     outcomes = Outcomes([], np.full(n, -1, np.int64), np.zeros(n, bool))
     todo, found = np.arange(n), None
@@ -189,8 +180,6 @@ def check_files(paths, workers: int = 4, root: Path | None = None, stamps=None) 
     if cache:
         top = str(Path(root).resolve())
         keys, joined = _keys(names, top)
-        if stamps is None:
-            stamps = [_stamp(p) for p in names]
         now = np.fromiter(itertools.chain.from_iterable(s or (-1, -1, -1) for s in stamps), np.int64, 3 * n)
         now = now.reshape(n, 3)
         found = _read(cache, top)
