@@ -68,7 +68,7 @@ def exported(ckpt: Path, int8: bool) -> Path:
             shutil.copy(p, calibration / p.name)
     recipe = [ckpt] + [ROOT / "gan_colorizer" / "colorize" / name for name in ("onnx.py", "onnx_graph.py")]
     if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in recipe):  # or the way it is made
-        args = ["--checkpoint", str(ckpt), "--onnx", str(out)] + (["--int8", "--calibration", str(calibration)]
+        args = ["--checkpoint", str(ckpt), "--out", str(out)] + (["--int8", "--calibration", str(calibration)]
                                                                  if int8 else [])
         if export(args) != 0:
             raise SystemExit("export failed")

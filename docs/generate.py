@@ -37,9 +37,6 @@ TOOLS = {
     "weights": Tool("gan_colorizer.inspect.weights:build_parser", (), "gan_colorizer.inspect.weights:main"),
     "shards": Tool("gan_colorizer.shards:build_parser", (), "gan_colorizer.shards:main"),
 }
-# Defaults computed from the machine at import time, stated as the code computes them so the tables do not depend on
-# where they were generated.
-MACHINE_DEFAULTS = {("colorize", "--workers"): "min(8, CPU cores)"}
 REGION = re.compile(r"(<!-- (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /(?P=name) -->)", re.S)
 DEFAULT_IN_HELP = re.compile(r"\s*\(default: ((?:(?!\(default: ).)*)\)\s*$")  # the last "(default: X)" of a help
 
@@ -67,7 +64,7 @@ def _flag(action: argparse.Action, formatter: argparse.HelpFormatter) -> str:
     return ", ".join(f"`{s}`" for s in action.option_strings)
 
 
-def _row(action: argparse.Action, formatter: argparse.HelpFormatter, stated_default=None) -> str:
+def _row(action: argparse.Action, formatter: argparse.HelpFormatter) -> str:
     help_text = formatter._expand_help(action) if action.help else ""
     stated = DEFAULT_IN_HELP.search(help_text)
     if stated:
@@ -75,9 +72,7 @@ def _row(action: argparse.Action, formatter: argparse.HelpFormatter, stated_defa
     default = action.default
     if default in (None, argparse.SUPPRESS):
         default = stated.group(1) if stated and stated.group(1) != "None" else ""
-    if stated_default is not None:
-        default = stated_default
-    elif action.required:
+    if action.required:
         default = "required"
     elif isinstance(default, bool) or default in ("True", "False"):
         default = "on" if default in (True, "True") else "off"
@@ -85,7 +80,7 @@ def _row(action: argparse.Action, formatter: argparse.HelpFormatter, stated_defa
     return f"| {_flag(action, formatter)} | {_cell(default)} | {choices} | {_cell(help_text)} |"
 
 
-def flag_table(parser: argparse.ArgumentParser, tool: str = "") -> str:
+def flag_table(parser: argparse.ArgumentParser) -> str:
     """Markdown: one table per argument group (flag | default | choices | what it does), --help left out."""
     formatter = parser._get_formatter()
     groups = [(g.title, [a for a in g._group_actions if not isinstance(a, argparse._HelpAction)])
@@ -96,8 +91,7 @@ def flag_table(parser: argparse.ArgumentParser, tool: str = "") -> str:
         if len(groups) > 1:
             parts.append(f"*{title}*\n")
         parts.append("| flag | default | choices | what it does |\n|---|---|---|---|")
-        parts.extend(_row(a, formatter, next((MACHINE_DEFAULTS[(tool, s)] for s in a.option_strings
-                                              if (tool, s) in MACHINE_DEFAULTS), None)) for a in actions)
+        parts.extend(_row(a, formatter) for a in actions)
         parts.append("")
     return "\n".join(parts)
 
@@ -122,7 +116,7 @@ def flag_regions() -> tuple[dict[str, str], list[str]]:
         if parser is None:
             missing.append(tool)
         else:
-            tables[f"flags:{tool}"] = flag_table(parser, tool)
+            tables[f"flags:{tool}"] = flag_table(parser)
     return tables, missing
 
 

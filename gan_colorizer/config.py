@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gan_colorizer.errors import UserError
-from gan_colorizer.options import add_options, opt, value_type
+from gan_colorizer.options import add_options, amp_opt, device_opt, opt, value_type, workers_opt
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")  # the adversarial losses of losses.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
@@ -32,8 +32,8 @@ class DataConfig:
     crop_scale: float = opt(0.25, "smallest random crop, as a share of the photo's area")
     include_gray: bool = opt(False, "keep photos that are already gray (no chroma) for training")
     epoch_size: int = opt(0, "training samples per epoch; 0 = one pass over the training files (useful for tiny folders)")
-    num_workers: int = opt(-1, "DataLoader worker processes that decode and crop images; -1 = auto: 1 on CPU "
-                               "(more workers steal cores from the compute threads), min(8, cores) with CUDA")
+    num_workers: int = workers_opt("DataLoader worker processes that decode and crop images", "1 on CPU (more "
+                                   "workers steal cores from the compute threads), min(8, cores) with CUDA")
     prior_images: int = opt(1000, "--head classification: training images (a seeded sample) whose pixels give the "
                                   "color prior of the class rebalancing")
     loader_timeout: float = opt(300.0, "seconds to wait for a batch from the workers before stopping with last.pt "
@@ -87,8 +87,7 @@ class OptimConfig:
     ema_decay: float = opt(0.0, "keep an exponential moving average of the generator with this decay, e.g. 0.999 "
                                 "(0 = off); evaluation and inference use it when present")
     gan_mode: str = opt("vanilla", "adversarial loss", choices=GAN_MODES, stages=("gan",))
-    amp: str = opt("auto", "mixed precision: auto = bf16 where the device runs it fast (CUDA with bf16, CPUs with AVX-512 BF16), else off",
-                   choices=("auto", "off", "bf16", "fp16"))
+    amp: str = amp_opt()
     channels_last: bool = opt(True, "channels_last memory format for the nets (faster convolutions)")
     max_bad_steps: int = opt(20, "steps with a NaN / Inf loss or gradient are skipped; this many in a row stop the run")
     compile: bool = opt(False, "torch.compile both nets (the first steps are slow while it compiles)")
@@ -101,7 +100,7 @@ class RunConfig:
     runs_dir: str = opt("runs", "where TensorBoard events and run files go")
     checkpoints_dir: str = opt("checkpoints", "where last.pt and best.pt go")
     seed: int = opt(0, "seed for weights, validation split, crops and flips")
-    device: str = opt("auto", "auto = cuda when present, else cpu", choices=("auto", "cpu", "cuda"))
+    device: str = device_opt()
     resume: typing.Optional[str] = opt(None, "continue a run from its last.pt (same step, epoch and config; flags given override)")
     init_generator: typing.Optional[str] = opt(None, "stage-1 checkpoint to start the generator from (its architecture "
                                                      "too: flags given override)", stages=("gan",))

@@ -1,6 +1,8 @@
-"""What every command line shares: one-line log output, and user errors / interrupts as exit codes."""
+"""What every command line shares: one-line log output, user errors / interrupts as exit codes, and old names
+(of flags and commands) that still work and say once which name replaces them."""
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import warnings
@@ -45,3 +47,33 @@ def run_command(action) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+_SAID: set[str] = set()
+# console commands named after their modules since issue 22: old name -> (new name, the function both run)
+RENAMED_COMMANDS = {"gan-colorizer-export": ("gan-colorizer-onnx", "gan_colorizer.colorize.onnx:main"),
+                    "gan-colorizer-plots": ("gan-colorizer-curves", "gan_colorizer.inspect.curves:main")}
+
+
+def say_renamed(old: str, new: str) -> None:
+    """One stderr line, once per process, when an old name is used: which name replaces it."""
+    if old not in _SAID:
+        _SAID.add(old)
+        print(f"note: {old} is now called {new}; the old name still works for now", file=sys.stderr)
+
+
+def _renamed_command(old: str, argv) -> int:
+    new, target = RENAMED_COMMANDS[old]
+    say_renamed(old, new)
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)(argv)
+
+
+def export_main(argv=None) -> int:
+    """gan-colorizer-export: the old name of gan-colorizer-onnx."""
+    return _renamed_command("gan-colorizer-export", argv)
+
+
+def plots_main(argv=None) -> int:
+    """gan-colorizer-plots: the old name of gan-colorizer-curves."""
+    return _renamed_command("gan-colorizer-plots", argv)

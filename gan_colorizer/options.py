@@ -2,6 +2,9 @@
 
 A field is `name: type = opt(default, "help", ...)`; `add_options(parser, Cls)` turns every field into a flag
 (`--name-with-dashes`, type from the annotation, bool -> --x / --no-x) whose help ends in "(default: X)".
+An idea shared by several tools has one name and one meaning everywhere (tests/test_cli_options.py walks every
+parser): its field comes from the factories below (device_opt, amp_opt, workers_opt); a flag's old spellings are `aliases`,
+accepted and named once on stderr with the flag that replaces them.
 """
 from __future__ import annotations
 
@@ -11,19 +14,42 @@ import types
 import typing
 from dataclasses import field
 
+from gan_colorizer.console import say_renamed
+
 REQUIRED = dataclasses.MISSING  # opt(REQUIRED, ...): a field with no default, a flag the user must give
 
 
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
 def opt(default, help: str, *, choices=None, stages=None, flag=None, action=None, positional=False, metavar=None,
-        nargs=None, group=None):
+        nargs=None, group=None, aliases=()):
     """An option field: its default, its --help text, and what its flag needs beyond the field's name and type.
 
     stages: the training stages that have the flag (None: all); flag: a flag name other than --field-name;
-    action: "append" or "store_true" (bool fields are --x / --no-x otherwise); group: a --help section title.
+    action: "append" or "store_true" (bool fields are --x / --no-x otherwise); group: a --help section title;
+    aliases: old spellings of the flag that still work (not shown in --help; using one prints a note once).
     """
     meta = {"help": help, "choices": choices, "stages": stages, "flag": flag, "action": action,
-            "positional": positional, "metavar": metavar, "nargs": nargs, "group": group}
+            "positional": positional, "metavar": metavar, "nargs": nargs, "group": group, "aliases": tuple(aliases)}
     return field(default=default, metadata=meta)
+
+
+def device_opt(**kwargs):
+    """--device of every tool that runs a network."""
+    return opt("auto", "auto = cuda when present, else cpu", choices=("auto", "cpu", "cuda"), **kwargs)
+
+
+def amp_opt(default: str = "auto", why: str = "", **kwargs):
+    """--amp of every tool that runs a network: the same choices, and the same meaning as training's."""
+    return opt(default, "mixed precision of the network: auto = bf16 where the device runs it fast (CUDA with bf16, "
+                        f"CPUs with AVX-512 BF16), else off (fp32); fp16: CUDA only{why}", choices=AMP_MODES, **kwargs)
+
+
+def workers_opt(what: str, auto: str, *, minimum: int = 0, **kwargs):
+    """--num-workers of every tool that decodes files in parallel: N of them, or -1 = auto (the default), which
+    each tool resolves as it says. what: processes or threads, doing what; auto: what -1 becomes."""
+    return opt(-1, f"{what}; -1 = auto: {auto}", metavar="N", **kwargs)
 
 
 def value_type(annotation):
@@ -63,12 +89,37 @@ def add_option(container, f: dataclasses.Field, annotation, default, *, set_defa
     if action not in ("store_true", argparse.BooleanOptionalAction):
         kwargs.update(type=t, choices=m.get("choices"), nargs=m.get("nargs"),
                       metavar=m.get("metavar") or (None if m.get("choices") else f.name.upper()))
-    if action is not argparse.BooleanOptionalAction or "default" not in kwargs:
-        return container.add_argument(flag_name(f), action=action, dest=f.name, **kwargs)
-    default = kwargs.pop("default")  # given to the action, older Pythons append "(default: X)" to the help again
+    negatable = action is argparse.BooleanOptionalAction
+    renamed = _renamed_flags(m.get("aliases") or (), flag_name(f), negatable)
+    if renamed:
+        action = _noting(container._registry_get("action", action, action), renamed)
+    # a --x / --no-x flag's default goes to the parser: given to the action, older Pythons state it in the help twice
+    parser_default = {f.name: kwargs.pop("default")} if negatable and "default" in kwargs else {}
     added = container.add_argument(flag_name(f), action=action, dest=f.name, **kwargs)
-    container.set_defaults(**{f.name: default})
+    container.set_defaults(**parser_default)
+    for old in renamed:  # parsed by the flag's own action, not listed in --help
+        if old in container._option_string_actions:
+            raise ValueError(f"{old}: an old spelling of {flag_name(f)} that another flag has")
+        container._option_string_actions[old] = added
     return added
+
+
+def _renamed_flags(aliases, new: str, negatable: bool) -> dict[str, str]:
+    """{old spelling: the flag that replaces it}, with the --no- forms of a --x / --no-x flag."""
+    renamed = {old: new for old in aliases}
+    if negatable:
+        renamed.update({"--no-" + old[2:]: "--no-" + new[2:] for old in aliases})
+    return renamed
+
+
+def _noting(action_class, renamed: dict[str, str]):
+    """action_class, also answering to the old spellings in renamed, each named once with its replacement."""
+    class Renamed(action_class):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if option_string in renamed:
+                say_renamed(option_string, renamed[option_string])
+            super().__call__(parser, namespace, values, renamed.get(option_string, option_string))
+    return Renamed
 
 
 def option_fields(cls, stage: str | None = None) -> list[dataclasses.Field]:

@@ -24,7 +24,7 @@ from gan_colorizer.config import DataConfig, RunConfig
 from gan_colorizer.console import run_command, setup_logging
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import IMAGE_EXTENSIONS
-from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
+from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser, workers_opt
 
 log = logging.getLogger("gan_colorizer")
 INDEX = "index.json"  # beside the shards: samples per shard, so epoch sizes are known without reading the tars
@@ -43,7 +43,8 @@ class ShardOptions:
     val_fraction: float = opt(DataConfig.val_fraction, "share held out as val-*.tar; 0 = no validation shards")
     seed: int = opt(RunConfig.seed, "seed of the train / val split (training's --seed)")
     include_gray: bool = opt(False, "keep photos that are already gray (training's --include-gray)")
-    num_workers: int = opt(4, "threads that check the files (the scan, cached as training caches it)", metavar="N")
+    num_workers: int = workers_opt("threads that check the files (the scan, cached as training caches it)",
+                                   "one per CPU core, 2 to 16; more than the cores help on slow network disks")
 
 
 def sample_key(relative: Path) -> str:

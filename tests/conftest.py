@@ -159,11 +159,11 @@ def cli(cached_colorizer, tiny_checkpoint, monkeypatch, capsys):
     from gan_colorizer.colorize import cli as colorize_cli
 
     def load(args):
-        return Colorizer(cached_colorizer.generator, cached_colorizer.runtime, args.render_size)
+        return Colorizer(cached_colorizer.generator, cached_colorizer.runtime, args.image_size)
     monkeypatch.setattr(colorize_cli, "load_colorizer", load)
 
     def run(*args):
-        code = colorize_cli.main([*map(str, args), "--checkpoint", str(tiny_checkpoint), "--render-size", "64"])
+        code = colorize_cli.main([*map(str, args), "--checkpoint", str(tiny_checkpoint), "--image-size", "64"])
         out, err = capsys.readouterr()
         return code, out, err
     return run

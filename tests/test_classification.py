@@ -138,7 +138,7 @@ def test_colorize_and_visualize_pixel_work_with_a_classification_checkpoint(runs
     ckpt = tmp / "checkpoints" / "c2" / "best.pt"
     photo = sorted(data.iterdir())[0]  # 48 x 40 pixels
     args = [str(photo), "--checkpoint", str(ckpt), "--out", str(tmp_path / "col"), "--decode", "mode"]
-    assert colorize_main([*args, "--render-size", "32"]) == 0
+    assert colorize_main([*args, "--image-size", "32"]) == 0
     assert ", mode)" in capsys.readouterr().out and len(list((tmp_path / "col").iterdir())) == 1
     out = tmp_path / "viz"
     assert visualize_main(["--checkpoint", str(ckpt), "--image", str(photo), "--out", str(out), "--pixel", "5,7",

@@ -1,15 +1,17 @@
 """One CLI mechanism: every tool's flags come from its options dataclass (gan_colorizer.options), one flag per field
-with the field's default, and every console entry point in setup.cfg answers --help."""
+with the field's default; one name per idea across the tools, old spellings kept as aliases that say once what
+replaces them; and every console entry point in setup.cfg, named after its script or module, answers --help."""
 import argparse
 import configparser
 import dataclasses
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from gan_colorizer import config
+from gan_colorizer import config, console
 from gan_colorizer.options import REQUIRED, add_options, opt, parse_options, tool_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +25,17 @@ TOOLS = {  # CLI module: its options dataclass (module, name)
     "gan_colorizer.shards": ("gan_colorizer.shards", "ShardOptions"),
 }
 ENTRY_POINTS = {"gan-colorizer-pretrain", "gan-colorizer-train-gan", "gan-colorizer-evaluate", "gan-colorizer-colorize",
-                "gan-colorizer-visualize", "gan-colorizer-export", "gan-colorizer-plots", "gan-colorizer-weights",
+                "gan-colorizer-visualize", "gan-colorizer-onnx", "gan-colorizer-curves", "gan-colorizer-weights",
                 "gan-colorizer-shards"}
+RENAMED_COMMANDS = {"gan-colorizer-export": "gan-colorizer-onnx", "gan-colorizer-plots": "gan-colorizer-curves"}
+# Ideas that several tools share: their one flag, and other names a tool could give (or gave) the same idea
+IDEAS = {
+    "--image-size": {"--render-size", "--size", "--input-size", "--crop-size", "--resolution"},  # the network's input
+    "--num-workers": {"--workers", "--threads", "--jobs", "-j"},
+    "--out": {"--onnx", "--output", "--out-dir", "--output-dir", "-o"},
+    "--amp": {"--precision", "--bf16", "--fp16", "--half"},
+    "--device": {"--cuda", "--gpu", "--cpu"},
+}
 
 
 def actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, list[argparse.Action]]:
@@ -109,8 +120,8 @@ class Toy:
     inputs: list[str] = opt(REQUIRED, "files", positional=True, nargs="+", metavar="FILE")
     paths: list[str] = opt(REQUIRED, "one path", flag="--path", action="append", metavar="P")
     mode: str = opt("fast", "how", choices=("fast", "slow"), group="tuning")
-    size: int | None = opt(None, "side in pixels (default: as trained)")
-    flip: bool = opt(True, "mirror first")
+    size: int | None = opt(None, "side in pixels (default: as trained)", aliases=("--side",))
+    flip: bool = opt(True, "mirror first", aliases=("--mirror",))
     force: bool = opt(False, "overwrite", action="store_true")
     gan_only: int = opt(3, "only in stage gan", stages=("gan",))
 
@@ -138,7 +149,108 @@ def console_scripts() -> dict[str, str]:
 
 
 def test_every_tool_has_one_console_entry_point():
-    assert set(console_scripts()) == ENTRY_POINTS
+    assert set(console_scripts()) == ENTRY_POINTS | set(RENAMED_COMMANDS)
+
+
+def test_console_commands_are_named_after_their_script_or_module():
+    """gan-colorizer-WORD runs WORD*.py, or python -m ...WORD (the old names aside: console's aliases)."""
+    scripts = {path.stem: path.read_text() for path in ROOT.glob("*.py")}
+    wrong = []
+    for name, target in console_scripts().items():
+        word, (module, function) = name.removeprefix("gan-colorizer-").replace("-", "_"), target.split(":")
+        script = next((stem for stem, text in scripts.items() if f"from {module} import {function}" in text), None)
+        alias = module == "gan_colorizer.console"
+        if not alias and not (script.startswith(word) if script else module.endswith("." + word)):
+            wrong.append(f"{name} runs {script + '.py' if script else 'python -m ' + module}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("old, new", RENAMED_COMMANDS.items())
+def test_old_console_names_run_the_same_tool_and_say_once_what_replaces_them(old, new, capsys, monkeypatch):
+    monkeypatch.setattr(console, "_SAID", set())
+    monkeypatch.setenv("COLUMNS", "120")
+    texts = []
+    for name in (new, old, old):
+        module, function = console_scripts()[name].split(":")
+        with pytest.raises(SystemExit) as stop:
+            getattr(importlib.import_module(module), function)(["--help"])
+        assert stop.value.code == 0
+        texts.append(capsys.readouterr())
+    assert texts[0].out == texts[1].out == texts[2].out and texts[0].err == texts[2].err == ""
+    assert texts[1].err == f"note: {old} is now called {new}; the old name still works for now\n"
+
+
+def all_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every tool's parser: the two training stages and the option-dataclass tools."""
+    from gan_colorizer.train.cli import build_parser
+    parsers = {stage: build_parser(stage) for stage in ("pretrain", "gan")}
+    parsers.update({module: importlib.import_module(module).build_parser() for module in TOOLS})
+    return parsers
+
+
+def shown_flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """{flag: its action} as --help lists them (old spellings are parsed but not listed)."""
+    return {s: a for a in parser._actions for s in a.option_strings if not isinstance(a, argparse._HelpAction)}
+
+
+def test_one_name_per_idea_in_every_tool_and_amp_wherever_a_network_runs():
+    problems = []
+    for tool, parser in all_parsers().items():
+        flags = shown_flags(parser)
+        for flag, others in IDEAS.items():
+            problems += [f"{tool}: {other} (the name of this idea is {flag})" for other in sorted(others & set(flags))]
+        if "--device" in flags and "--amp" not in flags:
+            problems.append(f"{tool}: runs a network (--device) without --amp")
+    assert problems == []
+
+
+def test_a_flag_that_several_tools_have_takes_the_same_values_in_each():
+    """Same type and choices everywhere; --num-workers: -1 = auto, the default, in each."""
+    uses: dict[str, list] = {}
+    for tool, parser in all_parsers().items():
+        for flag, action in shown_flags(parser).items():
+            uses.setdefault(flag, []).append((tool, action))
+    problems = []
+    for flag, found in uses.items():
+        kinds = {tool: (getattr(a.type, "__name__", a.type), tuple(a.choices or ())) for tool, a in found}
+        if len(set(kinds.values())) > 1:
+            problems.append(f"{flag}: {kinds}")
+    for tool, action in uses["--num-workers"]:
+        if "-1 = auto" not in action.help or "(default: -1)" not in action.help:
+            problems.append(f"{tool}: --num-workers without -1 = auto as its default")
+    assert len(uses["--image-size"]) >= 6 and len(uses["--amp"]) >= 5 and len(uses["--out"]) >= 6
+    assert problems == []
+
+
+def test_old_spellings_still_work_and_say_once_which_name_replaces_them(capsys, monkeypatch):
+    monkeypatch.setattr(console, "_SAID", set())
+    parsers = all_parsers()
+    colorize = ["a.png", "--checkpoint", "c.pt", "--out", "o"]
+    args = parsers["gan_colorizer.colorize.cli"].parse_args([*colorize, "--render-size", "64", "--workers", "3"])
+    assert (args.image_size, args.num_workers) == (64, 3)
+    assert parsers["gan_colorizer.colorize.cli"].parse_args([*colorize, "--render-size", "32"]).image_size == 32
+    export = parsers["gan_colorizer.colorize.onnx"].parse_args(["--checkpoint", "c.pt", "--onnx", "g.onnx",
+                                                                 "--render-size", "64"])
+    assert (export.out, export.image_size) == ("g.onnx", 64)  # the old spelling of a required flag is enough
+    visualize = ["--checkpoint", "c.pt", "--image", "p.png", "--out", "o", "--size", "96"]
+    assert parsers["gan_colorizer.inspect.cli"].parse_args(visualize).image_size == 96
+    notes = capsys.readouterr().err.splitlines()
+    assert notes == [f"note: {old} is now called {new}; the old name still works for now" for old, new in
+                     [("--render-size", "--image-size"), ("--workers", "--num-workers"), ("--onnx", "--out"),
+                      ("--size", "--image-size")]]
+    helps = "".join(p.format_help() for p in parsers.values())
+    assert not {"--render-size", "--workers", "--onnx", "--size"} & set(re.findall(r"--[a-z0-9-]+", helps))
+
+
+def test_an_old_spelling_of_a_yes_no_flag_works_in_both_forms(capsys, monkeypatch):
+    monkeypatch.setattr(console, "_SAID", set())
+    parser = tool_parser(Toy, "toy")
+    assert parse_options(parser, Toy, ["a", "--path", "p", "--no-mirror", "--side", "8"]).flip is False
+    assert parse_options(parser, Toy, ["a", "--path", "p", "--mirror"]).flip is True
+    assert capsys.readouterr().err.splitlines() == [
+        "note: --no-mirror is now called --no-flip; the old name still works for now",
+        "note: --side is now called --size; the old name still works for now",
+        "note: --mirror is now called --flip; the old name still works for now"]
 
 
 @pytest.mark.parametrize("name", sorted(ENTRY_POINTS))

@@ -155,7 +155,7 @@ def test_the_script_colorizes_and_ctrl_c_leaves_only_complete_files(cli, tiny_ch
         shutil.copyfile(photos / "00.png", photos / f"{i:02d}.png")
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "colorize.py"), str(photos), "--out", str(out), "--checkpoint",
-           str(tiny_checkpoint), "--render-size", "64", "--batch-size", "1", "--device", "cpu"]
+           str(tiny_checkpoint), "--image-size", "64", "--batch-size", "1", "--device", "cpu"]
     # SIGINT as at a terminal: a job started in the background by a non-interactive shell (CI runners, nohup ...
     # &) inherits SIGINT ignored, and Python then keeps ignoring it, as it should
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -23,9 +23,9 @@ def exported(tiny_checkpoint, tmp_path_factory):
     for i in range(4):
         color_image(i, size=(96, 80)).save(root / "calibration" / f"{i}.png")
     fp32, int8 = root / "g.onnx", root / "g-int8.onnx"
-    assert export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(fp32), "--no-check"]) == 0
-    assert export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(int8), "--no-check", "--int8",
-                        "--calibration", str(root / "calibration"), "--render-size", "64"]) == 0
+    assert export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(fp32), "--no-check"]) == 0
+    assert export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(int8), "--no-check", "--int8",
+                        "--calibration", str(root / "calibration"), "--image-size", "64"]) == 0
     return fp32, int8
 
 
@@ -71,7 +71,7 @@ def test_every_engine_writes_the_same_files_under_the_same_rules(tiny_checkpoint
             "onnx": [exported[0]], "onnx-int8": [exported[1], "--engine", "onnx-int8"]}
     for name, checkpoint in runs.items():
         out = tmp_path / name
-        argv = [str(photos), "--out", str(out), "--render-size", "64", "--checkpoint", *map(str, checkpoint)]
+        argv = [str(photos), "--out", str(out), "--image-size", "64", "--checkpoint", *map(str, checkpoint)]
         assert colorize_cli.main(argv) == 0, name
         assert sorted(p.name for p in out.iterdir()) == ["alpha.png", "old.png"]
         with Image.open(out / "alpha.png") as img, Image.open(photos / "alpha.png") as src:
@@ -115,7 +115,7 @@ def test_an_engine_other_than_the_files_own_and_decode_on_an_export_are_refused(
 
 
 def test_int8_export_needs_calibration_photos(tiny_checkpoint, tmp_path, capsys):
-    argv = ["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--int8"]
+    argv = ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "g.onnx"), "--int8"]
     assert export_main(argv) == 2 and "--calibration" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert export_main(argv + ["--calibration", str(tmp_path / "empty"), "--no-check"]) == 2
@@ -149,7 +149,7 @@ def test_unreadable_calibration_photos_are_named_and_none_readable_is_refused_be
     (folder / "broken.png").write_bytes(b"not a png")
     (folder / "empty.jpg").write_bytes(b"")
     monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported before the check"))
-    argv = ["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--int8", "--no-check",
+    argv = ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "g.onnx"), "--int8", "--no-check",
             "--calibration", str(folder)]
     assert export_main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -174,7 +174,7 @@ def test_a_readable_calibration_photo_is_used_and_an_unreadable_one_named(tmp_pa
 
 def test_calibration_without_int8_is_refused(tiny_checkpoint, tmp_path, capsys):
     (tmp_path / "photos").mkdir()
-    code = export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--no-check",
+    code = export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "g.onnx"), "--no-check",
                         "--calibration", str(tmp_path / "photos")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--int8" in err and not (tmp_path / "g.onnx").exists()
@@ -204,7 +204,7 @@ def test_without_onnx_engine_onnx_and_the_export_tool_are_one_line_saying_what_t
                               str(tiny_checkpoint), "--engine", "onnx"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and f"needs {missing}," in err and '".[export]"' in err
-    code = export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx")])
+    code = export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "g.onnx")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and f"needs {missing}," in err and '".[export]"' in err
     assert not (tmp_path / "g.onnx").exists()

@@ -226,6 +226,19 @@ def test_embedded_validation_photos_and_a_single_image(tmp_path, tiny_generator)
     assert len(read_csv(tmp_path / "one" / "metrics.csv")) == 2
 
 
+def test_amp_runs_the_generator_under_autocast_and_the_summary_says_so(tmp_path, tiny_generator, monkeypatch):
+    """--amp as in colorize.py (off by default here: the published figures are fp32)."""
+    seen = []
+    forward = TinyGenerator.forward
+    monkeypatch.setattr(TinyGenerator, "forward", lambda self, x: seen.append(self.conv(x).dtype) or forward(self, x))
+    (tmp_path / "x.pt").write_bytes(b"")
+    opts = dict(checkpoints=[str(tmp_path / "x.pt")], image_size=32, num_workers=0, data="embedded:val", limit=1)
+    fp32 = evaluate(EvalOptions(out=str(tmp_path / "fp32"), **opts))
+    bf16 = evaluate(EvalOptions(out=str(tmp_path / "bf16"), amp="bf16", **opts))
+    assert seen == [torch.float32, torch.bfloat16]
+    assert (fp32["protocol"]["precision"], bf16["protocol"]["precision"]) == ("fp32", "bf16 autocast (--amp bf16)")
+
+
 class PooledFeatures(torch.nn.Module):
     """A cheap stand-in for the FID Inception (whose loading and equality with pytorch-fid test_lpips_fid checks):
     48-d features, the 4x4 average-pooled RGB."""

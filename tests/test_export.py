@@ -13,7 +13,7 @@ from gan_colorizer.colorize.onnx import main  # noqa: E402
 def test_exported_generator_agrees_with_pytorch_on_new_batch_and_spatial_sizes(tiny_checkpoint, tmp_path, capsys):
     import onnx
     path = tmp_path / "onnx" / "generator.onnx"
-    assert main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(path)]) == 0
+    assert main(["--checkpoint", str(tiny_checkpoint), "--out", str(path)]) == 0
     assert "checked in onnxruntime" in capsys.readouterr().out
     meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     assert meta["size_multiple"] == "32" and "L / 50 - 1" in meta["input"] and "ab / 110" in meta["output"]
@@ -30,6 +30,6 @@ def test_exported_generator_agrees_with_pytorch_on_new_batch_and_spatial_sizes(t
 
 
 def test_export_of_a_missing_checkpoint_is_one_line(tmp_path, capsys):
-    assert main(["--checkpoint", str(tmp_path / "nope.pt"), "--onnx", str(tmp_path / "g.onnx")]) == 2
+    assert main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "g.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and not (tmp_path / "g.onnx").exists()

@@ -93,7 +93,7 @@ def test_visualize_writes_every_layer_of_a_checkpoint(tiny_checkpoint, tmp_path,
     color_image(3, (70, 50)).save(tmp_path / "photo.png")
     out = tmp_path / "viz"
     assert visualize_main(["--checkpoint", str(tiny_checkpoint), "--image", str(tmp_path / "photo.png"),
-                           "--out", str(out), "--size", "64", "--layers", "encoder.layer1,bottleneck,head"]) == 0
+                           "--out", str(out), "--image-size", "64", "--layers", "encoder.layer1,bottleneck,head"]) == 0
     summary = json.loads((out / "layers.json").read_text())
     assert [l["name"] for l in summary["layers"]] == ["encoder.layer1", "bottleneck", "head.resblock", "head.out"]
     assert summary["input_size"] == [64, 96]  # short side 64, aspect kept, multiples of 32

@@ -199,7 +199,7 @@ def test_a_venv_without_torch_colorizes_like_torch(tiny_checkpoint, tmp_path):
     and the API run an exported model there, and match the torch engine on the same photos."""
     from gan_colorizer.colorize.api import Colorizer
     from gan_colorizer.colorize.onnx import main as export
-    assert export(["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--no-check"]) == 0
+    assert export(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "g.onnx"), "--no-check"]) == 0
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
     python = tmp_path / "venv" / "bin" / "python"
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

@@ -21,7 +21,7 @@ from gan_colorizer.colorize import video
 from gan_colorizer.colorize.files import plan_jobs
 from gan_colorizer.images import UnreadableImage
 
-SIZE = (64, 96)  # (h, w): at --render-size 64 the network sees the frames at their own size
+SIZE = (64, 96)  # (h, w): at --image-size 64 the network sees the frames at their own size
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +266,7 @@ def test_an_onnx_model_colorizes_videos_as_it_colorizes_photos(tiny_checkpoint, 
     """The ONNX engines' numpy maths (no torch) serve videos too: frames equal the same engine's photos."""
     from gan_colorizer import Colorizer
     from gan_colorizer.colorize.onnx import main as export_main
-    assert export_main(["--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "g.onnx"), "--no-check"]) == 0
+    assert export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "g.onnx"), "--no-check"]) == 0
     onnx = Colorizer.from_checkpoint(tmp_path / "g.onnx", render_size=64)
     frames = pan("chelsea", 3, SIZE, (2, 0))
     out = list(video.colorized_frames(onnx, frames, temporal=0, controls={"saturation": 1.5}))
@@ -284,7 +284,7 @@ def test_ctrl_c_in_the_script_leaves_no_video_under_its_name(tiny_checkpoint, tm
     src = write_clip(tmp_path / "long.mp4", pan("astronaut", 120, SIZE, (0.2, 0.3)), audio=True)
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "colorize.py"), str(src), "--out", str(out), "--checkpoint",
-           str(tiny_checkpoint), "--render-size", "64", "--batch-size", "1", "--device", "cpu"]
+           str(tiny_checkpoint), "--image-size", "64", "--batch-size", "1", "--device", "cpu"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as at a terminal
     deadline = time.time() + 300

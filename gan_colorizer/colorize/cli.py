@@ -18,7 +18,7 @@ from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import MAX_PIXELS
-from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
+from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, parse_options, tool_parser, workers_opt
 
 # Idle OpenMP threads sleep instead of spinning, so the decode / encode threads get the cores (on a 2-core
 # machine spinning cost ~2x CPU per photo). Read when torch loads, hence before any torch import; env overrides.
@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DESCRIPTION = """Colorize gray (or colour, taken to gray first) photos and videos at their full resolution.
 
-The network predicts colour from a --render-size copy; the result keeps the photo's own full-resolution
+The network predicts colour from an --image-size copy; the result keeps the photo's own full-resolution
 lightness, its width and height, EXIF orientation and metadata, and alpha (PNG/WebP/TIFF outputs).
 
 Outputs: a file INPUT goes to OUT/NAME.png, a folder's photos to OUT/<path below the folder>.png, a quoted
@@ -41,7 +41,6 @@ examples:
   python colorize.py 'archive/*/19[5-6]?/' --checkpoint best.pt --out color --temperature 8 --saturation 1.2
 
 exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arguments, 130 interrupted"""
-WORKERS = min(8, os.cpu_count() or 2)  # PNG encoding is the slow part: enough threads to keep a GPU fed
 MAX_BATCH_PIXELS = 16_000_000  # full-size pixels per batch at most, whatever --batch-size (a bigger photo goes alone)
 IN_FLIGHT_PIXELS = 24_000_000  # full-size pixels decoded ahead, and waiting to be written, at most
 MOOD, FILES, VIDEO = "mood controls (applied in Lab after prediction)", "output files", "videos"  # --help sections
@@ -55,12 +54,12 @@ class ColorizeOptions:
     checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint (best.pt or last.pt), or a model exported to "
                                     ".onnx (python -m gan_colorizer.colorize.onnx)", metavar="CKPT")
     out: str = opt(REQUIRED, "output folder (created if needed)", metavar="DIR")
-    render_size: int = opt(256, "short side, in pixels, of the copy the network sees (its long side at most "
-                                "8 times that); ab is upsampled from it", metavar="N")
+    image_size: int = opt(256, "short side, in pixels, of the copy the network sees (its long side at most "
+                               "8 times that); ab is upsampled from it", metavar="N", aliases=("--render-size",))
     max_pixels: int = opt(MAX_PIXELS, "refuse (one line, from the file's header, before decoding) photos with more "
                                       "pixels than this", metavar="N")
     batch_size: int = opt(4, "photos of the same render shape per network forward", metavar="N")
-    device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
+    device: str = device_opt()
     weights: str = opt("auto", "auto = the EMA copy when the run kept one (--ema-decay), else the trained weights",
                        choices=WEIGHTS)
     decode: str | None = opt(None, "classification checkpoints: how the predicted distribution becomes ab: annealed "
@@ -71,8 +70,7 @@ class ColorizeOptions:
     engine: str | None = opt(None, "what runs the network: torch, onnx (onnxruntime fp32) or onnx-int8 (a model "
                                    "exported with --int8); default: torch for a .pt, the model's own for a .onnx",
                              choices=ENGINES)
-    amp: str = opt("auto", "mixed precision of the network: auto = bf16 where the device runs it fast",
-                   choices=("auto", "off", "bf16", "fp16"))
+    amp: str = amp_opt()
     temperature: float = opt(0.0, "shift b by this many ab units: > 0 warmer (yellow), < 0 cooler (blue); try +-5..15",
                              metavar="T", group=MOOD)
     saturation: float = opt(1.0, "scale ab: 1 as predicted, 0 gray, 1.3 more vivid", metavar="S", group=MOOD)
@@ -81,8 +79,9 @@ class ColorizeOptions:
                       group=FILES)
     quality: int = opt(95, "JPEG / WebP quality, 1-100", metavar="Q", group=FILES)
     overwrite: bool = opt(False, "replace outputs that already exist", action="store_true", group=FILES)
-    workers: int = opt(WORKERS, "threads that decode and encode files: one per CPU core, at most 8", metavar="N",
-                       group=FILES)
+    num_workers: int = workers_opt("threads that decode and encode files", "one per CPU core, at most 8 (PNG "
+                                   "encoding is the slow part: enough to keep a GPU fed)", group=FILES,
+                                   aliases=("--workers",))
     temporal: float = opt(DEFAULT_STRENGTH, "strength (0-1) of the temporal filter: each frame's colour blended with "
                                             "the previous one's along the motion; 0 = each frame on its own",
                           metavar="S", group=VIDEO)
@@ -95,14 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     return tool_parser(ColorizeOptions, DESCRIPTION, prog="colorize.py")
 
 
+def io_threads(num_workers: int) -> int:
+    """--num-workers as threads: -1 (auto) is one per CPU core, at most 8."""
+    return num_workers if num_workers > 0 else min(8, os.cpu_count() or 2)
+
+
 def check_args(args) -> None:
     from gan_colorizer.colorize.api import check_controls
     from gan_colorizer.colorize.video_jobs import check_video_args
     check_video_args(args)
-    checks = [(args.render_size >= 32, f"--render-size {args.render_size}: must be >= 32"),
+    checks = [(args.image_size >= 32, f"--image-size {args.image_size}: must be >= 32"),
               (args.batch_size >= 1, "--batch-size must be >= 1"),
               (1 <= args.quality <= 100, f"--quality {args.quality}: must be in 1..100"),
-              (args.workers >= 1, "--workers must be >= 1"),
+              (args.num_workers >= 1 or args.num_workers == -1, "--num-workers must be >= 1, or -1 for auto"),
               (args.max_pixels >= 1, f"--max-pixels {args.max_pixels}: must be >= 1"),
               (args.annealed_t is None or args.annealed_t > 0, f"--annealed-t {args.annealed_t}: must be > 0"),
               (not Path(args.out).exists() or Path(args.out).is_dir(), f"--out {args.out}: exists and is not a folder")]
@@ -236,11 +240,12 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
     from gan_colorizer.colorize import api as colorizer_module
     from gan_colorizer.colorize.files import save_atomic
     controls = {"temperature": args.temperature, "saturation": args.saturation, "hue": args.hue}
-    pool, writes = ThreadPoolExecutor(args.workers, thread_name_prefix="colorize-io"), _InFlight(2 * args.workers,
-                                                                                                 IN_FLIGHT_PIXELS)
+    workers = io_threads(args.num_workers)
+    pool, writes = ThreadPoolExecutor(workers, thread_name_prefix="colorize-io"), _InFlight(2 * workers,
+                                                                                            IN_FLIGHT_PIXELS)
     try:
         decoded = _prefetch(pool, lambda job: _load(job, colorizer_module, args.max_pixels), jobs,
-                            args.batch_size + args.workers)
+                            args.batch_size + workers)
         for batch in _batches(decoded, args.batch_size):
             good = []
             for job, item in batch:
@@ -262,7 +267,7 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
 
 def load_colorizer(args):
     from gan_colorizer.colorize.api import Colorizer
-    return Colorizer.from_checkpoint(args.checkpoint, args.device, args.render_size, args.amp, weights=args.weights,
+    return Colorizer.from_checkpoint(args.checkpoint, args.device, args.image_size, args.amp, weights=args.weights,
                                      decode=args.decode, annealed_t=args.annealed_t, engine=args.engine)
 
 
@@ -303,7 +308,7 @@ def main(argv=None) -> int:
     if colorizer is not None:
         kept = f"; {report.tally.kept} existing outputs kept (--overwrite replaces them)" if report.tally.kept else ""
         from gan_colorizer.colorize.video_jobs import describe
-        print(f"colorizing {describe(todo)} into {args.out} (render size {args.render_size}, "
+        print(f"colorizing {describe(todo)} into {args.out} (image size {args.image_size}, "
               f"{_engine(colorizer)}{_decoding(colorizer, args)}){kept}", flush=True)
     try:
         if todo:

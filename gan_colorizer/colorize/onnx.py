@@ -1,4 +1,4 @@
-"""Export a checkpoint's generator to ONNX: `python -m gan_colorizer.colorize.onnx --checkpoint CKPT --onnx OUT.onnx`.
+"""Export a checkpoint's generator to ONNX: `python -m gan_colorizer.colorize.onnx --checkpoint CKPT --out OUT.onnx`.
 
 The ONNX model maps gray_l (N, 1, H, W) float32 in model units (L / 50 - 1) to ab (N, 2, H, W) in model units
 (a, b / 110); N, H and W are dynamic, H and W multiples of 32 (of 256 for the pix2pix U-Net). Everything
@@ -189,7 +189,7 @@ KEEP_FLOAT = ()  # node-name prefixes left in fp32 by default: see docs/colorizi
 class ExportOptions:
     """The flags of the export command."""
     checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint", metavar="CKPT")
-    onnx: str = opt(REQUIRED, "where to write the ONNX model", metavar="OUT.onnx")
+    out: str = opt(REQUIRED, "where to write the ONNX model", metavar="OUT.onnx", aliases=("--onnx",))
     opset: int = opt(OPSET, "ONNX opset")
     no_check: bool = opt(False, "skip comparing the export with PyTorch in onnxruntime on fresh random inputs",
                          action="store_true")
@@ -199,8 +199,8 @@ class ExportOptions:
                                         "int8 come from them)", metavar="DIR")
     calibration_count: int = opt(200, "--int8: photos of --calibration used at most", metavar="N")
     calibration_method: str = opt("minmax", "--int8: how activation ranges are chosen", choices=tuple(METHODS))
-    render_size: int = opt(256, "--int8: render size the calibration photos are seen at (as colorize.py's)",
-                           metavar="N")
+    image_size: int = opt(256, "--int8: short side the calibration photos are seen at (colorize.py's --image-size)",
+                          metavar="N", aliases=("--render-size",))
     keep_float: list[str] = opt(KEEP_FLOAT, "--int8: ONNX node names (or prefixes) kept in fp32",
                                 nargs="*", metavar="NODE")
 
@@ -250,7 +250,7 @@ def main(argv=None) -> int:
 
 
 def export_command(args) -> None:
-    """Export (and check) the fp32 model; with --int8 quantize it, calibrated on --calibration, into --onnx."""
+    """Export (and check) the fp32 model; with --int8 quantize it, calibrated on --calibration, into --out."""
     import tempfile
 
     from gan_colorizer.checkpoint import load_generator
@@ -261,16 +261,16 @@ def export_command(args) -> None:
     metadata = _metadata_or_none(cfg, multiple, set_decoding(generator))
     inputs = None
     if args.int8:  # read the first calibration photo now: no photos, or none readable, is refused before exporting
-        inputs = calibration_inputs(args.calibration, args.render_size, multiple, args.calibration_count)
+        inputs = calibration_inputs(args.calibration, args.image_size, multiple, args.calibration_count)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx" if args.int8 else args.onnx
+        fp32 = Path(tmp) / "fp32.onnx" if args.int8 else args.out
         path = export_onnx(generator, fp32, multiple, args.opset, metadata)
         if not args.no_check:
             m = multiple
             diff = check_onnx(path, generator, [(1, 2 * m, 2 * m), (2, 3 * m, 4 * m)] if m < 256 else [(1, m, 2 * m)])
             print(f"checked in onnxruntime (fp32) at other batch and spatial sizes: max |diff| {diff:.1e}")
         if args.int8:
-            path = quantize_int8(path, args.onnx, inputs, args.calibration_method, args.keep_float)
+            path = quantize_int8(path, args.out, inputs, args.calibration_method, args.keep_float)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{', int8' if args.int8 else ''}): gray_l (N, 1, H, W) "
           f"-> ab (N, 2, H, W), H and W multiples of {multiple}")
 

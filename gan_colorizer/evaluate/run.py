@@ -43,8 +43,8 @@ from gan_colorizer.metrics import (
     image_metrics,
     sqrtm_psd,
 )
-from gan_colorizer.options import REQUIRED, opt
-from gan_colorizer.runtime import Runtime
+from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, workers_opt
+from gan_colorizer.runtime import Runtime, resolve_workers
 
 log = logging.getLogger("gan_colorizer")
 FULL_RES_MAX_PIXELS = 64_000_000  # a 16 MP photo peaked at 5.3 GB in full-res (2026-11-30): 64 MP fits in 24 GB
@@ -72,9 +72,11 @@ class EvalOptions:
     labels: list[str] | None = opt(None, "name of each --checkpoint, in order (default: file stem, made unique with "
                                          "its folders)", flag="--label", action="append", metavar="NAME")
     protocol: str = opt("center-crop", "; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items()), choices=list(PROTOCOLS))
-    image_size: int = opt(256, "protocol size in pixels", metavar="SIZE")
+    image_size: int = opt(256, "the network's input size in pixels: SIZE above (full-res: the short side of the copy "
+                               "the network sees, as colorize.py's --image-size)", metavar="SIZE")
     batch_size: int = opt(16, "images per batch (full-res: always 1)", metavar="N")
-    device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
+    device: str = device_opt()
+    amp: str = amp_opt("off", "; off here by default, as the published figures (summary.json says which ran)")
     weights: str = opt("auto", "auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained "
                                "weights", choices=WEIGHTS)
     limit: int | None = opt(None, "evaluate only the first N files (sorted)", metavar="N")
@@ -90,7 +92,8 @@ class EvalOptions:
                                           "first use)", metavar="PATH")
     download: bool = opt(True, "download the LPIPS / FID weights the cache lacks (--no-download: cached files only; "
                                "a metric without weights is null, with the reason)")
-    num_workers: int = opt(2, "DataLoader processes that decode images", metavar="N")
+    num_workers: int = workers_opt("DataLoader worker processes that decode images", "1 on CPU, min(8, cores) with "
+                                   "CUDA (as in training)")
     grid_images: int = opt(16, "images shown in grids/, spread evenly over the set, 4 per sheet; 0 = none", metavar="N")
     report: bool = opt(False, "also write OUT/report/index.html: images, sortable metric tables, ab distributions, "
                               "layer view and a pixel inspector; opens from disk, offline", action="store_true")
@@ -148,7 +151,7 @@ class Evaluator:
     def __init__(self, opts: EvalOptions):
         self.opts = opts
         self._check(opts)
-        self.rt = Runtime(opts.device, "off", channels_last=True)  # fp32: published numbers are fp32
+        self.rt = Runtime(opts.device, opts.amp, channels_last=True)
         clip_paths, clip_names = list_clips(opts.data, opts.limit)
         self.paths, self.names = resolve_data(opts.data, allow_empty=bool(clip_paths))
         self.candidates = load_candidates(opts, self.rt)
@@ -172,7 +175,7 @@ class Evaluator:
                   (opts.batch_size > 0, "--batch-size must be > 0"),
                   (opts.limit is None or opts.limit > 0, "--limit must be > 0"),
                   (opts.max_pixels is None or opts.max_pixels >= 1, "--max-pixels must be >= 1"),
-                  (opts.num_workers >= 0, "--num-workers must be >= 0"),
+                  (opts.num_workers >= -1, "--num-workers must be >= 0, or -1 for auto"),
                   (opts.grid_images >= 0, "--grid-images must be >= 0"),
                   (opts.report_images >= 0 and opts.report_worst >= 0, "--report-images and --report-worst must be >= 0"),
                   (opts.annealed_t is None or opts.annealed_t > 0, f"--annealed-t {opts.annealed_t}: must be > 0"),
@@ -194,7 +197,7 @@ class Evaluator:
         o = self.opts
         max_pixels = o.max_pixels or (FULL_RES_MAX_PIXELS if full_res else MAX_PIXELS)
         dataset = EvalDataset(self.paths[: self.n_eval], o.protocol, o.image_size, max_pixels)
-        workers = min(self.opts.num_workers, len(dataset))
+        workers = min(resolve_workers(self.opts.num_workers, self.rt.device), len(dataset))
         return DataLoader(dataset, batch_size=1 if full_res else self.opts.batch_size, shuffle=False,
                           num_workers=workers, collate_fn=collate, pin_memory=self.rt.device.type == "cuda",
                           prefetch_factor=2 if workers else None)
@@ -297,9 +300,10 @@ class Evaluator:
             seconds = self.seconds[cand.label]
             models[cand.label] = {"checkpoint": cand.checkpoint, **cand.info, "fid": fids[cand.label],
                                   "img_per_sec": self.n_images / seconds if seconds else None}
+        precision = "fp32" if self.rt.amp_dtype is None else f"{self.rt.amp_name} autocast (--amp {o.amp})"
         protocol = {"name": o.protocol, "image_size": o.image_size,
                     "description": PROTOCOLS[o.protocol].replace("SIZE", str(o.image_size)),
-                    "resample": "PIL bicubic (antialiased); ab upsampled bicubic", "precision": "fp32",
+                    "resample": "PIL bicubic (antialiased); ab upsampled bicubic", "precision": precision,
                     "metrics": METRIC_NOTES}
         skipped = [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped]  # clips': clips.skipped
         clips = {"clips": self.clips.summary()} if self.clips.paths else {}

@@ -38,7 +38,7 @@ from gan_colorizer.inspect.features import (
     select_stages,
     top_channels,
 )
-from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
+from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, parse_options, tool_parser
 from gan_colorizer.runtime import Runtime
 
 DESCRIPTION = """Look inside a trained generator on one photo: feature maps of every encoder stage, the bottleneck and
@@ -67,12 +67,13 @@ class VisualizeOptions:
     checkpoint: str = opt(REQUIRED, "a stage-1 or stage-2 checkpoint", metavar="PATH")
     image: str = opt(REQUIRED, "the photo (color or gray)", metavar="PATH")
     out: str = opt(REQUIRED, "output folder", metavar="DIR")
-    size: int | None = opt(None, "short side the network sees, snapped to the sizes it accepts (default: its training "
-                                 "size)", metavar="N")
+    image_size: int | None = opt(None, "short side the network sees, snapped to the sizes it accepts (default: its "
+                                       "training size)", metavar="N", aliases=("--size",))
     layers: str | None = opt(None, "comma-separated stage names or groups (encoder, bottleneck, decoder, head); "
                                    "default: all", metavar="NAMES")
     top: int = opt(TOP_CHANNELS, "channels shown per layer", metavar="K")
-    device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
+    device: str = device_opt()
+    amp: str = amp_opt("off", "; off here by default: the maps and figures of the fp32 network")
     pixel: list[str] | None = opt(None, "draw the predicted distribution over the ab bins of the photo's pixel X,Y "
                                         "(0-based, from the top left) into pixel_X_Y.png; repeat for several pixels",
                                   action="append", metavar="X,Y", group=CLASSES)
@@ -133,13 +134,13 @@ def _layer_files(out: Path, outputs: dict, k: int) -> list[dict]:
 def visualize(args) -> dict:
     if args.top < 1:
         raise UserError("--top must be >= 1")
-    if args.size is not None and args.size < 16:
-        raise UserError(f"--size {args.size}: must be at least 16")
+    if args.image_size is not None and args.image_size < 16:
+        raise UserError(f"--image-size {args.image_size}: must be at least 16")
     if args.annealed_t is not None and args.annealed_t <= 0:
         raise UserError(f"--annealed-t {args.annealed_t}: must be > 0")
     photo = read_photo(args.image)  # before the model loads: a wrong path fails at once
     points = parse_pixels(args.pixel, photo)
-    rt = Runtime(args.device, "off", channels_last=False)
+    rt = Runtime(args.device, args.amp, channels_last=False)
     generator, cfg, ckpt = load_generator(args.checkpoint, rt.device)
     head = head_info(generator, ckpt, args.decode, args.annealed_t)
     if points and head["head"] != "classification":
@@ -147,14 +148,14 @@ def visualize(args) -> dict:
                         f"--pixel needs a checkpoint trained with --head classification")
     names = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
     chosen = select_stages(generator, names)
-    pixels, gray = network_input(photo, args.size or cfg.data.image_size, size_multiple(generator))
+    pixels, gray = network_input(photo, args.image_size or cfg.data.image_size, size_multiple(generator))
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     gray_l, real_ab = rgb_to_model(pixels.to(rt.device))
-    fake_ab, outputs = capture(generator, gray_l, chosen)
+    fake_ab, outputs = capture(generator, gray_l, chosen, rt)
     fake_rgb = to_uint8(model_to_rgb(gray_l, fake_ab))
     save_png(_hwc(to_uint8(model_to_rgb(gray_l, torch.zeros_like(fake_ab)))), out / "input.png")
     save_png(_hwc(fake_rgb), out / "prediction.png")
@@ -166,17 +167,18 @@ def visualize(args) -> dict:
                "layers": _layer_files(out, outputs, args.top)}
     if head["head"] == "classification":
         prior_figure(generator, out / "prior.png", head.get("color_prior"))
-        summary["pixels"] = pixel_files(out, generator, gray_l, None if gray else real_ab, fake_ab, points, photo)
+        summary["pixels"] = pixel_files(out, generator, gray_l, None if gray else real_ab, fake_ab, points, photo, rt)
     (out / "layers.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(summary['layers'])} layers of {args.checkpoint} on {args.image} "
           f"({pixels.shape[-1]}x{pixels.shape[-2]}) -> {out}")
     return summary
 
 
-def pixel_files(out: Path, generator, gray_l, real_ab, fake_ab, points: list, photo: Image.Image) -> list[dict]:
+def pixel_files(out: Path, generator, gray_l, real_ab, fake_ab, points: list, photo: Image.Image,
+                runtime=None) -> list[dict]:
     """pixel_X_Y.png for each --pixel point: the distribution at the network pixel the photo pixel falls in."""
     g = classifier(generator)
-    logits = logits_of(generator, gray_l)[0]
+    logits = logits_of(generator, gray_l, runtime)[0]
     h, w = logits.shape[-2:]
     rows = []
     for x, y in points:

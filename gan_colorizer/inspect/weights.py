@@ -19,7 +19,7 @@ from gan_colorizer.color import rgb_to_model
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.anatomy import group_of, stages
 from gan_colorizer.networks import build_discriminator, core
-from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
+from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, parse_options, tool_parser
 
 
 def friendly_names(generator) -> dict[str, str]:
@@ -100,8 +100,10 @@ def save_histograms(net, groups: dict[str, str], names: dict[str, str], out: Pat
 
 
 @torch.no_grad()
-def activation_rows(generator, pixels: torch.Tensor) -> list[dict]:
-    """Mean, std, share of zeros and max of every stage's output over a batch of photos."""
+def activation_rows(generator, pixels: torch.Tensor, runtime=None) -> list[dict]:
+    """Mean, std, share of zeros and max of every stage's output over a batch of photos (under the runtime's
+    device and autocast when one is given)."""
+    from gan_colorizer.colorize.inference import forward_ab
     found, stats = stages(generator), {}
 
     def record(name):
@@ -113,8 +115,8 @@ def activation_rows(generator, pixels: torch.Tensor) -> list[dict]:
         return hook
     hooks = [s.module.register_forward_hook(record(s.name)) for s in found]
     try:
-        gray_l, _ = rgb_to_model(pixels)
-        generator(gray_l)
+        gray_l, _ = rgb_to_model(pixels if runtime is None else pixels.to(runtime.device))
+        forward_ab(generator, gray_l, runtime)
     finally:
         for h in hooks:
             h.remove()
@@ -138,7 +140,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def report(checkpoint: str, out: Path, images: str | None = None, n_images: int = 8, size: int | None = None) -> dict:
+def report(checkpoint: str, out: Path, images: str | None = None, n_images: int = 8, size: int | None = None,
+           runtime=None) -> dict:
     generator, cfg, ckpt = ckpt_io.load_generator(checkpoint)
     discriminator = None
     if "discriminator" in ckpt:
@@ -153,7 +156,8 @@ def report(checkpoint: str, out: Path, images: str | None = None, n_images: int 
     pngs = save_histograms(net, group_of(net), friendly_names(net), out, "generator")
     if discriminator is not None:
         pngs += save_histograms(discriminator, {}, {}, out, "discriminator")
-    activations = activation_rows(generator, _photos(images, n_images, size or cfg.data.image_size))
+    activations = activation_rows(generator if runtime is None else runtime.place(generator),
+                                  _photos(images, n_images, size or cfg.data.image_size), runtime)
     write_csv(out / "activations.csv", activations)
     summary = {"checkpoint": str(checkpoint), "total_params": sum(r["params"] for r in rows), "groups": groups,
                "largest": largest(rows), "histograms": [p.name for p in pngs]}
@@ -165,10 +169,12 @@ def report(checkpoint: str, out: Path, images: str | None = None, n_images: int 
 class WeightsOptions:
     """The flags of the weight report."""
     checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint")
-    out: Path = opt(REQUIRED, "folder for the CSVs, PNGs and summary.json")
+    out: str = opt(REQUIRED, "folder for the CSVs, PNGs and summary.json")
     images: str | None = opt(None, "photos for the activation statistics (default: the embedded samples)")
     n_images: int = opt(8, "how many photos")
     image_size: int | None = opt(None, "their size (default: the run's --image-size)")
+    device: str = device_opt()
+    amp: str = amp_opt("off", "; off here by default: the statistics of the fp32 network")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parse_options(build_parser(), WeightsOptions, argv)
     try:
-        summary = report(args.checkpoint, args.out, args.images, args.n_images, args.image_size)
+        from gan_colorizer.runtime import Runtime
+        summary = report(args.checkpoint, Path(args.out), args.images, args.n_images, args.image_size,
+                         Runtime(args.device, args.amp, channels_last=False))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
