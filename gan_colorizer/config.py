@@ -102,11 +102,13 @@ class RunConfig:
     seed: int = opt(0, "seed for weights, validation split, crops and flips")
     device: str = device_opt()
     resume: typing.Optional[str] = opt(None, "continue a run from its last.pt (same step, epoch and config; flags given override)")
-    init_generator: typing.Optional[str] = opt(None, "stage-1 checkpoint to start the generator from (its architecture "
-                                                     "too: flags given override)", stages=("gan",))
+    init_generator: typing.Optional[str] = opt(None, "checkpoint whose generator this run starts from, architecture "
+                                                     "too (flags given override), with a fresh optimizer: stage 2 "
+                                                     "starts from a stage-1 run; stage 1 fine-tunes one (new photos, "
+                                                     "more epochs)")
     init_weights: str = opt("auto", "which weights of --init-generator: auto = its EMA copy when it holds one (what "
-                                    "stage 1 validated and picked best.pt with), else its trained ones; ema = insist; "
-                                    "raw = the trained ones", choices=WEIGHTS, stages=("gan",))
+                                    "its run validated and picked best.pt with), else its trained ones; ema = insist; "
+                                    "raw = the trained ones", choices=WEIGHTS)
     checkpoint_minutes: float = opt(15.0, "also write last.pt mid-epoch when this many minutes passed since the last "
                                           "write (bounds the work a crash loses; 0 = off)")
     checkpoint_every: int = opt(0, "also write last.pt every N optimizer steps (0 = off)")

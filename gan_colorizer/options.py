@@ -3,8 +3,8 @@
 A field is `name: type = opt(default, "help", ...)`; `add_options(parser, Cls)` turns every field into a flag
 (`--name-with-dashes`, type from the annotation, bool -> --x / --no-x) whose help ends in "(default: X)".
 An idea shared by several tools has one name and one meaning everywhere (tests/test_cli_options.py walks every
-parser): its field comes from the factories below (device_opt, amp_opt, workers_opt); a flag's old spellings are `aliases`,
-accepted and named once on stderr with the flag that replaces them.
+parser): its field comes from the factories below (device_opt, amp_opt, workers_opt); a flag's old spellings are
+`aliases`, accepted and named once on stderr with the flag that replaces them.
 """
 from __future__ import annotations
 

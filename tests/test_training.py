@@ -87,6 +87,23 @@ def test_stage2_starts_from_stage1_and_logs_gan_losses(stage1):
     assert ckpt["config"]["optim"]["gan_mode"] == "lsgan"
 
 
+def test_stage1_fine_tunes_a_checkpoints_generator_with_init_generator(stage1, caplog):
+    """pretrain_generator.py --init-generator: a stage-1 run (new photos, more steps) that starts from another run's
+    generator, its architecture and weights; its own optimizer, step counter and folders."""
+    tmp, data, _ = stage1
+    best = tmp / "checkpoints" / "s1" / "best.pt"
+    args = ["--data", str(data), "--val-fraction", "0.34", "--max-steps", "1", "--init-generator", str(best), *TINY,
+            "--amp", "off", *run_dirs_args(tmp, "s1-tuned")]
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        assert main("pretrain", args) == 0
+    assert f"generator: trained weights (generator) from {best}" in caplog.text
+    start, _, _ = ckpt_io.load_generator(best)
+    tuned, cfg, ckpt = ckpt_io.load_generator(tmp / "checkpoints" / "s1-tuned" / "last.pt")
+    assert (ckpt["stage"], ckpt["step"], cfg.run.init_generator) == ("pretrain", 1, str(best))
+    moved = max((a - b).abs().max().item() for a, b in zip(tuned.parameters(), start.parameters()))
+    assert 0 < moved <= 2 * cfg.optim.lr  # one Adam step from the checkpoint's weights (its first moves ~lr each)
+
+
 def test_a_run_shorter_than_log_every_still_logs_its_losses_at_its_last_step(tmp_path, caplog):
     data = make_photo_folder(tmp_path / "photos", 6)[0].parent
     args = ["--data", str(data), "--val-fraction", "0.34", "--max-steps", "3", *TINY, "--log-every", "20",

@@ -16,7 +16,8 @@ DESCRIPTIONS = {
 examples:
   python pretrain_generator.py                                   # embedded sample photos
   python pretrain_generator.py --data ~/coco/train2017 --val-data ~/coco/val2017 --name coco-l1
-  python pretrain_generator.py --resume checkpoints/coco-l1/last.pt --epochs 40""",
+  python pretrain_generator.py --resume checkpoints/coco-l1/last.pt --epochs 40
+  python pretrain_generator.py --init-generator checkpoints/coco-l1/best.pt --data ~/scans --name scans-l1""",
     "gan": """Stage 2: adversarial training (PatchGAN, GAN + lambda * L1), starting from a stage-1 generator.
 
 examples:
@@ -27,7 +28,8 @@ RELIABILITY = """
 Ctrl-C or SIGTERM stops after the current step with last.pt written (a second one stops at once); last.pt is also
 written every --checkpoint-minutes, so a crash loses at most that much. Continue with --resume checkpoints/NAME/last.pt.
 Exit codes: 0 done, 2 bad input or unwritable checkpoint, 3 diverged (NaN / Inf), 130 / 143 stopped by SIGINT / SIGTERM."""
-# what --init-generator copies from the stage-1 config: every generator field but where its body's weights came from
+# what --init-generator copies from the checkpoint's config: every generator field but where its body's weights
+# came from
 ARCH_FLAGS = ("generator", "backbone", "unet_filters", "unet_dropout", "head", "annealed_t")
 
 

@@ -40,7 +40,8 @@ def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt
 
 
 def init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
-    """The stage-1 generator's weights: its EMA copy unless --init-weights raw (or it has none)."""
+    """The weights of the --init-generator checkpoint's generator (a stage-1 run's for stage 2; any run's to fine-tune
+    in stage 1): its EMA copy unless --init-weights raw (or it has none)."""
     ckpt = ckpt_io.load(path)
     ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path)
     key = ckpt_io.generator_key(ckpt, path, cfg.run.init_weights, flag="--init-weights")
