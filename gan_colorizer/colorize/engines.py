@@ -3,6 +3,7 @@ exported model in onnxruntime, with no torch imported. The Colorizer's path arou
 forward, mood controls, alpha, EXIF, files) is shared; its maths is torch's or numpy's (inference_numpy.py)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,24 @@ def require(modules, what: str, install: str) -> None:
             raise UserError(f"{what} needs {name}, which is not installed: {install}") from None
 
 
+MAX_MULTIPLE = 256  # the largest size multiple of our generators (the pix2pix U-Net's): the input's sides come from it
+MAX_TEXT = 200  # metadata shown to the user (the decoding) is one line of printable text at most this long
+
+
+class BadModel(ValueError):
+    """The model breaks the contract of our exports (metadata, input, output, or its output on a test input)."""
+
+
+class OnnxRunError(RuntimeError):
+    """onnxruntime failed on one input, or the model's ab is not finite or not its input's shape: one photo or video
+    fails, the others go on (the callers catch RuntimeError)."""
+
+
 class OnnxNetwork:
-    """An ONNX generator in onnxruntime: gray_l (N, 1, H, W) -> ab (N, 2, H, W), numpy float32 in and out."""
+    """An ONNX generator in onnxruntime: gray_l (N, 1, H, W) -> ab (N, 2, H, W), numpy float32 in and out.
+
+    Nothing in the file is trusted: its metadata, input and output are checked and it is run once on a small input
+    before use (BadModel); each output is checked for its shape (before onnxruntime allocates it) and for NaN."""
 
     def __init__(self, model, metadata: dict | None = None, threads: int | None = None):
         """model: a file path or the serialized bytes; metadata: model_metadata's keys as strings (default: the
@@ -41,20 +58,99 @@ class OnnxNetwork:
         # no memory arena: activations go back to the system after each forward; a 24 MP photo peaked 136 MB (int8)
         # and 69 MB (fp32) lower, at the same speed (2-core machine, load 10, side by side)
         options.enable_cpu_mem_arena = False
+        options.log_severity_level = 4  # a failure reaches the user as our one line, not also as onnxruntime's log
         self.session = onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                                     providers=["CPUExecutionProvider"])
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map) if metadata is None else metadata
-        self.multiple = int(self.metadata.get("size_multiple", 32))
-        self.decoding = self.metadata.get("decoding") or None
+        self.multiple = size_multiple(self.metadata)
+        self.decoding = metadata_text(self.metadata, "decoding")
         self.int8 = "quantization" in self.metadata
+        check_signature(self.session)
+        self._try()
 
     def __call__(self, gray_l: np.ndarray) -> np.ndarray:
-        return self.session.run(["ab"], {"gray_l": np.ascontiguousarray(gray_l, dtype=np.float32)})[0]
+        """ab for gray_l, written by onnxruntime into an array of gray_l's shape with 2 channels: a graph computing
+        another shape fails before its output is allocated. OnnxRunError when it fails or its ab is not finite."""
+        gray_l = np.ascontiguousarray(gray_l, dtype=np.float32)
+        ab = np.empty((gray_l.shape[0], 2, *gray_l.shape[2:]), dtype=np.float32)
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("gray_l", gray_l)
+        binding.bind_output("ab", "cpu", 0, np.float32, ab.shape, ab.ctypes.data)
+        try:
+            self.session.run_with_iobinding(binding)
+        except (RuntimeError, *onnxruntime_errors()) as e:  # onnxruntime's classes derive from Exception only
+            raise OnnxRunError(run_failure(e, gray_l.shape)) from None
+        if not np.isfinite(ab).all():
+            raise OnnxRunError("its ab holds NaN or infinite values")
+        return ab
+
+    def _try(self) -> None:
+        """One forward on a small gray ramp: a model that fails or gives a bad ab on any input is refused at load."""
+        side = max(self.multiple, 32)
+        try:
+            self(np.linspace(-1, 1, side * side, dtype=np.float32).reshape(1, 1, side, side))
+        except OnnxRunError as e:
+            raise BadModel(f"fails on a test input: {e}") from None
+
+
+def onnxruntime_errors() -> tuple:
+    """onnxruntime's exception classes (Fail, InvalidArgument, RuntimeException...): none derives from RuntimeError."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+    return tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
+
+
+def run_failure(error: BaseException, shape) -> str:
+    """onnxruntime's failure as the reason part of one line: its message without the source locations."""
+    text = str(error)
+    computed = re.search(r"computed output shape for this run is \{([\d,]+)\}", text)
+    if computed:
+        return f"its ab would be ({computed.group(1).replace(',', ', ')}) for gray_l {tuple(shape)}"
+    text = re.sub(r"^(Error in execution: )?(\[ONNXRuntimeError\] : \d+ : \w+ : )?", "", text)
+    text = re.sub(r"/onnxruntime_src/\S+ [^(]*\([^)]*\) ", "", text)  # file:line and the C++ signature
+    return f"onnxruntime: {reason(ValueError(text), type(error).__name__)}"
+
+
+def size_multiple(metadata: dict) -> int:
+    """The model's size multiple, an integer in 1..MAX_MULTIPLE: the network's input sides are multiples of it (and
+    at least it), so it bounds what is allocated before anything runs."""
+    value = metadata.get("size_multiple")
+    if value is None:
+        raise BadModel(f"no gan_colorizer metadata (size_multiple); export it with {EXPORT}")
+    if not (re.fullmatch(r"[0-9]{1,4}", str(value)) and 1 <= int(value) <= MAX_MULTIPLE):
+        raise BadModel(f"metadata size_multiple {str(value)[:20]!r}: expected an integer in 1..{MAX_MULTIPLE}")
+    return int(value)
+
+
+def metadata_text(metadata: dict, key: str) -> str | None:
+    """A metadata value shown to the user: one line of printable text, never escape codes or a page of it."""
+    value = metadata.get(key) or None
+    if value is not None and not (value.isprintable() and len(value) <= MAX_TEXT):
+        raise BadModel(f"metadata {key}: not one line of printable text (at most {MAX_TEXT} characters)")
+    return value
+
+
+def check_signature(session) -> None:
+    """One float input gray_l (N, 1, H, W) and one float output ab (N, 2, H, W), N, H and W free."""
+    for kind, args, name, channels in (("input", session.get_inputs(), "gray_l", 1),
+                                       ("output", session.get_outputs(), "ab", 2)):
+        if [a.name for a in args] != [name] or args[0].type != "tensor(float)":
+            listed = ", ".join(f"{a.name} ({a.type})" for a in args)[:MAX_TEXT]
+            raise BadModel(f"{kind}s {listed}: expected one {kind}, {name} (tensor(float))")
+        shape = args[0].shape
+        if shape is not None and len(shape) != 4:
+            raise BadModel(f"{kind} {name} has {len(shape)} dimensions: expected 4 (N, {channels}, H, W)")
+        if shape is not None and isinstance(shape[1], int) and shape[1] != channels:
+            what = "L" if channels == 1 else "a and b"
+            raise BadModel(f"{kind} {name} has {shape[1]} channels: expected {channels} ({what})")
+        if kind == "input" and shape is not None and any(isinstance(shape[i], int) for i in (0, 2, 3)):
+            raise BadModel(f"input gray_l has the fixed shape {shape}: its batch, height and width must be free "
+                           f"(dynamic axes); export it with {EXPORT}")
 
 
 def open_onnx(path, threads: int | None = None) -> OnnxNetwork:
     """An exported model of ours in onnxruntime (its metadata read from the same session: the file is loaded once);
-    a missing file, a file that is not ONNX, one without our metadata or with other Lab scales is one line."""
+    a missing file, a file that is not ONNX, one that breaks the contract of our exports or has other Lab scales is
+    one line."""
     from gan_colorizer.color_numpy import AB_SCALE, L_SCALE
     if not Path(path).is_file():
         raise UserError(f"{path}: no such file")
@@ -62,15 +158,25 @@ def open_onnx(path, threads: int | None = None) -> OnnxNetwork:
                                                          f"torch-free install")
     try:
         network = OnnxNetwork(path, threads=threads)
+        meta = network.metadata
+        for key, ours in (("l_scale", L_SCALE), ("ab_scale", AB_SCALE)):
+            if key in meta and _number(meta, key) != ours:
+                raise UserError(f"{path}: exported with {key} {meta[key]}, this version uses {ours:g}; export it "
+                                f"again")
+    except BadModel as e:
+        raise UserError(f"{path}: {e}") from None
+    except UserError:
+        raise
     except Exception as e:  # noqa: BLE001 (onnxruntime raises InvalidProtobuf, Fail, InvalidGraph...)
-        raise UserError(f"{path}: not an ONNX model ({reason(e)})")
-    meta = network.metadata
-    if "size_multiple" not in meta:
-        raise UserError(f"{path}: no gan_colorizer metadata (size_multiple); export it with {EXPORT}")
-    for key, ours in (("l_scale", L_SCALE), ("ab_scale", AB_SCALE)):
-        if key in meta and float(meta[key]) != ours:
-            raise UserError(f"{path}: exported with {key} {meta[key]}, this version uses {ours:g}; export it again")
+        raise UserError(f"{path}: not an ONNX model ({reason(e)})") from None
     return network
+
+
+def _number(metadata: dict, key: str) -> float:
+    try:
+        return float(metadata[key])
+    except ValueError:
+        raise BadModel(f"metadata {key} {metadata[key][:20]!r}: not a number") from None
 
 
 def engine_for(path, engine: str | None, network: OnnxNetwork | None = None) -> str:
