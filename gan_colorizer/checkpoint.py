@@ -253,7 +253,8 @@ def load_generator(path, device="cpu", weights: str = "auto"):
     ckpt = load(path)
     cfg = Config.from_dict(ckpt["config"])
     key = generator_key(ckpt, path, weights)
-    generator = build_generator(cfg.model, load_pretrained=False)
+    # the layout alone, then memory for the weights the file holds: no random init, no dummy forward pass
+    generator = build_generator(cfg.model, load_pretrained=False, device="meta").to_empty(device="cpu")
     load_weights(generator, ckpt[key], path, key)
     ckpt["weights_used"] = "ema" if key == "generator_ema" else "raw"
     return generator.to(device).eval(), cfg, ckpt

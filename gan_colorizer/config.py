@@ -42,7 +42,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    generator: str = opt("resunet", "resunet: fastai DynamicUnet on a ResNet; unet: the pix2pix U-Net baseline",
+    generator: str = opt("resunet", "resunet: a U-Net on a ResNet (fastai's DynamicUnet); unet: the pix2pix U-Net baseline",
                          choices=("resunet", "unet"))
     backbone: str = opt("resnet18", "ResNet body of the resunet generator", choices=("resnet18", "resnet34", "resnet50"))
     backbone_weights: typing.Optional[str] = opt(None, "local torchvision ResNet state dict for the body (RGB conv1 "

@@ -1,10 +1,11 @@
-"""Generators (fastai DynamicUnet on a ResNet body; the pix2pix U-Net) and the PatchGAN discriminator.
+"""Generators (the ResNet U-Net of resunet.py; the pix2pix U-Net) and the PatchGAN discriminator.
 
 Every generator maps gray_l (B, 1, H, W) to ab (B, 2, H, W) in the model's units (see color.py). With
 --head classification the net predicts Q logits per pixel over the ab bins instead, and ColorClassifier decodes them.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import Path
@@ -16,10 +17,9 @@ from torch import nn
 
 from gan_colorizer.ab_bins import ANNEALED_T, DECODES, bin_tensor, decode
 from gan_colorizer.errors import UserError, weights_only_refusal
+from gan_colorizer.resunet import ResUNet
 
 log = logging.getLogger("gan_colorizer")
-
-UNET_INPUT_SIZE = (256, 256)  # DynamicUnet traces its layout at this size; the net runs at any multiple of 32
 
 
 def hub_checkpoint(name: str) -> Path:
@@ -105,13 +105,10 @@ def resnet_body(backbone: str, weights: dict | None = None, source: str = "") ->
     return nn.Sequential(*list(model.children())[:-2])
 
 
-def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2) -> nn.Module:
-    """fastai DynamicUnet on a ResNet body; 31,099,672 parameters with resnet18 (the reference tutorial's net)."""
-    from fastai.vision.models.unet import DynamicUnet  # heavy import, only where needed
-    net = DynamicUnet(resnet_body(backbone, weights, source), n_out=n_out, img_size=UNET_INPUT_SIZE)
-    if type(net.layers[-1]).__name__ == "ToTensorBase":  # returns fastai's tensor subclass: plain tensors
-        net.layers = net.layers[:-1]                       # compile, export and run without its overhead
-    return net.train()  # DynamicUnet traces its encoder in eval mode and leaves it there
+def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2) -> ResUNet:
+    """The U-Net on a ResNet body (fastai's DynamicUnet layout); 31,099,672 parameters with resnet18 (the reference
+    tutorial's net)."""
+    return ResUNet(resnet_body(backbone, weights, source), n_out)
 
 
 def _down(cin: int, cout: int, act: bool = True, norm: bool = True) -> nn.Sequential:
@@ -254,23 +251,29 @@ def check_body_weights(model_cfg) -> None:
         imagenet_body(model_cfg.backbone)
 
 
-def build_generator(model_cfg, load_pretrained: bool = True) -> nn.Module:
+def build_generator(model_cfg, load_pretrained: bool = True, device=None) -> nn.Module:
     """The generator the config names; load_pretrained=False when a checkpoint will supply every weight (then no
-    ImageNet file is read or downloaded)."""
+    ImageNet file is read or downloaded). device="meta" builds the layout alone, without storage or initialisation:
+    to_empty() then load_state_dict() fill it from a checkpoint (checkpoint.load_generator)."""
     classes = model_cfg.head == "classification"
-    bins = bin_tensor() if classes else None
+    bins = bin_tensor() if classes else None  # computed where tensors have data (the ColorClassifier keeps a copy)
     n_out = len(bins) if classes else 2
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        net = _generator_net(model_cfg, n_out, classes, load_pretrained)
+    return ColorClassifier(net, bins, model_cfg.annealed_t) if classes else net
+
+
+def _generator_net(model_cfg, n_out: int, logits: bool, load_pretrained: bool) -> nn.Module:
     if model_cfg.generator == "unet":
-        net = init_normal(UNetGenerator(1, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=classes))
+        net = init_normal(UNetGenerator(1, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=logits))
         if load_pretrained:
             log.info("generator: pix2pix U-Net, random init N(0, 0.02) (it has no pretrained body)")
-    else:
-        weights, source = _backbone_weights(model_cfg) if load_pretrained else (None, "")
-        if load_pretrained:
-            log.info("generator: resunet on %s, %s", model_cfg.backbone, f"body weights from {source}"
-                     if weights is not None else "random init (--no-pretrained)")
-        net = resunet(model_cfg.backbone, weights, source, n_out)
-    return ColorClassifier(net, bins, model_cfg.annealed_t) if classes else net
+        return net
+    weights, source = _backbone_weights(model_cfg) if load_pretrained else (None, "")
+    if load_pretrained:
+        log.info("generator: resunet on %s, %s", model_cfg.backbone, f"body weights from {source}"
+                 if weights is not None else "random init (--no-pretrained)")
+    return resunet(model_cfg.backbone, weights, source, n_out)
 
 
 def build_discriminator(model_cfg) -> PatchDiscriminator:

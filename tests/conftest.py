@@ -116,7 +116,7 @@ TINY = ["--image-size", "64", "--batch-size", "2", "--num-workers", "0", "--log-
 
 @pytest.fixture(scope="session")
 def built_resunet():
-    """The default generator (resnet18 DynamicUnet, seeded random weights), built once: a build costs 1-2 s of CPU.
+    """The default generator (resnet18 ResUNet, seeded random weights), built once: a build costs 1-2 s of CPU.
     Tests take copies (the `resunet` fixture) or its weights (`tiny_checkpoint`), never this module itself."""
     import torch
 

@@ -149,3 +149,28 @@ def test_a_file_torch_refuses_is_one_line_without_torchs_advice_to_load_it_unsaf
     assert message.startswith(f"{path}: not a readable") and "\n" not in message
     assert "system" in message and "weights-only load refuses" in message  # what it holds, and that nothing ran
     assert "weights_only" not in message and "False" not in message
+
+
+@pytest.mark.parametrize("model", ["default", "unet-classification"])
+def test_a_generator_built_from_a_checkpoint_runs_no_forward_pass_and_draws_no_random_number(model, tiny_checkpoint,
+                                                                                          tmp_path):
+    """Its layout is in the config and its weights in the file: nothing to trace, nothing to initialise."""
+    from gan_colorizer.networks import build_generator
+    path = tiny_checkpoint
+    if model != "default":
+        cfg = update(defaults("pretrain"), {"generator": "unet", "unet_filters": 8, "head": "classification"})
+        path = tmp_path / "unet.pt"
+        ckpt_io.save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(),
+                             "generator": build_generator(cfg.model, load_pretrained=False).state_dict()}, path)
+    forwards = []
+    hook = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: forwards.append(type(m).__name__))
+    rng = torch.get_rng_state()
+    try:
+        generator, _, ckpt = ckpt_io.load_generator(path)
+    finally:
+        hook.remove()
+    assert forwards == []  # fastai's DynamicUnet ran two dummy passes through the ResNet body to find its layout
+    assert torch.equal(torch.get_rng_state(), rng)  # nor were weights drawn that the file's replace
+    state = generator.state_dict()
+    assert state.keys() == ckpt["generator"].keys()
+    assert all(torch.equal(state[k], v) for k, v in ckpt["generator"].items())

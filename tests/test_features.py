@@ -43,7 +43,7 @@ def generator(request):
 def test_capture_records_every_stage_and_leaves_outputs_and_hooks_unchanged(generator):
     net, size = generator
     gray_l = torch.rand(2, 1, size, size) * 2 - 1
-    before = hook_count(net)  # fastai's DynamicUnet keeps hooks of its own for the skip connections
+    before = hook_count(net)  # a net may keep hooks of its own (fastai's DynamicUnet did, for its skips)
     with torch.no_grad():
         plain = net(gray_l)
     fake_ab, outputs = capture(net, gray_l, select_stages(net))

@@ -30,9 +30,9 @@ def export_onnx(generator: torch.nn.Module, path, multiple: int = 32, opset: int
     """Write generator (eval mode, fp32, CPU) to path as ONNX with dynamic batch and spatial size, atomically.
 
     torch's TorchScript-based exporter is used (deprecated since torch 2.9, still in 2.14): the dynamo exporter
-    needs onnxscript, which is not a dependency here (it failed on fastai's TensorBase outputs, which
-    networks.resunet now strips, so it may work once onnxscript is installed; not tried).
-    Tracing turns DynamicUnet's "resize when skip shapes differ" branches into constants; they never fire for
+    needs onnxscript, which is not a dependency here (it failed on fastai's TensorBase outputs, which the
+    generators no longer return, so it may work once onnxscript is installed; not tried).
+    Tracing turns the U-Net's "resize when skip shapes differ" branches into constants; they never fire for
     sides that are multiples of `multiple`, which is the input contract of the exported model.
     """
     path = Path(path)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from gan_colorizer.networks import UNetGenerator, core
+from gan_colorizer.resunet import ResUNet
 
 GROUPS = ("encoder", "bottleneck", "decoder", "head")
 
@@ -20,17 +21,15 @@ class Stage:
     module: nn.Module
 
 
-def _resunet_stages(g: nn.Module) -> list[Stage]:
-    """fastai DynamicUnet: layers[0] is the ResNet body, [3] the middle convs, [4:8] UnetBlocks, [8] the last
-    upsampling, [-2:] the head (ResBlock, 1x1 conv to ab)."""
-    body = g.layers[0]
+def _resunet_stages(g: ResUNet) -> list[Stage]:
+    """The ResNet body's stem and 4 stages, the middle convs, the UnetBlocks, the last upsampling and the head
+    (ResBlock, 1x1 conv to ab)."""
+    body = g.body
     stages = [Stage("encoder.stem", "encoder", body[2])]  # conv1 -> bn -> relu, at 1/2 resolution
     stages += [Stage(f"encoder.layer{i}", "encoder", body[3 + i]) for i in range(1, 5)]
-    stages.append(Stage("bottleneck", "bottleneck", g.layers[3]))
-    blocks = [m for m in g.layers if type(m).__name__ == "UnetBlock"]
-    stages += [Stage(f"decoder.block{i}", "decoder", m) for i, m in enumerate(blocks, 1)]
-    shuffle = [m for m in g.layers if type(m).__name__ == "PixelShuffle_ICNR"]
-    stages += [Stage("decoder.upsample", "decoder", m) for m in shuffle]
+    stages.append(Stage("bottleneck", "bottleneck", g.middle))
+    stages += [Stage(f"decoder.block{i}", "decoder", m) for i, m in enumerate(g.blocks, 1)]
+    stages.append(Stage("decoder.upsample", "decoder", g.upsample))
     stages += [Stage("head.resblock", "head", g.layers[-2]), Stage("head.out", "head", g.layers[-1])]
     return stages
 
@@ -48,7 +47,7 @@ def stages(generator: nn.Module) -> list[Stage]:
     g = core(generator)  # a classification head's net: its stages are the same, its output Q logits
     if isinstance(g, UNetGenerator):
         return _unet_stages(g)
-    if type(g).__name__ != "DynamicUnet":
+    if not isinstance(g, ResUNet):
         raise ValueError(f"{type(g).__name__} is neither generator type (resunet, unet): its stages are unknown")
     return _resunet_stages(g)
 
@@ -58,7 +57,7 @@ def group_of(generator: nn.Module) -> dict[str, str]:
     g = core(generator)
     containers = [(s.group, s.module) for s in stages(g)]
     if not isinstance(g, UNetGenerator):
-        containers.append(("encoder", g.layers[0]))  # the stem's conv and BatchNorm, before the hooked ReLU
+        containers.append(("encoder", g.body))  # the stem's conv and BatchNorm, before the hooked ReLU
     owner = {id(m): group for group, c in containers for m in c.modules()}
     groups = {}
     for name, module in g.named_modules():
