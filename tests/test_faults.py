@@ -4,6 +4,7 @@ The runs use the pix2pix U-Net with 8 filters at 256 px (fast on CPU, and its dr
 the RNG stream too) for 3 steps per epoch. Killed runs are real CLI processes; resumes run in-process.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,11 +113,37 @@ def test_sigint_finishes_the_step_writes_last_pt_and_exits_130(reference, tmp_pa
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored for in-process callers
     last = tmp_path / "checkpoints" / "i" / "last.pt"
     err = capsys.readouterr().err
-    assert f"stopped by SIGINT at step 5; {last} holds step 5: continue with --resume {last}" in err
+    assert f"stopped by SIGINT at step 5 in epoch 2/20; {last} holds step 5: continue with --resume {last}" in err
     assert ckpt_io.load(last)["step"] == 5
     monkeypatch.delenv(KILL_AT_ENV)
     assert _resume(last) == 0
     assert_same_weights(last, ref / "checkpoints" / "ref" / "last.pt")
+
+
+@pytest.mark.system
+def test_a_stop_in_the_first_epoch_and_its_resume_name_the_epoch_the_progress_named(photo_folder, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """Epochs are counted from 1 in every message: the progress lines, the stop, the resume, the epoch ends."""
+    monkeypatch.setenv(KILL_AT_ENV, "step:2")
+    monkeypatch.setenv(KILL_SIGNAL_ENV, "SIGINT")
+    args = ["--data", str(photo_folder), *FAST, "--epochs", "2", *run_dirs_args(tmp_path, "e")]
+    assert main("pretrain", args) == 130
+    out, err = capsys.readouterr()
+    assert [progress_epoch(line) for line in out.splitlines() if progress_epoch(line)] == ["epoch 1/2"] * 2
+    last = tmp_path / "checkpoints" / "e" / "last.pt"
+    assert f"stopped by SIGINT at step 2 in epoch 1/2; {last} holds step 2" in err
+    monkeypatch.delenv(KILL_AT_ENV)
+    assert main("pretrain", ["--resume", str(last)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"resumed {last} at step 2 in epoch 1/2 (2 steps into it)" in out
+    assert [progress_epoch(line) for line in out if progress_epoch(line)] == ["epoch 1/2"] + ["epoch 2/2"] * 3
+    assert [line.split(":")[0] for line in out if line.startswith("epoch ")] == ["epoch 1/2 step 3", "epoch 2/2 step 6"]
+
+
+def progress_epoch(line: str) -> str | None:
+    """'epoch 1/2' of a dated progress line (what a log file shows off a terminal), else None."""
+    found = re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (epoch \d+/\d+) step ", line)
+    return found and found.group(1)
 
 
 @pytest.mark.system
@@ -126,7 +153,7 @@ def test_sigterm_stops_cleanly_with_exit_143(photo_folder, tmp_path, monkeypatch
     before = signal.getsignal(signal.SIGTERM)
     assert main("pretrain", ["--data", str(photo_folder), *FAST, *run_dirs_args(tmp_path, "t")]) == 143
     assert signal.getsignal(signal.SIGTERM) is before
-    assert "stopped by SIGTERM at step 2" in capsys.readouterr().err
+    assert "stopped by SIGTERM at step 2 in epoch 1/20" in capsys.readouterr().err
     assert ckpt_io.load(tmp_path / "checkpoints" / "t" / "last.pt")["step"] == 2
 
 
@@ -143,7 +170,7 @@ def test_a_signal_during_validation_cuts_it_short_and_writes_no_partial_best(pho
     folder = tmp_path / "checkpoints" / "v"
     ckpt = ckpt_io.load(folder / "last.pt")
     assert (ckpt["step"], ckpt["epoch"], ckpt["metrics"]) == (3, 1, {}) and not (folder / "best.pt").exists()
-    assert "stopped by SIGINT at step 3" in capsys.readouterr().err
+    assert "stopped by SIGINT at step 3 in epoch 1/20" in capsys.readouterr().err  # during epoch 1's validation
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -157,7 +184,7 @@ def test_signal_to_the_process_group_with_workers_stops_without_traceback(refere
                             start_new_session=True)
     try:
         for line in proc.stdout:
-            if line.startswith("epoch 1 "):
+            if line.startswith("epoch 1/"):
                 time.sleep(0.2)  # into the next epoch's steps
                 os.killpg(proc.pid, sig)
                 break

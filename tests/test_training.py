@@ -1,5 +1,6 @@
 """Both stages end to end: command line, outputs, TensorBoard tags, checkpoints, determinism and resume."""
 import json
+import re
 
 import pytest
 import torch
@@ -113,7 +114,24 @@ def test_a_run_shorter_than_log_every_still_logs_its_losses_at_its_last_step(tmp
     losses = scalar_values(tmp_path / "runs" / "short", "loss/g_l1")
     assert [step for step, _ in losses] == [3] and losses[0][1] > 0
     assert "perf/img_per_sec" in events(tmp_path / "runs" / "short").Tags()["scalars"]
-    assert any(line.startswith("epoch 1 step 3: g_l1 ") for line in caplog.messages)
+    assert any(line.startswith("epoch 2/20 step 3: g_l1 ") for line in caplog.messages)  # 2 steps per epoch
+
+
+def test_off_a_terminal_training_logs_a_dated_line_every_log_every_steps(tmp_path):
+    """As under nohup or a batch scheduler: stderr is a pipe, so no bar; the lines say where the run is, its losses,
+    its speed and when the epoch and the run end, and the epoch numbers agree with the epoch-end lines."""
+    data = make_photo_folder(tmp_path / "photos", 6)[0].parent  # 4 training photos, batches of 2: 2 steps an epoch
+    result = run_script("pretrain_generator.py", "--data", data, "--val-fraction", "0.34", "--epochs", "3",
+                        "--max-steps", "5", *TINY, "--log-every", "2", "--image-every", "100", "--no-pretrained",
+                        "--amp", "off", *run_dirs_args(tmp_path, "lines"))
+    assert result.returncode == 0, result.stderr
+    line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d epoch (\d)/3 step (\d)/5 \((\d)/2 of the epoch\): "
+                      r"g_l1 [\d.]+; [\d.]+ img/s; ETA epoch \d+:\d\d:\d\d, run \d+:\d\d:\d\d$")
+    found = [line.match(text) for text in result.stdout.splitlines()]
+    assert [m.groups() for m in found if m] == [("1", "2", "2"), ("2", "4", "2"), ("3", "5", "1")], result.stdout
+    ends = [text.split(":")[0] for text in result.stdout.splitlines() if text.startswith("epoch ")]
+    assert ends == ["epoch 1/3 step 2", "epoch 2/3 step 4", "epoch 3/3 step 5"]  # --max-steps ends epoch 3 early
+    assert "epoch 1/3:" not in result.stderr  # no progress bar drawn into a log file
 
 
 def test_a_config_json_fed_back_with_config_gives_the_same_config(stage1, tmp_path):

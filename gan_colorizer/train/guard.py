@@ -133,10 +133,11 @@ class Guard:
     def _outcome(self, error) -> BaseException | None:
         """What the run ends with, when it is not `error` itself."""
         if self.stopped and (error is None or isinstance(error, LoaderFailure)):  # workers killed by the same signal
-            step = self.run.state.step
-            log.info("%s: stopping after step %d", self.signals.name, step)
-            where = saver.on_the_way_out(self.run)
-            return Interrupted(f"stopped by {self.signals.name} at step {step}; {where}", self.signals.received)
+            state = self.run.state
+            log.info("%s: stopping after step %d", self.signals.name, state.step)
+            at = state.where(self.run.cfg.optim.epochs)
+            return Interrupted(f"stopped by {self.signals.name} at {at}; {saver.on_the_way_out(self.run)}",
+                               self.signals.received)
         if isinstance(error, LoaderFailure):
             return LoaderFailure(f"{error}; {saver.on_the_way_out(self.run)}")
         if isinstance(error, RuntimeError) and "DataLoader worker" in str(error):  # PyTorch's SIGCHLD check

@@ -41,7 +41,8 @@ def loop(run: Run, guard: Guard) -> None:
     step_fn = compile_errors_as_user_errors(step_fn) if cfg.optim.compile else step_fn
     while not run.done(guard.stopped):
         run.sampler.set_epoch(s.epoch, s.batch_in_epoch * run.micro_batch * cfg.optim.grad_accum)
-        run.monitor.start_epoch(s.epoch, cfg.optim.epochs, run.steps_per_epoch, s.batch_in_epoch)
+        run.monitor.start_epoch(f"epoch {s.epoch + 1}/{cfg.optim.epochs}", run.steps_per_epoch, s.batch_in_epoch,
+                                s.step, run.total_steps)
         for micro, wait in micro_batches(run, guard):
             parts, updated = step_fn(rt, run.nets, run.opts, micro, cfg, dist)
             if updated and run.nets.ema is not None:
@@ -122,5 +123,5 @@ def log_epoch(run: Run, metrics: dict, improved: bool) -> None:
     losses = " ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in last.items() if k.startswith("loss/"))
     vals = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     rate = last.get("perf/img_per_sec")
-    log.info("epoch %d step %d: %s %s%s%s", s.epoch, s.step, losses, vals, f" ({rate:.1f} img/s)" if rate else "",
-             " [best]" if improved else "")
+    log.info("epoch %d/%d step %d: %s %s%s%s", s.epoch_number, run.cfg.optim.epochs, s.step, losses, vals,
+             f" ({rate:.1f} img/s)" if rate else "", " [best]" if improved else "")

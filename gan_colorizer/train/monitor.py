@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
-from tqdm import tqdm
 
 from gan_colorizer.color import model_to_rgb
+from gan_colorizer.console import Progress, duration
 
 log = logging.getLogger("gan_colorizer")
 
@@ -51,7 +51,8 @@ def _never_fatal(write):
 
 
 class Monitor:
-    """Running means of the step losses, throughput, the progress bar, and everything written to runs/NAME."""
+    """Running means of the step losses, throughput, progress (a bar on a terminal, a dated line every --log-every
+    steps off one), and everything written to runs/NAME."""
 
     def __init__(self, run_dir: Path, log_every: int, start_step: int = 0, writes: bool = True):
         """writes=False (processes other than rank 0 under torchrun): the means are kept, nothing is written."""
@@ -60,8 +61,10 @@ class Monitor:
         # on resume, drop what a killed run logged after its checkpoint
         self.writer = SummaryWriter(str(self.run_dir), purge_step=start_step + 1 if start_step else None) if writes else None
         self.log_every = log_every
-        self.shows = writes  # the progress bar too: one console, rank 0 speaks for all
-        self.bar = None
+        self.shows = writes  # progress too: one console, rank 0 speaks for all
+        self.progress: Progress | None = None  # this epoch's
+        self.total_steps = 0  # of the whole run (--epochs, or --max-steps if sooner)
+        self.run_start: tuple[float, int] | None = None  # (clock, step) when this process began stepping
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
         self.images = 0
@@ -75,22 +78,24 @@ class Monitor:
         (self.run_dir / "config.json").write_text(text)
         self.writer.add_text("config", "```\n" + text + "\n```", 0)
 
-    def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
-        self.bar = tqdm(total=steps, initial=done, desc=f"epoch {epoch + 1}/{epochs}", unit="step", dynamic_ncols=True,
-                        leave=False, disable=None if self.shows else True)
+    def start_epoch(self, label: str, steps: int, done: int, step: int, total_steps: int) -> None:
+        """label: 'epoch 2/20', as every message names it; `done` of its `steps` are behind (a resume mid-epoch)."""
+        self.progress = Progress(steps, label, "step", initial=done, seconds=None, shows=self.shows)
+        self.total_steps = total_steps
+        self.run_start = self.run_start or (time.monotonic(), step)
 
     def end_epoch(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        """The bar goes (before any message); the counts stay for the run's last line."""
+        if self.progress is not None:
+            self.progress.close()
 
     def step(self, step: int, parts: dict, n_images: int, data_wait: float, lr: float, skipped: int = 0) -> dict | None:
         """Accumulate one optimizer step; every log_every steps write the means and return them.
 
         A skipped step passes no parts: its NaN losses stay out of the means, its images still count.
         """
-        if self.bar is not None:
-            self.bar.update(1)
+        if self.progress is not None:
+            self.progress.update(1)
         for k, v in parts.items():
             self.sums[k] += float(v)
             self.counts[k] += 1
@@ -116,10 +121,25 @@ class Monitor:
         self.data_wait = 0.0
         self.clock = time.perf_counter()
         self.last = means
-        if self.bar is not None:
-            self.bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in means.items() if k.startswith("loss/")}
-                                 | {"img/s": f"{means['perf/img_per_sec']:.1f}"})
+        if self.progress is not None:
+            self.progress.note({k.split("/")[-1]: f"{v:.3g}" for k, v in means.items() if k.startswith("loss/")}
+                               | {"img/s": f"{means['perf/img_per_sec']:.1f}"})
+            self.progress.line(self.line(step, means))
         return means
+
+    def line(self, step: int, means: dict) -> str:
+        """What a person reading a log file needs every --log-every steps: where the run is, the losses, the speed and
+        when the epoch and the run should end (the run's ETA from its pace so far, validation and checkpoints in)."""
+        p = self.progress
+        losses = ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in means.items() if k.startswith("loss/"))
+        clock, first = self.run_start
+        pace = (step - first) / max(time.monotonic() - clock, 1e-9)
+        left = max(self.total_steps - step, 0)
+        rate = p.rate()  # this epoch's steps alone: its ETA leaves out the validation at its end
+        epoch_eta = min(p.total - p.done, left) / rate if rate else None  # --max-steps may end the run mid-epoch
+        return (f"{p.what} step {step}/{self.total_steps} ({p.done}/{p.total} of the epoch): "
+                f"{losses or 'no loss (skipped steps)'}; {means['perf/img_per_sec']:.1f} img/s; "
+                f"ETA epoch {duration(epoch_eta)}, run {duration(left / pace if pace > 0 else None)}")
 
     @_never_fatal
     def scalars(self, step: int, values: dict) -> None:

@@ -26,6 +26,16 @@ class TrainState:
     best: float | None = None
     skipped_steps: int = 0  # steps skipped for a NaN / Inf loss or gradient, in all
 
+    @property
+    def epoch_number(self) -> int:
+        """The epoch the last step was in, counted from 1 as every message says it (`epoch` counts the whole epochs
+        done, as checkpoints store it); before any step, the first."""
+        return self.epoch + 1 if self.batch_in_epoch or not self.step else self.epoch
+
+    def where(self, epochs: int) -> str:
+        """'step 5 in epoch 2/20', for messages."""
+        return f"step {self.step} in epoch {self.epoch_number}/{epochs}"
+
 
 def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt: Runtime) -> TrainState:
     if ckpt.get("stage") != cfg.stage:
@@ -35,7 +45,9 @@ def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt
     counters = ckpt_io.restore(ckpt, path, nets_by_name(nets), opts, rt.scaler)
     state = TrainState(counters["epoch"], counters["batch_in_epoch"], counters["step"], counters["best_metric"],
                        counters["skipped_steps"])
-    log.info("resumed %s at epoch %d, step %d", path, state.epoch, state.step)
+    n = state.batch_in_epoch
+    into = f"{n} step{'s' if n > 1 else ''} into it" if n else "at its end"
+    log.info("resumed %s at %s (%s)", path, state.where(cfg.optim.epochs), into)
     return state
 
 

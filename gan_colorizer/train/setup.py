@@ -73,6 +73,12 @@ class Run:
     def steps_per_epoch(self) -> int:
         return self.sampler.per_rank // self.micro_batch // self.cfg.optim.grad_accum
 
+    @property
+    def total_steps(self) -> int:
+        """The run's last step: --epochs of steps, or --max-steps if sooner."""
+        planned = self.cfg.optim.epochs * self.steps_per_epoch
+        return min(planned, self.cfg.optim.max_steps) if self.cfg.optim.max_steps else planned
+
     def reached_max(self) -> bool:
         return bool(self.cfg.optim.max_steps) and self.state.step >= self.cfg.optim.max_steps
 
