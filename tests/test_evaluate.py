@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,7 @@ def cli_run(checkpoints, messy_folder, tmp_path_factory):
 def test_cli_writes_the_table_csv_summary_grids_and_images(cli_run, messy_folder):
     out, result = cli_run
     assert result.returncode == 0, result.stderr
-    labels = ["gray", "run-a/best", "run-b/best"]
+    labels = ["gray", "run-a", "run-b"]  # each best.pt by its run
     lines = result.stdout.splitlines()
     header = next(i for i, l in enumerate(lines) if l.startswith("label"))
     assert [l.split()[0] for l in lines[header + 1: header + 4]] == labels
@@ -140,15 +141,15 @@ def test_cli_writes_the_table_csv_summary_grids_and_images(cli_run, messy_folder
         assert m["lpips"] is None and m["fid"] is None and m["img_per_sec"] > 0
     assert set(summary["unavailable"]) == {"lpips", "fid"}
     assert summary["models"]["gray"]["checkpoint"] is None
-    assert summary["models"]["run-b/best"]["stage"] == "gan"
-    assert summary["models"]["run-b/best"]["generator"] == "unet"
+    assert summary["models"]["run-b"]["stage"] == "gan"
+    assert summary["models"]["run-b"]["generator"] == "unet"
 
     rows = read_csv(out / "metrics.csv")
     assert len(rows) == 3 * n and {r["label"] for r in rows} == set(labels)
     assert {r["image"] for r in rows if r["gray_truth"] == "1"} == {"gray.png"}
     assert {"sub/alpha.png", "photo_000.jpg"} <= {r["image"] for r in rows}
     assert len(list((out / "grids").glob("sheet_*.png"))) == 2  # 7 images, 4 per sheet
-    for label in ("gray", "run-a_best", "run-b_best"):
+    for label in ("gray", "run-a", "run-b"):
         assert len(list((out / "images" / label).rglob("*.png"))) == n
     assert png(out / "truth" / "sub" / "alpha.png").shape == (32, 32, 3)
 
@@ -192,10 +193,40 @@ def test_summary_aggregates_the_csv_and_leaves_identical_images_out_of_psnr(cli_
 
 
 def test_labels_are_stems_made_unique_by_their_folders():
-    assert make_labels(["a/x/best.pt", "a/y/best.pt", "b/other.pt"], None) == ["x/best", "y/best", "other"]
+    assert make_labels(["a/x/model.pt", "a/y/model.pt", "b/other.pt"], None) == ["x/model", "y/model", "other"]
     assert make_labels(["runs/gray.pt"], None) == ["runs/gray"]
     assert make_labels(["m.pt", "m.pt"], None) == ["m#1", "m#2"]
     assert make_labels(["a.pt", "b.pt"], ["ours", "theirs"]) == ["ours", "theirs"]
+
+
+def test_the_best_and_last_files_training_writes_are_labelled_by_their_run():
+    assert make_labels(["checkpoints/mine/best.pt"], None) == ["mine"]  # not 'best'
+    assert make_labels(["/tmp/best.pt"], None, ["coco-gan"]) == ["coco-gan"]  # the name in the config comes first
+    assert make_labels(["a/x/best.pt", "a/y/last.pt", "b/other.pt"], None) == ["x", "y", "other"]
+    assert make_labels(["mine/best.pt", "mine/last.pt"], None, ["mine", "mine"]) == ["mine/best", "mine/last"]
+    assert make_labels(["a/best.pt", "b/best.pt"], None, ["run", "run"]) == ["a/best", "b/best"]
+    assert make_labels(["gray/best.pt", "m/gray.pt"], None) == ["gray/best", "m/gray"]  # the baseline's is reserved
+
+
+def test_a_lone_best_pt_is_labelled_by_its_run_in_the_table_and_the_summary(tmp_path, tiny_generator, capsys):
+    make_photo_folder(tmp_path / "photos", 1)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "best.pt").write_bytes(b"")  # tiny_generator's config names no run: the folder does
+    assert main(["--checkpoint", str(tmp_path / "mine" / "best.pt"), "--data", str(tmp_path / "photos"),
+                 "--out", str(tmp_path / "out"), "--image-size", "32", "--num-workers", "0"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert list(summary["models"]) == ["gray", "mine"]
+    assert any(line.split()[:1] == ["mine"] for line in capsys.readouterr().out.splitlines())
+
+
+def test_off_a_terminal_an_evaluation_ends_with_a_dated_line_of_how_far_it_got(tmp_path, tiny_generator, capsys):
+    make_photo_folder(tmp_path / "photos", 3)
+    (tmp_path / "x.pt").write_bytes(b"")
+    assert main(["--checkpoint", str(tmp_path / "x.pt"), "--data", str(tmp_path / "photos"), "--out",
+                 str(tmp_path / "out"), "--image-size", "32", "--num-workers", "0"]) == 0
+    out, err = capsys.readouterr()  # pytest's capture is no terminal: lines instead of a bar
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d evaluate 3/3 img, [\d.]+ img/s$", out, re.M), out
+    assert "evaluate:" not in err  # no bar
 
 
 def test_resize_and_full_res_protocols(tmp_path, tiny_generator):

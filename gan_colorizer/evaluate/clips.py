@@ -16,6 +16,7 @@ from gan_colorizer import flow
 from gan_colorizer.color import gray_rgb, lab_to_model
 from gan_colorizer.colorize.api import Colorizer
 from gan_colorizer.colorize.video import colorized_frames, is_video, read_frames
+from gan_colorizer.console import Progress
 from gan_colorizer.errors import reason
 from gan_colorizer.evaluate.protocols import categories
 from gan_colorizer.images import UnreadableImage, list_images
@@ -214,14 +215,13 @@ class ClipEvaluation:
     def run(self) -> None:
         if not self.paths:
             return
-        from tqdm import tqdm
         log.info("evaluating %d clips from %s (temporal %g, ab at %d px) with %s", len(self.paths), self.opts.data,
                  self.opts.temporal, self.opts.image_size, ", ".join(self.labels))
         html = self.report.html
         n = min(self.opts.report_images, len(self.paths)) if html else 0
         shown = set(np.linspace(0, len(self.paths) - 1, n).round().astype(int).tolist()) if n else set()
-        for i, (path, name) in enumerate(tqdm(list(zip(self.paths, self.names)), unit="clip", desc="clips",
-                                              dynamic_ncols=True, disable=None)):
+        progress = Progress(len(self.paths), "clips", "clip")  # off a terminal: a line every 30 s
+        for i, (path, name) in enumerate(progress.each(zip(self.paths, self.names))):
             try:
                 result = self.scorer.score(path, name, strip_start(path) if i in shown else None)
             except (UnreadableImage, RuntimeError, MemoryError, ValueError, OSError) as e:

@@ -63,6 +63,7 @@ def shard_members(data: str) -> tuple[list[ShardMember], list[str]]:
     return members, [f"{m.key}.{m.ext}" for m in members]
 
 
+TRAINED_NAMES = ("best", "last")  # what training writes into checkpoints/RUN (train/saver.py): the run names them
 ROOT_CATEGORY = "."  # images directly in --data, when others sit in subfolders
 
 
@@ -121,8 +122,10 @@ def single_images(batch: dict) -> list[dict]:
             for k, (i, g, s) in enumerate(zip(batch["index"], batch["gray"], batch["size"]))]
 
 
-def make_labels(checkpoints: list[str], given: list[str] | None) -> list[str]:
-    """--label values, else file stems; equal stems take parent folders until they differ ('run-a/best')."""
+def make_labels(checkpoints: list[str], given: list[str] | None, run_names: list | None = None) -> list[str]:
+    """--label values, else the name a person knows each model by: for the best.pt / last.pt that training writes,
+    its run's (`run_names`: the name in each checkpoint's config, else the folder), else the file stem. Labels that
+    clash take parent folders until they differ ('mine/best', 'mine/last')."""
     if given:
         if len(given) != len(checkpoints):
             raise UserError(f"--label given {len(given)} times for {len(checkpoints)} --checkpoint")
@@ -131,7 +134,22 @@ def make_labels(checkpoints: list[str], given: list[str] | None) -> list[str]:
             raise UserError(f"--label {clash[0]}: used twice ('{GRAY}' is the gray baseline's)")
         return list(given)
     files = [Path(p).resolve().with_suffix("") for p in checkpoints]
-    depth = [1] * len(files)
+    runs = run_names or [None] * len(files)
+    labels = [run or f.parent.name or f.name if f.name in TRAINED_NAMES else f.name for f, run in zip(files, runs)]
+    counts = Counter(labels + [GRAY])
+    clashing = [i for i, label in enumerate(labels) if counts[label] > 1]
+    for i, label in zip(clashing, _with_folders([files[i] for i in clashing])):
+        labels[i] = label
+    counts, seen, out = Counter(labels + [GRAY]), Counter(), []
+    for label in labels:  # the same file given twice
+        seen[label] += 1
+        out.append(label if counts[label] == 1 else f"{label}#{seen[label]}")
+    return out
+
+
+def _with_folders(files: list[Path]) -> list[str]:
+    """Stems with as many parent folders as make them differ; best / last keep their run's folder at least."""
+    depth = [min(2 if f.name in TRAINED_NAMES else 1, len(f.parts) - 1) for f in files]
     while True:
         labels = ["/".join(f.parts[-d:]) for f, d in zip(files, depth)]
         owners: dict[str, set] = {}
@@ -143,8 +161,4 @@ def make_labels(checkpoints: list[str], given: list[str] | None) -> list[str]:
             break
         for i in grow:
             depth[i] += 1
-    counts, seen, out = Counter(labels + [GRAY]), Counter(), []
-    for label in labels:  # the same file given twice
-        seen[label] += 1
-        out.append(label if counts[label] == 1 else f"{label}#{seen[label]}")
-    return out
+    return labels

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from gan_colorizer.ab_bins import DECODES
 from gan_colorizer.checkpoint import load_generator
@@ -19,6 +18,7 @@ from gan_colorizer.color import gray_rgb, lab_to_model, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
 from gan_colorizer.colorize.video import DEFAULT_STRENGTH
 from gan_colorizer.config import WEIGHTS
+from gan_colorizer.console import Progress
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.evaluate.clips import ClipEvaluation, list_clips, print_clip_table
 from gan_colorizer.evaluate.lpips_fid import load_fid, load_lpips
@@ -69,8 +69,9 @@ class EvalOptions:
     data: str = opt(REQUIRED, "folder of photos and / or video clips (color originals), searched recursively; "
                               "embedded:val = the sample photos held out in training", metavar="DIR")
     out: str = opt(REQUIRED, "where metrics.csv, summary.json and grids/ go", metavar="DIR")
-    labels: list[str] | None = opt(None, "name of each --checkpoint, in order (default: file stem, made unique with "
-                                         "its folders)", flag="--label", action="append", metavar="NAME")
+    labels: list[str] | None = opt(None, "name of each --checkpoint, in order (default: the run's name for a best.pt "
+                                         "or last.pt, else the file stem; made unique with its folders)",
+                                   flag="--label", action="append", metavar="NAME")
     protocol: str = opt("center-crop", "; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items()), choices=list(PROTOCOLS))
     image_size: int = opt(256, "the network's input size in pixels: SIZE above (full-res: the short side of the copy "
                                "the network sees, as colorize.py's --image-size)", metavar="SIZE")
@@ -121,8 +122,10 @@ class Candidate:
 def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
     """The gray baseline, then every checkpoint's generator, rebuilt from the config stored in it."""
     candidates = [Candidate(GRAY, info={"model": "ab = 0 (the ground truth's L only)"})]
-    for label, path in zip(make_labels(opts.checkpoints, opts.labels), opts.checkpoints):
-        generator, cfg, ckpt = load_generator(path, "cpu", opts.weights)
+    given = make_labels(opts.checkpoints, opts.labels) if opts.labels else None  # a wrong count fails before loading
+    loaded = [load_generator(path, "cpu", opts.weights) for path in opts.checkpoints]
+    labels = given or make_labels(opts.checkpoints, None, [cfg.run.name for _, cfg, _ in loaded])
+    for label, path, (generator, cfg, ckpt) in zip(labels, opts.checkpoints, loaded):
         info = {"stage": ckpt.get("stage"), "step": ckpt.get("step"), "generator": cfg.model.generator,
                 "backbone": cfg.model.backbone if cfg.model.generator == "resunet" else None,
                 "trained_image_size": cfg.data.image_size, "weights": ckpt.get("weights_used", "raw"),
@@ -217,7 +220,7 @@ class Evaluator:
         if self.n_eval:
             log.info("evaluating %d images from %s (%s, %d px) with %s on %s", self.n_eval, self.opts.data,
                      self.opts.protocol, self.opts.image_size, ", ".join(c.label for c in self.candidates), self.rt.device)
-        bar = tqdm(total=self.n_eval, unit="img", desc="evaluate", dynamic_ncols=True, disable=None)
+        progress = Progress(self.n_eval, "evaluate", "img", shows=self.n_eval > 0)  # off a terminal: a line every 30 s
         try:
             for batch in self.loader() if self.n_eval else ():
                 for index, why in batch["failed"]:
@@ -226,11 +229,11 @@ class Evaluator:
                     self._score_or_skip(batch)
                     if on_batch:
                         on_batch(self.n_images)
-                bar.update(len(batch["index"]) + len(batch["failed"]))
-            bar.close()
+                progress.update(len(batch["index"]) + len(batch["failed"]))
+            progress.close()
             self.clips.run()
         finally:
-            bar.close()
+            progress.close()
             self.report.close()
         if self.n_images == 0 and not self.clips.entries:
             raise UserError(f"--data {self.opts.data}: none of the {self.n_eval + len(self.clips.paths)} image or "
