@@ -135,10 +135,11 @@ def save_split(split: DataSplit, run_dir: Path) -> str:
     t, v = split.summary["train"], split.summary["val"]
     skipped = len(t["skipped"]) + len(v.get("skipped", []))
     gray = len(t["gray_excluded"]) + len(v.get("gray_excluded", []))
-    source = "embedded sample photos" if split.embedded else t["source"]
-    shards = f" ({t['shards']} + {v['shards']} shards)" if "shards" in t else ""
-    return (f"data: {t['used']} training and {v['used']} validation images from {source}{shards}; "
-            f"{skipped} unreadable skipped, {gray} gray left out (see {run_dir / 'data.json'})")
+    sources = ["the embedded sample photos" if split.embedded else t["source"], v["source"]]  # --val-data, its share
+    if "shards" in t:  # of --data, the val shards, or embedded:val: which photos a validation figure speaks for
+        sources = [f"{source} ({part['shards']} shards)" for source, part in zip(sources, (t, v))]
+    return (f"data: {t['used']} training and {v['used']} validation images; training: {sources[0]}; validation: "
+            f"{sources[1]}; {skipped} unreadable skipped, {gray} gray left out (see {run_dir / 'data.json'})")
 
 
 def split_digest(split: DataSplit) -> str:

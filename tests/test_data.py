@@ -78,6 +78,18 @@ def test_split_files_and_counts_are_saved_in_the_run_dir(tmp_path, photo_folder)
     assert "6 training and 2 validation images" in line
 
 
+def test_the_data_line_says_where_validation_came_from(tmp_path):
+    train, val = make_photo_folder(tmp_path / "train", 4)[0].parent, make_photo_folder(tmp_path / "val", 2)[0].parent
+    lines = {}
+    for name, cfg in {"given": DataConfig(data=str(train), val_data=str(val)),
+                      "share": DataConfig(data=str(train), val_fraction=0.5), "embedded": DataConfig()}.items():
+        (tmp_path / name).mkdir()
+        lines[name] = save_split(prepare_files(cfg, seed=3), tmp_path / name)
+    assert f"training: {train}; validation: {val};" in lines["given"]  # the --val-data folder
+    assert f"training: {train}; validation: 0.5 of --data, seed 3;" in lines["share"]
+    assert "training: the embedded sample photos; validation: embedded:val;" in lines["embedded"]
+
+
 def test_embedded_sample_photos_exist_and_are_color():
     train, val = sample_photos()
     assert len(train) >= 6 and len(val) >= 2 and not set(train) & set(val)
