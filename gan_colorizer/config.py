@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from gan_colorizer.errors import UserError
 from gan_colorizer.options import add_options, amp_opt, device_opt, opt, value_type, workers_opt
 
+log = logging.getLogger("gan_colorizer")
 GAN_MODES = ("vanilla", "lsgan", "hinge")  # the adversarial losses of losses.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
 WEIGHTS = ("auto", "ema", "raw")  # which generator weights a checkpoint serves: the EMA copy when present, or insist
@@ -79,7 +81,8 @@ class OptimConfig:
                                 "average), or l1+l2", choices=("l1", "l2", "l1+l2"))
     l2_weight: float = opt(1.0, "weight of L2 in --recon-loss l1+l2")
     perceptual_weight: float = opt(0.0, "weight of a VGG16 feature loss on the RGB rebuilt from L and predicted ab, "
-                                        "added to the reconstruction loss (0 = off)")
+                                        "added to the generator loss in both stages, not multiplied by --lambda-l1 "
+                                        "(0 = off)")
     perceptual_layers: str = opt("relu1_2,relu2_2,relu3_3,relu4_3", "VGG16 layers of the perceptual loss")
     vgg_weights: typing.Optional[str] = opt(None, "torchvision VGG16 state dict for --perceptual-weight (default: "
                                                   "$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth; never downloaded)")
@@ -122,6 +125,9 @@ class RunConfig:
 
 
 GROUPS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
+# What the saved numbers mean. 2: stage 2 weighs the perceptual loss by --perceptual-weight alone (version 1, the
+# configs without "version", multiplied it by --lambda-l1 / --lambda-ce too).
+VERSION = 2
 STAGE_DEFAULTS = {"pretrain": {}, "gan": {"lr": 2e-4, "beta1": 0.5}}
 
 
@@ -134,15 +140,33 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"version": VERSION, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        """Rebuild from JSON; keys unknown to this version are ignored, missing ones take defaults."""
+        """Rebuild from JSON (a checkpoint's, a run's config.json); keys unknown to this version are ignored, missing
+        ones take defaults, and a version-1 stage-2 perceptual weight becomes today's for the same loss."""
         cfg = cls(stage=d.get("stage", "pretrain"))
         for group in GROUPS:
             update(cfg, {k: v for k, v in d.get(group, {}).items() if _find(k)})
+        if not is_current(d):
+            cfg.optim.perceptual_weight = perceptual_weight_of_version_1(cfg)
         return cfg
+
+
+def is_current(d: dict) -> bool:
+    """Whether a saved config's numbers mean what they mean today (no "version": 1)."""
+    version = d.get("version", 1)
+    return type(version) is int and version >= VERSION
+
+
+def perceptual_weight_of_version_1(cfg: Config) -> float:
+    """Today's --perceptual-weight for the loss that a version-1 config's weight gave: stage 2 multiplied the
+    perceptual term by the reconstruction's lambda too."""
+    o = cfg.optim
+    if cfg.stage != "gan":
+        return o.perceptual_weight
+    return o.perceptual_weight * (o.lambda_ce if cfg.model.head == "classification" else o.lambda_l1)
 
 
 def defaults(stage: str) -> Config:
@@ -187,7 +211,8 @@ def explicit_flags(parser: argparse.ArgumentParser, argv) -> dict:
 
 def read_file(path, stage: str) -> dict:
     """The values a JSON config file sets, as {field name: value}: {"stage": ..., "data": {...}, "model": {...}, ...}
-    as runs/NAME/config.json holds them; keys starting with "_" are comments. Any problem is one line naming the file."""
+    as runs/NAME/config.json holds them (with "version"); keys starting with "_" are comments. Any problem is one line
+    naming the file."""
     try:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
@@ -202,10 +227,11 @@ def read_file(path, stage: str) -> dict:
         raise UserError(f"{path}: a {d['stage']} config cannot configure a {stage} run")
     values = {}
     for group, fields in d.items():
-        if group == "stage" or group.startswith("_"):
+        if group in ("stage", "version") or group.startswith("_"):
             continue
         if group not in GROUPS or not isinstance(fields, dict):
-            raise UserError(f"{path}: unknown key {group!r} (expected stage, {', '.join(GROUPS)}, or _comment)")
+            raise UserError(f"{path}: unknown key {group!r} (expected stage, version, {', '.join(GROUPS)}, or "
+                            f"_comment)")
         known = {f.name: f for f in dataclasses.fields(GROUPS[group])}
         hints = typing.get_type_hints(GROUPS[group])
         for name, value in fields.items():
@@ -214,10 +240,29 @@ def read_file(path, stage: str) -> dict:
             if name not in known:
                 raise UserError(f"{path}: unknown field {group}.{name}")
             values[name] = _checked_value(path, f"{group}.{name}", known[name], hints[name], value)
+    values = _versioned(path, d, stage, values)
     try:
         validate(update(defaults(stage), values))
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
+    return values
+
+
+def _versioned(path, d: dict, stage: str, values: dict) -> dict:
+    """values in today's meaning. A file without "version" is read as today's (recipes are written by hand), with a
+    note where an older run's config.json would mean otherwise; "version": 1 asks for the old meaning."""
+    version = d.get("version")
+    if version is not None and (type(version) is not int or not 1 <= version <= VERSION):
+        raise UserError(f"{path}: version {version!r}: this gan_colorizer reads config versions 1 to {VERSION}")
+    weight = values.get("perceptual_weight", 0)
+    if stage != "gan" or not weight or version == VERSION:
+        return values
+    old = perceptual_weight_of_version_1(update(defaults(stage), values))
+    if version == 1:
+        return {**values, "perceptual_weight": old}
+    log.info("note: %s: perceptual_weight %g weighs the perceptual loss alone in stage 2 (a run's config.json from "
+             "before config version 2 meant %g in today's weights: add \"version\": 1 to the file to read it so)",
+             path, weight, old)
     return values
 
 

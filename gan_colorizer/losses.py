@@ -53,38 +53,42 @@ def _adversarial(logits: torch.Tensor, real: bool, mode: str, for_generator: boo
     raise ValueError(f"unknown gan mode {mode!r}; choose from {GAN_MODES}")
 
 
-def reconstruction(gray_l: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.Tensor, optim_cfg,
-                   perceptual=None) -> tuple[torch.Tensor, dict]:
-    """The configured reconstruction loss (--recon-loss), plus --perceptual-weight times the VGG feature loss."""
-    loss, parts = reconstruction_loss(fake_ab, real_ab, optim_cfg.recon_loss, optim_cfg.l2_weight)
-    return _with_perceptual(loss, parts, gray_l, fake_ab, real_ab, optim_cfg, perceptual)
+def reconstruction(fake_ab: torch.Tensor, real_ab: torch.Tensor, optim_cfg) -> tuple[torch.Tensor, dict]:
+    """The configured reconstruction loss (--recon-loss, with --l2-weight inside l1+l2)."""
+    return reconstruction_loss(fake_ab, real_ab, optim_cfg.recon_loss, optim_cfg.l2_weight)
 
 
-def _with_perceptual(loss, parts: dict, gray_l, fake_ab, real_ab, optim_cfg, perceptual) -> tuple[torch.Tensor, dict]:
-    if perceptual is not None and optim_cfg.perceptual_weight > 0:
-        feature = perceptual_loss(perceptual, gray_l, fake_ab, real_ab)
-        parts["g_perceptual"] = feature.detach()
-        loss = loss + optim_cfg.perceptual_weight * feature
-    return loss, parts
+def perceptual_term(perceptual, gray_l, fake_ab, real_ab, weight: float) -> tuple[torch.Tensor | float, dict]:
+    """weight * the VGG feature loss (--perceptual-weight), reported unweighted as g_perceptual; 0 when off."""
+    if perceptual is None or weight <= 0:
+        return 0.0, {}
+    feature = perceptual_loss(perceptual, gray_l, fake_ab, real_ab)
+    return weight * feature, {"g_perceptual": feature.detach()}
 
 
-def classification(gray_l: torch.Tensor, logits: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.Tensor,
-                   targets, optim_cfg, perceptual=None) -> tuple[torch.Tensor, dict]:
+def classification(logits: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.Tensor,
+                   targets) -> tuple[torch.Tensor, dict]:
     """--head classification: Zhang et al.'s rebalanced cross-entropy against the soft-encoded true ab (g_ce), with
-    the L1 of the decoded ab reported beside it (not trained on), plus --perceptual-weight times the VGG loss of
-    the decoded ab. targets: ab_bins.ClassTargets (bins and class weights on the device)."""
+    the L1 of the decoded ab reported beside it (not trained on). targets: ab_bins.ClassTargets (bins and class
+    weights on the device)."""
     index, weight = soft_encode(real_ab, targets.bins)
     ce = classification_loss(logits, index, weight, targets.weights)
-    parts = {"g_ce": ce.detach(), "g_l1": F.l1_loss(fake_ab.float(), real_ab.float()).detach()}
-    return _with_perceptual(ce, parts, gray_l, fake_ab, real_ab, optim_cfg, perceptual)
+    return ce, {"g_ce": ce.detach(), "g_l1": F.l1_loss(fake_ab.float(), real_ab.float()).detach()}
+
+
+def pretrain_loss(recon: tuple[torch.Tensor, dict], extra: tuple = (0.0, {})) -> tuple[torch.Tensor, dict]:
+    """Stage 1 generator: reconstruction (or cross-entropy) + extra, the terms that carry their own weight (the
+    perceptual term)."""
+    return recon[0] + extra[0], {**recon[1], **extra[1]}
 
 
 def generator_loss(fake_logits: torch.Tensor, recon: tuple[torch.Tensor, dict], lambda_recon: float = 100.0,
-                   mode: str = "vanilla") -> tuple[torch.Tensor, dict]:
-    """Stage 2 generator: GAN (fakes judged real) + lambda * reconstruction, as pix2pix's GAN + 100 * L1."""
+                   mode: str = "vanilla", extra: tuple = (0.0, {})) -> tuple[torch.Tensor, dict]:
+    """Stage 2 generator: GAN (fakes judged real) + lambda * reconstruction, as pix2pix's GAN + 100 * L1, + extra:
+    the terms that carry their own weight (the perceptual term), as in stage 1 and not multiplied by lambda."""
     gan = _adversarial(fake_logits, True, mode, for_generator=True)
-    recon_loss, parts = recon
-    return gan + lambda_recon * recon_loss, {"g_gan": gan.detach(), **parts}
+    total, parts = pretrain_loss((lambda_recon * recon[0], recon[1]), extra)
+    return gan + total, {"g_gan": gan.detach(), **parts}
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,

@@ -128,3 +128,52 @@ def test_a_bad_config_file_is_one_line_naming_the_file(tmp_path, content, reason
     with pytest.raises(UserError) as e:
         resolve_config("gan", {"config": str(path)})
     assert str(e.value).startswith(f"{path}: ") and reason in str(e.value) and "\n" not in str(e.value)
+
+
+def version_1(cfg: Config) -> dict:
+    """cfg as a checkpoint or config.json written before config version 2 stored it (no "version" key)."""
+    d = cfg.to_dict()
+    del d["version"]
+    return d
+
+
+def test_a_stage_2_perceptual_weight_saved_before_version_2_loads_as_the_same_loss():
+    """Version 1 multiplied stage 2's perceptual term by the lambda: its 0.1 with lambda 100 is today's 10."""
+    gan = update(defaults("gan"), {"perceptual_weight": 0.1, "lambda_l1": 100.0})
+    assert Config.from_dict(version_1(gan)).optim.perceptual_weight == pytest.approx(10.0)
+    classes = update(defaults("gan"), {"perceptual_weight": 0.1, "head": "classification", "lambda_ce": 2.0})
+    assert Config.from_dict(version_1(classes)).optim.perceptual_weight == pytest.approx(0.2)
+    stage1 = update(defaults("pretrain"), {"perceptual_weight": 0.1})  # stage 1 never multiplied it
+    assert Config.from_dict(version_1(stage1)).optim.perceptual_weight == 0.1
+    assert Config.from_dict(gan.to_dict()) == gan  # today's files round-trip unchanged
+
+
+def test_resuming_a_version_1_run_keeps_its_loss_and_says_so(tmp_path, caplog):
+    from gan_colorizer.checkpoint import save_atomic
+    from gan_colorizer.train.cli import resolve_config
+    old = update(defaults("gan"), {"perceptual_weight": 0.05})
+    path = tmp_path / "last.pt"
+    save_atomic({"format_version": 1, "stage": "gan", "config": version_1(old), "generator": {}}, path)
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        assert resolve_config("gan", {"resume": str(path)}).optim.perceptual_weight == pytest.approx(5.0)
+    assert f"note: {path} is from before config version 2" in caplog.text and "--perceptual-weight 5 now" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        assert resolve_config("gan", {"resume": str(path), "perceptual_weight": 0.5}).optim.perceptual_weight == 0.5
+    assert "config version" not in caplog.text
+
+
+def test_a_config_file_is_read_in_todays_weights_unless_it_says_version_1(tmp_path, caplog):
+    from gan_colorizer.config import read_file
+    recipe = {"stage": "gan", "optim": {"perceptual_weight": 0.5}}
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        assert read_file(write_json(tmp_path / "a.json", recipe), "gan")["perceptual_weight"] == 0.5
+    assert 'meant 50 in today\'s weights: add "version": 1' in caplog.text  # an old run's config.json would
+    caplog.clear()
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        assert read_file(write_json(tmp_path / "b.json", {**recipe, "version": 2}), "gan")["perceptual_weight"] == 0.5
+        assert read_file(write_json(tmp_path / "c.json", {**recipe, "version": 1}), "gan")["perceptual_weight"] == 50
+    assert caplog.text == ""
+    for bad in (3, 0, "2", True, 1.5):
+        with pytest.raises(UserError, match=r"d\.json: version .*: this gan_colorizer reads config versions 1 to 2"):
+            read_file(write_json(tmp_path / "d.json", {**recipe, "version": bad}), "gan")

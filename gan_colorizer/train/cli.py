@@ -5,6 +5,8 @@ last.pt written and exit 130 / 143.
 """
 from __future__ import annotations
 
+import logging
+
 from gan_colorizer import config
 from gan_colorizer.config import Config, defaults, explicit_flags, update
 from gan_colorizer.console import run_command, setup_logging
@@ -31,6 +33,7 @@ Exit codes: 0 done, 2 bad input or unwritable checkpoint, 3 diverged (NaN / Inf)
 # what --init-generator copies from the checkpoint's config: every generator field but where its body's weights
 # came from
 ARCH_FLAGS = ("generator", "backbone", "unet_filters", "unet_dropout", "head", "annealed_t")
+log = logging.getLogger("gan_colorizer")
 
 
 def resolve_config(stage: str, explicit: dict) -> Config:
@@ -45,11 +48,7 @@ def resolve_config(stage: str, explicit: dict) -> Config:
         explicit = {**config.read_file(path, stage), **explicit}
     resume = explicit.pop("resume", None)
     if resume:
-        ckpt = load(resume)
-        cfg = Config.from_dict(ckpt["config"])
-        if cfg.stage != stage:
-            raise UserError(f"{resume}: a {cfg.stage} checkpoint cannot resume a {stage} run")
-        cfg.run.resume = resume
+        cfg = resumed_config(resume, stage, explicit)
     else:
         cfg = defaults(stage)
         init = explicit.get("init_generator")
@@ -57,6 +56,21 @@ def resolve_config(stage: str, explicit: dict) -> Config:
             saved = Config.from_dict(load(init)["config"])
             update(cfg, {f: getattr(saved.model, f) for f in ARCH_FLAGS})
     return update(cfg, explicit)
+
+
+def resumed_config(resume: str, stage: str, explicit: dict) -> Config:
+    """The config a run's checkpoint holds, in today's meaning (config.Config.from_dict), with a note when it differs."""
+    from gan_colorizer.checkpoint import load
+    saved = load(resume)["config"]
+    cfg = Config.from_dict(saved)
+    if cfg.stage != stage:
+        raise UserError(f"{resume}: a {cfg.stage} checkpoint cannot resume a {stage} run")
+    cfg.run.resume = resume
+    weight = saved.get("optim", {}).get("perceptual_weight")
+    if weight and weight != cfg.optim.perceptual_weight and "perceptual_weight" not in explicit:
+        log.info("note: %s is from before config version 2, when stage 2 multiplied --perceptual-weight by the lambda: "
+                 "its %g is --perceptual-weight %g now, the same loss", resume, weight, cfg.optim.perceptual_weight)
+    return cfg
 
 
 def build_parser(stage: str):

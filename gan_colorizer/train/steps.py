@@ -12,7 +12,14 @@ import torch
 
 from gan_colorizer.color import model_to_rgb, to_uint8
 from gan_colorizer.config import Config
-from gan_colorizer.losses import classification, discriminator_loss, generator_loss, reconstruction
+from gan_colorizer.losses import (
+    classification,
+    discriminator_loss,
+    generator_loss,
+    perceptual_term,
+    pretrain_loss,
+    reconstruction,
+)
 from gan_colorizer.metrics import colorfulness, delta_e2000, image_lab, psnr
 from gan_colorizer.runtime import Runtime
 from gan_colorizer.train import distributed
@@ -59,7 +66,7 @@ def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config,
         with sync_gradients(nets.generator, i == len(micro) - 1):
             with rt.autocast():
                 fake = generate(nets, gray_l)
-            loss, parts_i = objective(gray_l, fake, real_ab, nets, cfg)
+            loss, parts_i = pretrain_loss(*objective(gray_l, fake, real_ab, nets, cfg))
             rt.backward(loss / len(micro))
         _accumulate(parts, parts_i, len(micro))
     updated = update(rt, opts["g"], parts, dist)
@@ -76,15 +83,20 @@ def generate(nets: Nets, gray_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def objective(gray_l: torch.Tensor, fake: tuple, real_ab: torch.Tensor, nets: Nets, cfg: Config) -> tuple:
-    """The generator's own term: --recon-loss on ab (regression), or the rebalanced cross-entropy (classification)."""
+    """(the generator's own term: --recon-loss on ab (regression) or the rebalanced cross-entropy (classification),
+    which stage 2 weighs by lambda; the perceptual term, --perceptual-weight x the VGG loss in both stages), each
+    as (loss, parts)."""
     fake_ab, logits = fake
     if logits is None:
-        return reconstruction(gray_l, fake_ab, real_ab, cfg.optim, nets.perceptual)
-    return classification(gray_l, logits, fake_ab, real_ab, nets.classes, cfg.optim, nets.perceptual)
+        own = reconstruction(fake_ab, real_ab, cfg.optim)
+    else:
+        own = classification(logits, fake_ab, real_ab, nets.classes)
+    return own, perceptual_term(nets.perceptual, gray_l, fake_ab, real_ab, cfg.optim.perceptual_weight)
 
 
 def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, dist: Dist = SINGLE) -> tuple[dict, bool]:
-    """Stage 2, in pix2pix order: update D on real vs fake, then G on GAN + lambda * L1 against the updated D.
+    """Stage 2, in pix2pix order: update D on real vs fake, then G on GAN + lambda * L1 (+ the perceptual term)
+    against the updated D.
 
     Returns (losses, whether the step went through). A NaN / Inf in the D phase skips the whole step (neither net
     moves); one in the G phase skips G's update, while D's, made from finite values, stands.
@@ -133,8 +145,8 @@ def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: li
                 with rt.autocast():
                     fake = generate(nets, gray_l)
             with rt.autocast():
-                recon = objective(gray_l, fake, real_ab, nets, cfg)
-                loss_g, parts_g = generator_loss(D(gray_l, fake[0]), recon, lam, o.gan_mode)
+                own, extra = objective(gray_l, fake, real_ab, nets, cfg)
+                loss_g, parts_g = generator_loss(D(gray_l, fake[0]), own, lam, o.gan_mode, extra)
             rt.backward(loss_g / len(micro))
         _accumulate(parts, parts_g, len(micro))
 
