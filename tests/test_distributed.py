@@ -1,5 +1,6 @@
 """Training under torchrun on CPU (gloo, 2 processes) against a single process with the same global batch."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -112,7 +113,9 @@ def _share_of_weights_apart(a, b, by: float = 1e-4) -> float:
 
 
 def test_only_rank_0_writes_and_the_checkpoint_serves_evaluation_and_colorize(ddp_runs):
-    tmp, _, _ = ddp_runs
+    tmp, two, _ = ddp_runs
+    progress = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (epoch \d+/20 step \d/3) ", two.stdout, re.M)
+    assert progress == ["epoch 1/20 step 1/3", "epoch 2/20 step 2/3", "epoch 3/20 step 3/3"]  # rank 0 speaks for both
     assert len(list((tmp / "runs" / "two").glob("events.out.tfevents.*"))) == 1
     assert not list((tmp / "checkpoints" / "two").glob(".*.tmp"))
     from gan_colorizer import Colorizer
