@@ -35,6 +35,8 @@ IDEAS = {
     "--out": {"--onnx", "--output", "--out-dir", "--output-dir", "-o"},
     "--amp": {"--precision", "--bf16", "--fp16", "--half"},
     "--device": {"--cuda", "--gpu", "--cpu"},
+    "--data": {"--images", "--photos", "--folder", "--input"},  # a folder of photos to read
+    "--limit": {"--n-images", "--max-images", "--count"},  # read only the first N of them
 }
 
 
@@ -234,12 +236,15 @@ def test_old_spellings_still_work_and_say_once_which_name_replaces_them(capsys, 
     assert (export.out, export.image_size) == ("g.onnx", 64)  # the old spelling of a required flag is enough
     visualize = ["--checkpoint", "c.pt", "--image", "p.png", "--out", "o", "--size", "96"]
     assert parsers["gan_colorizer.inspect.cli"].parse_args(visualize).image_size == 96
+    weights = ["--checkpoint", "c.pt", "--out", "o", "--images", "photos", "--n-images", "3"]
+    assert vars(parsers["gan_colorizer.inspect.weights"].parse_args(weights)).items() >= {"data": "photos",
+                                                                                           "limit": 3}.items()
+    renamed = [("--render-size", "--image-size"), ("--workers", "--num-workers"), ("--onnx", "--out"),
+               ("--size", "--image-size"), ("--images", "--data"), ("--n-images", "--limit")]
     notes = capsys.readouterr().err.splitlines()
-    assert notes == [f"note: {old} is now called {new}; the old name still works for now" for old, new in
-                     [("--render-size", "--image-size"), ("--workers", "--num-workers"), ("--onnx", "--out"),
-                      ("--size", "--image-size")]]
+    assert notes == [f"note: {old} is now called {new}; the old name still works for now" for old, new in renamed]
     helps = "".join(p.format_help() for p in parsers.values())
-    assert not {"--render-size", "--workers", "--onnx", "--size"} & set(re.findall(r"--[a-z0-9-]+", helps))
+    assert not {old for old, _ in renamed} & set(re.findall(r"--[a-z0-9-]+", helps))
 
 
 def test_an_old_spelling_of_a_yes_no_flag_works_in_both_forms(capsys, monkeypatch):

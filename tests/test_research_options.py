@@ -157,7 +157,7 @@ def test_report_weights_counts_every_parameter_once(photos, tmp_path):
     from gan_colorizer.inspect.weights import main as report_main
     out = tmp_path / "report"
     assert report_main(["--checkpoint", str(tmp_path / "checkpoints" / "w" / "last.pt"), "--out", str(out),
-                        "--images", str(photos), "--n-images", "2"]) == 0
+                        "--data", str(photos), "--limit", "2"]) == 0
     with (out / "layers.csv").open() as f:
         layers = list(csv.DictReader(f))
     generator, _, _ = ckpt_io.load_generator(tmp_path / "checkpoints" / "w" / "last.pt")

@@ -1,7 +1,7 @@
 """Where a checkpoint's parameters are and what its layers do: counts per layer and group, weight histograms,
 activation statistics on a few photos.
 
-    python -m gan_colorizer.inspect.weights --checkpoint CKPT --out DIR [--images DIR] [--n-images 8]
+    python -m gan_colorizer.inspect.weights --checkpoint CKPT --out DIR [--data DIR] [--limit 8]
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def _photos(images: str | None, n: int, size: int) -> torch.Tensor:
     from gan_colorizer.images import list_images
     paths = list_images(images)[:n] if images else sum(sample_photos(), [])[:n]
     if not paths:
-        raise UserError(f"--images {images}: no image found")
+        raise UserError(f"--data {images}: no image found")
     ds = PhotoDataset(paths, size, train=False)
     return torch.stack([ds[(i, 0)][0] for i in range(len(ds))])
 
@@ -170,8 +170,9 @@ class WeightsOptions:
     """The flags of the weight report."""
     checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint")
     out: str = opt(REQUIRED, "folder for the CSVs, PNGs and summary.json")
-    images: str | None = opt(None, "photos for the activation statistics (default: the embedded samples)")
-    n_images: int = opt(8, "how many photos")
+    data: str | None = opt(None, "folder of photos for the activation statistics (default: the embedded samples)",
+                           metavar="DIR", aliases=("--images",))
+    limit: int = opt(8, "how many of its photos (the first, sorted)", metavar="N", aliases=("--n-images",))
     image_size: int | None = opt(None, "their size (default: the run's --image-size)")
     device: str = device_opt()
     amp: str = amp_opt("off", "; off here by default: the statistics of the fp32 network")
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
     args = parse_options(build_parser(), WeightsOptions, argv)
     try:
         from gan_colorizer.runtime import Runtime
-        summary = report(args.checkpoint, Path(args.out), args.images, args.n_images, args.image_size,
+        summary = report(args.checkpoint, Path(args.out), args.data, args.limit, args.image_size,
                          Runtime(args.device, args.amp, channels_last=False))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
