@@ -113,6 +113,15 @@ TABLES = {
         ("rounds", "samples/s per round"), ("vs_folder", "shards / folder"),
         ("cpu_ms_per_sample", "CPU ms per sample (in-process)"), ("cpu_vs_folder", "CPU shards / folder"),
         ("load_1min", "load (1 min)")])],
+    "split": [
+        (lambda row: row["what"] == "stability", [
+            ("rule", "rule"), ("files", "files"), ("change", "change"), ("val_before", "validation files before"),
+            ("val_after", "after"), ("val_to_train", "validation -> training"),
+            ("train_to_val", "training -> validation")]),
+        (lambda row: row["what"] == "cost", [
+            ("files", "files"), ("split_by_path_s", "split by path hash s"),
+            ("split_by_position_s", "split by position s"), ("path_hashes_s", "hashing alone s"),
+            ("stage2_check_s", "stage 2's check s"), ("training_set_mb", "training set in checkpoint MB")])],
     "head_cost": [
         (lambda row: row["what"].startswith("train"), [
             ("what", "what"), ("size", "size"), ("batch", "batch"), ("amp", "amp"), ("img_s", "img/s"),

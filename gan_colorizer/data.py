@@ -1,7 +1,6 @@
 """Image folders -> checked file lists -> uint8 crops in DataLoader workers (Lab happens on the device)."""
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -22,6 +21,7 @@ from gan_colorizer.atomic import write_atomic
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, list_files, load_rgb
 from gan_colorizer.scan import PathArray, check_files
+from gan_colorizer.split import BY_PATH, lists_digest, split_by_path, split_by_position, training_set
 
 log = logging.getLogger("gan_colorizer")
 
@@ -86,29 +86,19 @@ def scan_folder(root, keep_gray: bool, workers: int = 4, flag: str = "--data") -
     return scan
 
 
-def split_files(paths: list, fraction: float, seed: int) -> tuple[list, list]:
-    """Reproducible train / validation split of a sorted file list, each part in the list's order."""
-    if fraction <= 0:
-        return list(paths), []
-    if len(paths) < 2:
-        log.warning("warning: only one usable image: it is used for training and validation")
-        return list(paths), list(paths)
-    order = list(range(len(paths)))  # indices, shuffled as the paths themselves were: the same split, no path sort
-    random.Random(seed).shuffle(order)
-    n_val = min(len(order) - 1, max(1, round(len(order) * fraction)))
-    return [paths[i] for i in sorted(order[n_val:])], [paths[i] for i in sorted(order[:n_val])]
-
-
 @dataclass
 class DataSplit:
     train: list[str]
     val: list[str]
     summary: dict
     embedded: bool
+    rule: str = BY_PATH  # how --val-fraction chose the validation files (split.RULES)
+    carried: dict | None = None  # split.training_set() of train, when the split made it on the way
 
 
-def prepare_files(data_cfg, seed: int) -> DataSplit:
-    """Resolve --data / --val-data / --val-fraction (or the embedded sample) into train and val file lists."""
+def prepare_files(data_cfg, seed: int, rule: str = BY_PATH) -> DataSplit:
+    """Resolve --data / --val-data / --val-fraction (or the embedded sample) into train and val file lists; `rule`
+    (split.RULES) is how --val-fraction chooses: by path hash, or as runs started before issue 22 did."""
     keep = data_cfg.include_gray
     workers = min(16, max(2, data_cfg.num_workers, os.cpu_count() or 1))  # threads: the scan mostly waits on I/O
     if data_cfg.data is None:
@@ -116,15 +106,21 @@ def prepare_files(data_cfg, seed: int) -> DataSplit:
         scans = [scan_files(train, "embedded:train", keep), scan_files(val, "embedded:val", keep)]
         return DataSplit(scans[0].used, scans[1].used, {"train": scans[0].to_dict(), "val": scans[1].to_dict()}, True)
     scan = scan_folder(data_cfg.data, keep, workers)
+    root, carried = str(Path(data_cfg.data).resolve()), None  # the root the scan's names start with
     if data_cfg.val_data:
         val_scan = scan_folder(data_cfg.val_data, keep, workers, flag="--val-data")
         train, val = scan.used, val_scan.used
         summary = {"train": scan.to_dict(), "val": val_scan.to_dict()}
     else:
-        train, val = split_files(scan.used, data_cfg.val_fraction, seed)
-        summary = {"train": scan.to_dict(), "val": {"source": f"{data_cfg.val_fraction} of --data, seed {seed}"}}
+        if rule == BY_PATH:
+            train, val, hashes = split_by_path(scan.used, root, data_cfg.val_fraction, seed)
+            carried = training_set(train, root, hashes)
+        else:
+            train, val = split_by_position(scan.used, data_cfg.val_fraction, seed)
+        summary = {"train": scan.to_dict(), "val": {"source": f"{data_cfg.val_fraction} of --data, seed {seed}",
+                                                    "rule": rule}}
     summary["train"]["used"], summary["val"]["used"] = len(train), len(val)
-    return DataSplit(train, val, summary, False)
+    return DataSplit(train, val, summary, False, rule, carried or training_set(train, root))
 
 
 def save_split(split: DataSplit, run_dir: Path) -> str:
@@ -142,12 +138,9 @@ def save_split(split: DataSplit, run_dir: Path) -> str:
             f"{sources[1]}; {skipped} unreadable skipped, {gray} gray left out (see {run_dir / 'data.json'})")
 
 
-def split_digest(split: DataSplit) -> str:
+def split_digest(data: DataSplit) -> str:
     """A fingerprint of the file lists, kept in checkpoints so that a resume can tell whether they changed."""
-    h = hashlib.sha256()
-    for name, paths in (("train", split.train), ("val", split.val)):
-        h.update("".join(f"{p}\n" for p in [name, *paths]).encode())
-    return h.hexdigest()[:16]
+    return lists_digest(data.train, data.val)
 
 
 def saved_split(run_dir: Path, digest: str, embedded: bool) -> DataSplit | None:

@@ -498,7 +498,8 @@ def test_resume_keeps_the_files_the_run_started_with(photo_folder, tmp_path, cap
     last = tmp_path / "checkpoints" / "c" / "last.pt"
     assert main("pretrain", ["--resume", str(last), "--max-steps", "6"]) == 0
     captured = capsys.readouterr()
-    assert "6 training and 2 validation images: the file lists this run started with" in captured.out
+    n_val = len((tmp_path / "runs" / "c" / "val_files.txt").read_text().splitlines())
+    assert f"{len(train_files)} training and {n_val} validation images: the file lists this run started" in captured.out
     assert f"1 of the 8 images of this run are gone since it started (e.g. {train_files[0]})" in captured.err
     assert (tmp_path / "runs" / "c" / "train_files.txt").read_text().splitlines() == train_files
     (tmp_path / "runs" / "c" / "train_files.txt").write_text("damaged")  # then the folder is scanned again, with a word
@@ -634,12 +635,12 @@ def test_a_run_started_while_another_of_that_name_scans_its_data_is_refused(phot
     from gan_colorizer.errors import UserError
     scan, starts = train_setup.prepare_files, []
 
-    def slow_scan(data_cfg, seed):
+    def slow_scan(data_cfg, seed, *rule):
         if not starts:  # B's scan: A starts in the middle of it
             starts.append("A")
             with pytest.raises(UserError, match=f"this run is being trained by pid {os.getpid()}"):
                 train_setup.start(small_run(photo_folder, tmp_path))
-        return scan(data_cfg, seed)
+        return scan(data_cfg, seed, *rule)
     monkeypatch.setattr(train_setup, "prepare_files", slow_scan)
     train_setup.start(small_run(photo_folder, tmp_path)).lock.release()
     assert starts == ["A"]

@@ -19,6 +19,9 @@ from gan_colorizer.shard_stream import ShardStream, ShardValStream, shard_loader
 from gan_colorizer.shards import ShardOptions, write_shards
 
 
+SPLIT = {"val_fraction": 0.3, "seed": 3}  # the fixture's 15 photos: 3 validate (each file's side is its path's)
+
+
 def _write(folder, out, **kw):
     return write_shards(ShardOptions(data=str(folder), out=str(out), **kw))
 
@@ -42,7 +45,7 @@ def _jpeg(seed: int) -> bytes:
 
 @pytest.fixture
 def shard_dir(tmp_path):
-    """15 photos (one unreadable, one gray) as shards of 4."""
+    """15 photos (one unreadable, one gray) as shards of 4: 12 train, 3 validate (SPLIT)."""
     photos = tmp_path / "photos"
     make_photo_folder(photos, 13)
     (photos / "sub").mkdir()
@@ -50,7 +53,7 @@ def shard_dir(tmp_path):
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     from PIL import Image
     Image.new("RGB", (40, 30), (90, 90, 90)).save(photos / "gray.png")
-    return photos, tmp_path / "shards", _write(photos, tmp_path / "shards", shard_size=4, val_fraction=0.2)
+    return photos, tmp_path / "shards", _write(photos, tmp_path / "shards", shard_size=4, **SPLIT)
 
 
 def _members(tar_path):
@@ -60,7 +63,7 @@ def _members(tar_path):
 
 def test_writer_keeps_training_split_and_original_bytes_and_logs_the_unusable(shard_dir, caplog):
     photos, out, index = shard_dir
-    split = prepare_files(DataConfig(data=str(photos), val_fraction=0.2), 0)
+    split = prepare_files(DataConfig(data=str(photos), val_fraction=SPLIT["val_fraction"]), SPLIT["seed"])
     written = {role: {} for role in ("train", "val")}
     for shard in sorted(out.glob("*.tar")):
         written[shard.name.split("-")[0]].update(_members(shard))
@@ -224,7 +227,7 @@ def test_the_commands_say_bad_shards_in_one_line_with_exit_code_2(shard_dir, tmp
     assert shards.main(["--data", str(photos), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: --out {out}: already holds shards")
     assert shards.main(["--data", str(photos), "--out", str(tmp_path / "more"), "--shard-size", "100"]) == 0
-    assert "13 training and 2 validation images in 2 shards" in capsys.readouterr().out  # --val-fraction 0.1
+    assert "14 training and 1 validation images in 2 shards" in capsys.readouterr().out  # --val-fraction 0.1, seed 0
     args = ["--data", str(tmp_path / "nope-{000000..000003}.tar"), "--no-pretrained", *run_dirs_args(tmp_path, "r")]
     assert train_main("pretrain", args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -313,7 +316,7 @@ def test_evaluating_the_val_shards_scores_as_evaluating_their_files(shard_dir, t
     """The same images, the same numbers: the val shards against a folder of the files they were written from."""
     from gan_colorizer.evaluate.run import EvalOptions, evaluate
     photos, out, _ = shard_dir
-    split = prepare_files(DataConfig(data=str(photos), val_fraction=0.2), 0)
+    split = prepare_files(DataConfig(data=str(photos), val_fraction=SPLIT["val_fraction"]), SPLIT["seed"])
     folder = tmp_path / "val_files"
     folder.mkdir()
     for path in map(Path, split.val):

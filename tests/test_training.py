@@ -51,7 +51,8 @@ def test_stage1_runs_from_the_command_line_and_writes_everything(stage1):
     assert "val/samples" in acc.Tags()["images"]
     assert any("config" in t for t in acc.Tags()["tensors"])
     assert "resnet18-f37072fd.pth (cached)" in result.stdout  # the default ImageNet body, from conftest's cache
-    assert "4 training and 2 validation images" in result.stdout
+    n_val = len((run_dir / "val_files.txt").read_text().splitlines())
+    assert f"{6 - n_val} training and {n_val} validation images" in result.stdout
 
 
 def test_viz_every_puts_feature_maps_ab_histograms_and_difference_maps_in_tensorboard(stage1):
@@ -62,7 +63,8 @@ def test_viz_every_puts_feature_maps_ab_histograms_and_difference_maps_in_tensor
     assert images <= set(acc.Tags()["images"])
     assert set(acc.Tags()["histograms"]) == {"ab/pred_a", "ab/pred_b", "ab/real_a", "ab/real_b"}
     assert [e.step for e in acc.Images("features/bottleneck")] == [2]  # every 2 steps, not at step 1
-    assert acc.Histograms("ab/real_a")[0].histogram_value.num == 2 * 64 * 64  # the 2 fixed validation samples
+    n_val = len((tmp / "runs" / "s1" / "val_files.txt").read_text().splitlines())
+    assert acc.Histograms("ab/real_a")[0].histogram_value.num == n_val * 64 * 64  # the fixed validation samples
 
 
 def test_stage1_checkpoint_reloads_and_rebuilds_the_generator_without_flags(stage1):

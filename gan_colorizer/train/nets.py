@@ -51,10 +51,10 @@ def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt
     return state
 
 
-def init_generator(path: str, cfg: Config, generator: torch.nn.Module) -> None:
+def init_generator(path: str, cfg: Config, generator: torch.nn.Module, ckpt: dict | None = None) -> None:
     """The weights of the --init-generator checkpoint's generator (a stage-1 run's for stage 2; any run's to fine-tune
-    in stage 1): its EMA copy unless --init-weights raw (or it has none)."""
-    ckpt = ckpt_io.load(path)
+    in stage 1; `ckpt`: that file already loaded): its EMA copy unless --init-weights raw (or it has none)."""
+    ckpt = ckpt or ckpt_io.load(path)
     ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path)
     key = ckpt_io.generator_key(ckpt, path, cfg.run.init_weights, flag="--init-weights")
     ckpt_io.load_weights(generator, ckpt[key], path, key)
@@ -79,7 +79,7 @@ def nets_by_name(nets: Nets) -> dict:
 
 
 def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist,
-           prior=None) -> tuple[Nets, dict, TrainState]:
+               prior=None, initial: dict | None = None) -> tuple[Nets, dict, TrainState]:
     fresh = not (cfg.run.resume or cfg.run.init_generator)
     nets = Nets(build_generator(cfg.model, load_pretrained=fresh))
     if cfg.stage == "gan":
@@ -95,7 +95,7 @@ def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed
     if resumed is not None:
         state = restore_state(resumed, cfg.run.resume, cfg, nets, opts, rt)
     elif cfg.run.init_generator:
-        init_generator(cfg.run.init_generator, cfg, nets.generator)
+        init_generator(cfg.run.init_generator, cfg, nets.generator, initial)
     elif cfg.stage == "gan":
         log.info("generator: starting from scratch (no --init-generator stage-1 checkpoint)")
     if cfg.model.head == "classification":  # the prior goes in before the EMA copy is made

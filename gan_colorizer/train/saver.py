@@ -56,7 +56,9 @@ def write(run, name: str, full: bool, final: bool) -> bool:
                     run.bad_steps.streak)
         return False
     counters = {"epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch, "step": s.step, "best_metric": s.best,
-                "skipped_steps": s.skipped_steps, "data_digest": run.data_digest}
+                "skipped_steps": s.skipped_steps, "data_digest": run.data_digest, "split_rule": run.split_rule}
+    if run.training_set is not None:
+        counters["train_set"] = run.training_set  # stage 2 checks its validation files against it
     if run.prior_info:
         counters["color_prior"] = run.prior_info  # what the generator's prior buffer was made from
     ckpt = ckpt_io.make_checkpoint(run.cfg, nets_by_name(run.nets), counters, run.metrics,

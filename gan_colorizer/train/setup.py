@@ -32,6 +32,7 @@ from gan_colorizer.networks import check_body_weights, unwrap
 from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything
 from gan_colorizer.shard_stream import shard_loaders, shard_split
 from gan_colorizer.shards import is_shards
+from gan_colorizer.split import BY_PATH, BY_POSITION, RULES, training_set, warn_if_validating_on_stage1_training
 from gan_colorizer.train import distributed
 from gan_colorizer.train.guard import BadSteps, RunLock
 from gan_colorizer.train.monitor import Monitor
@@ -64,6 +65,8 @@ class Run:
     micro_batch: int  # images per process and micro-batch
     data_digest: str
     prior_info: dict | None  # what the classification prior was made from
+    split_rule: str  # how --val-fraction chose the validation files (split.RULES)
+    training_set: dict | None  # split.training_set() of the training list, for stage 2 to check (rank 0 only)
     metrics: dict = field(default_factory=dict)  # the last validation figures
     schedule: CheckpointSchedule = None
     bad_steps: BadSteps = None
@@ -121,24 +124,29 @@ def start(cfg: Config) -> Run:
     run_dir, ckpt_dir, cfg.run.name = distributed.on_main(dist, claim)
     try:
         resumed = ckpt_io.load(cfg.run.resume) if cfg.run.resume else None
-        split = distributed.on_main_sharing_scan(dist, lambda: data_split(cfg, run_dir, resumed))
-        return _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, micro_batch)
+        initial = ckpt_io.load(cfg.run.init_generator) if cfg.run.init_generator and not resumed else None
+        split = distributed.on_main_sharing_scan(dist, lambda: data_split(cfg, run_dir, resumed, initial))
+        return _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, initial, micro_batch)
     except BaseException:
         lock.abandon()  # a run that never started leaves no folder and no .lock behind
         raise
 
 
-def _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, micro_batch) -> Run:
+def _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, initial, micro_batch) -> Run:
     if split.summary and dist.main:  # a fresh scan (a resume that found its saved lists has nothing to save)
         log.info(save_split(split, run_dir))
     digest = split_digest(split)
+    if dist.main:  # what the checkpoints carry of the training list (rank 0 writes them)
+        split.carried = carried_training_set(cfg, split, digest, resumed)
+        if initial is not None:
+            warn_if_validating_on_stage1_training(initial, cfg.run.init_generator, split.val)
     prior_info = (resumed or {}).get("color_prior")
     prior = None  # --head classification: made on rank 0 and sent to all; on resume last.pt holds it
     if cfg.model.head == "classification" and resumed is None:
         workers = resolve_workers(cfg.data.num_workers, rt.device)
         prior, prior_info = distributed.on_main(dist, lambda: prior_for_run(cfg, split, digest, run_dir, rt.device,
                                                                             workers))
-    nets, opts, state = build_nets(cfg, rt, resumed, dist, prior)
+    nets, opts, state = build_nets(cfg, rt, resumed, dist, prior, initial)
     if resumed and dist.rank:  # checkpoints hold rank 0's RNG: the others branch off it, reproducibly
         seed_everything(cfg.run.seed + dist.rank + 7919 * state.step)
     loader, sampler, val_loader, samples = make_loaders(cfg, split, dist, rt, micro_batch)
@@ -148,7 +156,8 @@ def _start_locked(cfg, dist, rt, run_dir, ckpt_dir, lock, split, resumed, micro_
     sources = {"train": f"--data {d.data}" if d.data else "the embedded sample photos"}
     sources["val"] = f"--val-data {d.val_data}" if d.val_data else sources["train"]
     return Run(cfg, dist, rt, run_dir, ckpt_dir, lock, nets, opts, state, loader, sampler, val_loader, samples,
-               sources, monitor, micro_batch, digest, prior_info, metrics=(resumed or {}).get("metrics") or {},
+               sources, monitor, micro_batch, digest, prior_info, split.rule, split.carried,
+               metrics=(resumed or {}).get("metrics") or {},
                schedule=CheckpointSchedule(cfg.run.checkpoint_every, cfg.run.checkpoint_minutes),
                bad_steps=BadSteps(cfg.optim.max_bad_steps), saved_step=state.step)
 
@@ -174,20 +183,49 @@ def claim_folders(cfg: Config) -> RunLock:
     return lock
 
 
-def data_split(cfg: Config, run_dir: Path, resumed: dict | None) -> DataSplit:
+def data_split(cfg: Config, run_dir: Path, resumed: dict | None, initial: dict | None = None) -> DataSplit:
     """On resume, the file lists the run started with (no rescan: the same data as an uninterrupted run)."""
     digest = (resumed or {}).get("data_digest")
+    rule = split_rule(cfg, resumed, initial)
     if digest and same_data(Config.from_dict(resumed["config"]), cfg):
         split = saved_split(run_dir, digest, embedded=cfg.data.data is None)
         if split is not None:
             log.info("data: %d training and %d validation images: the file lists this run started with (%s)",
                      len(split.train), len(split.val), run_dir / "train_files.txt")
+            split.rule = rule
             return split
-    split = shard_split(cfg.data, cfg.model.head) if is_shards(cfg.data.data) else prepare_files(cfg.data, cfg.run.seed)
+    if is_shards(cfg.data.data):
+        split = shard_split(cfg.data, cfg.model.head)
+    else:
+        split = prepare_files(cfg.data, cfg.run.seed, rule)
     if digest and split_digest(split) != digest:
         log.warning("warning: the training or validation files are not those of the checkpoint (folder changed, "
                     "or %s is gone): the resumed run will differ from an uninterrupted one", run_dir)
     return split
+
+
+def split_rule(cfg: Config, resumed: dict | None, initial: dict | None) -> str:
+    """How --val-fraction chooses: as the resumed run did (before issue 22, by position), as the stage-1 run did on
+    the same data (so that stage 2 validates on what stage 1 validated on), else by path hash."""
+    source = resumed or (initial if initial and same_data(Config.from_dict(initial["config"]), cfg) else None)
+    if source is None:
+        return BY_PATH
+    rule = source.get("split_rule", BY_POSITION)
+    if not resumed and rule == BY_POSITION and cfg.data.val_fraction > 0 and not cfg.data.val_data:
+        log.info("note: validation files chosen as the stage-1 run %s chose them (its checkpoint predates splits by "
+                 "path hash)", cfg.run.init_generator)
+    return rule if rule in RULES else BY_PATH
+
+
+def carried_training_set(cfg: Config, split: DataSplit, digest: str, resumed: dict | None) -> dict:
+    """The training set a checkpoint carries: made by the split, kept from the resumed checkpoint when its lists are
+    these, else hashed now."""
+    if split.carried is not None:
+        return split.carried
+    if resumed and resumed.get("data_digest") == digest and isinstance(resumed.get("train_set"), dict):
+        return resumed["train_set"]
+    root = str(Path(cfg.data.data).resolve()) if cfg.data.data and not is_shards(cfg.data.data) else None
+    return training_set(split.train, root)
 
 
 def make_loaders(cfg: Config, split: DataSplit, dist, rt: Runtime, micro_batch: int) -> tuple:
