@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_colorizer.atomic import write_atomic
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, shown
 from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, list_files, load_rgb
 from gan_colorizer.scan import PathArray, check_files
 from gan_colorizer.split import BY_PATH, lists_digest, split_by_path, split_by_position, training_set
@@ -66,8 +66,8 @@ def scan_files(paths, source: str, keep_gray: bool, workers: int = 4, root: Path
     out = check_files(names, workers, root, stamps)
     readable = out.reason < 0
     skipped = [(names[i], out.reasons[out.reason[i]]) for i in np.flatnonzero(~readable)]
-    for path, why in skipped:
-        log.warning("warning: skipped %s: %s", path, why)
+    for path, why in skipped:  # as data: a file's name, or a reason from the cache, may hold escape codes
+        log.warning("warning: skipped %s: %s", shown(path), shown(why))
     gray = readable & out.gray & (not keep_gray)
     return FileScan(source, list(itertools.compress(names, (readable & ~gray).tolist())), skipped,
                     list(itertools.compress(names, gray.tolist())))

@@ -30,6 +30,15 @@ def reason(error: BaseException, empty: str | None = None) -> str:
     return text.splitlines()[0][:200] if text else (empty or type(error).__name__)
 
 
+def shown(text, limit: int = 300) -> str:
+    """Text that came from a file (a name inside a shard, a reason read from a cache) as data on one line: control
+    characters (escape codes, newlines) written as repr writes them, at most `limit` characters."""
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def weights_only_refusal(error: BaseException) -> str | None:
     """torch.load(weights_only=True)'s refusal of a file, in our words, or None for any other failure. torch's own
     text advises loading with weights_only=False, which would run whatever code the file holds: never repeat it."""

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gan_colorizer.atomic import write_atomic
+from gan_colorizer.errors import shown
 from gan_colorizer.images import UnreadableImage, is_gray, open_image
 
 log = logging.getLogger("gan_colorizer")
@@ -119,13 +120,17 @@ def _read(cache: Path, root: str) -> tuple[bytes, np.ndarray, Outcomes] | None:
     """(the keys joined, their stamps (n, 3), their outcomes) of the folder's cache file, or None."""
     try:
         with np.load(cache, allow_pickle=False) as saved:
+            if any(i.compress_type != zipfile.ZIP_STORED for i in saved.zip.infolist()):
+                raise ValueError("compressed arrays: not a cache this code wrote")  # no zip bomb is inflated
             meta = json.loads(saved["meta"].tobytes())
             if not isinstance(meta, dict):
                 raise ValueError("no metadata object")
             if meta.get("version") != VERSION or meta.get("root") != root:
                 return None
             keys, stamps = saved["keys"].tobytes(), saved["stamps"]
-            outcomes = Outcomes(list(meta["reasons"]), saved["reason"].astype(np.int64), saved["gray"].astype(bool))
+            if not isinstance(meta["reasons"], list) or not all(isinstance(r, str) for r in meta["reasons"]):
+                raise ValueError("reasons that are not text")
+            outcomes = Outcomes(meta["reasons"], saved["reason"].astype(np.int64), saved["gray"].astype(bool))
         n = keys.count(b"\0") + 1 if keys else 0
         if stamps.shape != (n, 3) or outcomes.reason.shape != (n,) or outcomes.gray.shape != (n,) or \
                 not -1 <= outcomes.reason.min(initial=-1) <= outcomes.reason.max(initial=-1) < len(outcomes.reasons):
@@ -133,8 +138,8 @@ def _read(cache: Path, root: str) -> tuple[bytes, np.ndarray, Outcomes] | None:
         return keys, stamps, outcomes
     except FileNotFoundError:
         pass
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-        log.info("note: scan cache %s unreadable (%s): every file is checked again", cache, e)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+        log.info("note: scan cache %s unreadable (%s): every file is checked again", cache, shown(e))
     return None
 
 

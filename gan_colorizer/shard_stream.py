@@ -6,6 +6,7 @@ import io
 import itertools
 import logging
 import math
+import os
 import random
 import re
 import sys
@@ -17,10 +18,18 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gan_colorizer.data import DataSplit, _leave_ctrl_c_to_the_main_process, decode_side, photo_crop
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, reason, shown
 from gan_colorizer.images import UnreadableImage, load_rgb
 from gan_colorizer.runtime import resolve_workers
-from gan_colorizer.shards import IMAGE_EXTS, expand, is_shards, list_members, shard_counts, val_shards_beside
+from gan_colorizer.shards import (
+    IMAGE_EXTS,
+    expand,
+    is_shards,
+    list_members,
+    sample_file,
+    shard_counts,
+    val_shards_beside,
+)
 
 log = logging.getLogger("gan_colorizer")
 SHUFFLE_BUFFER = 1000  # samples (still encoded) per worker: ~100 MB of COCO-sized JPEGs
@@ -50,10 +59,43 @@ def _warn(exn: Exception) -> bool:
     return True
 
 
+def _print(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _open(url: str):
+    return open(url, "rb")
+
+
+def shard_files(sources, handler=_warn):
+    """What webdataset's tar expander yields ({"fname", "data", "__url__"} per sample file, {} at each shard's end),
+    with shards.sample_file's rule: a member's header is checked before its bytes are read (a 14 KB shard may
+    declare a 4 GiB member)."""
+    for source in sources:
+        url = source["url"]
+        try:
+            with _open(url) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+                size = os.fstat(stream.fileno()).st_size
+                for info in tar:
+                    if sample_file(info, url, size, _print) is not None:
+                        yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": url}
+        except SHARD_ERRORS as e:
+            e.args = (reason(e), url)
+            if not handler(e):
+                return
+        yield {}
+
+
+def samples_of(sources):
+    """The samples of the shards in order, grouped by key as webdataset groups them; a shard that breaks is one line
+    (_warn) and the rest of it skipped."""
+    return wds.tariterators.group_by_keys(shard_files(sources), handler=_warn)
+
+
 def decode(sample: dict, size: int, rng: random.Random | None, crop_scale: float, train: bool, warn: bool = True):
     """(pixels, flip) of one webdataset sample, or None with one warning line naming shard and key (unless not
     warn: a sample already reported)."""
-    name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+    name = f"{sample.get('__url__', '?')}:{shown(sample.get('__key__', '?'))}"  # a key is a name from the shard
     ext = next((e for e in sample if e in IMAGE_EXTS), None)
     if ext is None:
         if warn:
@@ -124,7 +166,7 @@ class ShardStream(IterableDataset):
         skip, todo = self._quota(role, workers)
         mine = itertools.islice(itertools.islice(self._shard_order(), self.rank, None, self.world), role, None,
                                 workers)
-        samples = wds.tarfile_to_samples(handler=_warn)(self._guarded(mine))
+        samples = samples_of(self._guarded(mine))
         rng = random.Random(_mix(self.seed, self.epoch, self.rank, role))
         stream = wds.shuffle(self.buffer, initial=min(100, self.buffer), rng=rng)(self._reset(samples))
         failed, bad_images, in_a_row = set(), 0, 0  # since the last sample that decoded
@@ -181,7 +223,7 @@ class ShardValStream(IterableDataset):
         slots, slot = self.world * workers, self.rank * workers + worker
         by_shard = len(self.shards) >= slots
         mine = self.shards[slot::slots] if by_shard else self.shards
-        samples = wds.tarfile_to_samples(handler=_warn)({"url": s} for s in mine)
+        samples = samples_of({"url": s} for s in mine)
         for i, sample in enumerate(samples):
             if by_shard or i % slots == slot:
                 item = decode(sample, self.size, None, 1.0, False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import sys
 import tarfile
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from gan_colorizer.atomic import replacing, write_atomic
 from gan_colorizer.config import DataConfig, RunConfig
 from gan_colorizer.console import run_command, setup_logging
-from gan_colorizer.errors import UserError
+from gan_colorizer.errors import UserError, reason, shown
 from gan_colorizer.images import IMAGE_EXTENSIONS
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser, workers_opt
 
@@ -182,6 +183,10 @@ def shard_counts(shards: list[Path], flag: str = "--data") -> list[int]:
         if folder not in indexes:
             indexes[folder] = _read_index(folder)
         known = indexes[folder].get(shard.name)
+        if known is not None and known > max(0, shard.stat().st_size) // 512:  # a sample takes a 512-byte header
+            log.warning("warning: %s says %d samples for %s, more than its %d bytes can hold: the shards there are "
+                        "counted from their headers", folder / INDEX, known, shard.name, shard.stat().st_size)
+            indexes[folder], known = {}, None
         if known is None:
             members, error = list_members(shard)
             if error and not members:
@@ -203,13 +208,21 @@ def _check_tar(shard: Path, flag: str) -> None:
 
 
 def _read_index(folder: Path) -> dict:
+    """{shard name: samples} from the writer's index.json; {} (shards counted from their headers) when there is none,
+    or it is not one, or its counts are not whole numbers >= 0 (one warning line)."""
     try:
         index = json.loads((folder / INDEX).read_text())
-        return index["shards"] if index.get("format") == FORMAT else {}
+        if not isinstance(index, dict) or index.get("format") != FORMAT:
+            return {}
+        counts = index["shards"]
+        if not isinstance(counts, dict) or not all(type(n) is int and n >= 0 for n in counts.values()):
+            raise ValueError("a shard's count is not a whole number >= 0")
+        return counts
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        log.info("note: %s unreadable (%s): shards are counted from their headers", folder / INDEX, e)
+        log.warning("warning: %s unreadable (%s): shards are counted from their headers", folder / INDEX,
+                    shown(reason(e)))
         return {}
 
 
@@ -234,27 +247,57 @@ class ShardMember:
 
 
 def list_members(shard: Path) -> tuple[list[ShardMember], str | None]:
-    """The image of every sample of a tar, in order, from its headers alone; samples without an image are one
-    warning line each. Returns (members, why the listing stopped early or None)."""
+    """The image of every sample of a tar, in order, from its headers alone (sample_file's rule); samples without an
+    image are one warning line each. Returns (members, why the listing stopped early or None)."""
     samples: dict[str, list] = {}
     error = None
     try:
-        with tarfile.open(shard, "r:") as tar:
+        with open(shard, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
+            size = os.fstat(stream.fileno()).st_size
             for info in tar:
-                match = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", info.name)  # webdataset's key / extension rule
-                if info.isreg() and match and not info.name.startswith("__"):
-                    samples.setdefault(match.group(1), []).append((match.group(2).lower(), info))
+                named = sample_file(info, shard, size, log.warning)
+                if named is not None:
+                    samples.setdefault(named[0], []).append((named[1].lower(), info))
     except (tarfile.TarError, OSError, EOFError) as e:
         error = str(e) or type(e).__name__
     members = []
     for key, files in samples.items():
         image = next(((ext, info) for ext, info in files if ext in IMAGE_EXTS), None)
         if image is None:
-            log.warning("warning: skipped %s:%s: no image in the sample (%s)", shard, key,
-                        ", ".join(ext for ext, _ in files))
+            log.warning("warning: skipped %s:%s: no image in the sample (%s)", shard, shown(key),
+                        shown(", ".join(ext for ext, _ in files)))
             continue
         members.append(ShardMember(str(shard), key, image[0], image[1].offset_data, image[1].size))
     return members, error
+
+
+MAX_MEMBER_BYTES = 2 << 30  # a photo's file: far above any the pixel limit lets through (images.MAX_PIXELS)
+_SAMPLE_NAME = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's rule: the key ends at the name's first dot
+
+
+def sample_file(info: tarfile.TarInfo, shard, shard_bytes: int, warn) -> tuple[str, str] | None:
+    """(key, extension) of a tar member that is a sample's file, the one rule of every reader (training, validation,
+    evaluation), decided from its header before anything is read: None for what is no sample file (folders, links,
+    devices; webdataset's metadata, a top-level __NAME__) and, with one warn() line, for a member that must not be
+    read (a name leaving the folder it would be saved in, a sparse member, one over MAX_MEMBER_BYTES). A member that
+    ends past the end of the file raises tarfile.ReadError: the shard is cut short."""
+    name = info.name
+    match = _SAMPLE_NAME.match(name)
+    if not info.isreg() or match is None or ("/" not in name and name.startswith("__") and name.endswith("__")):
+        return None
+    problem = None
+    if name.startswith("/") or ".." in name.split("/"):
+        problem = "its name leaves the folder (absolute, or ..)"
+    elif info.issparse():
+        problem = f"a sparse member ({info.size:,} bytes declared; shards hold files as they are)"
+    elif info.size > MAX_MEMBER_BYTES:
+        problem = f"{info.size:,} bytes, over the limit of {MAX_MEMBER_BYTES:,} for one file"
+    elif info.offset_data + info.size > shard_bytes:
+        raise tarfile.ReadError("unexpected end of data")
+    if problem:
+        warn(f"warning: skipped {shard}:{shown(name)}: {problem}")
+        return None
+    return match.group(1), match.group(2)
 
 
 def main(argv=None) -> int:

@@ -190,7 +190,7 @@ def test_a_stop_signal_is_not_taken_for_a_broken_shard(tmp_path, monkeypatch):
 
     def stopped(*args, **kwargs):
         raise StopWaiting("SIGTERM")
-    monkeypatch.setattr(shard_stream.wds.tariterators.gopen, "gopen", stopped)
+    monkeypatch.setattr(shard_stream, "_open", stopped)
     with pytest.raises(StopWaiting):  # before the fix: 'skipped the rest of a shard: SIGTERM', then going on
         _batches(ShardStream([shard], [1], 32, 0.5, 0, 0, 0, 1, 1, 1), batch=1)
 
