@@ -123,8 +123,8 @@ def _read_lines(path: str) -> list[str]:
 
 
 def warn_if_validating_on_stage1_training(ckpt: dict, path: str, val: list[str]) -> int | None:
-    """Warn, with counts, when validation files of this run were training files of the stage-1 run it starts from
-    (its figures would flatter the model); returns how many (None: the checkpoint cannot tell)."""
+    """Warn, with counts, when validation files of this run were training files of the run it starts from (stage 1,
+    for a stage 2; its figures would flatter the model); returns how many (None: the checkpoint cannot tell)."""
     carried = stage1_training_set(ckpt)
     if carried is None:
         log.info("note: %s carries no training list (written before issue 22, and its run folder's lists are gone): "
@@ -132,7 +132,7 @@ def warn_if_validating_on_stage1_training(ckpt: dict, path: str, val: list[str])
         return None
     seen = count_trained_on(carried, val)
     if seen:
-        log.warning("warning: %d of the %d validation images of this run were training images of the stage-1 run %s "
-                    "(the folder changed since, or --data / --seed / --val-fraction differ): its validation figures "
-                    "are optimistic on them", seen, len(val), path)
+        log.warning("warning: %d of the %d validation images of this run were training images of the run of "
+                    "--init-generator %s (the folder changed since, or --data / --seed / --val-fraction differ): its "
+                    "validation figures are optimistic on them", seen, len(val), path)
     return seen

@@ -136,7 +136,7 @@ def test_stage_2_warns_with_counts_when_it_validates_on_photos_stage_1_trained_o
     caplog.clear()
     run = _start([*common, "--init-generator", str(stage1), *run_dirs_args(tmp_path, "same")])
     _close(run)
-    assert "were training images of the stage-1 run" not in caplog.text  # the changed files moved, nothing else
+    assert "were training images of the run" not in caplog.text  # the changed files moved, nothing else
     trained = set(_lines(tmp_path / "runs" / "s1" / "train_files.txt"))
     for name, flags in (("seed", ["--seed", "5"]), ("fraction", ["--val-fraction", "0.5"])):
         caplog.clear()
@@ -144,7 +144,7 @@ def test_stage_2_warns_with_counts_when_it_validates_on_photos_stage_1_trained_o
         val = _lines(tmp_path / "runs" / name / "val_files.txt")
         seen = len(trained & set(val))  # counted from the run folders' own lists
         assert seen and f"warning: {seen} of the {len(val)} validation images of this run were training images " \
-                         f"of the stage-1 run {stage1}" in caplog.text
+                         f"of the run of --init-generator {stage1}" in caplog.text
 
 
 @pytest.mark.slow
@@ -181,7 +181,7 @@ def test_a_run_started_before_the_hash_rule_resumes_with_its_lists_and_stage_2_k
     caplog.clear()
     _close(_start([*common, "--init-generator", str(last), *run_dirs_args(tmp_path, "s2")]))
     assert _lines(tmp_path / "runs" / "s2" / "val_files.txt") == old_val
-    assert "chosen as the stage-1 run" in caplog.text and "were training images" not in caplog.text
+    assert "chosen as the run of --init-generator" in caplog.text and "were training images" not in caplog.text
     make_photo_folder(data / "a", 2, start_seed=80)  # sorts first: every position moves
     caplog.clear()
     _close(_start([*common, "--init-generator", str(last), *run_dirs_args(tmp_path, "s2b")]))

@@ -212,8 +212,8 @@ def split_rule(cfg: Config, resumed: dict | None, initial: dict | None) -> str:
         return BY_PATH
     rule = source.get("split_rule", BY_POSITION)
     if not resumed and rule == BY_POSITION and cfg.data.val_fraction > 0 and not cfg.data.val_data:
-        log.info("note: validation files chosen as the stage-1 run %s chose them (its checkpoint predates splits by "
-                 "path hash)", cfg.run.init_generator)
+        log.info("note: validation files chosen as the run of --init-generator %s chose them (its checkpoint "
+                 "predates splits by path hash)", cfg.run.init_generator)
     return rule if rule in RULES else BY_PATH
 
 
