@@ -46,7 +46,7 @@ def amp_opt(default: str = "auto", why: str = "", **kwargs):
                         f"CPUs with AVX-512 BF16), else off (fp32); fp16: CUDA only{why}", choices=AMP_MODES, **kwargs)
 
 
-def workers_opt(what: str, auto: str, *, minimum: int = 0, **kwargs):
+def workers_opt(what: str, auto: str, **kwargs):
     """--num-workers of every tool that decodes files in parallel: N of them, or -1 = auto (the default), which
     each tool resolves as it says. what: processes or threads, doing what; auto: what -1 becomes."""
     return opt(-1, f"{what}; -1 = auto: {auto}", metavar="N", **kwargs)

@@ -89,6 +89,8 @@ def _check_options(opts: ShardOptions) -> Path:
         raise UserError(f"--shard-size {opts.shard_size}: must be >= 1")
     if not 0.0 <= opts.val_fraction < 1.0:
         raise UserError(f"--val-fraction {opts.val_fraction}: must be in [0, 1)")  # training's range (config.py)
+    if opts.num_workers < -1:
+        raise UserError(f"--num-workers {opts.num_workers}: must be >= 0, or -1 for auto")
     if Path(opts.data).is_file():
         raise UserError(f"--data {opts.data}: a file, not a folder")
     out = Path(opts.out)

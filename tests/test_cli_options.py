@@ -266,3 +266,19 @@ def test_help_of_every_entry_point_exits_0(name, capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage:") and "(default: " in out
+
+
+@pytest.mark.parametrize("main, argv", [
+    ("gan_colorizer.train.cli:pretrain_main", []),
+    ("gan_colorizer.evaluate.cli:main", ["--checkpoint", "c.pt", "--data", "{tmp}", "--out", "{tmp}/out"]),
+    ("gan_colorizer.colorize.cli:main", ["{tmp}", "--checkpoint", "c.pt", "--out", "{tmp}/out"]),
+    ("gan_colorizer.shards:main", ["--data", "{tmp}", "--out", "{tmp}/out"]),
+])
+def test_num_workers_below_auto_is_one_line_and_exit_2_in_every_tool(main, argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a training run would write runs/ and checkpoints/ here
+    module, function = main.split(":")
+    argv = [a.format(tmp=tmp_path) for a in argv] + ["--num-workers", "-2"]
+    assert getattr(importlib.import_module(module), function)(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--num-workers" in err[0] and "-1 for auto" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
