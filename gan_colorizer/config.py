@@ -11,14 +11,15 @@ import json
 import logging
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from gan_colorizer.config_checks import check_run_name, check_value, validate
 from gan_colorizer.errors import UserError
 from gan_colorizer.options import add_options, amp_opt, device_opt, opt, value_type, workers_opt
 
 log = logging.getLogger("gan_colorizer")
 GAN_MODES = ("vanilla", "lsgan", "hinge")  # the adversarial losses of losses.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
+MAX_CONFIG_BYTES = 1 << 20  # a --config file is read only up to this size
 WEIGHTS = ("auto", "ema", "raw")  # which generator weights a checkpoint serves: the EMA copy when present, or insist
 
 
@@ -213,12 +214,7 @@ def read_file(path, stage: str) -> dict:
     """The values a JSON config file sets, as {field name: value}: {"stage": ..., "data": {...}, "model": {...}, ...}
     as runs/NAME/config.json holds them (with "version"); keys starting with "_" are comments. Any problem is one line
     naming the file."""
-    try:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the config file ({e.strerror or e})") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-        raise UserError(f"{path}: not a JSON config ({e})") from None
+    d = _json_object(path)
     if not isinstance(d, dict):
         raise UserError(f"{path}: not a JSON config (an object of groups: stage, {', '.join(GROUPS)})")
     if d.get("stage", stage) not in STAGE_DEFAULTS:
@@ -240,6 +236,9 @@ def read_file(path, stage: str) -> dict:
             if name not in known:
                 raise UserError(f"{path}: unknown field {group}.{name}")
             values[name] = _checked_value(path, f"{group}.{name}", known[name], hints[name], value)
+            check_value(name, values[name], f"{path}: {group}.{name} =")
+            if name == "name" and value is not None:
+                check_run_name(value, f"{path}: run.name =")
     values = _versioned(path, d, stage, values)
     try:
         validate(update(defaults(stage), values))
@@ -266,6 +265,24 @@ def _versioned(path, d: dict, stage: str, values: dict) -> dict:
     return values
 
 
+def _json_object(path):
+    """The file's JSON, read only when small (a run's config.json is a few KB) and parsed only when not nested past
+    Python's recursion limit: a 300 MB file or a deep nest is one line, not a traceback or a long read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the config file ({e.strerror or e})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: not a config file (larger than {MAX_CONFIG_BYTES // 1024} KB)")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise UserError(f"{path}: not a JSON config (nested too deeply)") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise UserError(f"{path}: not a JSON config ({e})") from None
+
+
 def _checked_value(path, key: str, f: dataclasses.Field, annotation, value):
     """value as the field's type (an int is a fine float), or a UserError naming the file and field."""
     t = value_type(annotation)
@@ -280,40 +297,6 @@ def _checked_value(path, key: str, f: dataclasses.Field, annotation, value):
     if choices and value not in choices:
         raise UserError(f"{path}: {key} = {value!r}: expected one of {', '.join(map(str, choices))}")
     return value
-
-
-def validate(cfg: Config) -> Config:
-    """Reject values the run cannot use, with a message that names the flag."""
-    d, m, o, r = cfg.data, cfg.model, cfg.optim, cfg.run
-    checks = [
-        (d.image_size > 0 and d.image_size % 32 == 0, f"--image-size {d.image_size}: must be a positive multiple of 32"),
-        (m.generator != "unet" or d.image_size % 256 == 0,
-         f"--image-size {d.image_size}: the pix2pix U-Net downsamples 8 times and needs a multiple of 256"),
-        (0.0 <= d.val_fraction < 1.0, f"--val-fraction {d.val_fraction}: must be in [0, 1)"),
-        (0.0 < d.crop_scale <= 1.0, f"--crop-scale {d.crop_scale}: must be in (0, 1]"),
-        (d.num_workers >= -1, "--num-workers must be >= 0, or -1 for auto"),
-        (d.epoch_size >= 0, "--epoch-size must be >= 0"),
-        (d.loader_timeout >= 0, "--loader-timeout must be >= 0"),
-        (o.batch_size > 0, "--batch-size must be > 0"),
-        (o.grad_accum > 0, "--grad-accum must be > 0"),
-        (o.epochs > 0, "--epochs must be > 0"),
-        (o.max_steps >= 0, "--max-steps must be >= 0"),
-        (o.lr > 0, "--lr must be > 0"),
-        (o.max_bad_steps > 0, "--max-bad-steps must be > 0"),
-        (r.checkpoint_minutes >= 0 and r.checkpoint_every >= 0, "--checkpoint-minutes and --checkpoint-every must be >= 0"),
-        (r.log_every > 0 and r.image_every > 0, "--log-every and --image-every must be > 0"),
-        (r.viz_every >= 0, "--viz-every must be >= 0 (0 = off)"),
-        (o.perceptual_weight >= 0 and o.weight_decay >= 0 and o.l2_weight >= 0,
-         "--perceptual-weight, --weight-decay and --l2-weight must be >= 0"),
-        (o.ema_decay == 0 or 0 < o.ema_decay < 1, f"--ema-decay {o.ema_decay}: must be in (0, 1), or 0 for off"),
-        (m.annealed_t > 0, f"--annealed-t {m.annealed_t}: must be > 0"),
-        (0 < o.rebalance_lambda <= 1, f"--rebalance-lambda {o.rebalance_lambda}: must be in (0, 1] (1 = no rebalancing)"),
-        (o.lambda_ce >= 0 and d.prior_images > 0, "--lambda-ce must be >= 0 and --prior-images > 0"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
-    return cfg
 
 
 def best_mode(cfg: Config) -> str:

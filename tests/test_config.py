@@ -1,7 +1,9 @@
 import json
+import re
 
 import pytest
 
+from gan_colorizer import config
 from gan_colorizer.config import Config, build_parser, defaults, explicit_flags, update, validate
 from gan_colorizer.errors import UserError
 
@@ -177,3 +179,104 @@ def test_a_config_file_is_read_in_todays_weights_unless_it_says_version_1(tmp_pa
     for bad in (3, 0, "2", True, 1.5):
         with pytest.raises(UserError, match=r"d\.json: version .*: this gan_colorizer reads config versions 1 to 2"):
             read_file(write_json(tmp_path / "d.json", {**recipe, "version": bad}), "gan")
+
+
+def test_every_numeric_field_has_a_declared_range():
+    import dataclasses
+    import typing
+
+    from gan_colorizer.config import GROUPS
+    from gan_colorizer.config_checks import RANGES
+    from gan_colorizer.options import value_type
+    numeric = {f.name for cls in GROUPS.values() for f in dataclasses.fields(cls)
+               if value_type(typing.get_type_hints(cls)[f.name]) in (int, float)}
+    assert numeric == set(RANGES)
+    for name, allowed in RANGES.items():  # every default lies in its range
+        cfg = defaults("gan")
+        group = next(g for g in (cfg.data, cfg.model, cfg.optim, cfg.run) if hasattr(g, name))
+        assert getattr(group, name) in allowed, name
+
+
+OUT_OF_RANGE = [  # (group, field, value, as the message shows it, the range)
+    ("optim", "beta1", 5, "5.0", "[0, 1)"), ("model", "unet_dropout", 2, "2.0", "[0, 1)"),
+    ("data", "loader_timeout", float("inf"), "inf", "[0, 604800]"), ("optim", "lr", float("inf"), "inf", "(0, 1]"),
+    ("optim", "lr", float("nan"), "nan", "(0, 1]"), ("data", "image_size", 32_000_000, "32000000", "[32, 4096]"),
+    ("run", "seed", -1, "-1", "[0, 4.29497e+09]"), ("optim", "epochs", 0, "0", "[1, 1e+06]"),
+    ("data", "num_workers", -2, "-2", "[-1, 1024]"), ("model", "disc_layers", 40, "40", "[1, 8]")]
+
+
+@pytest.mark.parametrize("group, name, value, shown, allowed", OUT_OF_RANGE)
+def test_a_config_file_value_out_of_range_is_one_line_naming_the_file_field_and_range(tmp_path, group, name, value,
+                                                                                      shown, allowed):
+    """json writes inf / nan as Infinity / NaN, which Python's reader takes: they passed the type check before."""
+    from gan_colorizer.train.cli import resolve_config
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({group: {name: value}}))
+    with pytest.raises(UserError) as e:
+        resolve_config("gan", {"config": str(path)})
+    assert str(e.value) == f"{path}: {group}.{name} = {shown}: must be in {allowed}"
+
+
+@pytest.mark.parametrize("group, name, value, shown, allowed", OUT_OF_RANGE)
+def test_a_flag_out_of_range_is_one_line_naming_the_flag_and_range(group, name, value, shown, allowed):
+    import dataclasses
+
+    from gan_colorizer.config import GROUPS
+    from gan_colorizer.options import flag_name
+    flag = flag_name(next(f for f in dataclasses.fields(GROUPS[group]) if f.name == name))
+    parsed = explicit_flags(build_parser("gan", ""), [f"{flag}={value}"])
+    with pytest.raises(UserError, match=rf"^{flag} {parsed[name]}: must be in {re.escape(allowed)}$"):
+        validate(update(defaults("gan"), parsed))
+
+
+# a run that would be over in one short step if it started (it must not)
+ONE_STEP = ["--no-pretrained", "--max-steps", "1", "--epochs", "1", "--image-size", "32", "--batch-size", "2",
+            "--num-workers", "0", "--amp", "off"]
+
+
+def test_lr_infinity_stops_the_run_before_anything_is_written(tmp_path, capsys):
+    from gan_colorizer.train.cli import pretrain_main
+    code = pretrain_main(["--lr", "inf", "--runs-dir", str(tmp_path / "runs"), "--checkpoints-dir",
+                          str(tmp_path / "checkpoints"), *ONE_STEP])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "error: --lr inf: must be in (0, 1]" and list(tmp_path.iterdir()) == []
+
+
+def test_a_huge_or_deeply_nested_config_file_is_one_line(tmp_path):
+    from gan_colorizer.train.cli import resolve_config
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as f:
+        f.truncate(300 << 20)  # sparse: 300 MB that take no disk
+    with pytest.raises(UserError, match=rf"^{huge}: not a config file \(larger than 1024 KB\)$"):
+        resolve_config("gan", {"config": str(huge)})
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"optim": {"lr": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+    with pytest.raises(UserError, match=rf"^{deep}: not a JSON config \(nested too deeply\)$"):
+        resolve_config("gan", {"config": str(deep)})
+
+
+BAD_NAMES = ["../../x", "/tmp/elsewhere", "", "a/b", "..", ".hidden", "x\x1b[2J", "name.", "-rf", "x" * 101]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_run_name_that_is_not_one_folder_name_is_refused(tmp_path, capsys, name):
+    from gan_colorizer.train.cli import pretrain_main
+    code = pretrain_main([f"--name={name}", "--runs-dir", str(tmp_path / "runs"), "--checkpoints-dir",
+                          str(tmp_path / "checkpoints"), *ONE_STEP])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"error: --name {name!r}"[:120]) and "a run name is a folder name" in err
+    assert len(err.splitlines()) == 1 and list(tmp_path.iterdir()) == []
+    path = write_json(tmp_path / "run.json", {"run": {"name": name}})
+    with pytest.raises(UserError, match=rf"^{path}: run.name = "):
+        config.read_file(path, "pretrain")
+
+
+def test_run_names_that_are_one_folder_are_accepted_and_checked_where_folders_are_made(tmp_path):
+    from gan_colorizer.config_checks import check_run_name
+    from gan_colorizer.train.setup import run_paths
+    for name in ("coco-l1", "pretrain-20261207-101500", "run 2", "résumé_v1.5", "a+b=c,d@e"):
+        assert check_run_name(name) == name
+    cfg = update(defaults("pretrain"), {"runs_dir": str(tmp_path / "runs")})
+    cfg.run.name = "../../x"  # set past validate(): the folders are still never made from it
+    with pytest.raises(UserError, match="a run name is a folder name"):
+        run_paths(cfg)

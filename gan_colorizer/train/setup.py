@@ -16,6 +16,7 @@ from gan_colorizer import ab_bins, ab_prior
 from gan_colorizer import checkpoint as ckpt_io
 from gan_colorizer.atomic import remove_stale_parts
 from gan_colorizer.config import Config, best_mode, validate
+from gan_colorizer.config_checks import check_run_name
 from gan_colorizer.data import (
     DataSplit,
     EpochSampler,
@@ -252,7 +253,8 @@ def run_paths(cfg: Config) -> tuple[Path, Path]:
     """runs/NAME and checkpoints/NAME (claim_folders creates and checks them, under the run lock)."""
     if cfg.run.name is None:
         cfg.run.name = f"{cfg.stage}-{datetime.now():%Y%m%d-%H%M%S}"
-    return Path(cfg.run.runs_dir) / cfg.run.name, Path(cfg.run.checkpoints_dir) / cfg.run.name
+    name = check_run_name(cfg.run.name)  # one folder inside each: never '../x', '/x' or ''
+    return Path(cfg.run.runs_dir) / name, Path(cfg.run.checkpoints_dir) / name
 
 
 class NoLock:

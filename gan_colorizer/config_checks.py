@@ -1,0 +1,92 @@
+"""What a training run accepts: the declared range of every numeric config field, the rule for run names, and the
+checks of a whole config. One place for --config files and flags alike: a value past its range is one line naming
+the file and field (or the flag) and the range, never a traceback from Adam or a run writing NaN weights."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+
+from gan_colorizer.errors import UserError
+from gan_colorizer.options import flag_name
+
+
+@dataclass(frozen=True)
+class Range:
+    """A closed or open interval of finite numbers."""
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        return above and (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+COUNT = Range(0, 1e12)  # steps or images: 0 = off / no limit where the help says so
+EVERY = Range(1, 1e12)
+SHARE = Range(0, 1, high_open=True)  # probabilities, Adam's betas, EMA decay (0 = off), the held-out share
+WEIGHT = Range(0, 1e6)  # loss weights
+WIDTH = Range(1, 1024)  # filters of a layer
+RANGES = {
+    # data
+    "val_fraction": SHARE, "image_size": Range(32, 4096), "crop_scale": Range(0, 1, low_open=True),
+    "epoch_size": COUNT, "num_workers": Range(-1, 1024), "prior_images": Range(1, 1e9),
+    "loader_timeout": Range(0, 7 * 86400),  # seconds: a week at most (0 = forever)
+    # model
+    "unet_filters": WIDTH, "unet_dropout": SHARE, "annealed_t": Range(0, 10, low_open=True), "disc_filters": WIDTH,
+    "disc_layers": Range(1, 8),
+    # optim
+    "batch_size": Range(1, 65536), "epochs": Range(1, 1e6), "max_steps": COUNT, "lr": Range(0, 1, low_open=True),
+    "beta1": SHARE, "beta2": SHARE, "grad_accum": Range(1, 65536), "lambda_l1": WEIGHT, "lambda_ce": WEIGHT,
+    "rebalance_lambda": Range(0, 1, low_open=True), "l2_weight": WEIGHT, "perceptual_weight": WEIGHT,
+    "weight_decay": Range(0, 10), "ema_decay": SHARE, "max_bad_steps": Range(1, 1e9),
+    # run
+    "seed": Range(0, 2**32 - 1), "checkpoint_minutes": Range(0, 1e6), "checkpoint_every": COUNT,
+    "log_every": EVERY, "image_every": EVERY, "viz_every": COUNT,
+}
+# a folder name under --runs-dir and --checkpoints-dir: no separator, nothing that climbs ('..') or hides ('.x')
+RUN_NAME = re.compile(r"\w[\w .+=,@-]{0,99}")
+RUN_NAME_RULE = ("1-100 letters, digits, spaces and . _ - + = , @, starting with a letter or digit and not ending "
+                 "in a space or a dot")
+
+
+def check_value(name: str, value, label: str) -> None:
+    """A numeric field's value within its declared range, or a UserError: '{label} {value}: must be in [a, b]'."""
+    if name in RANGES and not isinstance(value, bool) and isinstance(value, (int, float)) and value not in RANGES[name]:
+        raise UserError(f"{label} {value}: must be in {RANGES[name]}")
+
+
+def check_run_name(name, label: str = "--name") -> str:
+    """A run name that makes one folder inside the runs and checkpoints folders, never a path elsewhere."""
+    if not (isinstance(name, str) and RUN_NAME.fullmatch(name) and not name.endswith((" ", "."))):
+        shown = repr(name)[:120]
+        raise UserError(f"{label} {shown}: a run name is a folder name: {RUN_NAME_RULE}")
+    return name
+
+
+def validate(cfg) -> object:
+    """Reject values the run cannot use, with a message that names the flag: every numeric field within its range,
+    the run name, then what depends on more than one field."""
+    for group in (cfg.data, cfg.model, cfg.optim, cfg.run):
+        for f in dataclasses.fields(group):
+            check_value(f.name, getattr(group, f.name), flag_name(f))
+    if cfg.run.name is not None:
+        check_run_name(cfg.run.name)
+    d, m = cfg.data, cfg.model
+    checks = [
+        (d.image_size % 32 == 0, f"--image-size {d.image_size}: must be a positive multiple of 32"),
+        (m.generator != "unet" or d.image_size % 256 == 0,
+         f"--image-size {d.image_size}: the pix2pix U-Net downsamples 8 times and needs a multiple of 256"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    return cfg
