@@ -143,11 +143,12 @@ def _check_pixels(path, img: Image.Image, max_pixels: int | None) -> None:
     limit = max_pixels or MAX_PIXELS
     if img.width * img.height > limit:
         flag = " (--max-pixels)" if max_pixels else ""
-        raise UnreadableImage(path, f"too large: {img.width}x{img.height} is {_amount(img.width * img.height)}, "
-                                    f"over the limit of {_amount(limit)}{flag}")
+        raise UnreadableImage(path, f"too large: {img.width}x{img.height} is {amount(img.width * img.height)}, "
+                                    f"over the limit of {amount(limit)}{flag}")
 
 
-def _amount(pixels: int) -> str:
+def amount(pixels: int) -> str:
+    """A pixel count as a message gives it: '576 MP', '307,200 pixels'."""
     return f"{pixels / 1e6:.0f} MP" if pixels >= 1e7 else f"{pixels:,} pixels"
 
 

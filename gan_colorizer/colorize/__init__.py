@@ -1,2 +1,2 @@
-"""Colorizing photos with a trained checkpoint: the Colorizer API (api.py), full-resolution inference with mood
-controls (inference.py), the engines (engines.py), colorize.py's command line and files, the ONNX / int8 export."""
+"""Colorizing photos and videos with a trained checkpoint: the Colorizer API (api.py), full-resolution inference with
+mood controls (inference.py), the engines, video in and out (video*.py), colorize.py's files, the ONNX export."""

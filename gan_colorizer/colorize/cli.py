@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan_colorizer.colorize.engines import ENGINES
-from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH
+from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH, MAX_BATCH_PIXELS, MAX_FRAME_PIXELS
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import MAX_PIXELS
@@ -41,7 +41,6 @@ examples:
   python colorize.py 'archive/*/19[5-6]?/' --checkpoint best.pt --out color --temperature 8 --saturation 1.2
 
 exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arguments, 130 interrupted"""
-MAX_BATCH_PIXELS = 16_000_000  # full-size pixels per batch at most, whatever --batch-size (a bigger photo goes alone)
 IN_FLIGHT_PIXELS = 24_000_000  # full-size pixels decoded ahead, and waiting to be written, at most
 MOOD, FILES, VIDEO = "mood controls (applied in Lab after prediction)", "output files", "videos"  # --help sections
 
@@ -56,8 +55,9 @@ class ColorizeOptions:
     out: str = opt(REQUIRED, "output folder (created if needed)", metavar="DIR")
     image_size: int = opt(256, "short side, in pixels, of the copy the network sees (its long side at most "
                                "8 times that); ab is upsampled from it", metavar="N", aliases=("--render-size",))
-    max_pixels: int = opt(MAX_PIXELS, "refuse (one line, from the file's header, before decoding) photos with more "
-                                      "pixels than this", metavar="N")
+    max_pixels: int | None = opt(None, "refuse (one line, from the file's header, before decoding) photos and video "
+                                       f"frames with more pixels than this (default: {MAX_PIXELS:,} for a photo, "
+                                       f"{MAX_FRAME_PIXELS:,} (8K) for a video's frames)", metavar="N")
     batch_size: int = opt(4, "photos of the same render shape per network forward", metavar="N")
     device: str = device_opt()
     weights: str = opt("auto", "auto = the EMA copy when the run kept one (--ema-decay), else the trained weights",
@@ -107,7 +107,7 @@ def check_args(args) -> None:
               (args.batch_size >= 1, "--batch-size must be >= 1"),
               (1 <= args.quality <= 100, f"--quality {args.quality}: must be in 1..100"),
               (args.num_workers >= 1 or args.num_workers == -1, "--num-workers must be >= 1, or -1 for auto"),
-              (args.max_pixels >= 1, f"--max-pixels {args.max_pixels}: must be >= 1"),
+              (args.max_pixels is None or args.max_pixels >= 1, f"--max-pixels {args.max_pixels}: must be >= 1"),
               (args.annealed_t is None or args.annealed_t > 0, f"--annealed-t {args.annealed_t}: must be > 0"),
               (not Path(args.out).exists() or Path(args.out).is_dir(), f"--out {args.out}: exists and is not a folder")]
     for ok, message in checks:
@@ -126,11 +126,12 @@ class Tally:
     kept: int = 0
 
 
-def _load(job, colorizer_module, max_pixels: int):
+def _load(job, colorizer_module, max_pixels: int | None):
     """Decode one file for the network (runs in a worker thread): a Prepared, or the UnreadableImage."""
     from gan_colorizer.images import UnreadableImage, open_image
     try:
-        return colorizer_module.prepare(open_image(job.source, max_pixels=max_pixels), keep_alpha=job.keeps_alpha)
+        return colorizer_module.prepare(open_image(job.source, max_pixels=max_pixels or MAX_PIXELS),
+                                        keep_alpha=job.keeps_alpha)
     except UnreadableImage as e:
         return e
     except MemoryError:

@@ -3,21 +3,19 @@ mood controls and the frame's own full-resolution L, as for photos), written as 
 rotation and audio packets. Frames stream through: memory does not grow with the length."""
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import deque
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from gan_colorizer.errors import reason
-from gan_colorizer.images import UnreadableImage
+from gan_colorizer.colorize.video_input import (  # noqa: F401 (the reading side, imported from here by callers)
+    MAX_FRAME_PIXELS, VIDEO_SUFFIXES, VideoInfo, decoded, is_video, opened, probe, read_frames)
 
 log = logging.getLogger("gan_colorizer")
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
+MAX_BATCH_PIXELS = 16_000_000  # full-size pixels per network batch at most, photos or frames (a bigger one goes alone)
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # output suffix -> FFmpeg muxer
 OUTPUT_SUFFIX = {".avi": ".mkv", ".webm": ".mkv"}  # AVI / WebM hold H.264 badly or not at all; Matroska holds it and
 #                                                    any audio they carry, so their audio is still copied, not re-encoded
@@ -26,120 +24,12 @@ DEFAULT_CRF = 18  # x264's "visually lossless" end: the colour is what matters, 
 MPEG4_MAX_TIME_BASE = 65535  # MPEG-4 part 2 stores the time base's denominator in 16 bits
 # the temporal filter's strength for videos: a memory of about 10 frames; measured: docs/colorizing.md#temporal-consistency
 DEFAULT_STRENGTH = 0.9
-MISSING_FRAMES = 2  # more frames than this missing against the header's count or duration: truncated
-
-
-@dataclass
-class VideoInfo:
-    width: int
-    height: int
-    fps: Fraction  # the average frame rate (a variable-rate source keeps its own timestamps regardless)
-    frames: int | None  # None when the container does not say (Matroska, WebM)
-    rotation: int  # degrees counter-clockwise a player turns the frames (display matrix), 0 for none
-    audio_streams: int
-    matrix: tuple[int, ...] | None = None  # the display matrix as stored (rotation and flips), carried to the output
-
-
-def is_video(path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def output_suffix(source) -> str:
     """The container a colorized video is written in: the source's where it holds H.264 well, else .mkv."""
     suffix = Path(source).suffix
     return OUTPUT_SUFFIX.get(suffix.lower(), suffix)
-
-
-@contextlib.contextmanager
-def _opened(path) -> Iterator:
-    """The input container; a file FFmpeg cannot open, or one with no video stream, is UnreadableImage."""
-    import av
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise UnreadableImage(path, f"cannot open the video ({reason(e)})") from None
-    with container:
-        if not container.streams.video:
-            raise UnreadableImage(path, "no video stream in the file")
-        container.streams.video[0].thread_type = "AUTO"  # frame threads: decoding keeps up with the network
-        yield container
-
-
-def _first_frame(path, container):
-    try:
-        return next(container.decode(video=0), None)
-    except Exception as e:  # noqa: BLE001 (FFmpeg's errors: av.FFmpegError and its OSError / ValueError kin)
-        raise UnreadableImage(path, f"cannot decode the first frame ({reason(e)})") from None
-
-
-def probe(path) -> VideoInfo:
-    """Size, frame rate, frame count, rotation and audio streams of a video (its first frame is decoded)."""
-    import struct
-    with _opened(path) as container:
-        stream = container.streams.video[0]
-        first = _first_frame(path, container)
-        if first is None:
-            raise UnreadableImage(path, "no frame decodes")
-        matrix = next((struct.unpack("9i", bytes(s)[:36]) for s in first.side_data
-                       if str(s.type).endswith("DISPLAYMATRIX")), None)
-        fps = stream.average_rate or stream.guessed_rate or Fraction(25)
-        return VideoInfo(first.width, first.height, Fraction(fps), stream.frames or None, int(first.rotation or 0),
-                         len(container.streams.audio), matrix)
-
-
-def _expected_seconds(container, stream) -> float | None:
-    """How long the header says the video stream lasts (Matroska / WebM give no frame count, only this)."""
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    text = stream.metadata.get("DURATION")  # hh:mm:ss.fraction, as Matroska muxers write it
-    if text:
-        h, m, s = text.split(":")
-        return int(h) * 3600 + int(m) * 60 + float(s)
-    return None
-
-
-def _decoded(path, container, passthrough=None) -> Iterator:
-    """The video stream's frames in order; packets of the other demuxed streams go to passthrough(packet). A frame
-    that fails to decode, or fewer frames (or seconds) than the header declares, raises UnreadableImage."""
-    stream, count, last = container.streams.video[0], 0, None
-    streams = [stream] + (list(container.streams.audio) if passthrough else [])
-    try:
-        for packet in container.demux(streams):
-            if packet.stream.type != "video":
-                if packet.dts is not None:  # the demuxer's empty flush packets carry nothing
-                    passthrough(packet)
-                continue
-            for frame in packet.decode():
-                count, last = count + 1, frame
-                yield frame
-    except UnreadableImage:
-        raise
-    except Exception as e:  # noqa: BLE001 (FFmpeg's errors: av.FFmpegError and its OSError / ValueError kin)
-        raise UnreadableImage(path, f"cannot decode frame {count + 1} ({reason(e)})") from None
-    _check_complete(path, container, stream, count, last)
-
-
-def _check_complete(path, container, stream, count: int, last) -> None:
-    rate = float(stream.average_rate or stream.guessed_rate or 25)
-    if stream.frames and count + MISSING_FRAMES < stream.frames:
-        raise UnreadableImage(path, f"truncated or damaged: {count} of the {stream.frames} frames its header "
-                                    f"declares decode")
-    expected = _expected_seconds(container, stream)
-    if count and expected and last.time is not None:
-        seen = last.time - float((stream.start_time or 0) * stream.time_base) + 1 / rate
-        if seen + MISSING_FRAMES / rate < expected:
-            raise UnreadableImage(path, f"truncated or damaged: frames decode up to {seen:.2f} s of the {expected:.2f}"
-                                        f" s its header declares")
-    if not count:
-        raise UnreadableImage(path, "no frame decodes")
-
-
-def read_frames(path) -> Iterator[np.ndarray]:
-    """The frames of a video as uint8 RGB (H, W, 3), streamed, as stored (a rotation tag is not applied).
-    A file that cannot be read, or is truncated, raises UnreadableImage naming it."""
-    with _opened(path) as container:
-        for frame in _decoded(path, container):
-            yield frame.to_ndarray(format="rgb24")
 
 
 def temporal_filter(strength: float | None):
@@ -193,25 +83,31 @@ def _filtered(temporal, small_l, small_ab):
     return torch.from_numpy(out).to(small_ab.device)
 
 
-def _runs(frames: Iterable[np.ndarray], batch_size: int) -> Iterator[list[np.ndarray]]:
-    """Consecutive frames in lists of at most batch_size, a new list where the frame size changes."""
-    batch = []
-    for frame in frames:
-        if batch and (len(batch) >= batch_size or frame.shape != batch[0].shape):
+def runs(items: Iterable, batch_size: int, max_pixels: int = MAX_BATCH_PIXELS,
+         frame=lambda item: item) -> Iterator[list]:
+    """Consecutive items in lists of at most batch_size and max_pixels full-size pixels (a larger frame goes alone), a
+    new list where the frame size changes; frame(item) is the item's (H, W, C) frame."""
+    batch, pixels = [], 0
+    for item in items:
+        shape = frame(item).shape
+        if batch and (len(batch) >= batch_size or shape != frame(batch[0]).shape
+                      or pixels + shape[0] * shape[1] > max_pixels):
             yield batch
-            batch = []
-        batch.append(frame)
+            batch, pixels = [], 0
+        batch.append(item)
+        pixels += shape[0] * shape[1]
     if batch:
         yield batch
 
 
 def colorized_frames(colorizer, frames: Iterable[np.ndarray], temporal: float | None = None,
                      controls: dict | None = None, batch_size: int = 4) -> Iterator[np.ndarray]:
-    """uint8 RGB frames in -> colorized uint8 RGB frames out, in order, at most batch_size in memory: prediction at
-    render size -> temporal filter (strength `temporal`, None = its default, 0 = per-frame) -> mood controls ->
-    recombination with each frame's own full-resolution L. A frame colorized with temporal=0 equals the photo path's."""
+    """uint8 RGB frames in -> colorized uint8 RGB frames out, in order, at most batch_size (and MAX_BATCH_PIXELS) in
+    memory: prediction at render size -> temporal filter (strength `temporal`, None = its default, 0 = per-frame) ->
+    mood controls -> recombination with each frame's own full-resolution L. A frame colorized with temporal=0 equals
+    the photo path's."""
     smoother = temporal_filter(temporal)
-    for batch in _runs(frames, batch_size):
+    for batch in runs(frames, batch_size):
         gray_l, small_l, small_ab = predict(colorizer, batch)
         if smoother is not None:
             small_ab = _filtered(smoother, small_l, small_ab)
@@ -284,17 +180,18 @@ class _Clock:
 
 def colorize_video(colorizer, src, dst, temporal: float | None = None, controls: dict | None = None,
                    batch_size: int = 4, crf: int = DEFAULT_CRF, codec: str = "libx264", progress=None,
-                   info: VideoInfo | None = None) -> int:
+                   info: VideoInfo | None = None, max_pixels: int | None = None) -> int:
     """Colorize the video file src into dst (container from dst's suffix): same size, frame timestamps (variable
     rates included), rotation and tags; audio packets copied as they are. Written to a temporary name beside dst
     and renamed when complete: a failure or an interrupt leaves no file under dst. progress(1) after each frame.
-    Returns the frames written; an unreadable or truncated source raises UnreadableImage. info: probe(src), if known."""
+    Returns the frames written; an unreadable or truncated source, or frames over max_pixels (None: MAX_FRAME_PIXELS),
+    raise UnreadableImage. info: probe(src), if known."""
     import av
 
     from gan_colorizer.atomic import replacing
-    info, dst = info or probe(src), Path(dst)
+    info, dst = info or probe(src, max_pixels), Path(dst)
     options = {"movflags": "+faststart"} if MUXERS[dst.suffix.lower()] in ("mp4", "mov") else {}
-    with _opened(src) as source, replacing(dst, fsync=True) as tmp, \
+    with opened(src, max_pixels) as source, replacing(dst, fsync=True) as tmp, \
             av.open(str(tmp), "w", format=MUXERS[dst.suffix.lower()], options=options) as sink:
         source_stream = source.streams.video[0]
         stream, audio = _video_stream(sink, source_stream, info, codec, crf), _audio_streams(src, source, sink)
@@ -306,7 +203,7 @@ def colorize_video(colorizer, src, dst, temporal: float | None = None, controls:
             sink.mux(packet)
 
         def frames():
-            for frame in _decoded(src, source, remux if audio else None):
+            for frame in decoded(src, source, remux if audio else None, max_pixels):
                 times.append(clock(frame.pts))
                 yield frame.to_ndarray(format="rgb24")
         written = 0

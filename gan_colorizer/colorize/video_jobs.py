@@ -36,10 +36,10 @@ def colorize_videos(colorizer, jobs: list, args, report) -> None:
     for job in jobs:
         bar = tqdm(unit="frame", desc=job.source.name, disable=None, leave=False, file=sys.stderr, dynamic_ncols=True)
         try:
-            info = probe(job.source)
+            info = probe(job.source, args.max_pixels)
             bar.reset(total=info.frames)
             colorize_video(colorizer, job.source, job.output, args.temporal, controls, args.batch_size, args.crf,
-                           args.codec, progress=bar.update, info=info)
+                           args.codec, progress=bar.update, info=info, max_pixels=args.max_pixels)
             report.ok()
         except UnreadableImage as e:
             report.fail(job.source, e.reason)

@@ -15,7 +15,7 @@ import torch
 from gan_colorizer import flow
 from gan_colorizer.color import gray_rgb, lab_to_model
 from gan_colorizer.colorize.api import Colorizer
-from gan_colorizer.colorize.video import colorized_frames, is_video, read_frames
+from gan_colorizer.colorize.video import colorized_frames, is_video, read_frames, runs
 from gan_colorizer.console import Progress
 from gan_colorizer.errors import reason
 from gan_colorizer.evaluate.protocols import categories
@@ -26,6 +26,9 @@ from gan_colorizer.metrics import GRAY, METRICS, colorfulness, image_lab, image_
 log = logging.getLogger("gan_colorizer")
 TRUTH = "truth"
 STRIP_FRAMES = 4  # consecutive frames from the middle of a clip in the report: flicker shows between neighbours
+# full-size pixels scored at once, whatever --batch-size: the metrics take ~0.35 KB per pixel (a 16-frame 720p batch
+# peaked at 5.2 GB), so a chunk stays near 1.4 GB; a larger frame goes alone, as full-resolution photos do
+CHUNK_PIXELS = 4_000_000
 CLIP_NOTES = {
     "clips": "video files (color originals) at their own size: ab predicted at --image-size (short side), upsampled "
              "and recombined with each frame's L, through the temporal filter at --temporal (colorize.py's path); "
@@ -92,20 +95,18 @@ class ClipScorer:
 
     @torch.inference_mode()
     def score(self, path: Path, name: str, strip_at: int | None = None) -> ClipResult:
-        """Every frame of one clip, scored in chunks of --batch-size frames; raises UnreadableImage (or RuntimeError...)
-        when the file fails part way, so that a broken clip gives no row at all."""
-        result = ClipResult(name, self.labels)
-        streams = {label: colorized_frames(c, read_frames(path), self.opts.temporal, {}, self.opts.batch_size)
+        """Every frame of one clip, scored in chunks of at most --batch-size frames and CHUNK_PIXELS; raises
+        UnreadableImage (or RuntimeError...) when the file fails part way, so that a broken clip gives no row at all.
+        Frames over --max-pixels (default: video.MAX_FRAME_PIXELS) are refused before they are decoded."""
+        result, limit = ClipResult(name, self.labels), self.opts.max_pixels
+        streams = {label: colorized_frames(c, read_frames(path, limit), self.opts.temporal, {}, self.opts.batch_size)
                    for label, c in self.colorizers.items()}
-        prev, chunk = None, []
+        truth = ((frame, {label: self._next(streams[label], result, label, index) for label in streams})
+                 for index, frame in enumerate(read_frames(path, limit)))
+        prev = None
         try:
-            for index, frame in enumerate(read_frames(path)):
-                if chunk and (len(chunk) == self.opts.batch_size or frame.shape != chunk[0][0].shape):
-                    prev = self._chunk(chunk, result, prev, strip_at)
-                    chunk = []
-                chunk.append((frame, {label: self._next(streams[label], result, label, index) for label in streams}))
-            if chunk:
-                self._chunk(chunk, result, prev, strip_at)
+            for chunk in runs(truth, self.opts.batch_size, CHUNK_PIXELS, frame=lambda item: item[0]):
+                prev = self._chunk(chunk, result, prev, strip_at)
         finally:
             for stream in streams.values():
                 stream.close()
@@ -169,11 +170,11 @@ class ClipScorer:
             result.warp[key].append(flow.warp_error(prev["ab"][key], ab, fwd, mask))
 
 
-def strip_start(path: Path) -> int:
+def strip_start(path: Path, max_pixels: int | None = None) -> int:
     """Where the report's strip starts: the middle of the clip when its container says how long it is."""
     from gan_colorizer.colorize.video import probe
     try:
-        frames = probe(path).frames
+        frames = probe(path, max_pixels).frames
     except Exception:  # noqa: BLE001 - only a position in the page; scoring reports a bad file
         return 0
     return max(0, (frames or 0) // 2 - STRIP_FRAMES // 2)
@@ -223,7 +224,7 @@ class ClipEvaluation:
         progress = Progress(len(self.paths), "clips", "clip")  # off a terminal: a line every 30 s
         for i, (path, name) in enumerate(progress.each(zip(self.paths, self.names))):
             try:
-                result = self.scorer.score(path, name, strip_start(path) if i in shown else None)
+                result = self.scorer.score(path, name, strip_start(path, self.opts.max_pixels) if i in shown else None)
             except (UnreadableImage, RuntimeError, MemoryError, ValueError, OSError) as e:
                 log.warning("warning: skipped %s: %s", path, _reason(e))
                 self.skipped.append({"path": str(path), "reason": _reason(e)})

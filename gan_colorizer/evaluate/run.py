@@ -16,7 +16,7 @@ from gan_colorizer.ab_bins import DECODES
 from gan_colorizer.checkpoint import load_generator
 from gan_colorizer.color import gray_rgb, lab_to_model, to_uint8
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
-from gan_colorizer.colorize.video import DEFAULT_STRENGTH
+from gan_colorizer.colorize.video import DEFAULT_STRENGTH, MAX_FRAME_PIXELS
 from gan_colorizer.config import WEIGHTS
 from gan_colorizer.console import Progress
 from gan_colorizer.errors import UserError, reason
@@ -81,9 +81,10 @@ class EvalOptions:
     weights: str = opt("auto", "auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained "
                                "weights", choices=WEIGHTS)
     limit: int | None = opt(None, "evaluate only the first N files (sorted)", metavar="N")
-    max_pixels: int | None = opt(None, "skip (one line, from the file's header, before decoding) photos with more "
-                                       f"pixels than this (default: {MAX_PIXELS:,}; {FULL_RES_MAX_PIXELS:,} with "
-                                       "--protocol full-res, whose full-size metrics take ~0.3 KB per pixel)",
+    max_pixels: int | None = opt(None, "skip (one line, from the file's header, before decoding) photos and clips "
+                                       f"with more pixels (per frame) than this (default: {MAX_PIXELS:,}; "
+                                       f"{FULL_RES_MAX_PIXELS:,} with --protocol full-res, whose full-size metrics "
+                                       f"take ~0.3 KB per pixel; {MAX_FRAME_PIXELS:,} (8K) for a clip's frames)",
                                  metavar="N")
     save_images: bool = opt(False, "also write every colorized image (and the truth) as PNG", action="store_true")
     fid_weights: str | None = opt(None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: the one in "
