@@ -3,9 +3,12 @@ and commands) that still work and say once which name replaces them, and progres
 or off one."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 import time
 import warnings
 from datetime import datetime
@@ -35,6 +38,31 @@ def setup_logging() -> None:
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM taken as Ctrl-C (see terminated_as_interrupt); a shell reports it as 143."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt():
+    """Inside, SIGTERM (kill, a batch scheduler's stop) raises Terminated, a KeyboardInterrupt, in the main thread:
+    what Ctrl-C cleans up (a file half written to its temporary name) is cleaned up for it too, where its default
+    would end the process on the spot. From the main thread only; the previous handler comes back on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_command(action) -> int:

@@ -275,7 +275,10 @@ def test_an_onnx_model_colorizes_videos_as_it_colorizes_photos(tiny_checkpoint, 
 
 
 @pytest.mark.system
-def test_ctrl_c_in_the_script_leaves_no_video_under_its_name(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_in_the_script_leaves_no_video_nor_its_temporary(tiny_checkpoint, tmp_path, signum):
+    """Ctrl-C (130) and SIGTERM (143: kill, a scheduler's stop) alike: the video being written is removed, its hidden
+    .part included, and the message counts videos."""
     import signal
     import subprocess
     import time
@@ -291,9 +294,10 @@ def test_ctrl_c_in_the_script_leaves_no_video_under_its_name(tiny_checkpoint, tm
     while time.time() < deadline and proc.poll() is None and not (out.is_dir() and list(out.glob(".*.part"))):
         time.sleep(0.05)
     time.sleep(0.5)  # a few frames into the temporary file
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signum))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted after 0 of 1" in err and "Traceback" not in err, err
+    assert proc.returncode == 128 + getattr(signal, signum) and "Traceback" not in err, err
+    assert "interrupted after 0 of 1 video: every written file is complete" in err
     assert os.listdir(out) == []
 
 

@@ -1,7 +1,8 @@
 """colorize.py: colorize files, folders and glob patterns at full resolution into --out. A thin layer over Colorizer.
 
 Exit codes: 0 every photo colorized (or its output already there), 1 some could not be read or written,
-2 bad arguments (nothing is written), 130 interrupted (finished files are complete; rerun to continue).
+2 bad arguments (nothing is written), 130 / 143 interrupted by SIGINT / SIGTERM (finished files are complete, the
+one being written removed; rerun to continue).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ examples:
   python colorize.py ~/scans --checkpoint best.pt --out ~/scans-color --format same --batch-size 8
   python colorize.py 'archive/*/19[5-6]?/' --checkpoint best.pt --out color --temperature 8 --saturation 1.2
 
-exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arguments, 130 interrupted"""
+exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arguments, 130 / 143 interrupted
+(Ctrl-C / SIGTERM)"""
 IN_FLIGHT_PIXELS = 24_000_000  # full-size pixels decoded ahead, and waiting to be written, at most
 MOOD, FILES, VIDEO = "mood controls (applied in Lab after prediction)", "output files", "videos"  # --help sections
 
@@ -295,20 +297,25 @@ def _plan(args):
 
 def main(argv=None) -> int:
     args = parse_options(build_parser(), ColorizeOptions, argv)
-    from gan_colorizer.console import setup_logging
+    from gan_colorizer.console import setup_logging, terminated_as_interrupt
     setup_logging()
+    with terminated_as_interrupt():  # SIGTERM cleans up as Ctrl-C does: no temporary file left behind
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         jobs, todo, colorizer = _plan(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("interrupted: nothing written", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
+    from gan_colorizer.colorize.video_jobs import describe
     report = Report(len(todo), kept=len(jobs) - len(todo))
     if colorizer is not None:
         kept = f"; {report.tally.kept} existing outputs kept (--overwrite replaces them)" if report.tally.kept else ""
-        from gan_colorizer.colorize.video_jobs import describe
         print(f"colorizing {describe(todo)} into {args.out} (image size {args.image_size}, "
               f"{_engine(colorizer)}{_decoding(colorizer, args)}){kept}", flush=True)
     try:
@@ -317,10 +324,10 @@ def main(argv=None) -> int:
             from gan_colorizer.colorize.video_jobs import colorize_videos
             colorize_jobs(colorizer, [job for job in todo if not is_video(job.source)], args, report)
             colorize_videos(colorizer, [job for job in todo if is_video(job.source)], args, report)
-    except KeyboardInterrupt:
-        print(f"interrupted after {report.tally.done} of {len(todo)} photos: every written file is complete; "
+    except KeyboardInterrupt as e:
+        print(f"interrupted after {report.tally.done} of {describe(todo)}: every written file is complete; "
               f"rerun the same command to continue", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
     finally:
         report.close()
     t = report.tally
