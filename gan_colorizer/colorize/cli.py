@@ -1,8 +1,7 @@
 """colorize.py: colorize files, folders and glob patterns at full resolution into --out. A thin layer over Colorizer.
 
 Exit codes: 0 every photo colorized (or its output already there), 1 some could not be read or written,
-2 bad arguments (nothing is written), 130 / 143 interrupted by SIGINT / SIGTERM (finished files are complete, the
-one being written removed; rerun to continue).
+2 bad arguments (nothing is written), 130 / 143 Ctrl-C / SIGTERM (finished files are complete; rerun to continue).
 """
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from pathlib import Path
 from gan_colorizer.colorize.engines import ENGINES
 from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH, MAX_BATCH_PIXELS, MAX_FRAME_PIXELS
 from gan_colorizer.config import WEIGHTS
+from gan_colorizer.console import terminated_as_interrupt
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import MAX_PIXELS
 from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, parse_options, tool_parser, workers_opt
@@ -41,8 +41,7 @@ examples:
   python colorize.py ~/scans --checkpoint best.pt --out ~/scans-color --format same --batch-size 8
   python colorize.py 'archive/*/19[5-6]?/' --checkpoint best.pt --out color --temperature 8 --saturation 1.2
 
-exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arguments, 130 / 143 interrupted
-(Ctrl-C / SIGTERM)"""
+exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arguments, 130 / 143 Ctrl-C / SIGTERM"""
 IN_FLIGHT_PIXELS = 24_000_000  # full-size pixels decoded ahead, and waiting to be written, at most
 MOOD, FILES, VIDEO = "mood controls (applied in Lab after prediction)", "output files", "videos"  # --help sections
 
@@ -295,15 +294,11 @@ def _plan(args):
     return jobs, todo, load_colorizer(args) if todo else None
 
 
+@terminated_as_interrupt()  # SIGTERM cleans up as Ctrl-C does: no temporary file left behind
 def main(argv=None) -> int:
     args = parse_options(build_parser(), ColorizeOptions, argv)
-    from gan_colorizer.console import setup_logging, terminated_as_interrupt
+    from gan_colorizer.console import setup_logging
     setup_logging()
-    with terminated_as_interrupt():  # SIGTERM cleans up as Ctrl-C does: no temporary file left behind
-        return _run(args)
-
-
-def _run(args) -> int:
     try:
         jobs, todo, colorizer = _plan(args)
     except UserError as e:
