@@ -133,7 +133,7 @@ def save_split(split: DataSplit, run_dir: Path) -> str:
     gray = len(t["gray_excluded"]) + len(v.get("gray_excluded", []))
     sources = ["the embedded sample photos" if split.embedded else t["source"], v["source"]]  # --val-data, its share
     if "shards" in t:  # of --data, the val shards, or embedded:val: which photos a validation figure speaks for
-        sources = [f"{source} ({part['shards']} shards)" for source, part in zip(sources, (t, v))]
+        sources = [f"{source} ({n} shard{'s' * (n != 1)})" for source, n in zip(sources, (t["shards"], v["shards"]))]
     return (f"data: {t['used']} training and {v['used']} validation images; training: {sources[0]}; validation: "
             f"{sources[1]}; {skipped} unreadable skipped, {gray} gray left out (see {run_dir / 'data.json'})")
 

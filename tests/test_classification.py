@@ -41,7 +41,8 @@ def test_both_stages_train_with_the_cross_entropy_and_save_the_prior(runs):
         prior = np.load(run_dir / "prior.npy")
         info = json.loads((run_dir / "prior.json").read_text())
         assert prior.shape == (313,) and prior.sum() == pytest.approx(1.0) and prior.min() > 0
-        assert info["images"] == 6 and info["pixels"] == 6 * 32 * 32 and info["q"] == 313
+        used = json.loads((run_dir / "data.json").read_text())["train"]["used"]  # the split decides how many
+        assert info["images"] == used and info["pixels"] == used * 32 * 32 and info["q"] == 313
         assert (run_dir / "prior.png").stat().st_size > 10_000
         ckpt = ckpt_io.load(tmp / "checkpoints" / name / "last.pt")
         assert np.allclose(ckpt["generator"]["prior"].numpy(), prior)  # the checkpoint carries it

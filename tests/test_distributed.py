@@ -77,8 +77,9 @@ def ddp_runs(tmp_path_factory):
     """Stage 2, global micro-batch 4, 2 accumulated micro-batches, with an EMA copy: 2 processes vs 1 process."""
     tmp = tmp_path_factory.mktemp("ddp")
     data = tmp / "photos"
-    make_photo_folder(data, 10)
-    common = ["--data", str(data), "--val-fraction", "0.2", "--image-size", "32", "--batch-size", "4",
+    make_photo_folder(data, 8)  # 8 training photos: both runs see the same 2 global batches an epoch, unpadded
+    make_photo_folder(tmp / "val", 2, start_seed=8)
+    common = ["--data", str(data), "--val-data", str(tmp / "val"), "--image-size", "32", "--batch-size", "4",
               "--grad-accum", "2", "--max-steps", "3", "--num-workers", "0", "--amp", "off", "--sync-bn",
               "--log-every", "1", "--image-every", "100", "--ema-decay", "0.9"]  # the EMA copy must not be DDP-wrapped
     two = _torchrun(2, "train_gan.py", *common, *run_dirs_args(tmp, "two"))
