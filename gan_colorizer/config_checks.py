@@ -19,6 +19,7 @@ class Range:
     high: float
     low_open: bool = False
     high_open: bool = False
+    note: str = ""  # what a value means, where one is special ("-1 for auto")
 
     def __contains__(self, value) -> bool:
         if not math.isfinite(value):
@@ -27,7 +28,8 @@ class Range:
         return above and (value < self.high if self.high_open else value <= self.high)
 
     def __str__(self) -> str:
-        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        interval = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        return f"{interval}, {self.note}" if self.note else interval
 
 
 COUNT = Range(0, 1e12)  # steps or images: 0 = off / no limit where the help says so
@@ -38,7 +40,7 @@ WIDTH = Range(1, 1024)  # filters of a layer
 RANGES = {
     # data
     "val_fraction": SHARE, "image_size": Range(32, 4096), "crop_scale": Range(0, 1, low_open=True),
-    "epoch_size": COUNT, "num_workers": Range(-1, 1024), "prior_images": Range(1, 1e9),
+    "epoch_size": COUNT, "num_workers": Range(-1, 1024, note="-1 for auto"), "prior_images": Range(1, 1e9),
     "loader_timeout": Range(0, 7 * 86400),  # seconds: a week at most (0 = forever)
     # model
     "unet_filters": WIDTH, "unet_dropout": SHARE, "annealed_t": Range(0, 10, low_open=True), "disc_filters": WIDTH,

@@ -202,7 +202,7 @@ OUT_OF_RANGE = [  # (group, field, value, as the message shows it, the range)
     ("data", "loader_timeout", float("inf"), "inf", "[0, 604800]"), ("optim", "lr", float("inf"), "inf", "(0, 1]"),
     ("optim", "lr", float("nan"), "nan", "(0, 1]"), ("data", "image_size", 32_000_000, "32000000", "[32, 4096]"),
     ("run", "seed", -1, "-1", "[0, 4.29497e+09]"), ("optim", "epochs", 0, "0", "[1, 1e+06]"),
-    ("data", "num_workers", -2, "-2", "[-1, 1024]"), ("model", "disc_layers", 40, "40", "[1, 8]")]
+    ("data", "num_workers", -2, "-2", "[-1, 1024], -1 for auto"), ("model", "disc_layers", 40, "40", "[1, 8]")]
 
 
 @pytest.mark.parametrize("group, name, value, shown, allowed", OUT_OF_RANGE)
