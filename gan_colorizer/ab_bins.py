@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from gan_colorizer.color import AB_SCALE, rgb_to_lab
+from gan_colorizer.config import DECODES
 
 GRID = 10.0  # ab units between bin centers (the paper's grid size)
 SIGMA = 5.0  # ab units: the Gaussian of the soft encoding and of the prior smoothing (the paper's sigma)
 NEIGHBORS = 5  # bins each true ab is spread over
 ANNEALED_T = 0.38  # the paper's temperature of the annealed mean
 REBALANCE_LAMBDA = 0.5  # the paper's mix of the prior with the uniform distribution
-DECODES = ("annealed", "mode", "mean")
 ENCODE_CHUNK = 1 << 16  # pixels per distance block of the nearest-bin search (20 MB of float32 at Q = 313)
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import braceexpand
-import webdataset as wds
 from tqdm import tqdm
 
 from gan_colorizer.atomic import replacing, write_atomic
@@ -110,6 +109,7 @@ def _check_options(opts: ShardOptions) -> Path:
 def _write_shard(shard: Path, files: list[str], root: Path, bar) -> tuple[int, int]:
     """One tar of the files' original bytes (no re-encode), under a temporary name until whole; a file that cannot
     be read now is one line and left out. Returns (samples, bytes)."""
+    import webdataset as wds  # imports torch: here, so the writer's --help answers without it
     count, size, keys = 0, 0, set()
     with replacing(shard, fsync=True) as tmp, open(tmp, "wb") as stream, \
             wds.TarWriter(stream, encoder=False, format="PAX_FORMAT", mtime=0) as writer:

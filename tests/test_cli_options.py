@@ -5,6 +5,8 @@ import argparse
 import configparser
 import dataclasses
 import importlib
+import subprocess
+import sys
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +18,9 @@ from gan_colorizer.options import REQUIRED, add_options, opt, parse_options, too
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {  # CLI module: its options dataclass (module, name)
-    "gan_colorizer.evaluate.cli": ("gan_colorizer.evaluate.run", "EvalOptions"),
+    "gan_colorizer.evaluate.cli": ("gan_colorizer.evaluate.options", "EvalOptions"),
     "gan_colorizer.colorize.cli": ("gan_colorizer.colorize.cli", "ColorizeOptions"),
-    "gan_colorizer.inspect.cli": ("gan_colorizer.inspect.cli", "VisualizeOptions"),
+    "gan_colorizer.inspect.cli": ("gan_colorizer.inspect.options", "VisualizeOptions"),
     "gan_colorizer.colorize.onnx": ("gan_colorizer.colorize.onnx", "ExportOptions"),
     "gan_colorizer.inspect.curves": ("gan_colorizer.inspect.curves", "PlotOptions"),
     "gan_colorizer.inspect.weights": ("gan_colorizer.inspect.weights", "WeightsOptions"),
@@ -180,6 +182,23 @@ def test_old_console_names_run_the_same_tool_and_say_once_what_replaces_them(old
         texts.append(capsys.readouterr())
     assert texts[0].out == texts[1].out == texts[2].out and texts[0].err == texts[2].err == ""
     assert texts[1].err == f"note: {old} is now called {new}; the old name still works for now\n"
+
+
+# Packages that take from 0.1 s (tqdm, PIL) to seconds (torch 2 s, torchvision 1.6 s, fastai 3.7 s) to import
+HEAVY = ("torch", "torchvision", "fastai", "webdataset", "matplotlib", "tensorboard", "cv2", "av", "onnx",
+         "onnxruntime", "scipy", "skimage", "sklearn", "lpips", "pytorch_fid")
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_help_imports_nothing_heavy(name):
+    """--help answers at once (evaluate.py --help took 5.3 s importing torch): checked on what it imports, in a
+    fresh process, not on the clock; the tool's work imports what it needs when it runs."""
+    module, function = console_scripts()[name].split(":")
+    code = (f"import sys\nfrom {module} import {function}\ntry:\n    {function}(['--help'])\nexcept SystemExit:\n"
+            f"    pass\nprint(sorted({{m.partition('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "[]"
 
 
 def all_parsers() -> dict[str, argparse.ArgumentParser]:

@@ -90,8 +90,9 @@ def test_writer_refuses_a_folder_with_shards_and_a_crash_leaves_no_half_shard(sh
         if len(calls) == 6:
             raise KeyboardInterrupt
         return real(self, obj)
-    real = shards.wds.TarWriter.write
-    monkeypatch.setattr(shards.wds.TarWriter, "write", crash)
+    import webdataset as wds  # what shards' writer uses (imported there when it writes)
+    real = wds.TarWriter.write
+    monkeypatch.setattr(wds.TarWriter, "write", crash)
     with pytest.raises(KeyboardInterrupt):
         _write(photos, tmp_path / "crashed", shard_size=4)
     left = sorted(p.name for p in (tmp_path / "crashed").iterdir())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gan_colorizer.colorize.engines import ENGINES
 from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH, MAX_BATCH_PIXELS, MAX_FRAME_PIXELS
-from gan_colorizer.config import WEIGHTS
+from gan_colorizer.config import DECODES, WEIGHTS
 from gan_colorizer.console import terminated_as_interrupt
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import MAX_PIXELS
@@ -65,7 +65,7 @@ class ColorizeOptions:
                        choices=WEIGHTS)
     decode: str | None = opt(None, "classification checkpoints: how the predicted distribution becomes ab: annealed "
                                    "mean (as trained), mode (most vivid, blotchy) or mean (smooth, duller)",
-                             choices=("annealed", "mode", "mean"))
+                             choices=DECODES)
     annealed_t: float | None = opt(None, "classification checkpoints: temperature of the annealed mean (default: as "
                                          "trained)", metavar="T")
     engine: str | None = opt(None, "what runs the network: torch, onnx (onnxruntime fp32) or onnx-int8 (a model "

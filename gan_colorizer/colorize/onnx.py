@@ -15,8 +15,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from gan_colorizer.colorize.engines import INSTALL_EXPORT, OnnxNetwork, require
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
@@ -35,6 +33,7 @@ def export_onnx(generator: torch.nn.Module, path, multiple: int = 32, opset: int
     Tracing turns the U-Net's "resize when skip shapes differ" branches into constants; they never fire for
     sides that are multiples of `multiple`, which is the input contract of the exported model.
     """
+    import torch  # here, not at the top: the module's --help answers without it
     path = Path(path)
     generator = generator.float().cpu().eval()
     example = torch.zeros(1, 1, 2 * multiple, 3 * multiple) if multiple < 256 else torch.zeros(1, 1, 256, 256)
@@ -81,6 +80,7 @@ def check_onnx(path, generator: torch.nn.Module, shapes, atol: float = 1e-3) -> 
     """Max |ONNX - PyTorch| over random inputs of the given (N, H, W) shapes; raises when above atol."""
     import numpy as np
     import onnxruntime
+    import torch
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for n, h, w in shapes:
@@ -115,6 +115,7 @@ def calibration_inputs(folder, render_size: int, multiple: int, count: int):
 def _calibration_input(path, render_size: int, multiple: int):
     """One photo's render-size gray_l, or None (and a warning line) when it cannot be read."""
     import numpy as np
+    import torch
 
     from gan_colorizer.colorize.inference import downsample_l, full_res_l, render_shape
     from gan_colorizer.images import UnreadableImage, open_image, to_rgb8
@@ -229,7 +230,7 @@ def onnx_from_generator(generator: torch.nn.Module, cfg, decoding: str | None = 
 def main(argv=None) -> int:
     args = parse_options(build_parser(), ExportOptions, argv)
     from gan_colorizer.console import setup_logging
-    setup_logging()  # also silences fastai's import-time deprecation chatter
+    setup_logging()
     try:
         if args.int8 and not args.calibration:
             raise UserError("--int8 needs --calibration DIR: a folder of photos like those you will colorize")

@@ -1,10 +1,11 @@
-"""evaluate.py's command line: flags from EvalOptions' fields, then evaluate.run.evaluate."""
+"""evaluate.py's command line: flags from EvalOptions' fields, then evaluate.run.evaluate (imported when it runs:
+`--help` needs neither torch nor the metrics)."""
 from __future__ import annotations
 
 import argparse
 
 from gan_colorizer.console import run_command, setup_logging
-from gan_colorizer.evaluate.run import EvalOptions, evaluate
+from gan_colorizer.evaluate.options import EvalOptions
 from gan_colorizer.options import parse_options, tool_parser
 
 DESCRIPTION = """Evaluate stage-1 / stage-2 checkpoints and the gray baseline on held-out photos under a fixed protocol.
@@ -29,4 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     opts = parse_options(build_parser(), EvalOptions, argv)
     setup_logging()
-    return run_command(lambda: evaluate(opts))
+
+    def action():
+        from gan_colorizer.evaluate.run import evaluate
+        return evaluate(opts)
+    return run_command(action)

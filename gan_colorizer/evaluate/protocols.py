@@ -19,13 +19,6 @@ from gan_colorizer.shards import ShardMember, expand, is_shards, list_members
 
 log = logging.getLogger("gan_colorizer")
 
-PROTOCOLS = {
-    "center-crop": "center square crop to the short side, resized to SIZE x SIZE (the ImageNet val5k protocol)",
-    "resize": "whole photo stretched to SIZE x SIZE (the val50k / COCO-Stuff protocol)",
-    "full-res": "ab predicted at a SIZE short side (aspect kept), upsampled to the photo's size and recombined with "
-                "its full-resolution L; measured at full resolution",
-}
-
 
 def resolve_data(data: str, allow_empty: bool = False) -> tuple[list[Path], list[str]]:
     """(paths, names) of the evaluation images; names are relative to the folder. 'embedded:val' (or ':train')

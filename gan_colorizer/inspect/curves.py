@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from gan_colorizer.errors import UserError
-from gan_colorizer.inspect.drawing import figure
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
 GROUP_TITLES = {"loss": "training losses (running means over --log-every steps)",
@@ -61,6 +60,8 @@ def group_of(tag: str) -> str:
 def plot_group(runs: dict[str, dict], group: str, weight: float):
     """One figure for a tag group (loss, val, ...): a panel per tag, a line per run (raw faint, smoothed bold)."""
     from matplotlib.ticker import MaxNLocator
+
+    from gan_colorizer.inspect.drawing import figure  # imports torch: here, so --help answers without it
     tags = sorted({t for curves in runs.values() for t in curves if group_of(t) == group})
     cols = min(3, len(tags))
     rows = -(-len(tags) // cols)

@@ -27,9 +27,9 @@ from gan_colorizer.inspect.drawing import (
     figure_rgb,
     font,
 )
+from gan_colorizer.inspect.options import TOP_CHANNELS
 from gan_colorizer.networks import unwrap
 
-TOP_CHANNELS = 16  # channels shown per layer
 FEATURE_CMAP = "viridis"
 AB_SHOWN = 80.0  # the a and b maps span -80..80 ab units (clipped): fixed, so maps compare across images
 

@@ -1,5 +1,6 @@
 """Where a checkpoint's parameters are and what its layers do: counts per layer and group, weight histograms,
-activation statistics on a few photos.
+activation statistics on a few photos. torch and the network's modules are imported by the functions that use
+them, so `--help` answers at once.
 
     python -m gan_colorizer.inspect.weights --checkpoint CKPT --out DIR [--data DIR] [--limit 8]
 """
@@ -12,18 +13,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from gan_colorizer import checkpoint as ckpt_io
-from gan_colorizer.color import rgb_to_model
 from gan_colorizer.errors import UserError
-from gan_colorizer.inspect.anatomy import group_of, stages
-from gan_colorizer.networks import build_discriminator, core
 from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, parse_options, tool_parser
 
 
 def friendly_names(generator) -> dict[str, str]:
     """{qualified module name: stage-based name}, e.g. layers.4.conv1.0 -> decoder.block1.conv1.0."""
+    from gan_colorizer.inspect.anatomy import stages
     qualified = {id(m): n for n, m in generator.named_modules()}
     prefixes = sorted(((qualified[id(s.module)], s.name) for s in stages(generator)), key=lambda p: -len(p[0]))
     names = {}
@@ -35,6 +31,7 @@ def friendly_names(generator) -> dict[str, str]:
 
 def layer_rows(generator, discriminator=None) -> list[dict]:
     """One row per module that holds parameters: name, group, type, shapes, count."""
+    from gan_colorizer.inspect.anatomy import group_of
     nets = [(generator, group_of(generator), friendly_names(generator))]
     if discriminator is not None:
         names = {n: f"discriminator.{n}" for n, _ in discriminator.named_modules()}
@@ -73,6 +70,7 @@ def save_histograms(net, groups: dict[str, str], names: dict[str, str], out: Pat
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import torch
     by_group: dict[str, list] = {}
     for name, module in net.named_modules():
         w = getattr(module, "weight", None)
@@ -99,11 +97,14 @@ def save_histograms(net, groups: dict[str, str], names: dict[str, str], out: Pat
     return paths
 
 
-@torch.no_grad()
 def activation_rows(generator, pixels: torch.Tensor, runtime=None) -> list[dict]:
     """Mean, std, share of zeros and max of every stage's output over a batch of photos (under the runtime's
     device and autocast when one is given)."""
+    import torch
+
+    from gan_colorizer.color import rgb_to_model
     from gan_colorizer.colorize.inference import forward_ab
+    from gan_colorizer.inspect.anatomy import stages
     found, stats = stages(generator), {}
 
     def record(name):
@@ -115,8 +116,9 @@ def activation_rows(generator, pixels: torch.Tensor, runtime=None) -> list[dict]
         return hook
     hooks = [s.module.register_forward_hook(record(s.name)) for s in found]
     try:
-        gray_l, _ = rgb_to_model(pixels if runtime is None else pixels.to(runtime.device))
-        forward_ab(generator, gray_l, runtime)
+        with torch.no_grad():
+            gray_l, _ = rgb_to_model(pixels if runtime is None else pixels.to(runtime.device))
+            forward_ab(generator, gray_l, runtime)
     finally:
         for h in hooks:
             h.remove()
@@ -124,6 +126,8 @@ def activation_rows(generator, pixels: torch.Tensor, runtime=None) -> list[dict]
 
 
 def _photos(images: str | None, n: int, size: int) -> torch.Tensor:
+    import torch
+
     from gan_colorizer.data import PhotoDataset, sample_photos
     from gan_colorizer.images import list_images
     paths = list_images(images)[:n] if images else sum(sample_photos(), [])[:n]
@@ -142,6 +146,9 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def report(checkpoint: str, out: Path, images: str | None = None, n_images: int = 8, size: int | None = None,
            runtime=None) -> dict:
+    from gan_colorizer import checkpoint as ckpt_io
+    from gan_colorizer.inspect.anatomy import group_of
+    from gan_colorizer.networks import build_discriminator, core
     generator, cfg, ckpt = ckpt_io.load_generator(checkpoint)
     discriminator = None
     if "discriminator" in ckpt:
