@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/profile_step.py
 	$(BIN)/python bench/eval_speed.py
 	$(BIN)/python bench/colorize_speed.py
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/checkpoint_write.py
 	$(BIN)/python bench/viz_cost.py
 	$(BIN)/python bench/head_cost.py

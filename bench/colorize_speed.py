@@ -29,24 +29,20 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import CACHE, peak_rss_mb, photo_folder, print_table, run_child, timed, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE,
+    peak_rss_mb,
+    photo_folder,
+    print_table,
+    random_checkpoint,
+    run_child,
+    timed,
+    write_results,
+)
 from gan_colorizer.colorize.cli import Report, build_parser, colorize_jobs  # noqa: E402
 from gan_colorizer.colorize.files import plan_jobs  # noqa: E402
 
 BIG = {12: (4240, 2832), 24: (6000, 4000)}
-
-
-def bench_checkpoint() -> Path:
-    """A checkpoint of the default generator with random weights (made once)."""
-    path = CACHE / "colorize_bench_generator.pt"
-    if not path.is_file():
-        from gan_colorizer.checkpoint import save_atomic
-        from gan_colorizer.config import defaults
-        from gan_colorizer.networks import build_generator
-        cfg = defaults("pretrain")
-        save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(),
-                     "generator": build_generator(cfg.model, load_pretrained=False).state_dict()}, path)
-    return path
 
 
 def big_jpeg(megapixels: int) -> Path:
@@ -145,7 +141,7 @@ def main(argv=None) -> int:
     if args.one_image:
         one_image(args.checkpoint, args.one_image, args.formats[0], args.device)
         return 0
-    ckpt = bench_checkpoint()
+    ckpt = random_checkpoint()
     folder = measure_folder(ckpt, args.images, args.batch_size, args.device) if args.images else None
     if folder:
         print_table([folder], ["what", "render", "batch", "amp", "pure_img_s", "folder_img_s", "folder_vs_pure",

@@ -40,6 +40,20 @@ def photo_folder(n: int = 96, size=(640, 480), root: Path | None = None) -> Path
     return root
 
 
+def random_checkpoint() -> Path:
+    """A stage-1 checkpoint of the default generator with random weights (made once): for what does not depend on
+    the weights (speed, memory, start-up)."""
+    path = CACHE / "colorize_bench_generator.pt"
+    if not path.is_file():
+        from gan_colorizer.checkpoint import save_atomic
+        from gan_colorizer.config import defaults
+        from gan_colorizer.networks import build_generator
+        cfg = defaults("pretrain")
+        save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(),
+                     "generator": build_generator(cfg.model, load_pretrained=False).state_dict()}, path)
+    return path
+
+
 def run_child(script: str, *args) -> dict:
     """Run `python script args...` in a fresh process (its own state and peak memory) and return the JSON object
     it prints last; a failure stops the benchmark with the end of the child's stderr."""
@@ -115,11 +129,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_results(name: str, rows: list[dict], extra: dict | None = None) -> Path:
-    """bench/results/NAME-DEVICE.json: the rows, the machine, the software, and the load at start and end."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_results(name: str, rows: list[dict], extra: dict | None = None, folder: Path = RESULTS) -> Path:
+    """bench/results/NAME-DEVICE.json: the rows, the machine, the software, and the load at start and end
+    (folder: elsewhere, for figures not to be committed)."""
+    folder.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    path = RESULTS / f"{name}-{device}.json"
+    path = folder / f"{name}-{device}.json"
     run = {"date": datetime.now(timezone.utc).date().isoformat(), **STARTED,
            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "load_1min_end": round(os.getloadavg()[0], 2), **software()}

@@ -101,6 +101,9 @@ TABLES = {
             ("stage", "PROJECTION (not measured)"), ("gpus_img_s", "8 GPUs img/s (assumed TFLOP/s)"),
             ("node_loader_img_s", "node decode img/s (measured per core)"), ("bound_by", "bound by"),
             ("epoch_minutes", "ImageNet epoch, minutes")])],
+    "startup": [(None, [
+        ("command", "command"), ("tree", "tree"), ("wall_s", "median s"), ("wall_min_s", "fastest s"),
+        ("wall_max_s", "slowest s"), ("cpu_s", "CPU s (median)"), ("repeats", "runs")])],
     "checkpoint_write": [(None, [
         ("stage", "stage"), ("size_mb", "size MB"), ("write_s", "write s"), ("write_mb_s", "write MB/s"),
         ("load_s", "load s"), ("overhead_pct", "overhead %")])],
