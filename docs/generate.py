@@ -1,5 +1,7 @@
 """Rewrite the generated regions of docs/*.md: each tool's flag table from its argparse parser, and the benchmark
-tables that bench/tables.py renders (when it exists). Run `.venv/bin/python docs/generate.py` (or `make docs`).
+tables that bench/tables.py renders (when it exists). Run `.venv/bin/python docs/generate.py` (or `make docs`);
+`--check` rewrites nothing and exits 1 naming the stale pages. It documents the tree it stands in: this tree's
+gan_colorizer goes first on sys.path, ahead of any copy installed elsewhere (another checkout, a worktree).
 
 A region is the text between `<!-- NAME -->` and `<!-- /NAME -->`; `flags:TOOL` regions get TOOL's flags,
 `bench:NAME` regions get bench/tables.py's render_all()[`bench:NAME`]. Everything outside the markers is left alone.
@@ -148,8 +150,18 @@ def all_regions() -> tuple[dict[str, str], list[str]]:
     return {**regions, **bench_regions()}, missing
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Rewrite the generated regions of docs/*.md.")
+    parser.add_argument("--check", action="store_true", help="rewrite nothing; exit 1 naming the stale pages")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # this tree's package, not the installed one (python puts docs/ first, not ROOT)
     regions, missing = all_regions()
+    if args.check:
+        pages = sorted(DOCS.glob("*.md"))
+        stale = [p.relative_to(ROOT) for p in pages if rewrite(p.read_text(), regions) != p.read_text()]
+        for path in stale:
+            print(f"{path} is stale: run `make docs`")
+        return 1 if stale else 0
     for tool in missing:
         print(f"note: no {TOOLS[tool].parser} yet: the flags:{tool} region is left as it is")
     seen = set()

@@ -3,7 +3,10 @@ docs/generate.py writes now, the README stays short, and every relative link lea
 import contextlib
 import importlib.util
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,7 +88,7 @@ def generated():
 def test_every_flag_that_help_prints_is_in_the_docs(tool, docs_text, monkeypatch):
     help_text = help_of(tool, monkeypatch)
     assert FLAG.search(help_text), f"{tool} --help printed no flags:\n{help_text}"
-    assert missing_flags(help_text, docs_text) == [], f"{tool}: flags of --help missing from docs/"
+    assert missing_flags(help_text, docs_text) == [], f"{tool}: flags of --help missing from docs/: run `make docs`"
 
 
 def test_the_flag_check_fails_when_the_docs_lack_a_flag():
@@ -147,3 +150,14 @@ def test_a_broken_link_is_found(tmp_path):
     page.write_text("[ok](there.md) [ok](there.md#a-heading) [web](https://example.org/x) [gone](missing.md) "
                     "[no heading](there.md#nope)\n```\n[in code](ignored.md)\n```\n")
     assert broken_links(page) == ["missing.md", "there.md#nope"]
+
+
+def test_generate_documents_the_tree_it_stands_in_not_an_installed_copy(tmp_path):
+    """A gan_colorizer found first on PYTHONPATH (another checkout, an installed copy) is not the one documented."""
+    fake = tmp_path / "gan_colorizer"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('the wrong tree was documented')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run([sys.executable, str(DOCS / "generate.py"), "--check"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
