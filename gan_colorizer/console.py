@@ -26,12 +26,29 @@ class _LevelFormatter(logging.Formatter):
         return message
 
 
+class _SysStream(logging.StreamHandler):
+    """Writes to sys.stdout / sys.stderr as they are when a line is logged (a redirect, pytest's capture), not as
+    they were when setup_logging ran: a handler holding a stream since closed printed an error block per line."""
+
+    def __init__(self, name: str):
+        self.stream_name = name
+        super().__init__()
+
+    @property
+    def stream(self):
+        return getattr(sys, self.stream_name)
+
+    @stream.setter
+    def stream(self, value):  # logging.StreamHandler.__init__ sets one; the stream is looked up instead
+        pass
+
+
 def setup_logging() -> None:
     """Info lines to stdout, warnings to stderr, one line each; the noise of third-party libraries off."""
     log.handlers.clear()
-    out = logging.StreamHandler(sys.stdout)
+    out = _SysStream("stdout")
     out.addFilter(lambda r: r.levelno < logging.WARNING)
-    err = logging.StreamHandler(sys.stderr)
+    err = _SysStream("stderr")
     err.setLevel(logging.WARNING)
     for handler in (out, err):
         handler.setFormatter(_LevelFormatter("%(message)s"))

@@ -85,3 +85,20 @@ def test_a_silent_progress_counts_but_shows_nothing(logged, monkeypatch):
                                            (2 * 86400 + 3725, "2d 1:02:05"), (None, "?"), (float("inf"), "?")])
 def test_durations_read_as_hours_minutes_seconds(seconds, text):
     assert duration(seconds) == text
+
+
+def test_log_lines_go_to_the_streams_of_the_moment_not_those_of_setup(monkeypatch):
+    """A process that redirects sys.stdout / sys.stderr after setup_logging (pytest's capture does, per test) gets
+    the lines where it now points; a handler bound at setup wrote to the old stream, closed or not."""
+    import io
+    import logging
+    import sys
+
+    from gan_colorizer.console import setup_logging
+    setup_logging()
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    logging.getLogger("gan_colorizer").info("an info line")
+    logging.getLogger("gan_colorizer").warning("warning: a warning line")
+    assert out.getvalue() == "an info line\n" and err.getvalue() == "warning: a warning line\n"
