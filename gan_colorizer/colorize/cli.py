@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from gan_colorizer.colorize.encoding import CHROMA, CODECS, DEFAULT_CRF, HELP as ENCODING_HELP
 from gan_colorizer.colorize.engines import ENGINES
-from gan_colorizer.colorize.video import CODECS, DEFAULT_CRF, DEFAULT_STRENGTH, MAX_BATCH_PIXELS, MAX_FRAME_PIXELS
+from gan_colorizer.colorize.video import DEFAULT_STRENGTH, MAX_BATCH_PIXELS, MAX_FRAME_PIXELS
 from gan_colorizer.config import DECODES, WEIGHTS
 from gan_colorizer.console import terminated_as_interrupt
 from gan_colorizer.errors import UserError, reason
@@ -83,12 +84,11 @@ class ColorizeOptions:
     num_workers: int = workers_opt("threads that decode and encode files", "one per CPU core, at most 8 (PNG "
                                    "encoding is the slow part: enough to keep a GPU fed)", group=FILES,
                                    aliases=("--workers",))
-    temporal: float = opt(DEFAULT_STRENGTH, "strength (0-1) of the temporal filter: each frame's colour blended with "
-                                            "the previous one's along the motion; 0 = each frame on its own",
-                          metavar="S", group=VIDEO)
-    codec: str = opt("libx264", "video encoder (H.264, H.265 or MPEG-4 part 2)", choices=CODECS, group=VIDEO)
-    crf: int = opt(DEFAULT_CRF, "x264 / x265 constant rate factor: 0 lossless, 18 visually lossless, 23 x264's "
-                                "default (mpeg4: quantizer crf / 6)", metavar="N", group=VIDEO)
+    temporal: float = opt(DEFAULT_STRENGTH, "temporal filter strength (0-1): each frame's colour blended with the "
+                          "previous one's along the motion; 0 = each frame on its own", metavar="S", group=VIDEO)
+    codec: str = opt("libx264", ENCODING_HELP["codec"], choices=CODECS, group=VIDEO)
+    crf: int = opt(DEFAULT_CRF, ENCODING_HELP["crf"], metavar="N", group=VIDEO)
+    chroma: str | None = opt(None, ENCODING_HELP["chroma"], choices=CHROMA, group=VIDEO)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,7 +289,7 @@ def _plan(args):
     """(jobs, those still to do, the colorizer or None when nothing is left): every argument error comes from here."""
     from gan_colorizer.colorize.files import plan_jobs
     check_args(args)
-    jobs = plan_jobs(args.inputs, Path(args.out), args.format)
+    jobs = plan_jobs(args.inputs, Path(args.out), args.format, args.codec)
     todo = jobs if args.overwrite else [job for job in jobs if not job.output.exists()]
     return jobs, todo, load_colorizer(args) if todo else None
 

@@ -112,10 +112,10 @@ def expand_input(arg: str, out_dir: Path) -> list[tuple[Path, Path]]:
     raise UserError(f"{arg}: no such file or folder")
 
 
-def output_suffix(source: Path, fmt: str) -> str:
-    """--format's suffix for a photo; a video keeps its container where it holds H.264 (video.output_suffix)."""
+def output_suffix(source: Path, fmt: str, codec: str = "libx264") -> str:
+    """--format's suffix for a photo; a video keeps its container where it holds the codec (video.output_suffix)."""
     if video.is_video(source):
-        return video.output_suffix(source)
+        return video.output_suffix(source, codec)
     if fmt != "same":
         return "." + fmt
     suffix = source.suffix
@@ -128,7 +128,7 @@ def _key(path: Path) -> str:
     return str(path.resolve()).casefold()  # outputs may land on a case-insensitive file system
 
 
-def plan_jobs(inputs: list[str], out_dir: Path, fmt: str) -> list[Job]:
+def plan_jobs(inputs: list[str], out_dir: Path, fmt: str, codec: str = "libx264") -> list[Job]:
     """Every (source, output) pair, each source once.
 
     Photos that differ only by suffix (scan.jpg, scan.tif) keep it in their output names (scan.jpg.png,
@@ -139,7 +139,8 @@ def plan_jobs(inputs: list[str], out_dir: Path, fmt: str) -> list[Job]:
     for arg in inputs:
         for source, rel in expand_input(arg, out_dir):
             expanded.setdefault(source.resolve(), (source, rel))
-    named = {key: rel.with_name(rel.stem + output_suffix(source, fmt)) for key, (source, rel) in expanded.items()}
+    named = {key: rel.with_name(rel.stem + output_suffix(source, fmt, codec))
+             for key, (source, rel) in expanded.items()}
     by_output = {}
     for key, rel in named.items():
         by_output.setdefault(_key(out_dir / rel), []).append(key)
@@ -147,7 +148,7 @@ def plan_jobs(inputs: list[str], out_dir: Path, fmt: str) -> list[Job]:
         if len(keys) > 1 and len({expanded[k][1].with_suffix("") for k in keys}) == 1:
             for k in keys:
                 source, rel = expanded[k]
-                named[k] = rel.with_name(rel.name + output_suffix(source, fmt))
+                named[k] = rel.with_name(rel.name + output_suffix(source, fmt, codec))
     pairs = [(expanded[k][0], _inside_out(expanded[k][0], out_dir / named[k], out_dir)) for k in expanded]
     return _checked_jobs(pairs, set(expanded), fmt)
 

@@ -1,6 +1,7 @@
 """Video in, video out: frames decoded with PyAV, colorized in batches at render size (then the temporal filter, the
-mood controls and the frame's own full-resolution L, as for photos), written as H.264 with the source's timestamps,
-rotation and audio packets. Frames stream through: memory does not grow with the length."""
+mood controls and the frame's own full-resolution L, as for photos), encoded as colorize/encoding.py says (H.264
+4:2:0 by default) with the source's timestamps, rotation and audio packets. Frames stream through: memory does not
+grow with the length."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +12,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from gan_colorizer.colorize.encoding import DEFAULT_CRF, MATROSKA_ONLY, MUXER_OPTIONS, video_stream
 from gan_colorizer.colorize.video_input import (  # noqa: F401 (the reading side, imported from here by callers)
     MAX_FRAME_PIXELS, VIDEO_SUFFIXES, VideoInfo, decoded, is_video, opened, probe, read_frames)
 
@@ -19,17 +21,14 @@ MAX_BATCH_PIXELS = 16_000_000  # full-size pixels per network batch at most, pho
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # output suffix -> FFmpeg muxer
 OUTPUT_SUFFIX = {".avi": ".mkv", ".webm": ".mkv"}  # AVI / WebM hold H.264 badly or not at all; Matroska holds it and
 #                                                    any audio they carry, so their audio is still copied, not re-encoded
-CODECS = ("libx264", "libx265", "mpeg4")
-DEFAULT_CRF = 18  # x264's "visually lossless" end: the colour is what matters, not the bitrate
-MPEG4_MAX_TIME_BASE = 65535  # MPEG-4 part 2 stores the time base's denominator in 16 bits
 # the temporal filter's strength for videos: a memory of about 10 frames; measured: docs/colorizing.md#temporal-consistency
 DEFAULT_STRENGTH = 0.9
 
 
-def output_suffix(source) -> str:
-    """The container a colorized video is written in: the source's where it holds H.264 well, else .mkv."""
+def output_suffix(source, codec: str = "libx264") -> str:
+    """The container a colorized video is written in: the source's where it holds the codec well, else .mkv."""
     suffix = Path(source).suffix
-    return OUTPUT_SUFFIX.get(suffix.lower(), suffix)
+    return ".mkv" if codec in MATROSKA_ONLY else OUTPUT_SUFFIX.get(suffix.lower(), suffix)
 
 
 def temporal_filter(strength: float | None):
@@ -114,27 +113,6 @@ def colorized_frames(colorizer, frames: Iterable[np.ndarray], temporal: float | 
         yield from finish(colorizer, gray_l, small_ab, controls or {})
 
 
-def _video_stream(sink, source_stream, info: VideoInfo, codec: str, crf: int):
-    """The output video stream: the source's size, time base (so every timestamp is kept as is), rate and matrix."""
-    stream = sink.add_stream(codec, rate=info.fps)
-    stream.width, stream.height = info.width, info.height
-    even = info.width % 2 == 0 and info.height % 2 == 0
-    stream.pix_fmt = "yuv420p" if even or codec == "mpeg4" else "yuv444p"  # 4:2:0 needs even sides in x264 / x265
-    stream.time_base = stream.codec_context.time_base = source_stream.time_base
-    if codec == "mpeg4" and source_stream.time_base.denominator > MPEG4_MAX_TIME_BASE:  # e.g. cameras' 1/90000
-        stream.codec_context.time_base = Fraction(1, 1000)  # the encoder's only; PyAV rebases frames and packets
-    if source_stream.sample_aspect_ratio:
-        stream.codec_context.sample_aspect_ratio = source_stream.sample_aspect_ratio
-    if codec == "mpeg4":  # no CRF: a fixed quantizer instead, CRF 18 ~ q 3 (2 best .. 31)
-        stream.codec_context.qscale = max(2, min(31, round(crf / 6)))
-    else:
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        stream.codec_context.options = {"x264-params" if codec == "libx264" else "x265-params": "log-level=error"}
-    if info.matrix:
-        stream.set_display_matrix(info.matrix)
-    return stream
-
-
 def _audio_streams(path, source, sink) -> dict:
     """{source audio stream index: output stream} for the audio copied packet for packet (no re-encoding); a codec the
     output container cannot hold is left out with a one-line warning naming the file."""
@@ -180,21 +158,22 @@ class _Clock:
 
 def colorize_video(colorizer, src, dst, temporal: float | None = None, controls: dict | None = None,
                    batch_size: int = 4, crf: int = DEFAULT_CRF, codec: str = "libx264", progress=None,
-                   info: VideoInfo | None = None, max_pixels: int | None = None) -> int:
+                   info: VideoInfo | None = None, max_pixels: int | None = None, chroma: str | None = None) -> int:
     """Colorize the video file src into dst (container from dst's suffix): same size, frame timestamps (variable
     rates included), rotation and tags; audio packets copied as they are. Written to a temporary name beside dst
     and renamed when complete: a failure or an interrupt leaves no file under dst. progress(1) after each frame.
     Returns the frames written; an unreadable or truncated source, or frames over max_pixels (None: MAX_FRAME_PIXELS),
-    raise UnreadableImage. info: probe(src), if known."""
+    raise UnreadableImage. info: probe(src), if known. codec / crf / chroma: the encoding (colorize/encoding.py)."""
     import av
 
     from gan_colorizer.atomic import replacing
     info, dst = info or probe(src, max_pixels), Path(dst)
-    options = {"movflags": "+faststart"} if MUXERS[dst.suffix.lower()] in ("mp4", "mov") else {}
+    options = {**MUXER_OPTIONS, **({"movflags": "+faststart"} if MUXERS[dst.suffix.lower()] in ("mp4", "mov") else {})}
     with opened(src, max_pixels) as source, replacing(dst, fsync=True) as tmp, \
             av.open(str(tmp), "w", format=MUXERS[dst.suffix.lower()], options=options) as sink:
         source_stream = source.streams.video[0]
-        stream, audio = _video_stream(sink, source_stream, info, codec, crf), _audio_streams(src, source, sink)
+        stream = video_stream(sink, source_stream, info, codec, crf, chroma)
+        audio = _audio_streams(src, source, sink)
         _copy_metadata(source, sink)
         times, clock = deque(), _Clock(source, source_stream, info.fps)
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 import math
 import sys
 
+from gan_colorizer.colorize.encoding import check as check_encoding
 from gan_colorizer.colorize.video import colorize_video, probe
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import UnreadableImage
-
-MAX_CRF = 51  # x264 / x265's range is 0 (lossless) .. 51
 
 
 def check_video_args(args) -> None:
     """The video flags' values: one line naming the flag, before anything is read or written."""
     if args.temporal is not None and not (math.isfinite(args.temporal) and 0 <= args.temporal <= 1):
         raise UserError(f"--temporal {args.temporal}: must be in 0..1 (0 = each frame on its own)")
-    if not 0 <= args.crf <= MAX_CRF:
-        raise UserError(f"--crf {args.crf}: must be in 0..{MAX_CRF} (lower = better quality, larger file)")
+    check_encoding(args.codec, args.crf, args.chroma)
 
 
 def colorize_videos(colorizer, jobs: list, args, report) -> None:
@@ -39,7 +37,7 @@ def colorize_videos(colorizer, jobs: list, args, report) -> None:
             info = probe(job.source, args.max_pixels)
             bar.reset(total=info.frames)
             colorize_video(colorizer, job.source, job.output, args.temporal, controls, args.batch_size, args.crf,
-                           args.codec, progress=bar.update, info=info, max_pixels=args.max_pixels)
+                           args.codec, progress=bar.update, info=info, max_pixels=args.max_pixels, chroma=args.chroma)
             report.ok()
         except UnreadableImage as e:
             report.fail(job.source, e.reason)
