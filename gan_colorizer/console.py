@@ -167,6 +167,12 @@ class Progress:
             self.bar = tqdm(total=total, initial=initial, desc=what, unit=unit, dynamic_ncols=True, leave=leave,
                             file=sys.stderr)
 
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def update(self, n: int = 1) -> None:
         self.done += n
         if self.bar is not None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from gan_colorizer.atomic import write_atomic
+from gan_colorizer.console import Progress
 from gan_colorizer.errors import shown
 from gan_colorizer.images import UnreadableImage, is_gray, open_image
 
@@ -201,8 +201,8 @@ def check_files(names: list[str], workers: int = 4, root: Path | None = None, st
             outcomes.reason[same], outcomes.gray[same] = old.reason[at[same]], old.gray[at[same]]
             todo = np.setdiff1d(todo, same, assume_unique=True)
     if len(todo):
-        with tqdm(total=len(todo), desc="scan", unit="file", dynamic_ncols=True, disable=None, leave=False) as bar:
-            outcomes.fill(todo, _checker([names[i] for i in todo], workers, bar))
+        with Progress(len(todo), "scan", "file") as progress:  # off a terminal: a dated line every 30 s
+            outcomes.fill(todo, _checker([names[i] for i in todo], workers, progress))
     # new, changed or removed files (a dangling link, checked on every run, changes nothing in the cache)
     if cache and (found is None or found[0] != joined or (now[todo, 0] >= 0).any()):
         _write(cache, top, joined, now, outcomes)

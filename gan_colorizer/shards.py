@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import braceexpand
-from tqdm import tqdm
 
 from gan_colorizer.atomic import replacing, write_atomic
 from gan_colorizer.config import DataConfig, RunConfig
-from gan_colorizer.console import run_command, setup_logging
+from gan_colorizer.console import Progress, run_command, setup_logging
 from gan_colorizer.errors import UserError, reason, shown
 from gan_colorizer.images import IMAGE_EXTENSIONS
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser, workers_opt
@@ -62,8 +61,7 @@ def write_shards(opts: ShardOptions) -> dict:
     split = prepare_files(cfg, opts.seed)
     root = Path(opts.data).resolve()
     counts, n_bytes = {}, 0
-    bar = tqdm(total=len(split.train) + len(split.val), desc="shards", unit="file", dynamic_ncols=True, disable=None)
-    with bar:
+    with Progress(len(split.train) + len(split.val), "shards", "file", leave=True) as bar:  # or dated lines
         for name, files in (("train", split.train), ("val", split.val)):
             for i, start in enumerate(range(0, len(files), opts.shard_size)):
                 shard = out / f"{name}-{i:06d}.tar"

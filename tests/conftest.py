@@ -83,6 +83,14 @@ def color_image(seed: int, size=(48, 40)) -> Image.Image:
     return Image.fromarray((rgb * 255).round().astype(np.uint8), "RGB")
 
 
+def dated_lines(text, what: str) -> list[str]:
+    """The progress lines off a terminal (console.Progress: '<date> <time> WHAT done/total unit, rate...') about
+    `what` in text (a str, or a list of logged messages)."""
+    import re
+    lines = text.splitlines() if isinstance(text, str) else text
+    return [line for line in lines if re.match(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {re.escape(what)} ", line)]
+
+
 def make_photo_folder(folder: Path, n: int, size=(48, 40), start_seed: int = 0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -185,7 +185,7 @@ def test_old_console_names_run_the_same_tool_and_say_once_what_replaces_them(old
 
 
 # Packages that take from 0.1 s (tqdm, PIL) to seconds (torch 2 s, torchvision 1.6 s, fastai 3.7 s) to import
-HEAVY = ("torch", "torchvision", "fastai", "webdataset", "matplotlib", "tensorboard", "cv2", "av", "onnx",
+HEAVY = ("torch", "torchvision", "fastai", "webdataset", "tqdm", "matplotlib", "tensorboard", "cv2", "av", "onnx",
          "onnxruntime", "scipy", "skimage", "sklearn", "lpips", "pytorch_fid")
 
 

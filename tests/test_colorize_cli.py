@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, color_image
+from conftest import ROOT, color_image, dated_lines
 from PIL import Image
 from test_images import make_odd_files
 
@@ -52,6 +52,15 @@ def test_a_folder_of_odd_files_is_mirrored_with_alpha_kept_and_unreadable_files_
     assert {"rgb.jpg.png", "rgb.webp.png", "cmyk.tif.png", "rgba.png"} <= set(files_under(tmp_path / "out"))
     assert (tmp_path / "out" / "nested" / "deeper" / "RGB_UPPER.png").is_file()
     assert not list((tmp_path / "out").rglob(".*"))  # no temporary files left
+
+
+def test_off_a_terminal_progress_is_a_dated_line_among_the_info_lines(cli, tmp_path):
+    for i in range(3):
+        color_image(i).save(tmp_path / f"{i}.png")
+    code, out, err = cli(tmp_path, "--out", tmp_path / "out")
+    lines = dated_lines(out, "colorize")  # stdout is no terminal here: a bar would draw nothing
+    assert code == 0 and len(lines) == 1 and " colorize 3/3 img, " in lines[0] and err == ""
+    assert out.splitlines()[-1].startswith("done: 3 colorized")
 
 
 def test_existing_outputs_are_kept_unless_overwrite(cli, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_photo_folder
+from conftest import dated_lines, make_photo_folder
 from test_images import make_odd_files
 
 import gan_colorizer.scan as scan_module
@@ -156,3 +156,11 @@ def test_a_file_skipped_for_its_permissions_is_checked_again_after_a_chmod(tmp_p
     scan = scan_folder(tmp_path / "p", keep_gray=False)
     assert not scan.skipped and len(scan.used) == 3
     assert scan_module._read(cache_file(tmp_path / "p"), str((tmp_path / "p").resolve()))[2].reasons == []  # pruned
+
+
+def test_off_a_terminal_the_scan_says_how_far_it_is_in_dated_lines(tmp_path, cache_home, caplog):
+    make_photo_folder(tmp_path / "p", 3)
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        scan_folder(tmp_path / "p", keep_gray=False)
+    lines = dated_lines(caplog.messages, "scan")  # a bar drew nothing here (no terminal): before, no line at all
+    assert len(lines) == 1 and " scan 3/3 file, " in lines[0] and lines[0].endswith(" file/s")

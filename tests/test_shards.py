@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 import torch
-from conftest import TINY, make_photo_folder, run_dirs_args
+from conftest import TINY, dated_lines, make_photo_folder, run_dirs_args
 from torch.utils.data import DataLoader
 
 from gan_colorizer import shards
@@ -77,6 +77,15 @@ def test_writer_keeps_training_split_and_original_bytes_and_logs_the_unusable(sh
     assert index["scan"]["train"]["skipped"][0]["path"].endswith("broken.jpg")
     assert [p.endswith("gray.png") for p in index["scan"]["train"]["gray_excluded"]] == [True]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_off_a_terminal_the_writer_says_how_far_it_is_in_dated_lines(tmp_path, caplog):
+    make_photo_folder(tmp_path / "photos", 5)
+    with caplog.at_level("INFO", logger="gan_colorizer"):
+        _write(tmp_path / "photos", tmp_path / "shards", val_fraction=0.0)
+    lines = dated_lines(caplog.messages, "shards")
+    assert len(lines) == 1 and " shards 5/5 file, " in lines[0]
+    assert len(dated_lines(caplog.messages, "scan")) == 1  # its scan too (tests/test_scan.py)
 
 
 def test_writer_refuses_a_folder_with_shards_and_a_crash_leaves_no_half_shard(shard_dir, tmp_path, monkeypatch):

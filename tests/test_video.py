@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from clips import noisy, pan, write_clip, zoom
+from conftest import dated_lines
 from PIL import Image
 
 from gan_colorizer.color import AB_SCALE, L_SCALE, rgb_to_model
@@ -249,6 +250,8 @@ def test_colorize_py_on_a_folder_of_photos_videos_and_a_truncated_video(cli, tmp
     truncated(write_clip(src / "broken.mkv", pan("rocket", 24, SIZE)))
     code, text, err = cli(src, "--out", out)  # the temporal filter at its default strength
     assert code == 1 and text.startswith("colorizing 1 photo and 2 videos into")
+    lines = dated_lines(text, "clip.avi")  # off a terminal: each video's progress in frames
+    assert len(lines) == 1 and " clip.avi 6/6 frame, " in lines[0] and not dated_lines(text, "broken.mkv")
     assert err.count("\n") == 1 and f"error: {src / 'broken.mkv'}: truncated" in err
     assert sorted(os.listdir(out)) == ["clip.mkv", "photo.png"]  # nothing under broken's name, no temporary left
     assert video.probe(out / "clip.mkv").frames is None and len(list(video.read_frames(out / "clip.mkv"))) == 6
@@ -299,6 +302,28 @@ def test_ctrl_c_or_sigterm_in_the_script_leaves_no_video_nor_its_temporary(tiny_
     assert proc.returncode == 128 + getattr(signal, signum) and "Traceback" not in err, err
     assert "interrupted after 0 of 1 video: every written file is complete" in err
     assert os.listdir(out) == []
+
+
+def test_off_a_terminal_a_videos_progress_is_a_dated_line_in_frames(tmp_path, monkeypatch, caplog):
+    """The wiring alone (no network, no encoder): colorize_videos hands each video a Progress in frames."""
+    from types import SimpleNamespace
+
+    from gan_colorizer.colorize import video_jobs
+    from gan_colorizer.options import parse_options
+
+    def colorize_video(colorizer, src, dst, *args, progress, **kwargs):
+        for _ in range(5):
+            progress(1)
+    monkeypatch.setattr(video_jobs, "probe", lambda path, max_pixels: SimpleNamespace(frames=5))
+    monkeypatch.setattr(video_jobs, "colorize_video", colorize_video)
+    args = parse_options(colorize_cli.build_parser(), colorize_cli.ColorizeOptions, ["in", "--checkpoint", "c.pt",
+                                                                                   "--out", str(tmp_path)])
+    report = colorize_cli.Report(1, kept=0)
+    with caplog.at_level(logging.INFO, logger="gan_colorizer"):
+        video_jobs.colorize_videos(None, [SimpleNamespace(source=tmp_path / "film.mp4", output=tmp_path / "o.mp4")],
+                                   args, report)
+    lines = dated_lines(caplog.messages, "film.mp4")
+    assert report.tally.done == 1 and len(lines) == 1 and " film.mp4 5/5 frame, " in lines[0]
 
 
 def test_two_videos_bound_for_one_output_name_get_a_hint_that_fits_videos(tmp_path):

@@ -17,7 +17,7 @@ from gan_colorizer.colorize.encoding import CHROMA, CODECS, DEFAULT_CRF, HELP as
 from gan_colorizer.colorize.engines import ENGINES
 from gan_colorizer.colorize.video import DEFAULT_STRENGTH, MAX_BATCH_PIXELS, MAX_FRAME_PIXELS
 from gan_colorizer.config import DECODES, WEIGHTS
-from gan_colorizer.console import terminated_as_interrupt
+from gan_colorizer.console import Progress, terminated_as_interrupt
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import MAX_PIXELS
 from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, parse_options, tool_parser, workers_opt
@@ -194,11 +194,10 @@ def _batches(decoded, batch_size: int):
 
 
 class Report:
-    """Progress bar (on a terminal only), one stderr line per failed file, and the counts."""
+    """Progress (a bar on a terminal, a dated line every 30 s off one), one stderr line per failed file, the counts."""
 
     def __init__(self, total: int, kept: int):
-        from tqdm import tqdm
-        self.bar = tqdm(total=total, unit="img", desc="colorize", disable=None, file=sys.stderr, dynamic_ncols=True)
+        self.bar = Progress(total, "colorize", "img", shows=total > 0, leave=True)
         self.tally = Tally(kept=kept)
 
     def ok(self) -> None:
@@ -206,7 +205,7 @@ class Report:
         self.bar.update()
 
     def fail(self, path, reason: str) -> None:
-        self.bar.write(f"error: {path}: {reason}", file=sys.stderr)
+        self.bar.write(f"error: {path}: {reason}")
         self.tally.failed += 1
         self.bar.update()
 

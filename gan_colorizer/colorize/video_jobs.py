@@ -1,12 +1,13 @@
-"""colorize.py's videos: each one colorized into its output file with a progress bar in frames, and counted as
-photos are (one line per failure naming the file, the rest of the inputs still done)."""
+"""colorize.py's videos: each one colorized into its output file with its progress in frames (a bar on a terminal,
+a dated line every 30 s off one), and counted as photos are (one line per failure naming the file, the rest of the
+inputs still done)."""
 from __future__ import annotations
 
 import math
-import sys
 
 from gan_colorizer.colorize.encoding import check as check_encoding
 from gan_colorizer.colorize.video import colorize_video, probe
+from gan_colorizer.console import Progress
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.images import UnreadableImage
 
@@ -29,15 +30,14 @@ def colorize_videos(colorizer, jobs: list, args, report) -> None:
         for job in jobs:
             report.fail(job.source, f"videos need PyAV and OpenCV ({e}): pip install av opencv-python-headless")
         return
-    from tqdm import tqdm
     controls = {"temperature": args.temperature, "saturation": args.saturation, "hue": args.hue}
     for job in jobs:
-        bar = tqdm(unit="frame", desc=job.source.name, disable=None, leave=False, file=sys.stderr, dynamic_ncols=True)
         try:
             info = probe(job.source, args.max_pixels)
-            bar.reset(total=info.frames)
-            colorize_video(colorizer, job.source, job.output, args.temporal, controls, args.batch_size, args.crf,
-                           args.codec, progress=bar.update, info=info, max_pixels=args.max_pixels, chroma=args.chroma)
+            with Progress(info.frames, job.source.name, "frame") as progress:
+                colorize_video(colorizer, job.source, job.output, args.temporal, controls, args.batch_size, args.crf,
+                               args.codec, progress=progress.update, info=info, max_pixels=args.max_pixels,
+                               chroma=args.chroma)
             report.ok()
         except UnreadableImage as e:
             report.fail(job.source, e.reason)
@@ -47,8 +47,6 @@ def colorize_videos(colorizer, jobs: list, args, report) -> None:
             report.fail(job.output, f"cannot write ({e.strerror or e})")
         except (RuntimeError, MemoryError) as e:
             report.fail(job.source, f"colorization failed ({reason(e, 'out of memory')})")
-        finally:
-            bar.close()
 
 
 def describe(jobs: list) -> str:
