@@ -75,6 +75,19 @@ TABLES = {
         (lambda row: row["what"] == "memory", [
             ("frames", "frames"), ("size", "frame size"), ("render", "render"), ("peak_rss_mb", "peak RSS MB"),
             ("fps", "frames/s"), ("rss_growth_pct", "growth %"), ("target", "target")])],
+    "video_encoding": [
+        (lambda row: row["what"] == "flicker", [
+            ("clip", "clip"), ("encoding", "written as"), ("frames", "frames"),
+            ("flicker_truth", "flicker of the truth"), ("flicker_per_frame", "flicker, per frame"),
+            ("flicker_temporal", "flicker, temporal (before encoding)"), ("flicker_written", "flicker, written file"),
+            ("reduction_before_pct", "reduction before encoding %"), ("reduction_written_pct", "reduction in the file %"),
+            ("kept_pct", "kept %"), ("kept_min_pct", "kept, worst clip %"), ("ab_change_mean", "ab change, mean"),
+            ("ab_change_p99", "ab change, p99"), ("kb_per_frame", "KiB per frame"), ("write_fps", "writing frames/s"),
+            ("target", "target")]),
+        (lambda row: row["what"] == "fringe", [
+            ("clip", "clip"), ("source", "ab from"), ("b_trailing", "b, band uncovered (trailing)"),
+            ("b_leading", "b, band about to be covered (leading)"), ("b_far", "b, 30 px or more away"),
+            ("band_pct", "trailing band, % of the frame")])],
     "scale": [
         (lambda row: row["what"] == "folder", [
             ("files", "files"), ("list_s", "listing s"), ("scan_cold_s", "scan cold s"),

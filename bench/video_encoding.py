@@ -240,7 +240,7 @@ def summary(rows: list[dict]) -> list[dict]:
                "kept_min_pct": min(r["kept_pct"] for r in mine)}
         if label in MASTERS:
             met = row["kept_min_pct"] >= 100 * KEEP_TARGET
-            row["target"] = f">= {100 * KEEP_TARGET:.0f}% kept on every clip: {'met' if met else 'not met'}"
+            row["target"] = f"{label} keeps >= {100 * KEEP_TARGET:.0f}% on every clip: {'met' if met else 'not met'}"
         out.append(row)
     return out
 
