@@ -126,3 +126,15 @@ def test_ffv1_and_its_chroma_pick_the_container_and_mpeg4_refuses_444(tmp_path, 
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--chroma 444" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_colorize_py_writes_an_ffv1_master_as_mkv_and_444_on_request(cli, source, tmp_path):
+    code, text, _ = cli(source, "--out", tmp_path / "master", "--codec", "ffv1")
+    assert code == 0 and "1 colorized" in text
+    with av.open(str(tmp_path / "master" / "pan.mkv")) as container:
+        assert (container.streams.video[0].codec_context.name, container.streams.video[0].codec_context.pix_fmt) \
+            == ("ffv1", "bgr0")
+    code, _, _ = cli(source, "--out", tmp_path / "full", "--chroma", "444", "--crf", "30")
+    assert code == 0 and decoded(tmp_path / "full" / "pan.mp4")[1] == "yuv444p"
+    assert "crf=30.0" in x264_options((tmp_path / "full" / "pan.mp4").read_bytes())
