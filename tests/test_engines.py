@@ -1,9 +1,12 @@
 """Engines (torch, onnx, onnx-int8): parity with torch, int8's color change, the same files whatever the engine,
 and one-line refusals of combinations that cannot work."""
+import os
+import re
+
 import numpy as np
 import pytest
 import torch
-from conftest import color_image
+from conftest import color_image, dated_lines
 from PIL import Image
 
 from gan_colorizer.colorize import cli as colorize_cli
@@ -53,6 +56,7 @@ def test_int8_changes_color_within_the_stated_bounds_against_fp32(exported):
     fp32, int8 = Colorizer.from_checkpoint(exported[0], render_size=64), Colorizer.from_checkpoint(exported[1],
                                                                                                  render_size=64)
     assert int8.engine == "onnx-int8" and "per-channel" in int8.generator.metadata["quantization"]
+    assert "4 calibration photos: mean " in int8.generator.metadata["int8_change"]  # checked at export
     de = torch.cat([delta_e2000_map(colorized_lab(int8, p), colorized_lab(fp32, p)).flatten()
                     for p in (color_image(i, size=(120, 90)) for i in range(10, 13))])
     assert float(de.mean()) < 1.0 and float(torch.quantile(de.double(), 0.99)) < 5.0
@@ -161,15 +165,60 @@ def test_unreadable_calibration_photos_are_named_and_none_readable_is_refused_be
 
 
 def test_a_readable_calibration_photo_is_used_and_an_unreadable_one_named(tmp_path, caplog):
-    from gan_colorizer.colorize.onnx import calibration_inputs
+    from gan_colorizer.colorize.int8 import calibration_inputs
     color_image(1, size=(96, 80)).save(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"\x89PNG truncated")
     color_image(2, size=(96, 80)).save(tmp_path / "c.png")
     with caplog.at_level("WARNING"):
-        inputs = list(calibration_inputs(tmp_path, 64, 32, 10))
-    assert len(inputs) == 2 and inputs[0].shape[:2] == (1, 1)
+        expected, inputs = calibration_inputs(tmp_path, 64, 32, 10)
+        inputs = list(inputs)
+    assert expected == 3 and [p.name for p, _ in inputs] == ["a.png", "c.png"] and inputs[0][1].shape[:2] == (1, 1)
     assert len(caplog.records) == 1 and f"skipped calibration photo {tmp_path / 'b.png'}: " in caplog.text
-    assert len(list(calibration_inputs(tmp_path, 64, 32, 1))) == 1  # --calibration-count: readable photos at most
+    assert len(list(calibration_inputs(tmp_path, 64, 32, 1)[1])) == 1  # --calibration-count: readable photos at most
+
+
+@pytest.mark.slow
+def test_an_int8_model_calibrated_on_one_flat_photo_is_refused_with_its_figures_and_nothing_written(
+        tiny_checkpoint, tmp_path, capsys):
+    """One 1x1 photo as the calibration set: ranges that fit nothing else (int8 moved ordinary photos by tens of
+    Lab units, exit 0 before). The check runs the int8 and fp32 models itself, on the calibration photos and on the
+    embedded sample photos; off a terminal calibration and check are dated progress lines."""
+    (tmp_path / "calibration").mkdir()
+    Image.new("RGB", (1, 1), (120, 90, 60)).save(tmp_path / "calibration" / "dot.png")
+    (tmp_path / "out").mkdir()
+    code = export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out" / "g-int8.onnx"),
+                        "--no-check", "--int8", "--calibration", str(tmp_path / "calibration"), "--image-size", "64"])
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    figures = re.search(r"by ([\d.]+) Lab units on average over \d+ embedded sample photos \(limit ([\d.]+)\)", err)
+    assert figures and float(figures[1]) > float(figures[2]) and "--max-change" in err, err
+    assert os.listdir(tmp_path / "out") == []  # no model, no temporary
+    assert len(dated_lines(out, "calibrate")) == 1 and len(dated_lines(out, "int8 check (calibration photos)")) == 1
+
+
+def test_the_int8_check_refuses_past_the_mean_or_the_worst_photos_limit_and_0_turns_it_off():
+    from pathlib import Path
+
+    from gan_colorizer.colorize.int8 import WORST_FACTOR, Change, check_change
+    limit = 5.0
+    check_change(Change("calibration photos", 8, limit, WORST_FACTOR * limit, Path("a.png")), limit, "cal")  # at them
+    for mean, worst in [(limit + 0.01, limit), (1.0, WORST_FACTOR * limit + 0.01)]:
+        with pytest.raises(UserError) as refused:
+            check_change(Change("calibration photos", 8, mean, worst, Path("dir/b.png")), limit, "cal")
+        message = str(refused.value)
+        assert message.startswith("--calibration cal: int8 moved ab from fp32 by ") and "\n" not in message
+        assert f"by {mean:.2f} Lab units on average over 8 calibration photos (limit 5)" in message
+        assert f"by {worst:.2f} on the worst, b.png (limit {WORST_FACTOR * limit:g})" in message
+        check_change(Change("calibration photos", 8, mean, worst, Path("b.png")), 0, "cal")  # --max-change 0
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_max_change_that_is_no_limit_is_one_line(tiny_checkpoint, tmp_path, capsys, value):
+    code = export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "g.onnx"), "--int8",
+                        "--calibration", str(tmp_path), "--max-change", value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.splitlines() == [f"error: --max-change {value}: must be a number >= 0 (Lab units; 0: "
+                                              f"no limit)"] and not (tmp_path / "g.onnx").exists()
 
 
 def test_calibration_without_int8_is_refused(tiny_checkpoint, tmp_path, capsys):

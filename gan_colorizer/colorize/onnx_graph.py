@@ -1,8 +1,21 @@
-"""Rewrites of an exported ONNX graph that change its speed in onnxruntime, never its output."""
+"""Edits of an exported ONNX file: its metadata, and rewrites of its graph that change its speed in onnxruntime,
+never its output."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 from onnx import numpy_helper
+
+
+def add_metadata(path, metadata: dict) -> None:
+    """Set metadata_props keys (str values) of the model file at path, keeping the others."""
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=str(value))
+    onnx.save(model, str(path))
 
 
 def widen_last_cross(model, multiple: int = 4) -> int:
