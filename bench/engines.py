@@ -66,7 +66,8 @@ def exported(ckpt: Path, int8: bool) -> Path:
         calibration.mkdir(parents=True, exist_ok=True)
         for p in sample_photos()[0]:
             shutil.copy(p, calibration / p.name)
-    recipe = [ckpt] + [ROOT / "gan_colorizer" / "colorize" / name for name in ("onnx.py", "onnx_graph.py")]
+    made_by = ("onnx.py", "onnx_graph.py", "int8.py")
+    recipe = [ckpt] + [ROOT / "gan_colorizer" / "colorize" / name for name in made_by]
     if not out.is_file() or out.stat().st_mtime < max(p.stat().st_mtime for p in recipe):  # or the way it is made
         args = ["--checkpoint", str(ckpt), "--out", str(out)] + (["--int8", "--calibration", str(calibration)]
                                                                  if int8 else [])

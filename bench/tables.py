@@ -50,6 +50,11 @@ TABLES = {
         (lambda row: "folder_img_s" not in row, [
             ("what", "what"), ("size", "size"), ("latency_s", "latency s"), ("peak_rss_mb", "peak RSS MB"),
             ("rss_after_model_load_mb", "RSS after model load MB"), ("ok", "ok")])],
+    "int8_calibration": [(None, [
+        ("checkpoint", "checkpoint"), ("calibration", "calibration set"), ("photos", "photos"),
+        ("calibration_mean", "on itself: mean"), ("calibration_worst", "on itself: worst"),
+        ("sample_mean", "sample photos: mean"), ("sample_worst", "sample photos: worst"),
+        ("refused_by_default", "refused"), ("seconds", "seconds")])],
     "engines": [
         (lambda row: "img_s" in row, [
             ("engine", "engine"), ("photos", "photos"), ("render", "render"), ("img_s", "img/s (inference path)"),
