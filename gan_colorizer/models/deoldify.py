@@ -9,6 +9,7 @@ generators.py and unet.py build it, so the authors' learner files load unchanged
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
 import numpy as np
@@ -177,8 +178,10 @@ class DeOldify(nn.Module):
 def read_published(path, what: str) -> dict:
     """The network's state dict from a DeOldify weight file, read weights-only. Their learner saves
     {'model': state dict, 'opt': the optimizer's state dict}, whose learning rates fastai leaves as Python slices
-    (its default lr, slice(3e-3)); slice builds a plain value and runs no code, so it joins the allowed types."""
-    with torch.serialization.safe_globals([slice]):
+    (its default lr, slice(3e-3)); slice builds a plain value and runs no code, so it joins the allowed types
+    (torch >= 2.5; before, such a file is refused in one line)."""
+    allow = getattr(torch.serialization, "safe_globals", None)
+    with allow([slice]) if allow else contextlib.nullcontext():
         return load_state_dict_file(path, what)
 
 
