@@ -26,8 +26,9 @@ def blocked_download(url, dst, *args, **kwargs):
 @pytest.fixture(scope="session", autouse=True)
 def torch_home(tmp_path_factory) -> Path:
     """No test reaches the network. TORCH_HOME is a fresh torch.hub cache holding what the tests use (a seeded random
-    torchvision resnet18 under the real file name), torch.hub's download is blocked in this process, and every proxy
-    is dead for the processes tests start (they inherit TORCH_HOME and the proxies)."""
+    torchvision resnet18 under the real file name), torch.hub's download is blocked in this process, the Hugging Face
+    cache is empty and offline (HF_HUB_OFFLINE), and every proxy is dead for the processes tests start (they inherit
+    TORCH_HOME, HF_HOME and the proxies)."""
     import torch
     import torchvision
 
@@ -36,6 +37,9 @@ def torch_home(tmp_path_factory) -> Path:
     patch = pytest.MonkeyPatch()
     patch.setenv("TORCH_HOME", str(home))
     patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))  # scan caches (scan.py)
+    patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))  # an empty Hugging Face cache, and offline
+    patch.delenv("HF_HUB_CACHE", raising=False)
+    patch.setenv("HF_HUB_OFFLINE", "1")
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         patch.setenv(var, DEAD_PROXY)
     for var in ("no_proxy", "NO_PROXY"):

@@ -7,6 +7,7 @@ Output is 8-bit sRGB.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ class Colorizer:
         """decode / annealed_t: how a classification generator turns its distribution into ab (see --decode)."""
         if render_size < 1:
             raise ValueError(f"render_size must be >= 1, got {render_size}")
-        self.render_size = render_size
+        self.render_size, self.published = render_size, None
         if isinstance(generator, engines.OnnxNetwork):  # onnxruntime on the CPU, fp32 in and out
             self.runtime, self.generator, self.pipeline = None, generator, NumpyPipeline(generator)
             self.multiple, self.decoding, self.engine = generator.multiple, generator.decoding, \
@@ -92,6 +93,14 @@ class Colorizer:
         from gan_colorizer.networks import set_decoding
         from gan_colorizer.runtime import Runtime
         self.runtime = runtime or Runtime("cpu", "off", channels_last=False)
+        registry = sys.modules.get("gan_colorizer.models.registry")  # a registry.Loaded exists only once it is imported
+        if registry is not None and isinstance(generator, registry.Loaded):  # a published model (from_pretrained)
+            from gan_colorizer.colorize.published import PublishedPipeline
+            self.pipeline = PublishedPipeline(generator, self.runtime)
+            self.published, self.generator, self.render_size = generator, self.pipeline.generator, \
+                generator.model.render_size
+            self.multiple, self.decoding, self.engine = None, None, "torch"
+            return
         self.generator = self.runtime.place(generator).eval()
         self.pipeline = TorchPipeline(self.generator, self.runtime)
         self.multiple = size_multiple(generator)
@@ -108,6 +117,8 @@ class Colorizer:
         weights: auto = the EMA copy when the run kept one (--ema-decay), else the trained weights; ema or raw to
         insist.
         """
+        if Path(path).suffix.lower() != ".onnx" and not Path(path).exists():  # a published model's name, or an error
+            return cls.from_pretrained(str(path), device, engine=engine)
         if Path(path).suffix.lower() == ".onnx":  # loaded once, with neither torch nor fastai
             _cpu_only(engine or "onnx", device)
             return cls(engines.load_onnx(path, decode, annealed_t, engine=engine), render_size=render_size)
@@ -124,6 +135,23 @@ class Colorizer:
             return cls(onnx_from_generator(generator, cfg, decoding), render_size=render_size)
         return cls(generator, Runtime(device, amp, channels_last), render_size, decode, annealed_t)
 
+    @classmethod
+    def from_pretrained(cls, name, device: str = "auto", engine: str | None = None,
+                        download: bool = True) -> "Colorizer":
+        """A published colorizer by name (zhang-eccv16, ddcolor-tiny, deoldify-artistic...: models/registry.py), its
+        authors' weights fetched as their libraries fetch them (torch.hub's or huggingface_hub's cache); it runs at
+        its own render size, in fp32. A path that exists is read as from_checkpoint reads it."""
+        if Path(name).exists():
+            return cls.from_checkpoint(name, device, engine=engine)
+        _needs_torch(name)
+        from gan_colorizer.models import registry
+        from gan_colorizer.runtime import Runtime
+        model = registry.find(str(name))
+        if engine not in (None, "torch"):
+            raise UserError(f"--engine {engine}: {model.name} runs with torch only (ONNX export of the published "
+                            f"models is not supported yet)")
+        return cls(registry.load(model.name, download), Runtime(device, "off", channels_last=False))
+
     @property
     def device(self):
         """The torch engine's torch.device; "cpu" for the ONNX engines."""
@@ -131,6 +159,8 @@ class Colorizer:
 
     def render_shape(self, height: int, width: int) -> tuple[int, int]:
         """The shape the network sees for a photo of height x width."""
+        if self.published is not None:
+            return self.pipeline.render_shape(height, width)
         return render_shape(height, width, self.render_size, self.multiple)
 
     def colorize(self, image, temperature: float = 0.0, saturation: float = 1.0, hue: float = 0.0,

@@ -180,9 +180,14 @@ def read_published(path, what: str) -> dict:
     {'model': state dict, 'opt': the optimizer's state dict}, whose learning rates fastai leaves as Python slices
     (its default lr, slice(3e-3)); slice builds a plain value and runs no code, so it joins the allowed types
     (torch >= 2.5; before, such a file is refused in one line)."""
-    allow = getattr(torch.serialization, "safe_globals", None)
-    with allow([slice]) if allow else contextlib.nullcontext():
+    with learner_globals():
         return load_state_dict_file(path, what)
+
+
+def learner_globals():
+    """Where torch allows it (2.5+), a weights-only load that also accepts the slices of a learner file."""
+    allow = getattr(torch.serialization, "safe_globals", None)
+    return allow([slice]) if allow else contextlib.nullcontext()
 
 
 def prepare(rgb: torch.Tensor, size: int) -> torch.Tensor:

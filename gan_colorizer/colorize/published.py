@@ -1,0 +1,54 @@
+"""A published colorizer (models/registry.py) in the Colorizer's pipeline: its authors' preprocessing at its own render
+size, its network and its to_ab, then our full-resolution recombination with the photo's own L, as for our
+checkpoints, so that every model is judged the same way.
+
+The network sees the photo's gray rendition (its L with a = b = 0, in sRGB), prepared as its authors prepare a
+photo; it runs in fp32, as they run it.
+"""
+from __future__ import annotations
+
+import torch
+
+from gan_colorizer.color import AB_SCALE, lab_to_rgb, model_to_lab
+from gan_colorizer.colorize.inference import TorchPipeline, apply_controls, downsample_l, row_chunks
+
+
+def gray_rendition(gray_l: torch.Tensor) -> torch.Tensor:
+    """Full-size gray_l (1, 1, H, W), model units -> the photo's gray sRGB (1, 1, H, W) in [0, 1], in row chunks
+    (one channel: R = G = B when a = b = 0)."""
+    out = torch.empty_like(gray_l, dtype=torch.float32)
+    for first, end in row_chunks(*gray_l.shape[-2:]):
+        rows = gray_l[:, :, first:end]
+        out[:, :, first:end] = lab_to_rgb(model_to_lab(rows, rows.new_zeros(rows.shape[0], 2, *rows.shape[2:])))[:, :1]
+    return out
+
+
+class PublishedPipeline(TorchPipeline):
+    """TorchPipeline's interface (full_res_l, small_l, predict, rgb8_rows) around a published model.
+
+    small_l gives the render-size L the temporal filter reads, with the network's input (the authors' preparation
+    of each photo's gray rendition) and those renditions carried on it as `net_input`; predict runs the network on
+    that."""
+
+    def __init__(self, loaded, runtime):
+        super().__init__(runtime.place(loaded.network).eval(), runtime)
+        self.model = loaded.model
+
+    def render_shape(self, height: int, width: int) -> tuple[int, int]:
+        side = self.model.render_size  # the authors stretch every photo to a square, aspect not kept
+        return side, side
+
+    def small_l(self, gray_l: list, shape: tuple[int, int]) -> torch.Tensor:
+        small = torch.cat([downsample_l(one, shape) for one in gray_l])
+        gray = [gray_rendition(one) for one in gray_l]
+        small.net_input = (torch.cat([self.model.prepare(one) for one in gray]), gray)
+        return small
+
+    def predict(self, small_l: torch.Tensor, **controls) -> torch.Tensor:
+        net_input, gray = small_l.net_input
+        output = self.generator(net_input).float()
+        ab = torch.cat([self.model.to_ab(output[i:i + 1], rgb) for i, rgb in enumerate(gray)])
+        ab = ab / AB_SCALE  # Lab units -> the model units the recombination takes
+        if ab.shape[-2:] != small_l.shape[-2:]:
+            ab = torch.nn.functional.interpolate(ab, size=small_l.shape[-2:], mode="bilinear", align_corners=False)
+        return apply_controls(ab, **controls)

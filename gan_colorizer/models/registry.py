@@ -1,0 +1,121 @@
+"""Published colorizers by name: `--checkpoint ddcolor-tiny` finds the model, fetches its authors' file as their
+libraries do (torch.hub's cache for a URL, huggingface_hub's for a Hugging Face repository) and loads it weights-only.
+
+A path that exists always wins over a name; a name is only looked up when no such file is there.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gan_colorizer.errors import UserError, reason
+from gan_colorizer.models import ddcolor, deoldify, zhang
+from gan_colorizer.models.published import PublishedModel
+
+OFFLINE_FIX = "then run again"
+
+
+def _bare(contents: dict) -> dict:
+    return contents
+
+
+def _deoldify_state(contents: dict) -> dict:
+    return contents["model"]  # their learner's {'model': state dict, 'opt': optimizer state}
+
+
+# each family with the way its files hold the state dict
+FAMILIES = ((zhang.MODELS, _bare), (ddcolor.MODELS, ddcolor.published_state_dict),
+            (deoldify.MODELS, _deoldify_state))
+PUBLISHED = {model.name: model for models, _ in FAMILIES for model in models}
+STATE_FROM = {model.name: unwrap for models, unwrap in FAMILIES for model in models}
+
+
+@dataclass
+class Loaded:
+    """A published model with its authors' weights in our network, and where they came from."""
+    model: PublishedModel
+    network: torch.nn.Module
+    file: Path  # the cached weight file
+    source: str  # the file, and whether it was cached or downloaded (and from where)
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        with self.file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+
+def names() -> str:
+    return ", ".join(PUBLISHED)
+
+
+def find(name: str) -> PublishedModel:
+    """The published model called `name`, or one line listing the names."""
+    if name not in PUBLISHED:
+        raise UserError(f"{name}: checkpoint not found, and not a published model name ({names()})")
+    return PUBLISHED[name]
+
+
+def is_published(checkpoint) -> bool:
+    """True when --checkpoint names a published model rather than a file (a file of that name wins)."""
+    return str(checkpoint) in PUBLISHED and not Path(checkpoint).exists()
+
+
+def _hub_contents(model: PublishedModel, download: bool) -> tuple[dict, Path, str]:
+    """A URL-hosted file through torch.hub's cache ($TORCH_HOME/hub/checkpoints), the hash in its name checked on
+    download, as networks.fetch_state fetches the ImageNet ResNets."""
+    from gan_colorizer.networks import fetch_state, hub_file
+    url = model.weights.url
+
+    def load(**kwargs):
+        # DeOldify's learner files hold slices beside the tensors; torch.hub's weights-only load allows them here
+        with deoldify.learner_globals() if model.weights.container == "model" else contextlib.nullcontext():
+            return torch.hub.load_state_dict_from_url(url, **kwargs)
+    contents, source = fetch_state(url, model.name, OFFLINE_FIX, load=load, download=download)
+    return contents, hub_file(url), source
+
+
+def _hf_failure(model: PublishedModel, e: Exception) -> UserError:
+    from huggingface_hub import constants, hf_hub_url
+    repo, file = model.weights.hf_repo, model.weights.hf_file
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"{type(e).__name__}: {reason(e)}"
+    return UserError(f"{model.name}: {file} of {repo} is not in the Hugging Face cache ({folder}) and downloading "
+                     f"{hf_hub_url(repo, file)} failed ({why}): go online, {OFFLINE_FIX}")
+
+
+def _hf_contents(model: PublishedModel, download: bool) -> tuple[dict, Path, str]:
+    """A Hugging Face file through huggingface_hub's cache (HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE honoured)."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    from gan_colorizer.networks import load_state_dict_file
+    repo, file = model.weights.hf_repo, model.weights.hf_file
+    cached = try_to_load_from_cache(repo, file)
+    if not isinstance(cached, str) and not download:
+        raise _hf_failure(model, FileNotFoundError("--no-download"))
+    try:
+        path = Path(hf_hub_download(repo, file))
+    except Exception as e:  # offline, no such file, HTTP errors: all mean the same to the user
+        raise _hf_failure(model, e) from None
+    contents = load_state_dict_file(path, f"{model.name} weights")
+    return contents, path, f"{path} ({'cached' if isinstance(cached, str) else 'downloaded from ' + repo})"
+
+
+def load(name: str, download: bool = True) -> Loaded:
+    """The named model built, with its published weights loaded strictly; fetched on first use unless download is
+    False (then a file not yet cached is a one-line error naming it, where it goes and its URL)."""
+    model = find(name)
+    fetch = _hf_contents if model.weights.hf_repo else _hub_contents
+    contents, path, source = fetch(model, download)
+    network = model.build()
+    try:
+        network.load_state_dict(STATE_FROM[name](contents), strict=True)
+    except (KeyError, RuntimeError, AttributeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not {name}'s published weights ({first}); delete it to fetch it again") from None
+    return Loaded(model, network.eval(), path, source)

@@ -1,0 +1,147 @@
+"""Published models by name (models/registry.py, colorize/published.py): --checkpoint NAME fetches the authors' file
+as their libraries do (torch.hub's cache, huggingface_hub's cache) and colorizes with it. Nothing is downloaded: the
+files are random weights in the published container format, laid out in temporary caches as the libraries lay
+them out, and every download is blocked (conftest.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.color import rgb2lab
+
+from conftest import color_image, run_script
+
+ZHANG_URL = "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth"
+DDCOLOR_REPO, DDCOLOR_FILE = "piddnad/ddcolor_paper_tiny", "pytorch_model.bin"
+HF_REVISION = "0123456789abcdef0123456789abcdef01234567"  # any commit id: refs/main points the cache at it
+
+
+@pytest.fixture(scope="module")
+def zhang_hub(tmp_path_factory):
+    """A torch.hub cache holding zhang-eccv16's file under its published name: a bare state dict of random weights."""
+    import torch
+
+    from gan_colorizer.models import zhang
+    home = tmp_path_factory.mktemp("zhang_torch_home")
+    path = home / "hub" / "checkpoints" / ZHANG_URL.rsplit("/", 1)[1]
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(16)
+    torch.save(zhang.ECCV16().state_dict(), path)
+    return home
+
+
+@pytest.fixture
+def zhang_cached(zhang_hub, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(zhang_hub))
+    return zhang_hub
+
+
+def lab_l(path) -> np.ndarray:
+    return rgb2lab(np.asarray(Image.open(path).convert("RGB")) / 255.0)[..., 0]
+
+
+def colorize_named(tmp_path, name: str, **kwargs):
+    """colorize.py on a small photo with --checkpoint NAME, into tmp_path / out."""
+    photo = tmp_path / "photo.png"
+    color_image(1).save(photo)
+    return run_script("colorize.py", photo, "--checkpoint", name, "--out", tmp_path / "out", **kwargs)
+
+
+def one_error_line(result) -> str:
+    """The single stderr line of a refused run (exit 2, no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_colorize_cli_with_a_published_name_colorizes_from_the_torch_hub_cache(zhang_cached, tmp_path):
+    photo = tmp_path / "photo.png"
+    color_image(3, size=(120, 90)).save(photo)
+    result = run_script("colorize.py", photo, "--checkpoint", "zhang-eccv16", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "zhang-eccv16" in result.stdout and "cached" in result.stdout
+    out = tmp_path / "out" / "photo.png"
+    colored = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
+    assert colored.shape == (90, 120, 3)
+    assert np.abs(colored - colored.mean(axis=2, keepdims=True)).max() > 2  # colour, not gray
+    # the photo's own L kept (scikit-image's Lab, not ours): within the 8-bit rounding and gamut clipping
+    assert np.median(np.abs(lab_l(out) - lab_l(photo))) < 0.5
+
+
+def test_a_published_model_colorizes_in_the_python_api_at_its_render_size(zhang_cached):
+    from gan_colorizer.colorize.api import Colorizer
+    colorizer = Colorizer.from_pretrained("zhang-eccv16")
+    assert colorizer.render_size == 256 and colorizer.render_shape(90, 400) == (256, 256)
+    image = color_image(5, size=(64, 48))
+    assert colorizer.colorize(image).size == (64, 48)
+    # from_checkpoint takes the name too (what colorize.py calls)
+    assert Colorizer.from_checkpoint("zhang-eccv16").published.model.name == "zhang-eccv16"
+
+
+def test_a_video_goes_through_a_published_model(zhang_cached):
+    from gan_colorizer.colorize.api import Colorizer
+    from gan_colorizer.colorize.video import colorized_frames
+    frames = [np.asarray(color_image(i, size=(64, 48))) for i in range(3)]
+    out = list(colorized_frames(Colorizer.from_pretrained("zhang-eccv16"), frames, batch_size=2))
+    assert len(out) == 3 and out[0].shape == (48, 64, 3)
+
+
+def test_offline_with_nothing_cached_is_one_line_naming_the_file_where_it_goes_and_its_url(empty_torch_home,
+                                                                                          tmp_path):
+    line = one_error_line(colorize_named(tmp_path, "zhang-eccv16"))
+    assert "colorization_release_v2-9b330a0b.pth" in line
+    assert str(empty_torch_home / "hub" / "checkpoints") in line and ZHANG_URL in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_name_is_one_line_listing_the_names(tmp_path):
+    line = one_error_line(colorize_named(tmp_path, "ddcolor-huge"))
+    assert "ddcolor-huge" in line and "zhang-eccv16" in line and "deoldify-artistic" in line
+
+
+def test_a_file_named_like_a_model_wins_over_the_name(zhang_cached, tmp_path):
+    (tmp_path / "zhang-eccv16").write_bytes(b"not a checkpoint")
+    assert "not a readable checkpoint" in one_error_line(colorize_named(tmp_path, "zhang-eccv16", cwd=tmp_path))
+
+
+def test_onnx_engine_with_a_published_name_says_it_is_not_supported(zhang_cached):
+    from gan_colorizer.colorize.api import Colorizer
+    from gan_colorizer.errors import UserError
+    with pytest.raises(UserError, match="zhang-eccv16 runs with torch only"):
+        Colorizer.from_pretrained("zhang-eccv16", engine="onnx")
+
+
+def hf_cache(home, repo: str, file: str, contents) -> None:
+    """huggingface_hub's cache layout: models--OWNER--NAME/refs/main holding a commit, snapshots/COMMIT/FILE."""
+    import torch
+    folder = home / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(HF_REVISION)
+    (folder / "snapshots" / HF_REVISION).mkdir(parents=True)
+    torch.save(contents, folder / "snapshots" / HF_REVISION / file)
+
+
+@pytest.mark.slow  # DDColor tiny at 512 x 512 on the CPU, in a subprocess: 5-10 s
+def test_ddcolor_tiny_colorizes_from_the_hugging_face_cache_offline(tmp_path, monkeypatch):
+    import torch
+
+    from gan_colorizer.models import ddcolor
+    torch.manual_seed(23)
+    hf_cache(tmp_path / "hf", DDCOLOR_REPO, DDCOLOR_FILE, ddcolor.build_tiny().state_dict())
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    photo = tmp_path / "photo.jpg"
+    color_image(2, size=(80, 60)).save(photo, quality=95)
+    result = run_script("colorize.py", photo, "--checkpoint", "ddcolor-tiny", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "ddcolor-tiny" in result.stdout and "snapshots" in result.stdout
+    assert Image.open(tmp_path / "out" / "photo.png").size == (80, 60)
+
+
+def test_ddcolor_offline_with_an_empty_hugging_face_cache_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    line = one_error_line(colorize_named(tmp_path, "ddcolor-tiny"))
+    assert DDCOLOR_FILE in line and DDCOLOR_REPO in line and "HF_HUB_OFFLINE" in line
+    assert str(tmp_path / "hf" / "hub" / "models--piddnad--ddcolor_paper_tiny") in line
+    assert f"https://huggingface.co/{DDCOLOR_REPO}/resolve/main/{DDCOLOR_FILE}" in line
