@@ -157,6 +157,14 @@ class Colorizer:
         """The torch engine's torch.device; "cpu" for the ONNX engines."""
         return self.runtime.device if self.runtime is not None else "cpu"
 
+    def describe(self) -> str:
+        """What runs the network, for the line a tool prints when it starts."""
+        if self.published is not None:
+            return f"{self.published.model.name} in fp32 on {self.device}, weights {self.published.source}"
+        if self.engine != "torch":
+            return f"engine {self.engine}, onnxruntime on the CPU"
+        return f"device {self.device}, amp {self.runtime.amp_name}"
+
     def render_shape(self, height: int, width: int) -> tuple[int, int]:
         """The shape the network sees for a photo of height x width."""
         if self.published is not None:

@@ -54,8 +54,7 @@ class ColorizeOptions:
                                       "('scans/**/*.tif')", positional=True, nargs="+", metavar="INPUT")
     checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint (best.pt or last.pt), a model exported to .onnx "
                                     "(python -m gan_colorizer.colorize.onnx), or a published model's name "
-                                    "(zhang-eccv16, ddcolor-tiny, deoldify-artistic...: docs/published-models.md; "
-                                    "its weights are fetched on first use and cached)", metavar="CKPT")
+                                    "(ddcolor-tiny, zhang-eccv16...: docs/published-models.md)", metavar="CKPT")
     out: str = opt(REQUIRED, "output folder (created if needed)", metavar="DIR")
     image_size: int = opt(256, "short side, in pixels, of the copy the network sees (its long side at most "
                                "8 times that); ab is upsampled from it", metavar="N", aliases=("--render-size",))
@@ -274,15 +273,6 @@ def load_colorizer(args):
                                      decode=args.decode, annealed_t=args.annealed_t, engine=args.engine)
 
 
-def _engine(colorizer) -> str:
-    if colorizer.published is not None:
-        return f"{colorizer.published.model.name}'s own size, fp32, device {colorizer.device}, weights " \
-               f"{colorizer.published.source}"
-    if colorizer.engine != "torch":
-        return f"engine {colorizer.engine}, onnxruntime on the CPU"
-    return f"device {colorizer.device}, amp {colorizer.runtime.amp_name}"
-
-
 def _decoding(colorizer, args) -> str:
     if colorizer.decoding:
         return f", {colorizer.decoding}"
@@ -316,7 +306,7 @@ def main(argv=None) -> int:
     if colorizer is not None:
         kept = f"; {report.tally.kept} existing outputs kept (--overwrite replaces them)" if report.tally.kept else ""
         print(f"colorizing {describe(todo)} into {args.out} (image size {colorizer.render_size}, "
-              f"{_engine(colorizer)}{_decoding(colorizer, args)}){kept}", flush=True)
+              f"{colorizer.describe()}{_decoding(colorizer, args)}){kept}", flush=True)
     try:
         if todo:
             from gan_colorizer.colorize.video import is_video
