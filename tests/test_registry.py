@@ -145,3 +145,22 @@ def test_ddcolor_offline_with_an_empty_hugging_face_cache_is_one_line(tmp_path, 
     assert DDCOLOR_FILE in line and DDCOLOR_REPO in line and "HF_HUB_OFFLINE" in line
     assert str(tmp_path / "hf" / "hub" / "models--piddnad--ddcolor_paper_tiny") in line
     assert f"https://huggingface.co/{DDCOLOR_REPO}/resolve/main/{DDCOLOR_FILE}" in line
+
+
+def test_a_deoldify_learner_file_reads_through_torch_hub_with_its_slices(empty_torch_home):
+    """DeOldify's files are fastai learners: {'model': ..., 'opt': ...} with slices in the optimizer state, which
+    torch.hub's weights-only load refuses unless they are allowed (torch >= 2.5)."""
+    import torch
+
+    from gan_colorizer.models import registry
+    from gan_colorizer.networks import hub_file
+    model = registry.find("deoldify-artistic")
+    path = hub_file(model.weights.url)
+    path.parent.mkdir(parents=True)
+    weights = {"layers.0.weight": torch.ones(2, 3)}
+    torch.save({"model": weights, "opt": {"param_groups": [{"lr": slice(3e-3)}]}}, path)
+    if not hasattr(torch.serialization, "safe_globals"):
+        pytest.skip("torch < 2.5 has no safe_globals: learner files are refused in one line there")
+    contents, file, source = registry._hub_contents(model, download=False)
+    assert file == path and "cached" in source
+    assert torch.equal(registry.STATE_FROM[model.name](contents)["layers.0.weight"], weights["layers.0.weight"])
