@@ -12,7 +12,7 @@ MAY_IMPORT = {
     "colorize": {"models"},
     "inspect": {"colorize"},
     "report": {"colorize", "inspect"},
-    "evaluate": {"colorize", "inspect", "report"},
+    "evaluate": {"models", "colorize", "inspect", "report"},
     "train": {"inspect"},
 }
 MAX_LINES = 330

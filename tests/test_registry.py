@@ -164,3 +164,28 @@ def test_a_deoldify_learner_file_reads_through_torch_hub_with_its_slices(empty_t
     contents, file, source = registry._hub_contents(model, download=False)
     assert file == path and "cached" in source
     assert torch.equal(registry.STATE_FROM[model.name](contents)["layers.0.weight"], weights["layers.0.weight"])
+
+
+@pytest.mark.slow  # evaluate.py in a subprocess with two models: 7-11 s
+def test_evaluate_ranks_a_published_model_with_our_own_and_gray_and_records_its_file(zhang_cached, tiny_checkpoint,
+                                                                                     tmp_path):
+    import hashlib
+    import json
+
+    from conftest import make_photo_folder
+    make_photo_folder(tmp_path / "photos", 3)
+    out = tmp_path / "eval"
+    result = run_script("evaluate.py", "--checkpoint", "zhang-eccv16", "--checkpoint", tiny_checkpoint,
+                        "--data", tmp_path / "photos", "--out", out, "--image-size", "32", "--batch-size", "3",
+                        "--num-workers", "1")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    models = summary["models"]
+    assert {"gray", "zhang-eccv16", "tiny"} <= set(models)
+    zhang_row = models["zhang-eccv16"]
+    weights = zhang_cached / "hub" / "checkpoints" / ZHANG_URL.rsplit("/", 1)[1]
+    assert zhang_row["weights_file"] == str(weights) and zhang_row["render_size"] == 256
+    assert zhang_row["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert zhang_row["source"] == "https://github.com/richzhang/colorization"
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert any("zhang-eccv16" in row for row in rows[1:])

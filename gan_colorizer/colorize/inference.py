@@ -103,7 +103,11 @@ def colorize_l(generator: torch.nn.Module, gray_l: torch.Tensor, render_size: in
                multiple: int | None = None, **controls) -> torch.Tensor:
     """gray_l (B, 1, H, W) in model units at full size -> colorized sRGB in [0, 1] with exactly that L."""
     shape = render_shape(*gray_l.shape[-2:], render_size, multiple or size_multiple(generator))
-    small_ab = apply_controls(forward_ab(generator, downsample_l(gray_l, shape), runtime), **controls)
+    return recombined(gray_l, apply_controls(forward_ab(generator, downsample_l(gray_l, shape), runtime), **controls))
+
+
+def recombined(gray_l: torch.Tensor, small_ab: torch.Tensor) -> torch.Tensor:
+    """Full-size sRGB in [0, 1] (B, 3, H, W): gray_l with small_ab upsampled, assembled from recombined_chunks."""
     out = torch.empty(gray_l.shape[0], 3, *gray_l.shape[-2:], device=gray_l.device)
     for first, end, chunk in recombined_chunks(gray_l, small_ab):
         out[:, :, first:end] = chunk

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from gan_colorizer.color import AB_SCALE, lab_to_rgb, model_to_lab
-from gan_colorizer.colorize.inference import TorchPipeline, apply_controls, downsample_l, row_chunks
+from gan_colorizer.colorize.inference import TorchPipeline, apply_controls, downsample_l, recombined, row_chunks
 
 
 def gray_rendition(gray_l: torch.Tensor) -> torch.Tensor:
@@ -52,3 +52,8 @@ class PublishedPipeline(TorchPipeline):
         if ab.shape[-2:] != small_l.shape[-2:]:
             ab = torch.nn.functional.interpolate(ab, size=small_l.shape[-2:], mode="bilinear", align_corners=False)
         return apply_controls(ab, **controls)
+
+    def colorize_l(self, gray_l: torch.Tensor) -> torch.Tensor:
+        """inference.colorize_l for this model: gray_l (B, 1, H, W), model units -> sRGB in [0, 1] with that L."""
+        side = self.model.render_size
+        return recombined(gray_l, self.predict(self.small_l(list(gray_l.split(1)), (side, side))))

@@ -90,8 +90,8 @@ class ClipScorer:
     def __init__(self, candidates, opts, runtime, lpips=None):
         self.opts, self.lpips, self.device = opts, lpips, runtime.device
         self.labels = [c.label for c in candidates]
-        self.colorizers = {c.label: Colorizer(c.generator, runtime, opts.image_size) for c in candidates
-                           if c.generator is not None}
+        self.colorizers = {c.label: c.published or Colorizer(c.generator, runtime, opts.image_size)
+                           for c in candidates if c.generator is not None or c.published is not None}
 
     @torch.inference_mode()
     def score(self, path: Path, name: str, strip_at: int | None = None) -> ClipResult:

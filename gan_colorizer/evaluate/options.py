@@ -21,7 +21,8 @@ FULL_RES_MAX_PIXELS = 64_000_000  # a 16 MP photo peaked at 5.3 GB in full-res (
 @dataclass
 class EvalOptions:
     """What to evaluate and how; `python evaluate.py` builds its flags from these fields (evaluate/cli.py)."""
-    checkpoints: list[str] = opt(REQUIRED, "a stage-1 or stage-2 checkpoint (repeat to compare several)",
+    checkpoints: list[str] = opt(REQUIRED, "a stage-1 or stage-2 checkpoint, or a published model's name (ddcolor-tiny, "
+                                           "zhang-eccv16...: docs/published-models.md); repeat to compare several",
                                  flag="--checkpoint", action="append", metavar="PATH")
     data: str = opt(REQUIRED, "folder of photos and / or video clips (color originals), searched recursively; "
                               "embedded:val = the sample photos held out in training", metavar="DIR")

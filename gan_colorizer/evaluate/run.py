@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from gan_colorizer.checkpoint import load_generator
 from gan_colorizer.color import gray_rgb, lab_to_model, to_uint8
+from gan_colorizer.colorize.api import Colorizer
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
 from gan_colorizer.console import Progress
 from gan_colorizer.errors import UserError, reason
@@ -40,6 +41,7 @@ from gan_colorizer.metrics import (
     image_metrics,
     sqrtm_psd,
 )
+from gan_colorizer.models import registry
 from gan_colorizer.runtime import Runtime, resolve_workers
 
 log = logging.getLogger("gan_colorizer")
@@ -64,15 +66,22 @@ class Candidate:
     checkpoint: str | None = None
     info: dict = field(default_factory=dict)
     multiple: int = 32
+    published: object | None = None  # a published model's Colorizer (models/registry.py), generator None
 
 
 def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
     """The gray baseline, then every checkpoint's generator, rebuilt from the config stored in it."""
     candidates = [Candidate(GRAY, info={"model": "ab = 0 (the ground truth's L only)"})]
     given = make_labels(opts.checkpoints, opts.labels) if opts.labels else None  # a wrong count fails before loading
-    loaded = [load_generator(path, "cpu", opts.weights) for path in opts.checkpoints]
-    labels = given or make_labels(opts.checkpoints, None, [cfg.run.name for _, cfg, _ in loaded])
-    for label, path, (generator, cfg, ckpt) in zip(labels, opts.checkpoints, loaded):
+    loaded = [registry.load(path) if registry.is_published(path) else load_generator(path, "cpu", opts.weights)
+              for path in opts.checkpoints]
+    labels = given or make_labels(opts.checkpoints, None, [None if isinstance(one, registry.Loaded) else one[1].run.name
+                                                           for one in loaded])
+    for label, path, one in zip(labels, opts.checkpoints, loaded):
+        if isinstance(one, registry.Loaded):
+            candidates.append(published_candidate(label, one, rt))
+            continue
+        generator, cfg, ckpt = one
         info = {"stage": ckpt.get("stage"), "step": ckpt.get("step"), "generator": cfg.model.generator,
                 "backbone": cfg.model.backbone if cfg.model.generator == "resunet" else None,
                 "trained_image_size": cfg.data.image_size, "weights": ckpt.get("weights_used", "raw"),
@@ -81,10 +90,20 @@ def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
     return candidates
 
 
+def published_candidate(label: str, loaded, rt: Runtime) -> Candidate:
+    """A published model's row: what summary.json records of it (source, weight file and its SHA-256, render size)."""
+    model = loaded.model
+    info = {"published": model.name, "source": model.source, "paper": model.paper, "licence": model.licence,
+            "weights_file": str(loaded.file), "weights_sha256": loaded.sha256(), "render_size": model.render_size}
+    return Candidate(label, None, model.name, info, published=Colorizer(loaded, rt))
+
+
 @torch.inference_mode()
 def predict(cand: Candidate, gray_l: torch.Tensor, render_size: int, rt: Runtime) -> torch.Tensor:
     """The candidate's 8-bit sRGB prediction for gray_l (model units) at its full size: ab = 0 for the gray
     baseline, else ab predicted at render size and recombined with this L (inference.colorize_l)."""
+    if cand.published is not None:  # at its own render size, whatever --image-size says
+        return to_uint8(cand.published.pipeline.colorize_l(gray_l))
     if cand.generator is None:
         return gray_rgb(gray_l)
     return to_uint8(colorize_l(cand.generator, gray_l, render_size, rt, cand.multiple))
