@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gan_colorizer"
 MAY_IMPORT = {
     "models": set(),  # the networks, ours and the published ones: just above the core
     "colorize": {"models"},
-    "inspect": {"colorize"},
+    "inspect": {"models", "colorize"},
     "report": {"colorize", "inspect"},
     "evaluate": {"models", "colorize", "inspect", "report"},
     "train": {"inspect"},

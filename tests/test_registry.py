@@ -189,3 +189,17 @@ def test_evaluate_ranks_a_published_model_with_our_own_and_gray_and_records_its_
     assert zhang_row["source"] == "https://github.com/richzhang/colorization"
     rows = (out / "metrics.csv").read_text().splitlines()
     assert any("zhang-eccv16" in row for row in rows[1:])
+
+
+def test_visualize_and_the_onnx_export_refuse_a_published_name_in_one_line(tmp_path):
+    from gan_colorizer.colorize import onnx
+    from gan_colorizer.errors import UserError
+    photo = tmp_path / "photo.png"
+    color_image(1).save(photo)
+    line = one_error_line(run_script("visualize.py", "--checkpoint", "ddcolor-tiny", "--image", photo,
+                                     "--out", tmp_path / "viz"))
+    assert "ddcolor-tiny" in line and "visualize.py does not take published models" in line
+    with pytest.raises(UserError) as refused:
+        onnx.export_command(onnx.build_parser().parse_args(["--checkpoint", "zhang-eccv16", "--out",
+                                                            str(tmp_path / "m.onnx")]))
+    assert "the ONNX export does not take published models" in str(refused.value)

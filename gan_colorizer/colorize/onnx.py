@@ -160,7 +160,9 @@ def export_command(args) -> None:
 
     from gan_colorizer.checkpoint import load_generator
     from gan_colorizer.colorize.inference import size_multiple
+    from gan_colorizer.models import registry
     from gan_colorizer.networks import set_decoding
+    registry.refuse(args.checkpoint, "the ONNX export")
     generator, cfg, _ = load_generator(args.checkpoint, "cpu")
     multiple = size_multiple(generator)
     metadata = _metadata_or_none(cfg, multiple, set_decoding(generator))

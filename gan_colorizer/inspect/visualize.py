@@ -34,6 +34,7 @@ from gan_colorizer.inspect.features import (
     select_stages,
     top_channels,
 )
+from gan_colorizer.models import registry
 from gan_colorizer.runtime import Runtime
 
 
@@ -90,6 +91,7 @@ def visualize(args) -> dict:
         raise UserError(f"--annealed-t {args.annealed_t}: must be > 0")
     photo = read_photo(args.image)  # before the model loads: a wrong path fails at once
     points = parse_pixels(args.pixel, photo)
+    registry.refuse(args.checkpoint, "visualize.py")
     rt = Runtime(args.device, args.amp, channels_last=False)
     generator, cfg, ckpt = load_generator(args.checkpoint, rt.device)
     head = head_info(generator, ckpt, args.decode, args.annealed_t)

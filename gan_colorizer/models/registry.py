@@ -34,6 +34,13 @@ PUBLISHED = {model.name: model for models, _ in FAMILIES for model in models}
 STATE_FROM = {model.name: unwrap for models, unwrap in FAMILIES for model in models}
 
 
+def refuse(checkpoint, tool: str) -> None:
+    """One line for a tool that takes our checkpoints only, when --checkpoint names a published model."""
+    if is_published(checkpoint):
+        raise UserError(f"--checkpoint {checkpoint}: {tool} does not take published models yet (colorize.py and "
+                        f"evaluate.py do)")
+
+
 @dataclass
 class Loaded:
     """A published model with its authors' weights in our network, and where they came from."""
