@@ -315,4 +315,7 @@ def guarded(loader: DataLoader, source: str, timeout: float):
                 lines = [line.strip() for line in text.splitlines() if line.strip()]
                 reason = f"data loading failed ({lines[-1] if lines else type(e).__name__})"
             raise LoaderFailure(f"{source}: {reason}") from None
+        except (EOFError, ConnectionError):  # a worker killed while it handed over a batch's shared memory
+            raise LoaderFailure(f"{source}: data loading failed (a DataLoader worker died while handing over a batch: "
+                                "killed, or out of memory?)") from None
         yield batch

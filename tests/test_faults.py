@@ -678,3 +678,21 @@ def test_the_temporary_file_of_a_killed_write_is_removed_by_the_next_run_into_th
     finally:
         alive.kill()
         alive.wait()
+
+
+@pytest.mark.parametrize("error", [EOFError, ConnectionResetError])
+def test_a_worker_dying_while_it_hands_over_a_batch_is_one_line(error):
+    """A worker killed mid-transfer surfaces as EOFError / ConnectionResetError from multiprocessing's fd sharing, not
+    as the DataLoader's RuntimeError (the OOM test above met it when the kill fell there): one line all the same."""
+    from gan_colorizer.data import LoaderFailure, guarded
+
+    class Dying:
+        def __iter__(self):
+            yield "batch 1"
+            raise error
+
+    batches = guarded(Dying(), "photos/", timeout=30)
+    assert next(batches) == "batch 1"
+    with pytest.raises(LoaderFailure) as e:
+        next(batches)
+    assert str(e.value).startswith("photos/: data loading failed (a DataLoader worker died") and "\n" not in str(e.value)
