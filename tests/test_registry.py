@@ -175,15 +175,16 @@ def test_evaluate_ranks_a_published_model_with_our_own_and_gray_and_records_its_
     from conftest import make_photo_folder
     make_photo_folder(tmp_path / "photos", 3)
     out = tmp_path / "eval"
+    weights = zhang_cached / "hub" / "checkpoints" / ZHANG_URL.rsplit("/", 1)[1]
     result = run_script("evaluate.py", "--checkpoint", "zhang-eccv16", "--checkpoint", tiny_checkpoint,
-                        "--data", tmp_path / "photos", "--out", out, "--image-size", "32", "--batch-size", "3",
-                        "--num-workers", "1")
+                        "--checkpoint", weights, "--data", tmp_path / "photos", "--out", out, "--image-size", "32",
+                        "--batch-size", "3", "--num-workers", "1")
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     models = summary["models"]
     assert {"gray", "zhang-eccv16", "tiny"} <= set(models)
     zhang_row = models["zhang-eccv16"]
-    weights = zhang_cached / "hub" / "checkpoints" / ZHANG_URL.rsplit("/", 1)[1]
+    assert models[weights.stem]["published"] == "zhang-eccv16"  # the file given as a path: its parameters say which
     assert zhang_row["weights_file"] == str(weights) and zhang_row["render_size"] == 256
     assert zhang_row["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert zhang_row["source"] == "https://github.com/richzhang/colorization"
@@ -203,3 +204,36 @@ def test_visualize_and_the_onnx_export_refuse_a_published_name_in_one_line(tmp_p
         onnx.export_command(onnx.build_parser().parse_args(["--checkpoint", "zhang-eccv16", "--out",
                                                             str(tmp_path / "m.onnx")]))
     assert "the ONNX export does not take published models" in str(refused.value)
+
+
+def test_a_published_file_given_as_a_path_is_told_by_its_parameters(zhang_hub, tmp_path):
+    import shutil
+    weights = tmp_path / "downloads" / "my_copy.pth"
+    weights.parent.mkdir()
+    shutil.copy(zhang_hub / "hub" / "checkpoints" / ZHANG_URL.rsplit("/", 1)[1], weights)
+    photo = tmp_path / "photo.png"
+    color_image(4).save(photo)
+    result = run_script("colorize.py", photo, "--checkpoint", weights, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "its parameters are zhang-eccv16's" in result.stdout
+    assert Image.open(tmp_path / "out" / "photo.png").size == color_image(4).size
+
+
+def test_identify_reads_ddcolor_training_files_and_refuses_other_state_dicts(tmp_path):
+    import torch
+    import torchvision
+
+    from gan_colorizer.models import ddcolor, registry
+    torch.manual_seed(1)
+    torch.save({"params": ddcolor.build_tiny().state_dict()}, tmp_path / "net_g_ema.pth")  # the authors' training file
+    assert registry.load_file(tmp_path / "net_g_ema.pth").model.name == "ddcolor-tiny"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pth")
+    assert registry.load_file(tmp_path / "resnet18.pth") is None
+    assert registry.load_file(tmp_path / "missing.pth") is None
+
+
+def test_a_file_that_is_neither_ours_nor_published_keeps_the_checkpoint_error(tmp_path):
+    import torch
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    line = one_error_line(colorize_named(tmp_path, str(tmp_path / "other.pt")))
+    assert "not a gan_colorizer checkpoint" in line

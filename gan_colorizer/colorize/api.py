@@ -128,7 +128,15 @@ class Colorizer:
         from gan_colorizer.checkpoint import load_generator
         from gan_colorizer.networks import set_decoding
         from gan_colorizer.runtime import Runtime
-        generator, cfg, _ = load_generator(path, "cpu", weights)
+        try:
+            generator, cfg, _ = load_generator(path, "cpu", weights)
+        except UserError:
+            from gan_colorizer.models import registry
+            published = registry.load_file(path)  # a published model's own file: its parameters say which
+            if published is None:
+                raise
+            _torch_only(engine, published.model.name)
+            return cls(published, Runtime(device, "off", channels_last=False))
         if engine == "onnx":
             decoding = set_decoding(generator, decode, annealed_t)
             from gan_colorizer.colorize.onnx import onnx_from_generator
@@ -147,9 +155,7 @@ class Colorizer:
         from gan_colorizer.models import registry
         from gan_colorizer.runtime import Runtime
         model = registry.find(str(name))
-        if engine not in (None, "torch"):
-            raise UserError(f"--engine {engine}: {model.name} runs with torch only (ONNX export of the published "
-                            f"models is not supported yet)")
+        _torch_only(engine, model.name)
         return cls(registry.load(model.name, download), Runtime(device, "off", channels_last=False))
 
     @property
@@ -217,6 +223,12 @@ class Colorizer:
         if item.exif:
             out.info["exif"] = item.exif
         return out
+
+
+def _torch_only(engine: str | None, name: str) -> None:
+    if engine not in (None, "torch"):
+        raise UserError(f"--engine {engine}: {name} runs with torch only (ONNX export of the published models is not "
+                        f"supported yet)")
 
 
 def _cpu_only(engine: str, device: str) -> None:

@@ -73,7 +73,7 @@ def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
     """The gray baseline, then every checkpoint's generator, rebuilt from the config stored in it."""
     candidates = [Candidate(GRAY, info={"model": "ab = 0 (the ground truth's L only)"})]
     given = make_labels(opts.checkpoints, opts.labels) if opts.labels else None  # a wrong count fails before loading
-    loaded = [registry.load(path) if registry.is_published(path) else load_generator(path, "cpu", opts.weights)
+    loaded = [registry.load(path) if registry.is_published(path) else _load_file(path, opts.weights)
               for path in opts.checkpoints]
     labels = given or make_labels(opts.checkpoints, None, [None if isinstance(one, registry.Loaded) else one[1].run.name
                                                            for one in loaded])
@@ -88,6 +88,17 @@ def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
                 **head_info(generator, ckpt, opts.decode, opts.annealed_t)}
         candidates.append(Candidate(label, rt.place(generator).eval(), str(path), info, size_multiple(generator)))
     return candidates
+
+
+def _load_file(path, weights: str):
+    """Our checkpoint's (generator, config, contents), or a published model's own weight file as registry.Loaded."""
+    try:
+        return load_generator(path, "cpu", weights)
+    except UserError:
+        published = registry.load_file(path)  # its parameters say which published model it is
+        if published is None:
+            raise
+        return published
 
 
 def published_candidate(label: str, loaded, rt: Runtime) -> Candidate:

@@ -113,6 +113,46 @@ def _hf_contents(model: PublishedModel, download: bool) -> tuple[dict, Path, str
     return contents, path, f"{path} ({'cached' if isinstance(cached, str) else 'downloaded from ' + repo})"
 
 
+def _shapes(model: PublishedModel) -> dict:
+    """The parameter names and shapes of the model's state dict, from a build on the meta device (no memory)."""
+    from gan_colorizer.ab_bins import bin_tensor
+    bin_tensor()  # ECCV16's decoding layer reads the bins; made on the CPU, once, before the meta build
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in model.build().state_dict().items()}
+
+
+def identify(path: Path, contents: dict) -> PublishedModel | None:
+    """Which published model a weight file holds, from its parameter names and shapes; where several share an
+    architecture (DDColor large / paper / artistic, DeOldify stable / video), the one whose published file has this
+    file's name, else the first listed."""
+    matches = []
+    for name, model in PUBLISHED.items():
+        try:
+            state = STATE_FROM[name](contents)
+        except (KeyError, TypeError, AttributeError):
+            continue
+        if isinstance(state, dict) and {k: tuple(getattr(v, "shape", ())) for k, v in state.items()} == _shapes(model):
+            matches.append(model)
+    named = [m for m in matches if Path(m.weights.url or m.weights.hf_file or "").name == path.name.split("?")[0]]
+    return (named or matches or [None])[0]
+
+
+def load_file(path) -> Loaded | None:
+    """A published model's own weight file given as a path (--checkpoint ~/Downloads/ColorizeArtistic_gen.pth):
+    the model its parameters say, with those weights; None when the file is not one of them (or unreadable)."""
+    path = Path(path)
+    try:
+        contents = deoldify.read_published(path, "weights")  # weights-only; a learner file's slices allowed
+    except UserError:
+        return None
+    model = identify(path, contents) if isinstance(contents, dict) else None
+    if model is None:
+        return None
+    network = model.build()
+    network.load_state_dict(STATE_FROM[model.name](contents), strict=True)
+    return Loaded(model, network.eval(), path, f"{path} (its parameters are {model.name}'s)")
+
+
 def load(name: str, download: bool = True) -> Loaded:
     """The named model built, with its published weights loaded strictly; fetched on first use unless download is
     False (then a file not yet cached is a one-line error naming it, where it goes and its URL)."""
