@@ -1,8 +1,12 @@
 """Published models by name (models/registry.py, colorize/published.py): --checkpoint NAME fetches the authors' file
 as their libraries do (torch.hub's cache, huggingface_hub's cache) and colorizes with it. Nothing is downloaded: the
 files are random weights in the published container format, laid out in temporary caches as the libraries lay
-them out, and every download is blocked (conftest.py)."""
+them out, and every download is blocked (conftest.py). colorize.py and visualize.py run in-process (their main(argv),
+as the user's command line would call it) where torch.hub's cache is the question: TORCH_HOME is read at each call;
+huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once at import, so its cases run in a subprocess."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -40,11 +44,34 @@ def lab_l(path) -> np.ndarray:
     return rgb2lab(np.asarray(Image.open(path).convert("RGB")) / 255.0)[..., 0]
 
 
-def colorize_named(tmp_path, name: str, **kwargs):
-    """colorize.py on a small photo with --checkpoint NAME, into tmp_path / out."""
+@pytest.fixture
+def main_of(capsys, monkeypatch):
+    """Run a tool's main(argv) in-process as its script would: a result with returncode, stdout and stderr."""
+    def run(main, *args, cwd=None):
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        code = main(list(map(str, args)))
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run
+
+
+@pytest.fixture
+def colorize(main_of):
+    """colorize.py's main(argv) in-process."""
+    from gan_colorizer.colorize import cli
+    return lambda *args, **kwargs: main_of(cli.main, *args, **kwargs)
+
+
+def colorize_named(run, tmp_path, name: str, **kwargs):
+    """colorize.py (run: in-process or run_script's subprocess) on a small photo with --checkpoint NAME."""
     photo = tmp_path / "photo.png"
     color_image(1).save(photo)
-    return run_script("colorize.py", photo, "--checkpoint", name, "--out", tmp_path / "out", **kwargs)
+    return run(photo, "--checkpoint", name, "--out", tmp_path / "out", **kwargs)
+
+
+def colorize_subprocess(*args, **kwargs):
+    return run_script("colorize.py", *args, **kwargs)
 
 
 def one_error_line(result) -> str:
@@ -54,10 +81,10 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-def test_colorize_cli_with_a_published_name_colorizes_from_the_torch_hub_cache(zhang_cached, tmp_path):
+def test_colorize_cli_with_a_published_name_colorizes_from_the_torch_hub_cache(zhang_cached, colorize, tmp_path):
     photo = tmp_path / "photo.png"
     color_image(3, size=(120, 90)).save(photo)
-    result = run_script("colorize.py", photo, "--checkpoint", "zhang-eccv16", "--out", tmp_path / "out")
+    result = colorize(photo, "--checkpoint", "zhang-eccv16", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "zhang-eccv16" in result.stdout and "cached" in result.stdout
     out = tmp_path / "out" / "photo.png"
@@ -87,21 +114,22 @@ def test_a_video_goes_through_a_published_model(zhang_cached):
 
 
 def test_offline_with_nothing_cached_is_one_line_naming_the_file_where_it_goes_and_its_url(empty_torch_home,
-                                                                                          tmp_path):
-    line = one_error_line(colorize_named(tmp_path, "zhang-eccv16"))
+                                                                                          colorize, tmp_path):
+    line = one_error_line(colorize_named(colorize, tmp_path, "zhang-eccv16"))
     assert "colorization_release_v2-9b330a0b.pth" in line
     assert str(empty_torch_home / "hub" / "checkpoints") in line and ZHANG_URL in line
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unknown_name_is_one_line_listing_the_names(tmp_path):
-    line = one_error_line(colorize_named(tmp_path, "ddcolor-huge"))
+def test_an_unknown_name_is_one_line_listing_the_names(colorize, tmp_path):
+    line = one_error_line(colorize_named(colorize, tmp_path, "ddcolor-huge"))
     assert "ddcolor-huge" in line and "zhang-eccv16" in line and "deoldify-artistic" in line
 
 
-def test_a_file_named_like_a_model_wins_over_the_name(zhang_cached, tmp_path):
+def test_a_file_named_like_a_model_wins_over_the_name(zhang_cached, colorize, tmp_path):
     (tmp_path / "zhang-eccv16").write_bytes(b"not a checkpoint")
-    assert "not a readable checkpoint" in one_error_line(colorize_named(tmp_path, "zhang-eccv16", cwd=tmp_path))
+    assert "not a readable checkpoint" in one_error_line(colorize_named(colorize, tmp_path, "zhang-eccv16",
+                                                                        cwd=tmp_path))
 
 
 def test_onnx_engine_with_a_published_name_says_it_is_not_supported(zhang_cached):
@@ -141,7 +169,7 @@ def test_ddcolor_tiny_colorizes_from_the_hugging_face_cache_offline(tmp_path, mo
 def test_ddcolor_offline_with_an_empty_hugging_face_cache_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    line = one_error_line(colorize_named(tmp_path, "ddcolor-tiny"))
+    line = one_error_line(colorize_named(colorize_subprocess, tmp_path, "ddcolor-tiny"))
     assert DDCOLOR_FILE in line and DDCOLOR_REPO in line and "HF_HUB_OFFLINE" in line
     assert str(tmp_path / "hf" / "hub" / "models--piddnad--ddcolor_paper_tiny") in line
     assert f"https://huggingface.co/{DDCOLOR_REPO}/resolve/main/{DDCOLOR_FILE}" in line
@@ -192,12 +220,13 @@ def test_evaluate_ranks_a_published_model_with_our_own_and_gray_and_records_its_
     assert any("zhang-eccv16" in row for row in rows[1:])
 
 
-def test_visualize_and_the_onnx_export_refuse_a_published_name_in_one_line(tmp_path):
+def test_visualize_and_the_onnx_export_refuse_a_published_name_in_one_line(main_of, tmp_path):
     from gan_colorizer.colorize import onnx
     from gan_colorizer.errors import UserError
+    from gan_colorizer.inspect import cli as visualize_cli
     photo = tmp_path / "photo.png"
     color_image(1).save(photo)
-    line = one_error_line(run_script("visualize.py", "--checkpoint", "ddcolor-tiny", "--image", photo,
+    line = one_error_line(main_of(visualize_cli.main, "--checkpoint", "ddcolor-tiny", "--image", photo,
                                      "--out", tmp_path / "viz"))
     assert "ddcolor-tiny" in line and "visualize.py does not take published models" in line
     with pytest.raises(UserError) as refused:
@@ -206,14 +235,14 @@ def test_visualize_and_the_onnx_export_refuse_a_published_name_in_one_line(tmp_p
     assert "the ONNX export does not take published models" in str(refused.value)
 
 
-def test_a_published_file_given_as_a_path_is_told_by_its_parameters(zhang_hub, tmp_path):
+def test_a_published_file_given_as_a_path_is_told_by_its_parameters(zhang_hub, colorize, tmp_path):
     import shutil
     weights = tmp_path / "downloads" / "my_copy.pth"
     weights.parent.mkdir()
     shutil.copy(zhang_hub / "hub" / "checkpoints" / ZHANG_URL.rsplit("/", 1)[1], weights)
     photo = tmp_path / "photo.png"
     color_image(4).save(photo)
-    result = run_script("colorize.py", photo, "--checkpoint", weights, "--out", tmp_path / "out")
+    result = colorize(photo, "--checkpoint", weights, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "its parameters are zhang-eccv16's" in result.stdout
     assert Image.open(tmp_path / "out" / "photo.png").size == color_image(4).size
@@ -232,8 +261,8 @@ def test_identify_reads_ddcolor_training_files_and_refuses_other_state_dicts(tmp
     assert registry.load_file(tmp_path / "missing.pth") is None
 
 
-def test_a_file_that_is_neither_ours_nor_published_keeps_the_checkpoint_error(tmp_path):
+def test_a_file_that_is_neither_ours_nor_published_keeps_the_checkpoint_error(colorize, tmp_path):
     import torch
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
-    line = one_error_line(colorize_named(tmp_path, str(tmp_path / "other.pt")))
+    line = one_error_line(colorize_named(colorize, tmp_path, str(tmp_path / "other.pt")))
     assert "not a gan_colorizer checkpoint" in line
