@@ -33,10 +33,12 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
-# The edit-test loop: under a minute on 2 cores. One OpenMP thread: on these tiny tensors a second one only spins
-# (measured side by side, two threads took 1.7x as long as one).
+# The edit-test loop: under a minute on 2 cores. One pytest-xdist worker per core (at most 4: each holds its own torch)
+# and one OpenMP thread each: on these tiny tensors a second thread only spins (measured side by side, two threads
+# took 1.7x as long as one), while a second process halves the wall time. make test stays one process: its kills,
+# signals, torchrun and memory measurements want the machine to themselves.
 test-fast: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow and not system"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow and not system" -n auto --maxprocesses 4
 
 # The report's browser test drives the Debian chromium (root, or sudo, and the Debian registry); no Python package
 # downloads a browser.
