@@ -47,7 +47,7 @@ def random_checkpoint() -> Path:
     if not path.is_file():
         from gan_colorizer.checkpoint import save_atomic
         from gan_colorizer.config import defaults
-        from gan_colorizer.networks import build_generator
+        from gan_colorizer.models.registry import build_generator
         cfg = defaults("pretrain")
         save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(),
                      "generator": build_generator(cfg.model, load_pretrained=False).state_dict()}, path)

@@ -48,11 +48,11 @@ def one_image_sets() -> dict[str, Path]:
 
 def measure(ckpt: Path, label: str, sets: dict[str, Path], image_size: int) -> list[dict]:
     """One row per calibration set: the export's check figures (nothing refused: --max-change 0) and its seconds."""
-    from gan_colorizer.checkpoint import load_generator
+    from gan_colorizer.models.registry import load_generator
     from gan_colorizer.colorize.inference import size_multiple
     from gan_colorizer.colorize.int8 import MAX_CHANGE, WORST_FACTOR, calibration_inputs, export_int8
     from gan_colorizer.colorize.onnx import export_onnx, model_metadata
-    from gan_colorizer.networks import set_decoding
+    from gan_colorizer.models.classifier import set_decoding
     generator, cfg, _ = load_generator(ckpt, "cpu")
     multiple = size_multiple(generator)
     rows = []

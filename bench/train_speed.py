@@ -59,7 +59,8 @@ class PlainLabDataset(Dataset):
 def build(stage: str, rt: Runtime, head: str = "regression"):
     cfg = defaults(stage)
     cfg.model.head = head
-    from gan_colorizer.networks import build_discriminator, build_generator
+    from gan_colorizer.models.patchgan import build_discriminator
+    from gan_colorizer.models.registry import build_generator
     nets = Nets(rt.place(build_generator(cfg.model, load_pretrained=False)).train())
     if head == "classification":  # a uniform prior: the weights' values do not change the cost
         from gan_colorizer.ab_bins import ClassTargets

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from gan_colorizer.ab_bins import SIGMA, ClassTargets, nearest_bins
 from gan_colorizer.color import rgb_to_lab
-from gan_colorizer.networks import unwrap
+from gan_colorizer.runtime import unwrap
 
 log = logging.getLogger("gan_colorizer")
 FINE_RANGE = 110  # pixels are counted in a 1-unit ab histogram over [-110, 110] before they go to their bins

@@ -243,23 +243,6 @@ def _to_tuples(x):
     return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
 
 
-def load_generator(path, device="cpu", weights: str = "auto"):
-    """(generator in eval mode, config, checkpoint dict) from any stage-1 or stage-2 checkpoint.
-
-    A run trained with --ema-decay holds an averaged copy too: `auto` and `ema` take it, `raw` the trained weights;
-    ckpt["weights_used"] says which.
-    """
-    from gan_colorizer.networks import build_generator
-    ckpt = load(path)
-    cfg = Config.from_dict(ckpt["config"])
-    key = generator_key(ckpt, path, weights)
-    # the layout alone, then memory for the weights the file holds: no random init, no dummy forward pass
-    generator = build_generator(cfg.model, load_pretrained=False, device="meta").to_empty(device="cpu")
-    load_weights(generator, ckpt[key], path, key)
-    ckpt["weights_used"] = "ema" if key == "generator_ema" else "raw"
-    return generator.to(device).eval(), cfg, ckpt
-
-
 def generator_key(ckpt: dict, path, weights: str = "auto", flag: str = "--weights") -> str:
     """Which generator of a checkpoint `weights` (config.WEIGHTS) takes: auto = the EMA copy when the run kept one
     (--ema-decay; what its validation saw and picked best.pt with), ema = insist on it, raw = the trained weights."""

@@ -13,7 +13,7 @@ from gan_colorizer.ab_bins import classification_loss, soft_encode
 from gan_colorizer.color import model_to_rgb
 from gan_colorizer.config import GAN_MODES
 from gan_colorizer.errors import UserError, reason
-from gan_colorizer.networks import hub_checkpoint, load_state_dict_file
+from gan_colorizer.weights import hub_checkpoint, load_state_dict_file
 
 RECON_LOSSES = ("l1", "l2", "l1+l2")
 

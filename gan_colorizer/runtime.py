@@ -134,3 +134,16 @@ class Runtime:
 
     def end_step(self) -> None:
         self.scaler.update()
+
+
+def unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under DistributedDataParallel (.module) and torch.compile (._orig_mod) wrappers."""
+    while True:
+        inner = getattr(net, "_orig_mod", None) or (net.module if type(net).__name__ == "DistributedDataParallel" else None)
+        if inner is None:
+            return net
+        net = inner
+
+
+def count_parameters(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

@@ -32,7 +32,9 @@ def torch_home(tmp_path_factory) -> Path:
     import torch
     import torchvision
 
-    from gan_colorizer.networks import hub_file, resnet_weights
+    from gan_colorizer.models.resunet import resnet_weights
+
+    from gan_colorizer.weights import hub_file
     home = tmp_path_factory.mktemp("torch_home")
     patch = pytest.MonkeyPatch()
     patch.setenv("TORCH_HOME", str(home))
@@ -133,7 +135,7 @@ def built_resunet():
     import torch
 
     from gan_colorizer.config import defaults
-    from gan_colorizer.networks import build_generator
+    from gan_colorizer.models.registry import build_generator
     torch.manual_seed(0)
     return build_generator(defaults("pretrain").model, load_pretrained=False)
 

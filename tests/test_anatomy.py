@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from gan_colorizer.inspect.anatomy import GROUPS, group_of, stages
-from gan_colorizer.networks import UNetGenerator, count_parameters
+from gan_colorizer.models.pix2pix import UNetGenerator
+from gan_colorizer.runtime import count_parameters
 
 
 @pytest.mark.parametrize("kind, size", [("resunet", 64), ("unet", 256)])

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from gan_colorizer import checkpoint as ckpt_io
+
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.config import defaults, update
 from gan_colorizer.errors import UserError
 
@@ -140,7 +142,7 @@ class RunsACommand:
 @pytest.mark.parametrize("reader", ["checkpoint", "weight file"])
 def test_a_file_torch_refuses_is_one_line_without_torchs_advice_to_load_it_unsafely(tmp_path, reader):
     """torch's text says to retry with weights_only=False, which would run the file's code: never repeated."""
-    from gan_colorizer.networks import load_state_dict_file
+    from gan_colorizer.weights import load_state_dict_file
     path = tmp_path / "evil.pt"
     torch.save({"config": {}, "generator": {"w": RunsACommand()}}, path)
     with pytest.raises(UserError) as e:
@@ -155,7 +157,7 @@ def test_a_file_torch_refuses_is_one_line_without_torchs_advice_to_load_it_unsaf
 def test_a_generator_built_from_a_checkpoint_runs_no_forward_pass_and_draws_no_random_number(model, tiny_checkpoint,
                                                                                           tmp_path):
     """Its layout is in the config and its weights in the file: nothing to trace, nothing to initialise."""
-    from gan_colorizer.networks import build_generator
+    from gan_colorizer.models.registry import build_generator
     path = tiny_checkpoint
     if model != "default":
         cfg = update(defaults("pretrain"), {"generator": "unet", "unet_filters": 8, "head": "classification"})
@@ -166,7 +168,7 @@ def test_a_generator_built_from_a_checkpoint_runs_no_forward_pass_and_draws_no_r
     hook = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: forwards.append(type(m).__name__))
     rng = torch.get_rng_state()
     try:
-        generator, _, ckpt = ckpt_io.load_generator(path)
+        generator, _, ckpt = load_generator(path)
     finally:
         hook.remove()
     assert forwards == []  # fastai's DynamicUnet ran two dummy passes through the ResNet body to find its layout

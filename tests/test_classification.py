@@ -9,12 +9,15 @@ from conftest import make_photo_folder, run_dirs_args
 from test_training import events
 
 from gan_colorizer import checkpoint as ckpt_io
+
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.ab_bins import ab_bins
 from gan_colorizer.ab_prior import empirical_prior
 from gan_colorizer.colorize.cli import main as colorize_main
 from gan_colorizer.inspect.cli import main as visualize_main
 from gan_colorizer.inspect.weights import layer_rows
-from gan_colorizer.networks import ColorClassifier, core, count_parameters
+from gan_colorizer.models.classifier import ColorClassifier, core
+from gan_colorizer.runtime import count_parameters
 from gan_colorizer.train.cli import main
 
 TINY32 = ["--image-size", "32", "--batch-size", "2", "--num-workers", "0", "--log-every", "1", "--image-every", "100",
@@ -67,7 +70,7 @@ def test_the_prior_is_deterministic_and_counts_every_pixel_of_the_sample(runs):
 @pytest.mark.slow
 def test_checkpoints_rebuild_the_classifier_without_flags(runs):
     tmp, _ = runs
-    generator, cfg, ckpt = ckpt_io.load_generator(tmp / "checkpoints" / "c2" / "best.pt")
+    generator, cfg, ckpt = load_generator(tmp / "checkpoints" / "c2" / "best.pt")
     assert isinstance(generator, ColorClassifier) and cfg.model.head == "classification"
     assert ckpt["weights_used"] == "ema"
     gray_l = torch.zeros(1, 1, 32, 64)
@@ -82,7 +85,8 @@ def test_checkpoints_rebuild_the_classifier_without_flags(runs):
 
 def test_both_generator_types_output_313_logits_per_pixel():
     from gan_colorizer.config import defaults
-    from gan_colorizer.networks import UNetGenerator, build_generator
+    from gan_colorizer.models.pix2pix import UNetGenerator
+    from gan_colorizer.models.registry import build_generator
     cfg = defaults("pretrain")
     cfg.model.head, cfg.model.generator, cfg.model.unet_filters = "classification", "unet", 4
     unet = build_generator(cfg.model).eval()
@@ -173,7 +177,7 @@ def test_visualize_pixel_mistakes_are_one_line(runs, tmp_path, tiny_checkpoint, 
 def test_onnx_export_of_a_classifier_outputs_the_decoded_ab(runs, tmp_path):
     pytest.importorskip("onnxruntime", reason="the optional [export] dependencies are not installed")
     from gan_colorizer.colorize.onnx import check_onnx, export_onnx
-    generator, _, _ = ckpt_io.load_generator(runs[0] / "checkpoints" / "c1" / "best.pt")
+    generator, _, _ = load_generator(runs[0] / "checkpoints" / "c1" / "best.pt")
     path = export_onnx(generator, tmp_path / "classes.onnx")
     assert check_onnx(path, generator, [(1, 32, 64)]) < 1e-3
 

@@ -13,7 +13,7 @@ from conftest import ROOT, make_photo_folder, run_dirs_args
 from PIL import Image
 from test_training import scalar_values
 
-from gan_colorizer.networks import unwrap
+from gan_colorizer.runtime import unwrap
 from gan_colorizer.train.distributed import CPUSyncBatchNorm
 
 
@@ -120,7 +120,7 @@ def test_only_rank_0_writes_and_the_checkpoint_serves_evaluation_and_colorize(dd
     assert len(list((tmp / "runs" / "two").glob("events.out.tfevents.*"))) == 1
     assert not list((tmp / "checkpoints" / "two").glob(".*.tmp"))
     from gan_colorizer import Colorizer
-    from gan_colorizer.checkpoint import load_generator
+    from gan_colorizer.models.registry import load_generator
     from gan_colorizer.evaluate.run import EvalOptions, evaluate
     last = tmp / "checkpoints" / "two" / "last.pt"
     generator, cfg, ckpt = load_generator(last)
@@ -136,7 +136,7 @@ def test_only_rank_0_writes_and_the_checkpoint_serves_evaluation_and_colorize(dd
 
 def test_compile_matches_eager_and_a_missing_compiler_is_one_line(monkeypatch):
     from gan_colorizer.errors import UserError
-    from gan_colorizer.networks import PatchDiscriminator
+    from gan_colorizer.models.patchgan import PatchDiscriminator
     from gan_colorizer.runtime import compile_net
     net = PatchDiscriminator(3, 8, 2)
     gray_l, ab = torch.randn(2, 1, 32, 32), torch.randn(2, 2, 32, 32)

@@ -130,7 +130,8 @@ def test_int8_export_needs_calibration_photos(tiny_checkpoint, tmp_path, capsys)
 def test_a_classification_head_exports_with_its_decoding_and_refuses_another_one(tmp_path):
     from gan_colorizer.colorize.onnx import export_onnx, model_metadata
     from gan_colorizer.config import defaults
-    from gan_colorizer.networks import build_generator, set_decoding
+    from gan_colorizer.models.classifier import set_decoding
+    from gan_colorizer.models.registry import build_generator
     cfg = defaults("pretrain")
     cfg.model.head = "classification"
     generator = build_generator(cfg.model, load_pretrained=False).eval()

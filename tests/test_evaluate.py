@@ -21,7 +21,7 @@ from gan_colorizer.evaluate import run as evaluation
 from gan_colorizer.evaluate.cli import main
 from gan_colorizer.evaluate.protocols import make_labels
 from gan_colorizer.evaluate.run import EvalOptions, evaluate
-from gan_colorizer.networks import build_generator
+from gan_colorizer.models.registry import build_generator
 
 N_COLOR = 5
 
@@ -337,7 +337,7 @@ def test_unusable_arguments_exit_2_with_one_line(case, tmp_path, capsys, tiny_ge
             "all broken": ["--checkpoint", ckpt, "--data", tmp_path / "broken"],
             "bad size": ["--checkpoint", ckpt, "--data", folder, "--image-size", "8"]}[case]
     if case == "not a checkpoint":
-        from gan_colorizer.checkpoint import load_generator
+        from gan_colorizer.models.registry import load_generator
         monkeypatch.setattr(evaluation, "load_generator", load_generator)
         junk.write_bytes(b"\x00garbage")
     code = main([str(a) for a in args] + ["--out", str(tmp_path / "out"), "--num-workers", "0"])

@@ -5,7 +5,7 @@ import torch
 pytest.importorskip("onnx", reason="the optional [export] dependencies (onnx, onnxruntime) are not installed")
 ort = pytest.importorskip("onnxruntime", reason="the optional [export] dependencies are not installed")
 
-from gan_colorizer.checkpoint import load_generator  # noqa: E402
+from gan_colorizer.models.registry import load_generator  # noqa: E402
 from gan_colorizer.colorize.onnx import main  # noqa: E402
 
 

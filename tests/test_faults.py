@@ -17,6 +17,8 @@ from conftest import ROOT, make_photo_folder, run_dirs_args
 from test_training import checkpoint_weights, scalar_values
 
 from gan_colorizer import checkpoint as ckpt_io
+
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.checkpoint import KILL_AT_ENV, KILL_SIGNAL_ENV
 from gan_colorizer.data import PhotoDataset
 from gan_colorizer.train import loop as training
@@ -375,7 +377,7 @@ ENTRY_POINTS = {
     "resume": lambda path, data, tmp: main("pretrain", ["--resume", str(path)]),
     "init-generator": lambda path, data, tmp: main("gan", ["--init-generator", str(path), "--data", str(data), *FAST,
                                                            *run_dirs_args(tmp, "x")]),
-    "load_generator": lambda path, data, tmp: ckpt_io.load_generator(path),
+    "load_generator": lambda path, data, tmp: load_generator(path),
 }
 
 
@@ -422,9 +424,9 @@ def test_wrapped_parameter_names_are_remapped_with_a_note(stage1_last, tmp_path,
     ckpt = torch.load(good, weights_only=True)
     ckpt["generator"] = {wrapper + k: v for k, v in ckpt["generator"].items()}
     torch.save(ckpt, tmp_path / "wrapped.pt")
-    generator, _, _ = ckpt_io.load_generator(tmp_path / "wrapped.pt")
+    generator, _, _ = load_generator(tmp_path / "wrapped.pt")
     assert "parameter names remapped from a wrapped or older layout" in caplog.text
-    reference, _, _ = ckpt_io.load_generator(good)
+    reference, _, _ = load_generator(good)
     assert all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), reference.state_dict().values()))
 
 

@@ -23,7 +23,8 @@ from gan_colorizer.inspect.features import (
     top_channels,
     training_visuals,
 )
-from gan_colorizer.networks import UNetGenerator, build_generator
+from gan_colorizer.models.pix2pix import UNetGenerator
+from gan_colorizer.models.registry import build_generator
 from gan_colorizer.runtime import Runtime
 
 

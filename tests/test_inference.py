@@ -68,7 +68,7 @@ def test_full_res_l_is_the_same_for_uint8_and_float_inputs_across_chunks(monkeyp
 
 
 def test_colorize_l_uses_256_px_multiples_for_the_pix2pix_unet():
-    from gan_colorizer.networks import UNetGenerator
+    from gan_colorizer.models.pix2pix import UNetGenerator
     g = UNetGenerator(filters=4).eval()
     out = colorize_l(g, full_res_l(torch.rand(1, 3, 100, 170)), render_size=256)
     assert out.shape == (1, 3, 100, 170)

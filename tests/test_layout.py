@@ -1,5 +1,5 @@
-"""The package's shape: imports point one way (core <- models <- colorize <- inspect <- report <- evaluate, inspect <- train),
-no import cycle, every sub-package says what it holds, no module grows past one concept's size."""
+"""The package's shape: imports point one way (core <- models <- colorize <- inspect <- report <- evaluate; models and
+inspect <- train), no import cycle, every sub-package says what it holds, no module grows past one concept's size."""
 import ast
 from pathlib import Path
 
@@ -13,7 +13,7 @@ MAY_IMPORT = {
     "inspect": {"models", "colorize"},
     "report": {"colorize", "inspect"},
     "evaluate": {"models", "colorize", "inspect", "report"},
-    "train": {"inspect"},
+    "train": {"models", "inspect"},
 }
 MAX_LINES = 330
 

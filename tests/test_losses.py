@@ -72,7 +72,7 @@ def test_the_perceptual_term_is_its_weight_times_the_perceptual_loss_in_both_sta
     """--perceptual-weight multiplies the perceptual loss and nothing else: not --lambda-l1 in stage 2 (it did, 100x)."""
     from gan_colorizer.config import ModelConfig
     from gan_colorizer.losses import perceptual_loss
-    from gan_colorizer.networks import build_discriminator
+    from gan_colorizer.models.patchgan import build_discriminator
     from gan_colorizer.train.steps import Nets
     torch.manual_seed(0)
     generator = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Tanh())

@@ -13,7 +13,7 @@ import torchvision
 
 from gan_colorizer.errors import UserError
 from gan_colorizer.evaluate import lpips_fid as P
-from gan_colorizer.networks import hub_checkpoint
+from gan_colorizer.weights import hub_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from gan_colorizer.ab_bins import bin_tensor
 from gan_colorizer.checkpoint import load_weights
 from gan_colorizer.errors import UserError
 from gan_colorizer.models import zhang
-from gan_colorizer.networks import load_state_dict_file
+from gan_colorizer.weights import load_state_dict_file
 
 MANIFESTS = Path(__file__).parent / "data" / "published"
 BY_NAME = {entry.name: entry for entry in zhang.MODELS}

@@ -3,18 +3,12 @@ import torch
 
 from gan_colorizer.config import ModelConfig
 from gan_colorizer.errors import UserError
-from gan_colorizer.networks import (
-    PatchDiscriminator,
-    UNetGenerator,
-    build_discriminator,
-    build_generator,
-    check_body_weights,
-    count_parameters,
-    hub_file,
-    imagenet_body,
-    resnet_body,
-    resnet_weights,
-)
+from gan_colorizer.models.patchgan import PatchDiscriminator, build_discriminator
+from gan_colorizer.models.pix2pix import UNetGenerator
+from gan_colorizer.models.registry import build_generator
+from gan_colorizer.models.resunet import check_body_weights, imagenet_body, resnet_body, resnet_weights
+from gan_colorizer.runtime import count_parameters
+from gan_colorizer.weights import hub_file
 
 
 def _unet_256_count(cin: int, cout: int, f: int = 64) -> int:

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gan_colorizer import checkpoint as ckpt_io
+
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.train import setup as train_setup
 from gan_colorizer.train.cli import resolve_config
 
@@ -15,7 +16,7 @@ OLD = Path(__file__).parent / "data" / "gan-unet2-before-issue12.pt"
 
 
 def test_a_checkpoint_from_before_the_move_predicts_the_same_ab():
-    generator, _, ckpt = ckpt_io.load_generator(OLD)
+    generator, _, ckpt = load_generator(OLD)
     ramp = F.interpolate(torch.linspace(-1, 1, 64 * 64).view(1, 1, 64, 64), size=(256, 256))
     with torch.no_grad():
         ab = generator.eval()(ramp)

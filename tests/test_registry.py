@@ -181,7 +181,7 @@ def test_a_deoldify_learner_file_reads_through_torch_hub_with_its_slices(empty_t
     import torch
 
     from gan_colorizer.models import registry
-    from gan_colorizer.networks import hub_file
+    from gan_colorizer.weights import hub_file
     model = registry.find("deoldify-artistic")
     path = hub_file(model.weights.url)
     path.parent.mkdir(parents=True)

@@ -10,9 +10,11 @@ from conftest import make_photo_folder, run_dirs_args
 from test_training import events
 
 from gan_colorizer import checkpoint as ckpt_io
+
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.errors import UserError
 from gan_colorizer.losses import load_perceptual, perceptual_loss, reconstruction_loss
-from gan_colorizer.networks import count_parameters
+from gan_colorizer.runtime import count_parameters
 from gan_colorizer.train.cli import main
 from gan_colorizer.train.ema import EMA
 
@@ -99,15 +101,15 @@ def test_evaluation_and_inference_take_the_ema_weights_when_present(photos, tmp_
     assert main("pretrain", ["--data", str(photos), *TINY32, "--max-steps", "2", "--ema-decay", "0.5",
                              *run_dirs_args(tmp_path, "ema")]) == 0
     path = tmp_path / "checkpoints" / "ema" / "last.pt"
-    auto, _, ckpt = ckpt_io.load_generator(path)
+    auto, _, ckpt = load_generator(path)
     assert ckpt["weights_used"] == "ema"
     assert all(torch.equal(v, ckpt["generator_ema"][k]) for k, v in auto.state_dict().items())
-    raw, _, ckpt = ckpt_io.load_generator(path, weights="raw")
+    raw, _, ckpt = load_generator(path, weights="raw")
     assert ckpt["weights_used"] == "raw"
     assert all(torch.equal(v, ckpt["generator"][k]) for k, v in raw.state_dict().items())
     assert main("pretrain", ["--data", str(photos), *TINY32, "--max-steps", "1", *run_dirs_args(tmp_path, "plain")]) == 0
     with pytest.raises(UserError, match="no EMA weights"):
-        ckpt_io.load_generator(tmp_path / "checkpoints" / "plain" / "last.pt", weights="ema")
+        load_generator(tmp_path / "checkpoints" / "plain" / "last.pt", weights="ema")
     from gan_colorizer import Colorizer
     colorizer = Colorizer.from_checkpoint(path, device="cpu", weights="raw")
     assert all(torch.equal(v, ckpt["generator"][k].to(v.dtype)) for k, v in colorizer.generator.state_dict().items())
@@ -116,7 +118,7 @@ def test_evaluation_and_inference_take_the_ema_weights_when_present(photos, tmp_
 @pytest.mark.slow
 def test_init_generator_takes_the_stage1_ema_weights_unless_told_raw_and_says_which(photos, tmp_path, caplog):
     from gan_colorizer.config import defaults, update
-    from gan_colorizer.networks import build_generator
+    from gan_colorizer.models.registry import build_generator
     from gan_colorizer.train.nets import init_generator
     assert main("pretrain", ["--data", str(photos), *TINY32, "--max-steps", "2", "--ema-decay", "0.5",
                              "--no-pretrained", *run_dirs_args(tmp_path, "ema")]) == 0
@@ -160,8 +162,8 @@ def test_report_weights_counts_every_parameter_once(photos, tmp_path):
                         "--data", str(photos), "--limit", "2"]) == 0
     with (out / "layers.csv").open() as f:
         layers = list(csv.DictReader(f))
-    generator, _, _ = ckpt_io.load_generator(tmp_path / "checkpoints" / "w" / "last.pt")
-    from gan_colorizer.networks import PatchDiscriminator
+    generator, _, _ = load_generator(tmp_path / "checkpoints" / "w" / "last.pt")
+    from gan_colorizer.models.patchgan import PatchDiscriminator
     total = count_parameters(generator) + count_parameters(PatchDiscriminator())
     assert sum(int(r["params"]) for r in layers) == total
     summary = json.loads((out / "summary.json").read_text())

@@ -1,4 +1,4 @@
-"""The ResNet U-Net (resunet.py) is fastai's DynamicUnet without fastai and without its build-time forward passes:
+"""The ResNet U-Net (models/resunet.py) is fastai's DynamicUnet without fastai and without its build-time forward passes:
 the same parameter names and shapes, the same weights from the same seed, the same outputs for the same weights."""
 import subprocess
 import sys
@@ -6,12 +6,12 @@ import sys
 import pytest
 import torch
 
-from gan_colorizer.networks import resnet_body
-from gan_colorizer.resunet import ResUNet, stage_channels
+from gan_colorizer.models.resunet import resnet_body
+from gan_colorizer.models.resunet import ResUNet, stage_channels
 
 
 def fastai_unet(backbone: str, n_out: int) -> torch.nn.Module:
-    """The net networks.resunet built before resunet.py: fastai's DynamicUnet traced at 256 px, its output cast to
+    """The net the ResNet U-Net was built as before models/resunet.py: fastai's DynamicUnet traced at 256 px, its output cast to
     fastai's tensor subclass left out, in training mode."""
     from fastai.vision.models.unet import DynamicUnet
     net = DynamicUnet(resnet_body(backbone), n_out=n_out, img_size=(256, 256))
@@ -58,7 +58,7 @@ def test_the_stage_widths_are_read_from_the_convolutions_of_basic_and_bottleneck
 
 
 def test_loading_a_checkpoint_imports_no_fastai(tiny_checkpoint):
-    code = ("import sys; from gan_colorizer.checkpoint import load_generator; "
+    code = ("import sys; from gan_colorizer.models.registry import load_generator; "
             f"load_generator({str(tiny_checkpoint)!r}); print(sorted(m for m in sys.modules if 'fastai' in m))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,6 +8,8 @@ from conftest import TINY, make_photo_folder, run_dirs_args, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gan_colorizer import checkpoint as ckpt_io
+
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.train.cli import main
 
 pytestmark = pytest.mark.slow  # every test here trains or runs a script (make test-fast leaves them out)
@@ -69,7 +71,7 @@ def test_viz_every_puts_feature_maps_ab_histograms_and_difference_maps_in_tensor
 
 def test_stage1_checkpoint_reloads_and_rebuilds_the_generator_without_flags(stage1):
     tmp, _, _ = stage1
-    generator, cfg, ckpt = ckpt_io.load_generator(tmp / "checkpoints" / "s1" / "last.pt")
+    generator, cfg, ckpt = load_generator(tmp / "checkpoints" / "s1" / "last.pt")
     assert cfg.data.image_size == 64 and ckpt["step"] == 2 and ckpt["format_version"] == 1
     assert {"generator", "optimizers", "scaler", "epoch", "step", "best_metric", "rng", "config"} <= set(ckpt)
     assert generator(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
@@ -100,8 +102,8 @@ def test_stage1_fine_tunes_a_checkpoints_generator_with_init_generator(stage1, c
     with caplog.at_level("INFO", logger="gan_colorizer"):
         assert main("pretrain", args) == 0
     assert f"generator: trained weights (generator) from {best}" in caplog.text
-    start, _, _ = ckpt_io.load_generator(best)
-    tuned, cfg, ckpt = ckpt_io.load_generator(tmp / "checkpoints" / "s1-tuned" / "last.pt")
+    start, _, _ = load_generator(best)
+    tuned, cfg, ckpt = load_generator(tmp / "checkpoints" / "s1-tuned" / "last.pt")
     assert (ckpt["stage"], ckpt["step"], cfg.run.init_generator) == ("pretrain", 1, str(best))
     moved = max((a - b).abs().max().item() for a, b in zip(tuned.parameters(), start.parameters()))
     assert 0 < moved <= 2 * cfg.optim.lr  # one Adam step from the checkpoint's weights (its first moves ~lr each)

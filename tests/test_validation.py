@@ -5,7 +5,7 @@ import torch
 from conftest import color_image
 from PIL import Image
 
-from gan_colorizer.checkpoint import load_generator
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.evaluate.run import EvalOptions, evaluate
 from gan_colorizer.runtime import Runtime
 from gan_colorizer.train.steps import finish_validation, validation_sums

@@ -90,7 +90,7 @@ class Colorizer:
                 "onnx-int8" if generator.int8 else "onnx"
             return
         from gan_colorizer.colorize.inference import TorchPipeline, size_multiple
-        from gan_colorizer.networks import set_decoding
+        from gan_colorizer.models.classifier import set_decoding
         from gan_colorizer.runtime import Runtime
         self.runtime = runtime or Runtime("cpu", "off", channels_last=False)
         registry = sys.modules.get("gan_colorizer.models.registry")  # a registry.Loaded exists only once it is imported
@@ -125,8 +125,8 @@ class Colorizer:
         engine = engines.engine_for(path, engine)
         _cpu_only(engine, device)
         _needs_torch(path)
-        from gan_colorizer.checkpoint import load_generator
-        from gan_colorizer.networks import set_decoding
+        from gan_colorizer.models.registry import load_generator
+        from gan_colorizer.models.classifier import set_decoding
         from gan_colorizer.runtime import Runtime
         try:
             generator, cfg, _ = load_generator(path, "cpu", weights)

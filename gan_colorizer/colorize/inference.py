@@ -16,7 +16,8 @@ from gan_colorizer.colorize.inference_numpy import CHUNK_PIXELS, MAX_ASPECT, ren
 
 def size_multiple(generator: torch.nn.Module) -> int:
     """Input sides the generator accepts: multiples of 32 (ResNet U-Net), of 256 for the pix2pix U-Net."""
-    from gan_colorizer.networks import UNetGenerator, core
+    from gan_colorizer.models.classifier import core
+    from gan_colorizer.models.pix2pix import UNetGenerator
     return 256 if isinstance(core(generator), UNetGenerator) else 32
 
 

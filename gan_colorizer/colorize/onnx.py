@@ -158,10 +158,10 @@ def export_command(args) -> None:
     """Export (and check) the fp32 model; with --int8 quantize it, calibrated on --calibration, into --out."""
     import tempfile
 
-    from gan_colorizer.checkpoint import load_generator
+    from gan_colorizer.models.registry import load_generator
     from gan_colorizer.colorize.inference import size_multiple
     from gan_colorizer.models import registry
-    from gan_colorizer.networks import set_decoding
+    from gan_colorizer.models.classifier import set_decoding
     registry.refuse(args.checkpoint, "the ONNX export")
     generator, cfg, _ = load_generator(args.checkpoint, "cpu")
     multiple = size_multiple(generator)

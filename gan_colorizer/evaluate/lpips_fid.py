@@ -23,7 +23,7 @@ import torchvision
 from torch import nn
 
 from gan_colorizer.errors import UserError
-from gan_colorizer.networks import fetch_state, load_state_dict_file
+from gan_colorizer.weights import fetch_state, load_state_dict_file
 
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"  # the file name of pytorch_fid.inception.FID_WEIGHTS_URL
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # of torchvision's AlexNet_Weights.IMAGENET1K_V1.url

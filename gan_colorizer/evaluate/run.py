@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader
 
-from gan_colorizer.checkpoint import load_generator
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.color import gray_rgb, lab_to_model, to_uint8
 from gan_colorizer.colorize.api import Colorizer
 from gan_colorizer.colorize.inference import colorize_l, size_multiple

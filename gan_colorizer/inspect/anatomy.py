@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from gan_colorizer.networks import UNetGenerator, core
-from gan_colorizer.resunet import ResUNet
+from gan_colorizer.models.classifier import core
+
+from gan_colorizer.models.pix2pix import UNetGenerator
+from gan_colorizer.models.resunet import ResUNet
 
 GROUPS = ("encoder", "bottleneck", "decoder", "head")
 

@@ -12,7 +12,8 @@ import torch
 from gan_colorizer.ab_bins import annealed_probs
 from gan_colorizer.color import lab_to_rgb
 from gan_colorizer.inspect.ab_histograms import PLOT_L, bin_distribution_figure
-from gan_colorizer.networks import ColorClassifier, set_decoding, unwrap
+from gan_colorizer.models.classifier import ColorClassifier, set_decoding
+from gan_colorizer.runtime import unwrap
 
 GRID_SIDE = 48  # the inspector keeps the distributions of at most 48 x 48 pixels per image and model
 TOP_K = 16  # bins kept per pixel (the rest of the probability is shown as such)

@@ -28,7 +28,7 @@ from gan_colorizer.inspect.drawing import (
     font,
 )
 from gan_colorizer.inspect.options import TOP_CHANNELS
-from gan_colorizer.networks import unwrap
+from gan_colorizer.runtime import unwrap
 
 FEATURE_CMAP = "viridis"
 AB_SHOWN = 80.0  # the a and b maps span -80..80 ab units (clipped): fixed, so maps compare across images

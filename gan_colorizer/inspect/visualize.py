@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gan_colorizer.checkpoint import load_generator
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.color import AB_SCALE, model_to_lab, model_to_rgb, rgb_to_lab, rgb_to_model, to_uint8
 from gan_colorizer.colorize.inference import render_shape, size_multiple
 from gan_colorizer.errors import UserError

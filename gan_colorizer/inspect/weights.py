@@ -147,9 +147,11 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def report(checkpoint: str, out: Path, images: str | None = None, n_images: int = 8, size: int | None = None,
            runtime=None) -> dict:
     from gan_colorizer import checkpoint as ckpt_io
+    from gan_colorizer.models.registry import load_generator
     from gan_colorizer.inspect.anatomy import group_of
-    from gan_colorizer.networks import build_discriminator, core
-    generator, cfg, ckpt = ckpt_io.load_generator(checkpoint)
+    from gan_colorizer.models.classifier import core
+    from gan_colorizer.models.patchgan import build_discriminator
+    generator, cfg, ckpt = load_generator(checkpoint)
     discriminator = None
     if "discriminator" in ckpt:
         discriminator = build_discriminator(cfg.model)

@@ -1,2 +1,2 @@
-"""Every network the harness runs: the published colorizers (Zhang et al., DDColor, DeOldify) as our own modules that
-load their authors' weight files unchanged, each with what colorizing and evaluation need to run it."""
+"""Every network: our generators, the classification head and the PatchGAN; the published colorizers (Zhang et al.,
+DDColor, DeOldify) loading their authors' files unchanged; registry.py builds or loads any of them."""

@@ -21,8 +21,8 @@ from torch import nn
 from gan_colorizer.color import rgb_to_lab
 from gan_colorizer.models.ddcolor import PixelShuffleUp, spectral_conv
 from gan_colorizer.models.published import PublishedModel, Weights
-from gan_colorizer.networks import load_state_dict_file
-from gan_colorizer.resunet import SKIPS, CatInput, stage_channels
+from gan_colorizer.weights import load_state_dict_file
+from gan_colorizer.models.resunet import SKIPS, CatInput, stage_channels
 
 RENDER_BASE = 16  # the render size is render_factor x 16 px (ColorizerFilter.render_base)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # fastai's imagenet_stats, in and out

@@ -1,5 +1,7 @@
-"""Published colorizers by name: `--checkpoint ddcolor-tiny` finds the model, fetches its authors' file as their
-libraries do (torch.hub's cache for a URL, huggingface_hub's for a Hugging Face repository) and loads it weights-only.
+"""Every network by what names it: our generators by their config (build_generator) or a checkpoint of ours
+(load_generator), the published colorizers by name: `--checkpoint ddcolor-tiny` finds the model, fetches its authors'
+file as their libraries do (torch.hub's cache for a URL, huggingface_hub's for a Hugging Face repository) and loads it
+weights-only.
 
 A path that exists always wins over a name; a name is only looked up when no such file is there.
 """
@@ -7,14 +9,68 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from gan_colorizer.ab_bins import bin_tensor
+from gan_colorizer.checkpoint import generator_key, load_weights
+from gan_colorizer.checkpoint import load as load_checkpoint
+from gan_colorizer.config import Config
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.models import ddcolor, deoldify, zhang
+from gan_colorizer.models.classifier import ColorClassifier
+from gan_colorizer.models.pix2pix import UNetGenerator, init_normal
 from gan_colorizer.models.published import PublishedModel
+from gan_colorizer.models.resunet import body_weights, resunet
+from gan_colorizer.weights import fetch_state, hub_file, load_state_dict_file
+
+log = logging.getLogger("gan_colorizer")
+
+
+def build_generator(model_cfg, load_pretrained: bool = True, device=None) -> nn.Module:
+    """The generator the config names; load_pretrained=False when a checkpoint will supply every weight (then no
+    ImageNet file is read or downloaded). device="meta" builds the layout alone, without storage or initialisation:
+    to_empty() then load_state_dict() fill it from a checkpoint (load_generator)."""
+    classes = model_cfg.head == "classification"
+    bins = bin_tensor() if classes else None  # computed where tensors have data (the ColorClassifier keeps a copy)
+    n_out = len(bins) if classes else 2
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        net = _generator_net(model_cfg, n_out, classes, load_pretrained)
+    return ColorClassifier(net, bins, model_cfg.annealed_t) if classes else net
+
+
+def _generator_net(model_cfg, n_out: int, logits: bool, load_pretrained: bool) -> nn.Module:
+    if model_cfg.generator == "unet":
+        net = init_normal(UNetGenerator(1, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=logits))
+        if load_pretrained:
+            log.info("generator: pix2pix U-Net, random init N(0, 0.02) (it has no pretrained body)")
+        return net
+    weights, source = body_weights(model_cfg) if load_pretrained else (None, "")
+    if load_pretrained:
+        log.info("generator: resunet on %s, %s", model_cfg.backbone, f"body weights from {source}"
+                 if weights is not None else "random init (--no-pretrained)")
+    return resunet(model_cfg.backbone, weights, source, n_out)
+
+
+def load_generator(path, device="cpu", weights: str = "auto"):
+    """(generator in eval mode, config, checkpoint dict) from any stage-1 or stage-2 checkpoint.
+
+    A run trained with --ema-decay holds an averaged copy too: `auto` and `ema` take it, `raw` the trained weights;
+    ckpt["weights_used"] says which.
+    """
+    ckpt = load_checkpoint(path)
+    cfg = Config.from_dict(ckpt["config"])
+    key = generator_key(ckpt, path, weights)
+    # the layout alone, then memory for the weights the file holds: no random init, no dummy forward pass
+    generator = build_generator(cfg.model, load_pretrained=False, device="meta").to_empty(device="cpu")
+    load_weights(generator, ckpt[key], path, key)
+    ckpt["weights_used"] = "ema" if key == "generator_ema" else "raw"
+    return generator.to(device).eval(), cfg, ckpt
+
 
 OFFLINE_FIX = "then run again"
 
@@ -75,8 +131,7 @@ def is_published(checkpoint) -> bool:
 
 def _hub_contents(model: PublishedModel, download: bool) -> tuple[dict, Path, str]:
     """A URL-hosted file through torch.hub's cache ($TORCH_HOME/hub/checkpoints), the hash in its name checked on
-    download, as networks.fetch_state fetches the ImageNet ResNets."""
-    from gan_colorizer.networks import fetch_state, hub_file
+    download, as weights.fetch_state fetches the ImageNet ResNets."""
     url = model.weights.url
 
     def load(**kwargs):
@@ -100,7 +155,6 @@ def _hf_contents(model: PublishedModel, download: bool) -> tuple[dict, Path, str
     """A Hugging Face file through huggingface_hub's cache (HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE honoured)."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    from gan_colorizer.networks import load_state_dict_file
     repo, file = model.weights.hf_repo, model.weights.hf_file
     cached = try_to_load_from_cache(repo, file)
     if not isinstance(cached, str) and not download:
@@ -115,7 +169,6 @@ def _hf_contents(model: PublishedModel, download: bool) -> tuple[dict, Path, str
 
 def _shapes(model: PublishedModel) -> dict:
     """The parameter names and shapes of the model's state dict, from a build on the meta device (no memory)."""
-    from gan_colorizer.ab_bins import bin_tensor
     bin_tensor()  # ECCV16's decoding layer reads the bins; made on the CPU, once, before the meta build
     with torch.device("meta"):
         return {k: tuple(v.shape) for k, v in model.build().state_dict().items()}

@@ -6,7 +6,7 @@ import copy
 import torch
 from torch import nn
 
-from gan_colorizer.networks import unwrap
+from gan_colorizer.runtime import unwrap
 
 
 class EMA:

@@ -29,7 +29,8 @@ from gan_colorizer.data import (
 )
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import bin_distribution_figure
-from gan_colorizer.networks import check_body_weights, unwrap
+from gan_colorizer.models.resunet import check_body_weights
+from gan_colorizer.runtime import unwrap
 from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything
 from gan_colorizer.shard_stream import shard_loaders, shard_split
 from gan_colorizer.shards import is_shards

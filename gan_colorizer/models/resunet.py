@@ -8,9 +8,15 @@ builds both and compares them, so checkpoints of either load into the other.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
+
+from gan_colorizer.errors import UserError
+from gan_colorizer.weights import fetch_state, hub_file, load_state_dict_file
 
 TRACE_SIZE = (256, 256)  # the dummy input DynamicUnet drew twice at build time: drawn here too, for the same weights
 SKIPS = (2, 4, 5, 6)  # body children whose outputs cross to the decoder: relu (1/2 size), layer1..3 (1/4..1/16)
@@ -176,3 +182,59 @@ class ResUNet(nn.Module):
             x = block(x, skip)
         upsample, resize, cat, res_block, out = self.layers[4 + len(SKIPS):]
         return out(res_block(cat(resize(upsample(x), gray_l), gray_l)))
+
+
+def resnet_weights(backbone: str) -> torchvision.models.WeightsEnum:
+    """torchvision's ImageNet weights of a ResNet (IMAGENET1K_V1, the body of the fastai / DeOldify U-Nets)."""
+    return torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
+
+
+def imagenet_body(backbone: str) -> tuple[dict, str]:
+    """The body's ImageNet state dict through torchvision's weights API (cached, or downloaded on first use)."""
+    weights = resnet_weights(backbone)
+    state, source = fetch_state(weights.url, f"--pretrained: ImageNet weights for {backbone}",
+                                "or pass --no-pretrained for a random body", load=weights.get_state_dict)
+    return state, f"torchvision {weights}, {source}"
+
+
+def resnet_body(backbone: str, weights: dict | None = None, source: str = "") -> nn.Sequential:
+    """A torchvision ResNet without pool and fc, taking 1 channel: with weights, conv1 is summed over RGB."""
+    model = getattr(torchvision.models, backbone)(weights=None)
+    if weights is not None:
+        result = model.load_state_dict(weights, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("fc.")]
+        if missing or result.unexpected_keys:
+            raise UserError(f"{source}: not a torchvision {backbone} state dict "
+                            f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    conv = model.conv1
+    gray_conv = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
+    if weights is not None:
+        gray_conv.weight.data.copy_(conv.weight.data.sum(dim=1, keepdim=True))
+    model.conv1 = gray_conv
+    return nn.Sequential(*list(model.children())[:-2])
+
+
+def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2) -> ResUNet:
+    """The U-Net on a ResNet body (fastai's DynamicUnet layout); 31,099,672 parameters with resnet18 (the reference
+    tutorial's net)."""
+    return ResUNet(resnet_body(backbone, weights, source), n_out)
+
+
+def body_weights(model_cfg) -> tuple[dict | None, str]:
+    if model_cfg.backbone_weights:
+        return load_state_dict_file(model_cfg.backbone_weights, "backbone weights"), model_cfg.backbone_weights
+    if model_cfg.pretrained:
+        return imagenet_body(model_cfg.backbone)
+    return None, ""
+
+
+def check_body_weights(model_cfg) -> None:
+    """Before a run writes anything: the body's weight file is there (the ImageNet one downloaded now if missing),
+    or a UserError says which and where."""
+    if model_cfg.generator != "resunet":
+        return
+    if model_cfg.backbone_weights:
+        if not Path(model_cfg.backbone_weights).is_file():
+            raise UserError(f"--backbone-weights {model_cfg.backbone_weights}: file not found")
+    elif model_cfg.pretrained and not hub_file(resnet_weights(model_cfg.backbone).url).is_file():
+        imagenet_body(model_cfg.backbone)

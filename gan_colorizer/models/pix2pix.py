@@ -1,0 +1,69 @@
+"""The pix2pix U-Net generator (Isola et al. 2017, unet_256) and pix2pix's N(0, 0.02) initialisation."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _down(cin: int, cout: int, act: bool = True, norm: bool = True) -> nn.Sequential:
+    layers = [nn.LeakyReLU(0.2)] if act else []
+    layers.append(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False))
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers)
+
+
+def _up(cin: int, cout: int, dropout: float = 0.0) -> nn.Sequential:
+    layers = [nn.ReLU(), nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout)]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class UNetGenerator(nn.Module):
+    """The pix2pix U-Net (unet_256): 8 stride-2 downsamplings, skips by concatenation, dropout in 3 decoder blocks.
+    logits=True leaves out the final tanh (class logits are unbounded)."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 2, filters: int = 64, dropout: float = 0.5,
+                 logits: bool = False):
+        super().__init__()
+        f = filters
+        self.down1 = _down(in_channels, f, act=False, norm=False)
+        self.down2, self.down3, self.down4 = _down(f, 2 * f), _down(2 * f, 4 * f), _down(4 * f, 8 * f)
+        self.down5, self.down6, self.down7 = _down(8 * f, 8 * f), _down(8 * f, 8 * f), _down(8 * f, 8 * f)
+        self.down8 = _down(8 * f, 8 * f, norm=False)  # bottleneck: 1x1 at 256 px
+        self.up8 = _up(8 * f, 8 * f)
+        self.up7, self.up6, self.up5 = (_up(16 * f, 8 * f, dropout) for _ in range(3))
+        self.up4, self.up3, self.up2 = _up(16 * f, 4 * f), _up(8 * f, 2 * f), _up(4 * f, f)
+        self.up1 = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * f, out_channels, 4, stride=2, padding=1),
+                                 *([] if logits else [nn.Tanh()]))
+
+    def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
+        d1 = self.down1(gray_l)
+        d2 = self.down2(d1)
+        d3 = self.down3(d2)
+        d4 = self.down4(d3)
+        d5 = self.down5(d4)
+        d6 = self.down6(d5)
+        d7 = self.down7(d6)
+        u = self.up8(self.down8(d7))
+        u = self.up7(torch.cat([d7, u], 1))
+        u = self.up6(torch.cat([d6, u], 1))
+        u = self.up5(torch.cat([d5, u], 1))
+        u = self.up4(torch.cat([d4, u], 1))
+        u = self.up3(torch.cat([d3, u], 1))
+        u = self.up2(torch.cat([d2, u], 1))
+        return self.up1(torch.cat([d1, u], 1))
+
+
+def init_normal(net: nn.Module, std: float = 0.02) -> nn.Module:
+    """pix2pix init: conv weights N(0, std), BatchNorm weights N(1, std), biases 0."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+    return net
