@@ -220,19 +220,70 @@ def test_evaluate_ranks_a_published_model_with_our_own_and_gray_and_records_its_
     assert any("zhang-eccv16" in row for row in rows[1:])
 
 
-def test_visualize_and_the_onnx_export_refuse_a_published_name_in_one_line(main_of, tmp_path):
-    from gan_colorizer.colorize import onnx
-    from gan_colorizer.errors import UserError
+def test_visualize_shows_a_published_models_stages_at_its_render_size(zhang_cached, main_of, tmp_path):
+    import json
+
     from gan_colorizer.inspect import cli as visualize_cli
     photo = tmp_path / "photo.png"
-    color_image(1).save(photo)
-    line = one_error_line(main_of(visualize_cli.main, "--checkpoint", "ddcolor-tiny", "--image", photo,
-                                     "--out", tmp_path / "viz"))
-    assert "ddcolor-tiny" in line and "visualize.py does not take published models" in line
+    color_image(1, size=(90, 60)).save(photo)
+    result = main_of(visualize_cli.main, "--checkpoint", "zhang-eccv16", "--image", photo, "--out", tmp_path / "viz",
+                     "--top", "2")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "viz" / "layers.json").read_text())
+    assert summary["published"] == "zhang-eccv16" and summary["input_size"] == [256, 256]
+    assert [layer["name"] for layer in summary["layers"]] == [
+        "encoder.conv1", "encoder.conv2", "encoder.conv3", "encoder.conv4", "encoder.conv5", "bottleneck.conv6",
+        "bottleneck.conv7", "decoder.conv8", "head.out"]
+    assert summary["layers"][0]["shape"] == [64, 128, 128] and summary["layers"][-2]["shape"] == [313, 64, 64]
+    for name in ("input.png", "prediction.png", "truth.png", "difference.png", "ab_prediction.png",
+                 summary["layers"][-1]["channels"]):
+        assert Image.open(tmp_path / "viz" / name).size[0] > 0
+    prediction = np.asarray(Image.open(tmp_path / "viz" / "prediction.png").convert("RGB"), dtype=float)
+    assert prediction.shape == (256, 256, 3) and np.abs(prediction - prediction.mean(axis=2, keepdims=True)).max() > 2
+    # --layers by group, and the flags a published model cannot take, each one line
+    decoder = main_of(visualize_cli.main, "--checkpoint", "zhang-eccv16", "--image", photo, "--out",
+                      tmp_path / "dec", "--layers", "decoder,head")
+    assert decoder.returncode == 0, decoder.stderr
+    assert [x["name"] for x in json.loads((tmp_path / "dec" / "layers.json").read_text())["layers"]] == [
+        "decoder.conv8", "head.out"]
+    pixel = one_error_line(main_of(visualize_cli.main, "--checkpoint", "zhang-eccv16", "--image", photo, "--out",
+                                   tmp_path / "px", "--pixel", "3,3"))
+    assert "--pixel" in pixel and "published" in pixel
+    size = one_error_line(main_of(visualize_cli.main, "--checkpoint", "zhang-eccv16", "--image", photo, "--out",
+                                  tmp_path / "sz", "--image-size", "128"))
+    assert "256" in size and not (tmp_path / "px").exists() and not (tmp_path / "sz").exists()
+
+
+@pytest.mark.parametrize("name", ["zhang-siggraph17", "ddcolor-tiny", "deoldify-artistic", "deoldify-stable"])
+def test_every_published_networks_stages_fire_once_each_in_forward_order(name):
+    """anatomy.stages on a published network: its named_stages, whose hooks fire once per forward, in their order."""
+    import torch
+
+    from gan_colorizer.inspect.anatomy import stages
+    from gan_colorizer.models import registry
+    model = registry.find(name)
+    torch.manual_seed(0)
+    net = model.build().eval()
+    found = stages(net)
+    assert {s.group for s in found} <= {"encoder", "bottleneck", "decoder", "head"} and found[-1].group == "head"
+    fired = []
+    handles = [s.module.register_forward_hook(lambda m, i, o, n=s.name: fired.append(n)) for s in found]
+    with torch.no_grad():
+        net(model.prepare(torch.rand(1, 1, 64, 64)) if name.startswith("zhang") else torch.rand(1, 3, 64, 64))
+    for handle in handles:
+        handle.remove()
+    assert fired == [s.name for s in found]
+
+
+def test_the_onnx_export_refuses_a_published_name_in_one_line_saying_why(tmp_path):
+    from gan_colorizer.colorize import onnx
+    from gan_colorizer.errors import UserError
     with pytest.raises(UserError) as refused:
         onnx.export_command(onnx.build_parser().parse_args(["--checkpoint", "zhang-eccv16", "--out",
                                                             str(tmp_path / "m.onnx")]))
-    assert "the ONNX export does not take published models" in str(refused.value)
+    message = str(refused.value)
+    assert "the ONNX export takes our checkpoints only" in message and "preparation" in message
+    assert "\n" not in message and not (tmp_path / "m.onnx").exists()
 
 
 def test_a_published_file_given_as_a_path_is_told_by_its_parameters(zhang_hub, colorize, tmp_path):

@@ -13,11 +13,10 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from test_evaluate import TinyGenerator  # a 3x3 convolution: fast, and of no known generator type
 
 from gan_colorizer.checkpoint import save_atomic
-from gan_colorizer.models.registry import load_generator
 from gan_colorizer.config import defaults
 from gan_colorizer.evaluate.run import EvalOptions, evaluate
 from gan_colorizer.inspect.anatomy import stages
-from gan_colorizer.models.registry import build_generator
+from gan_colorizer.models.registry import build_generator, load_generator
 
 LABELS = ["a", "b"]
 N_IMAGES, SPREAD, WORST = 7, 3, 2

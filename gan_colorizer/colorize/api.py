@@ -125,18 +125,14 @@ class Colorizer:
         engine = engines.engine_for(path, engine)
         _cpu_only(engine, device)
         _needs_torch(path)
-        from gan_colorizer.models.registry import load_generator
+        from gan_colorizer.models import registry
         from gan_colorizer.models.classifier import set_decoding
         from gan_colorizer.runtime import Runtime
-        try:
-            generator, cfg, _ = load_generator(path, "cpu", weights)
-        except UserError:
-            from gan_colorizer.models import registry
-            published = registry.load_file(path)  # a published model's own file: its parameters say which
-            if published is None:
-                raise
-            _torch_only(engine, published.model.name)
-            return cls(published, Runtime(device, "off", channels_last=False))
+        loaded = registry.load_network(path, "cpu", weights)
+        if isinstance(loaded, registry.Loaded):  # a published model's own file: its parameters said which
+            _torch_only(engine, loaded.model.name)
+            return cls(loaded, Runtime(device, "off", channels_last=False))
+        generator, cfg, _ = loaded
         if engine == "onnx":
             decoding = set_decoding(generator, decode, annealed_t)
             from gan_colorizer.colorize.onnx import onnx_from_generator

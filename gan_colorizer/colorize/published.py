@@ -23,6 +23,33 @@ def gray_rendition(gray_l: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def model_ab(model, output: torch.Tensor, gray: list, shape) -> torch.Tensor:
+    """The network's output for the gray renditions `gray` -> ab (B, 2, *shape) in the model units of color.py."""
+    output = output.float()
+    ab = torch.cat([model.to_ab(output[i:i + 1], rgb) for i, rgb in enumerate(gray)])
+    ab = ab / AB_SCALE  # Lab units -> the model units the recombination takes
+    if ab.shape[-2:] != tuple(shape):
+        ab = torch.nn.functional.interpolate(ab, size=tuple(shape), mode="bilinear", align_corners=False)
+    return ab
+
+
+class AsGenerator(torch.nn.Module):
+    """A published model called as our generators are: gray_l (B, 1, h, w) in model units -> ab (B, 2, h, w), the
+    authors' preparation inside, for the tools that look inside a generator (visualize.py: hooks on its stages)."""
+
+    def __init__(self, loaded):
+        super().__init__()
+        self.network, self.model = loaded.network, loaded.model
+
+    def named_stages(self) -> list:
+        return self.network.named_stages()
+
+    def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
+        gray = [gray_rendition(one) for one in gray_l.split(1)]
+        output = self.network(torch.cat([self.model.prepare(one) for one in gray]))
+        return model_ab(self.model, output, gray, gray_l.shape[-2:])
+
+
 class PublishedPipeline(TorchPipeline):
     """TorchPipeline's interface (full_res_l, small_l, predict, rgb8_rows) around a published model.
 
@@ -46,12 +73,7 @@ class PublishedPipeline(TorchPipeline):
 
     def predict(self, small_l: torch.Tensor, **controls) -> torch.Tensor:
         net_input, gray = small_l.net_input
-        output = self.generator(net_input).float()
-        ab = torch.cat([self.model.to_ab(output[i:i + 1], rgb) for i, rgb in enumerate(gray)])
-        ab = ab / AB_SCALE  # Lab units -> the model units the recombination takes
-        if ab.shape[-2:] != small_l.shape[-2:]:
-            ab = torch.nn.functional.interpolate(ab, size=small_l.shape[-2:], mode="bilinear", align_corners=False)
-        return apply_controls(ab, **controls)
+        return apply_controls(model_ab(self.model, self.generator(net_input), gray, small_l.shape[-2:]), **controls)
 
     def colorize_l(self, gray_l: torch.Tensor) -> torch.Tensor:
         """inference.colorize_l for this model: gray_l (B, 1, H, W), model units -> sRGB in [0, 1] with that L."""

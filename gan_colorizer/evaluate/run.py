@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader
 
-from gan_colorizer.models.registry import load_generator
 from gan_colorizer.color import gray_rgb, lab_to_model, to_uint8
 from gan_colorizer.colorize.api import Colorizer
 from gan_colorizer.colorize.inference import colorize_l, size_multiple
@@ -42,6 +41,7 @@ from gan_colorizer.metrics import (
     sqrtm_psd,
 )
 from gan_colorizer.models import registry
+from gan_colorizer.models.registry import load_generator
 from gan_colorizer.runtime import Runtime, resolve_workers
 
 log = logging.getLogger("gan_colorizer")
@@ -73,8 +73,7 @@ def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
     """The gray baseline, then every checkpoint's generator, rebuilt from the config stored in it."""
     candidates = [Candidate(GRAY, info={"model": "ab = 0 (the ground truth's L only)"})]
     given = make_labels(opts.checkpoints, opts.labels) if opts.labels else None  # a wrong count fails before loading
-    loaded = [registry.load(path) if registry.is_published(path) else _load_file(path, opts.weights)
-              for path in opts.checkpoints]
+    loaded = [registry.load_network(path, "cpu", opts.weights, ours=load_generator) for path in opts.checkpoints]
     labels = given or make_labels(opts.checkpoints, None, [None if isinstance(one, registry.Loaded) else one[1].run.name
                                                            for one in loaded])
     for label, path, one in zip(labels, opts.checkpoints, loaded):
@@ -88,17 +87,6 @@ def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
                 **head_info(generator, ckpt, opts.decode, opts.annealed_t)}
         candidates.append(Candidate(label, rt.place(generator).eval(), str(path), info, size_multiple(generator)))
     return candidates
-
-
-def _load_file(path, weights: str):
-    """Our checkpoint's (generator, config, contents), or a published model's own weight file as registry.Loaded."""
-    try:
-        return load_generator(path, "cpu", weights)
-    except UserError:
-        published = registry.load_file(path)  # its parameters say which published model it is
-        if published is None:
-            raise
-        return published
 
 
 def published_candidate(label: str, loaded, rt: Runtime) -> Candidate:

@@ -1,6 +1,7 @@
 """Named stages of a generator (encoder, bottleneck, decoder, head), for hooks, feature maps and weight reports.
 
-Both generator types are described here, so tools that look inside the network need not know their layouts.
+Both generator types are described here, so tools that look inside the network need not know their layouts; any
+other network (the published colorizers) names its own stages in a named_stages() method.
 """
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 from torch import nn
 
 from gan_colorizer.models.classifier import core
-
 from gan_colorizer.models.pix2pix import UNetGenerator
 from gan_colorizer.models.resunet import ResUNet
 
@@ -47,6 +47,8 @@ def _unet_stages(g: UNetGenerator) -> list[Stage]:
 def stages(generator: nn.Module) -> list[Stage]:
     """Every encoder stage, the bottleneck, every decoder stage and the head, in forward order."""
     g = core(generator)  # a classification head's net: its stages are the same, its output Q logits
+    if hasattr(g, "named_stages"):
+        return [Stage(*stage) for stage in g.named_stages()]
     if isinstance(g, UNetGenerator):
         return _unet_stages(g)
     if not isinstance(g, ResUNet):
@@ -58,7 +60,7 @@ def group_of(generator: nn.Module) -> dict[str, str]:
     """{qualified parameter-module name: group} for every module that holds parameters."""
     g = core(generator)
     containers = [(s.group, s.module) for s in stages(g)]
-    if not isinstance(g, UNetGenerator):
+    if isinstance(g, ResUNet):
         containers.append(("encoder", g.body))  # the stem's conv and BatchNorm, before the hooked ReLU
     owner = {id(m): group for group, c in containers for m in c.modules()}
     groups = {}

@@ -14,7 +14,8 @@ CLASSES = "classification checkpoints (--head classification)"  # a --help secti
 @dataclass
 class VisualizeOptions:
     """Which checkpoint, photo and layers; the flags of visualize.py are these fields."""
-    checkpoint: str = opt(REQUIRED, "a stage-1 or stage-2 checkpoint", metavar="PATH")
+    checkpoint: str = opt(REQUIRED, "a stage-1 or stage-2 checkpoint, or a published model's name (ddcolor-tiny, "
+                                     "zhang-eccv16...: docs/published-models.md)", metavar="PATH")
     image: str = opt(REQUIRED, "the photo (color or gray)", metavar="PATH")
     out: str = opt(REQUIRED, "output folder", metavar="DIR")
     image_size: int | None = opt(None, "short side the network sees, snapped to the sizes it accepts (default: its "

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gan_colorizer.models.registry import load_generator
 from gan_colorizer.color import AB_SCALE, model_to_lab, model_to_rgb, rgb_to_lab, rgb_to_model, to_uint8
 from gan_colorizer.colorize.inference import render_shape, size_multiple
+from gan_colorizer.colorize.published import AsGenerator
 from gan_colorizer.errors import UserError
 from gan_colorizer.images import UnreadableImage, is_gray, load_rgb
 from gan_colorizer.inspect.ab_histograms import ColorDistribution, distribution_figure
@@ -59,9 +59,9 @@ def read_photo(path) -> Image.Image:
         raise UserError(f"--image {e.path}: {e.reason}") from None
 
 
-def network_input(img: Image.Image, size: int, multiple: int) -> tuple[torch.Tensor, bool]:
-    """The photo resized (bicubic) to the network's input shape as uint8 (1, 3, H, W), and whether it is gray."""
-    h, w = render_shape(img.height, img.width, size, multiple)
+def network_input(img: Image.Image, shape: tuple[int, int]) -> tuple[torch.Tensor, bool]:
+    """The photo resized (bicubic) to the network's input shape (h, w) as uint8 (1, 3, h, w), and whether it is gray."""
+    h, w = shape
     pixels = torch.from_numpy(np.array(img.resize((w, h), Image.BICUBIC))).permute(2, 0, 1)[None]
     return pixels.contiguous(), is_gray(img)
 
@@ -82,6 +82,31 @@ def _layer_files(out: Path, outputs: dict, k: int) -> list[dict]:
     return layers
 
 
+def load_network(args, photo: Image.Image, points: list, rt: Runtime):
+    """(generator, input shape for the photo, what summary.json says of the network) for --checkpoint: our checkpoint,
+    or a published model (by name or its authors' file), run as a generator of ours at its authors' render size."""
+    loaded = registry.load_network(args.checkpoint, rt.device)
+    if isinstance(loaded, registry.Loaded):
+        model = loaded.model
+        if points:
+            raise UserError(f"--pixel: {model.name} is a published model; --pixel shows the distributions of our "
+                            f"classification checkpoints (--head classification)")
+        if args.image_size is not None and args.image_size != model.render_size:
+            raise UserError(f"--image-size {args.image_size}: {model.name} runs at its authors' render size, "
+                            f"{model.render_size} x {model.render_size}; leave --image-size out")
+        side = model.render_size  # every photo stretched to a square, as its authors run it
+        info = {"published": model.name, "weights_file": str(loaded.file), "source": model.source,
+                "head": "published: the authors' output, as ab"}
+        return rt.place(AsGenerator(loaded)).eval(), (side, side), info, None
+    generator, cfg, ckpt = loaded
+    info = {"generator": cfg.model.generator, **head_info(generator, ckpt, args.decode, args.annealed_t)}
+    if points and info["head"] != "classification":
+        raise UserError(f"--pixel: {args.checkpoint} has a regression head (one ab per pixel, no distribution); "
+                        f"--pixel needs a checkpoint trained with --head classification")
+    shape = render_shape(photo.height, photo.width, args.image_size or cfg.data.image_size, size_multiple(generator))
+    return generator, shape, info, ckpt
+
+
 def visualize(args) -> dict:
     if args.top < 1:
         raise UserError("--top must be >= 1")
@@ -91,16 +116,11 @@ def visualize(args) -> dict:
         raise UserError(f"--annealed-t {args.annealed_t}: must be > 0")
     photo = read_photo(args.image)  # before the model loads: a wrong path fails at once
     points = parse_pixels(args.pixel, photo)
-    registry.refuse(args.checkpoint, "visualize.py")
     rt = Runtime(args.device, args.amp, channels_last=False)
-    generator, cfg, ckpt = load_generator(args.checkpoint, rt.device)
-    head = head_info(generator, ckpt, args.decode, args.annealed_t)
-    if points and head["head"] != "classification":
-        raise UserError(f"--pixel: {args.checkpoint} has a regression head (one ab per pixel, no distribution); "
-                        f"--pixel needs a checkpoint trained with --head classification")
+    generator, shape, info, ckpt = load_network(args, photo, points, rt)
     names = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
     chosen = select_stages(generator, names)
-    pixels, gray = network_input(photo, args.image_size or cfg.data.image_size, size_multiple(generator))
+    pixels, gray = network_input(photo, shape)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -115,10 +135,9 @@ def visualize(args) -> dict:
     if not gray:  # a gray photo has no truth to compare with
         compare_with_truth(out, pixels, gray_l, real_ab, fake_rgb)
     summary = {"checkpoint": str(args.checkpoint), "image": str(args.image), "input_size": list(pixels.shape[-2:]),
-               "generator": cfg.model.generator, "gray_photo": gray, **head,
-               "layers": _layer_files(out, outputs, args.top)}
-    if head["head"] == "classification":
-        prior_figure(generator, out / "prior.png", head.get("color_prior"))
+               **info, "gray_photo": gray, "layers": _layer_files(out, outputs, args.top)}
+    if info["head"] == "classification":
+        prior_figure(generator, out / "prior.png", info.get("color_prior"))
         summary["pixels"] = pixel_files(out, generator, gray_l, None if gray else real_ab, fake_ab, points, photo, rt)
     (out / "layers.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(summary['layers'])} layers of {args.checkpoint} on {args.image} "

@@ -163,6 +163,16 @@ class DDColor(nn.Module):
         self.decoder = DualDecoder(CONVNEXT[size][1], queries=queries)
         self.refine_net = nn.Sequential(nn.Sequential(spectral_conv(queries + 3, 2)))
 
+    def named_stages(self) -> list[tuple[str, str, nn.Module]]:
+        """(name, group, module) in forward order (inspect/anatomy.py): the ConvNeXt's four stages (1/4 to 1/32), the
+        pixel decoder's three UpBlocks and its 4x upsampling to full size, the colour decoder's query maps, and the
+        refine layer's ab."""
+        encoder = [(f"encoder.stage{i}", "encoder", stage) for i, stage in enumerate(self.encoder.arch.stages, 1)]
+        decoder = [(f"decoder.up{i}", "decoder", block) for i, block in enumerate(self.decoder.layers, 1)]
+        decoder += [("decoder.upsample", "decoder", self.decoder.last_shuf),
+                    ("decoder.color_queries", "decoder", self.decoder.color_decoder)]
+        return encoder + decoder + [("head.out", "head", self.refine_net)]
+
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         x = (rgb - self.mean) / self.std
         colors = self.decoder(self.encoder(x))

@@ -21,8 +21,8 @@ from torch import nn
 from gan_colorizer.color import rgb_to_lab
 from gan_colorizer.models.ddcolor import PixelShuffleUp, spectral_conv
 from gan_colorizer.models.published import PublishedModel, Weights
-from gan_colorizer.weights import load_state_dict_file
 from gan_colorizer.models.resunet import SKIPS, CatInput, stage_channels
+from gan_colorizer.weights import load_state_dict_file
 
 RENDER_BASE = 16  # the render size is render_factor x 16 px (ColorizerFilter.render_base)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # fastai's imagenet_stats, in and out
@@ -159,6 +159,18 @@ class DeOldify(nn.Module):
         layers += [FinalShuffleUp(width), CatInput(), ResidualConvs(width + n_in),
                    nn.Sequential(spectral_conv(width + n_in, 3))]
         self.layers = nn.ModuleList(layers)  # fastai's SequentialEx: the files' names are layers.N...
+
+    def named_stages(self) -> list[tuple[str, str, nn.Module]]:
+        """(name, group, module) in forward order (inspect/anatomy.py), named as our ResNet U-Net's are: the body's
+        stem and four stages, the middle convs, the decoder steps and the last upsampling, the residual convs and the
+        last conv (before the sigmoid)."""
+        body, _, _, middle, *blocks, last_up, _, residual, head = self.layers
+        stages = [("encoder.stem", "encoder", body[2])]
+        stages += [(f"encoder.layer{i}", "encoder", body[3 + i]) for i in range(1, 5)]
+        stages += [("bottleneck", "bottleneck", middle)]
+        stages += [(f"decoder.block{i}", "decoder", block) for i, block in enumerate(blocks, 1)]
+        return stages + [("decoder.upsample", "decoder", last_up), ("head.resblock", "head", residual),
+                         ("head.out", "head", head)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         body, norm, _, middle, *blocks, last_up, cat, residual, head = self.layers

@@ -72,6 +72,20 @@ def load_generator(path, device="cpu", weights: str = "auto"):
     return generator.to(device).eval(), cfg, ckpt
 
 
+def load_network(checkpoint, device="cpu", weights: str = "auto", download: bool = True, ours=None):
+    """What --checkpoint names: a published model (its name, or its authors' file given as a path) as Loaded; else
+    our checkpoint's (generator, config, contents) through `ours` (default load_generator)."""
+    if is_published(checkpoint):
+        return load(str(checkpoint), download)
+    try:
+        return (ours or load_generator)(checkpoint, device, weights)
+    except UserError:
+        published = load_file(checkpoint)  # its parameters say which published model it is
+        if published is None:
+            raise
+        return published
+
+
 OFFLINE_FIX = "then run again"
 
 
@@ -91,10 +105,12 @@ STATE_FROM = {model.name: unwrap for models, unwrap in FAMILIES for model in mod
 
 
 def refuse(checkpoint, tool: str) -> None:
-    """One line for a tool that takes our checkpoints only, when --checkpoint names a published model."""
+    """One line for a tool that takes our checkpoints only (the ONNX export), when --checkpoint names a published
+    model: why, and what runs it."""
     if is_published(checkpoint):
-        raise UserError(f"--checkpoint {checkpoint}: {tool} does not take published models yet (colorize.py and "
-                        f"evaluate.py do)")
+        raise UserError(f"--checkpoint {checkpoint}: {tool} takes our checkpoints only: a published model's input "
+                        f"preparation (its authors' resize and normalisation) runs outside its network, where the "
+                        f"ONNX engines carry none; colorize.py, evaluate.py and visualize.py run it with torch")
 
 
 @dataclass

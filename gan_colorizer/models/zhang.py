@@ -83,6 +83,14 @@ class ECCV16(nn.Module):
         with torch.no_grad():  # a decoding layer that decodes, for random weights too (a published file brings its own)
             self.model_out.weight.copy_(bin_tensor().T.reshape(2, ECCV16_BINS, 1, 1) / AB_RANGE)
 
+    def named_stages(self) -> list[tuple[str, str, nn.Module]]:
+        """(name, group, module) in forward order, for the tools that look inside (inspect/anatomy.py): conv1-5,
+        the dilated conv6-7, conv8 with its 313 bins' logits at 1/4 size, and the decoding layer's ab (before the
+        upsampling)."""
+        encoder = [(f"encoder.conv{i}", "encoder", getattr(self, f"model{i}")) for i in range(1, 6)]
+        bottleneck = [(f"bottleneck.conv{i}", "bottleneck", getattr(self, f"model{i}")) for i in (6, 7)]
+        return encoder + bottleneck + [("decoder.conv8", "decoder", self.model8), ("head.out", "head", self.model_out)]
+
     def bin_logits(self, l: torch.Tensor) -> torch.Tensor:
         """Lab L (N, 1, H, W), 0..100 -> the 313 bins' logits at 1/4 size (as the release feeds its softmax)."""
         x = (l - L_CENTER) / L_RANGE
@@ -137,6 +145,14 @@ class SIGGRAPH17(nn.Module):
         self.model1short10 = nn.Sequential(nn.Conv2d(64, 128, 3, padding=1))
         self.model_class = nn.Sequential(nn.Conv2d(256, SIGGRAPH17_CLASSES, 1))
         self.model_out = nn.Sequential(nn.Conv2d(128, 2, 1), nn.Tanh())
+
+    def named_stages(self) -> list[tuple[str, str, nn.Module]]:
+        """(name, group, module) in forward order (inspect/anatomy.py): conv1-4, the dilated conv5-7, conv8-10 (each
+        after its skip is added), and the tanh head's output."""
+        encoder = [(f"encoder.conv{i}", "encoder", getattr(self, f"model{i}")) for i in range(1, 5)]
+        bottleneck = [(f"bottleneck.conv{i}", "bottleneck", getattr(self, f"model{i}")) for i in range(5, 8)]
+        decoder = [(f"decoder.conv{i}", "decoder", getattr(self, f"model{i}")) for i in range(8, 11)]
+        return encoder + bottleneck + decoder + [("head.out", "head", self.model_out)]
 
     def forward(self, l: torch.Tensor, hint_ab: torch.Tensor | None = None,
                 hint_mask: torch.Tensor | None = None) -> torch.Tensor:

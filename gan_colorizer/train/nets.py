@@ -12,8 +12,7 @@ from gan_colorizer.config import Config
 from gan_colorizer.errors import UserError
 from gan_colorizer.models.patchgan import build_discriminator
 from gan_colorizer.models.registry import build_generator
-from gan_colorizer.runtime import count_parameters, unwrap
-from gan_colorizer.runtime import Runtime, compile_net
+from gan_colorizer.runtime import Runtime, compile_net, count_parameters, unwrap
 from gan_colorizer.train import distributed
 from gan_colorizer.train.steps import Nets, make_optimizer
 

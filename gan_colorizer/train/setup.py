@@ -30,8 +30,7 @@ from gan_colorizer.data import (
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import bin_distribution_figure
 from gan_colorizer.models.resunet import check_body_weights
-from gan_colorizer.runtime import unwrap
-from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything
+from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything, unwrap
 from gan_colorizer.shard_stream import shard_loaders, shard_split
 from gan_colorizer.shards import is_shards
 from gan_colorizer.split import BY_PATH, BY_POSITION, RULES, training_set, warn_if_validating_on_stage1_training
