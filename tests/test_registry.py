@@ -317,3 +317,22 @@ def test_a_file_that_is_neither_ours_nor_published_keeps_the_checkpoint_error(co
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
     line = one_error_line(colorize_named(colorize, tmp_path, str(tmp_path / "other.pt")))
     assert "not a gan_colorizer checkpoint" in line
+
+
+def test_the_report_shows_a_published_models_stages_beside_our_own(zhang_cached, tiny_checkpoint, tmp_path):
+    """evaluate.py --report: the layer views of the page hold zhang-eccv16's stages at its render size, as for ours."""
+    from conftest import make_photo_folder
+
+    from gan_colorizer.evaluate.run import EvalOptions, evaluate
+    make_photo_folder(tmp_path / "photos", 2)
+    evaluate(EvalOptions(checkpoints=["zhang-eccv16", str(tiny_checkpoint)], data=str(tmp_path / "photos"),
+                         out=str(tmp_path / "out"), image_size=32, batch_size=2, num_workers=0, grid_images=0,
+                         report=True, report_images=1, report_worst=0))
+    folder = tmp_path / "out" / "report"
+    zhang_layers = sorted(p.name for p in (folder / "layers" / "zhang-eccv16").glob("*_channels.png"))
+    assert [name.split("_", 1)[1][: -len("_channels.png")] for name in zhang_layers] == [
+        "encoder.conv1", "encoder.conv2", "encoder.conv3", "encoder.conv4", "encoder.conv5", "bottleneck.conv6",
+        "bottleneck.conv7", "decoder.conv8", "head.out"]
+    assert len(list((folder / "layers" / "tiny").glob("*_channels.png"))) > 0
+    html = (folder / "index.html").read_text()
+    assert "No layer view" not in html and "layers/zhang-eccv16/08_head.out_channels.png" in html

@@ -80,6 +80,7 @@ class HtmlReport:
         self.opts, self.runtime = opts, runtime
         self.candidates = {c.label: c for c in candidates or [] if c.generator is not None}
         self.classes = [l for l, c in self.candidates.items() if classifier(c.generator) is not None]
+        self.published = {c.label: c.published for c in candidates or [] if c.published is not None}
         try:  # into the folder evaluate.outputs.clear_outputs emptied (a previous report's files would mislead)
             for sub in ("img", "pixels", "layers"):
                 (self.dir / sub).mkdir(parents=True)
@@ -161,18 +162,17 @@ class HtmlReport:
     def _layer_view(self, index: int, truth_lab: torch.Tensor) -> dict:
         """Feature-map grids and activation charts of every stage of every model, on one image."""
         from gan_colorizer.color import lab_to_model
-        from gan_colorizer.colorize.inference import downsample_l, render_shape
+        from gan_colorizer.colorize.inference import downsample_l
         from gan_colorizer.inspect.features import activation_chart, capture, feature_grid, select_stages
         gray_l = lab_to_model(truth_lab)[0]
         view = {"image": self.names[index], "id": f"{index:06d}", "models": {}, "unavailable": {}}
-        for label, cand in self.candidates.items():
+        for label, (generator, shape, runtime) in self._networks(gray_l.shape[-2:]).items():
             try:
-                chosen = select_stages(cand.generator)
+                chosen = select_stages(generator)
             except ValueError as e:
                 view["unavailable"][label] = str(e)
                 continue
-            shape = render_shape(*gray_l.shape[-2:], self.opts.image_size, cand.multiple)
-            _, outputs = capture(cand.generator, downsample_l(gray_l, shape), chosen, self.runtime)
+            _, outputs = capture(generator, downsample_l(gray_l, shape), chosen, runtime)
             layers = []
             for i, (name, fmap) in enumerate(outputs.items()):
                 stem = f"layers/{self.files[label]}/{i:02d}_{name}"
@@ -184,6 +184,18 @@ class HtmlReport:
                                "channels": f"{stem}_channels.png", "activations": f"{stem}_activations.png"})
             view["models"][label] = {"input": list(shape), "layers": layers}
         return view
+
+    def _networks(self, size) -> dict:
+        """{label: (network called as our generators are, its input shape for a photo of `size`, its runtime)}: our
+        checkpoints at --image-size, the published models at their authors' square render size, in fp32."""
+        from gan_colorizer.colorize.inference import render_shape
+        from gan_colorizer.colorize.published import AsGenerator
+        networks = {label: (cand.generator, render_shape(*size, self.opts.image_size, cand.multiple), self.runtime)
+                    for label, cand in self.candidates.items()}
+        for label, colorizer in self.published.items():
+            side = colorizer.render_size
+            networks[label] = (AsGenerator(colorizer.published), (side, side), colorizer.runtime)
+        return {label: networks[label] for label in self.models if label in networks}  # the table's order
 
     def finish(self, summary: dict, values: dict, measured: dict, metrics: tuple, count: int) -> Path:
         """Write the distributions, the assets and index.html; returns its path."""
