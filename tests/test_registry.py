@@ -63,11 +63,11 @@ def colorize(main_of):
     return lambda *args, **kwargs: main_of(cli.main, *args, **kwargs)
 
 
-def colorize_named(run, tmp_path, name: str, **kwargs):
+def colorize_named(run, tmp_path, name: str, extra=(), **kwargs):
     """colorize.py (run: in-process or run_script's subprocess) on a small photo with --checkpoint NAME."""
     photo = tmp_path / "photo.png"
     color_image(1).save(photo)
-    return run(photo, "--checkpoint", name, "--out", tmp_path / "out", **kwargs)
+    return run(photo, "--checkpoint", name, "--out", tmp_path / "out", *extra, **kwargs)
 
 
 def colorize_subprocess(*args, **kwargs):
@@ -95,6 +95,15 @@ def test_colorize_cli_with_a_published_name_colorizes_from_the_torch_hub_cache(z
     assert np.median(np.abs(lab_l(out) - lab_l(photo))) < 0.5
 
 
+def test_flags_a_published_model_does_not_take_are_named_on_the_start_line(zhang_cached, colorize, tmp_path):
+    result = colorize_named(colorize, tmp_path, "zhang-eccv16", extra=("--image-size", "384", "--amp", "bf16"))
+    assert result.returncode == 0, result.stderr
+    start = result.stdout.splitlines()[0]
+    assert "image size 256" in start and "--image-size / --amp ignored: a published model runs as its authors" in start
+    plain = colorize_named(colorize, tmp_path, "zhang-eccv16", extra=("--overwrite",))
+    assert "ignored" not in plain.stdout
+
+
 def test_a_published_model_colorizes_in_the_python_api_at_its_render_size(zhang_cached):
     from gan_colorizer.colorize.api import Colorizer
     colorizer = Colorizer.from_pretrained("zhang-eccv16")
@@ -119,6 +128,21 @@ def test_offline_with_nothing_cached_is_one_line_naming_the_file_where_it_goes_a
     assert "colorization_release_v2-9b330a0b.pth" in line
     assert str(empty_torch_home / "hub" / "checkpoints") in line and ZHANG_URL in line
     assert not (tmp_path / "out").exists()
+
+
+def test_no_download_reads_the_cache_only_in_colorize_and_evaluate(empty_torch_home, colorize, tmp_path):
+    from conftest import DOWNLOADS, make_photo_folder
+
+    from gan_colorizer.errors import UserError
+    from gan_colorizer.evaluate.run import EvalOptions, evaluate
+    attempted = len(DOWNLOADS)
+    line = one_error_line(colorize_named(colorize, tmp_path, "zhang-eccv16", extra=("--no-download",)))
+    assert "colorization_release_v2-9b330a0b.pth" in line and "--no-download" in line
+    make_photo_folder(tmp_path / "photos", 1)
+    with pytest.raises(UserError, match="--no-download"):
+        evaluate(EvalOptions(checkpoints=["zhang-eccv16"], data=str(tmp_path / "photos"), out=str(tmp_path / "eval"),
+                             num_workers=0, download=False))
+    assert len(DOWNLOADS) == attempted  # neither tried the network
 
 
 def test_an_unknown_name_is_one_line_listing_the_names(colorize, tmp_path):

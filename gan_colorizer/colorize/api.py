@@ -110,15 +110,17 @@ class Colorizer:
     @classmethod
     def from_checkpoint(cls, path, device: str = "auto", render_size: int = 256, amp: str = "auto",
                         channels_last: bool = True, weights: str = "auto", decode: str | None = None,
-                        annealed_t: float | None = None, engine: str | None = None) -> "Colorizer":
+                        annealed_t: float | None = None, engine: str | None = None,
+                        download: bool = True) -> "Colorizer":
         """Rebuild the generator from any stage-1 or stage-2 checkpoint (its config travels inside), or load an
-        exported .onnx model. engine: torch, onnx or onnx-int8 (engines.py); None = the file's own.
+        exported .onnx model. engine: torch, onnx or onnx-int8 (engines.py); None = the file's own. A published
+        model's name goes to from_pretrained (download: fetch its weights when not cached).
 
         weights: auto = the EMA copy when the run kept one (--ema-decay), else the trained weights; ema or raw to
         insist.
         """
         if Path(path).suffix.lower() != ".onnx" and not Path(path).exists():  # a published model's name, or an error
-            return cls.from_pretrained(str(path), device, engine=engine)
+            return cls.from_pretrained(str(path), device, engine=engine, download=download)
         if Path(path).suffix.lower() == ".onnx":  # loaded once, with neither torch nor fastai
             _cpu_only(engine or "onnx", device)
             return cls(engines.load_onnx(path, decode, annealed_t, engine=engine), render_size=render_size)

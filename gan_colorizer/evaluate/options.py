@@ -50,8 +50,9 @@ class EvalOptions:
     lpips_weights: str | None = opt(None, "torchvision's alexnet-owt-7be5be79.pth, or a whole lpips.LPIPS state dict "
                                           "(default: the one in $TORCH_HOME/hub/checkpoints, downloaded there on "
                                           "first use)", metavar="PATH")
-    download: bool = opt(True, "download the LPIPS / FID weights the cache lacks (--no-download: cached files only; "
-                               "a metric without weights is null, with the reason)")
+    download: bool = opt(True, "download the LPIPS / FID weights and published models' weights the cache lacks "
+                               "(--no-download: cached files only; a metric without weights is null, with the reason; "
+                               "a published model without its file is one line)")
     num_workers: int = workers_opt("DataLoader worker processes that decode images", "1 on CPU, min(8, cores) with "
                                    "CUDA (as in training)")
     grid_images: int = opt(16, "images shown in grids/, spread evenly over the set, 4 per sheet; 0 = none", metavar="N")

@@ -73,7 +73,8 @@ def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
     """The gray baseline, then every checkpoint's generator, rebuilt from the config stored in it."""
     candidates = [Candidate(GRAY, info={"model": "ab = 0 (the ground truth's L only)"})]
     given = make_labels(opts.checkpoints, opts.labels) if opts.labels else None  # a wrong count fails before loading
-    loaded = [registry.load_network(path, "cpu", opts.weights, ours=load_generator) for path in opts.checkpoints]
+    loaded = [registry.load_network(path, "cpu", opts.weights, opts.download, ours=load_generator)
+              for path in opts.checkpoints]
     labels = given or make_labels(opts.checkpoints, None, [None if isinstance(one, registry.Loaded) else one[1].run.name
                                                            for one in loaded])
     for label, path, one in zip(labels, opts.checkpoints, loaded):
