@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/published.py
 	$(BIN)/python bench/tables.py
 
 # Rewrites the generated regions of docs/*.md: flag tables from the parsers, benchmark tables from bench/results/.

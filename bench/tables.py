@@ -151,6 +151,10 @@ TABLES = {
         (lambda row: not row["what"].startswith("train"), [
             ("what", "what"), ("size", "size"), ("batch", "batch"), ("ms_per_batch", "ms per batch"),
             ("img_s", "img/s")])],
+    "published": [(None, [
+        ("model", "model"), ("render", "render px"), ("parameters", "parameters"),
+        ("network_s", "network s (batch 1)"), ("photo_s", "s per 640 x 480 photo"), ("vs_ours", "vs ours"),
+        ("peak_rss_mb", "peak RSS MB")])],
 }
 
 
