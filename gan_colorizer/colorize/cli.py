@@ -74,8 +74,7 @@ class ColorizeOptions:
                                    "exported with --int8); default: torch for a .pt, the model's own for a .onnx",
                              choices=ENGINES)
     amp: str = amp_opt()
-    download: bool = opt(True, "fetch a published model's weights the cache lacks (--no-download: cached files only, "
-                               "else one line naming the file, where it goes and its URL)")
+    download: bool = opt(True, "fetch a published model's weights the cache lacks (--no-download: the cache only)")
     temperature: float = opt(0.0, "shift b by this many ab units: > 0 warmer (yellow), < 0 cooler (blue); try +-5..15",
                              metavar="T", group=MOOD)
     saturation: float = opt(1.0, "scale ab: 1 as predicted, 0 gray, 1.3 more vivid", metavar="S", group=MOOD)
@@ -278,10 +277,8 @@ def load_colorizer(args):
 
 def _decoding(colorizer, args) -> str:
     if colorizer.published is not None:  # it runs at its authors' render size, in fp32, with its own output
-        given = [flag for flag, on in (("--image-size", args.image_size != ColorizeOptions.image_size),
-                                       ("--amp", args.amp not in ("auto", "off")), ("--weights", args.weights != "auto"),
-                                       ("--decode", args.decode is not None),
-                                       ("--annealed-t", args.annealed_t is not None)) if on]
+        from gan_colorizer.colorize.published import ignored_flags
+        given = ignored_flags(args, ColorizeOptions.image_size)
         return f", {' / '.join(given)} ignored: a published model runs as its authors run it" if given else ""
     if colorizer.decoding:
         return f", {colorizer.decoding}"

@@ -23,6 +23,15 @@ def gray_rendition(gray_l: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def ignored_flags(args, default_size: int) -> list[str]:
+    """The flags of colorize.py given that a published model does not take: it runs as its authors run it (their
+    render size, fp32, their output as ab)."""
+    given = (("--image-size", args.image_size != default_size), ("--amp", args.amp not in ("auto", "off")),
+             ("--weights", args.weights != "auto"), ("--decode", args.decode is not None),
+             ("--annealed-t", args.annealed_t is not None))
+    return [flag for flag, on in given if on]
+
+
 def model_ab(model, output: torch.Tensor, gray: list, shape) -> torch.Tensor:
     """The network's output for the gray renditions `gray` -> ab (B, 2, *shape) in the model units of color.py."""
     output = output.float()
