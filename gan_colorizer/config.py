@@ -17,7 +17,8 @@ from gan_colorizer.errors import UserError
 from gan_colorizer.options import add_options, amp_opt, device_opt, opt, value_type, workers_opt
 
 log = logging.getLogger("gan_colorizer")
-GAN_MODES = ("vanilla", "lsgan", "hinge")  # the adversarial losses of losses.py
+GAN_MODES = ("vanilla", "lsgan", "hinge")
+LR_POLICIES = ("constant", "linear", "cosine", "step")  # train/schedules.py  # the adversarial losses of losses.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
 MAX_CONFIG_BYTES = 1 << 20  # a --config file is read only up to this size
 DECODES = ("annealed", "mode", "mean")  # how a classification head's distribution becomes ab (ab_bins.decode)
@@ -72,6 +73,16 @@ class OptimConfig:
     lr: float = opt(1e-4, "Adam learning rate (stage 1: 1e-4, stage 2: 2e-4 for both nets)")
     beta1: float = opt(0.9, "Adam beta1 (stage 2: 0.5, as in pix2pix)")
     beta2: float = opt(0.999, "Adam beta2")
+    lr_policy: str = opt("constant", "learning-rate schedule, per step, for both nets: constant; linear = pix2pix's "
+                                     "decay to 0 over the last --lr-decay-epochs epochs; cosine over the run; step = "
+                                     "times --lr-gamma at each of --lr-milestones (docs/training.md)",
+                         choices=LR_POLICIES)
+    lr_decay_epochs: int = opt(0, "--lr-policy linear: the last epochs over which the rate falls to 0 (pix2pix's "
+                                  "n_epochs_decay; 0 = the whole run)")
+    lr_milestones: str = opt("", "--lr-policy step: epochs after which the rate is multiplied by --lr-gamma, e.g. "
+                                 "30,60")
+    lr_gamma: float = opt(0.1, "--lr-policy step: the factor at each milestone")
+    warmup_steps: int = opt(0, "linear warm-up from 0 over this many optimizer steps, in front of any policy (0 = none)")
     grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
     lambda_l1: float = opt(100.0, "weight of the reconstruction loss in the generator loss GAN + lambda * recon "
                                   "(pix2pix paper: 100 with L1)", stages=("gan",))

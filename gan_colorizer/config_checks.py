@@ -49,7 +49,8 @@ RANGES = {
     "batch_size": Range(1, 65536), "epochs": Range(1, 1e6), "max_steps": COUNT, "lr": Range(0, 1, low_open=True),
     "beta1": SHARE, "beta2": SHARE, "grad_accum": Range(1, 65536), "lambda_l1": WEIGHT, "lambda_ce": WEIGHT,
     "rebalance_lambda": Range(0, 1, low_open=True), "l2_weight": WEIGHT, "perceptual_weight": WEIGHT,
-    "weight_decay": Range(0, 10), "ema_decay": SHARE, "max_bad_steps": Range(1, 1e9),
+    "weight_decay": Range(0, 10), "ema_decay": SHARE, "max_bad_steps": Range(1, 1e9), "lr_decay_epochs": COUNT,
+    "lr_gamma": Range(0, 1, low_open=True), "warmup_steps": COUNT,
     # run
     "seed": Range(0, 2**32 - 1), "checkpoint_minutes": Range(0, 1e6), "checkpoint_every": COUNT,
     "log_every": EVERY, "image_every": EVERY, "viz_every": COUNT,
@@ -64,6 +65,17 @@ def check_value(name: str, value, label: str) -> None:
     """A numeric field's value within its declared range, or a UserError: '{label} {value}: must be in [a, b]'."""
     if name in RANGES and not isinstance(value, bool) and isinstance(value, (int, float)) and value not in RANGES[name]:
         raise UserError(f"{label} {value}: must be in {RANGES[name]}")
+
+
+def parse_milestones(text: str) -> list[int]:
+    """--lr-milestones '30,60' -> [30, 60]: increasing epoch numbers >= 1, or a UserError saying so."""
+    try:
+        epochs = [int(part) for part in str(text).replace(" ", "").split(",") if part]
+    except ValueError:
+        epochs = None
+    if epochs is None or any(e < 1 for e in epochs) or epochs != sorted(set(epochs)):
+        raise UserError(f"--lr-milestones {text!r}: give increasing epoch numbers >= 1, e.g. 30,60")
+    return epochs
 
 
 def check_run_name(name, label: str = "--name") -> str:
@@ -82,9 +94,14 @@ def validate(cfg) -> object:
             check_value(f.name, getattr(group, f.name), flag_name(f))
     if cfg.run.name is not None:
         check_run_name(cfg.run.name)
-    d, m = cfg.data, cfg.model
+    d, m, o = cfg.data, cfg.model, cfg.optim
+    parse_milestones(o.lr_milestones)
     checks = [
         (d.image_size % 32 == 0, f"--image-size {d.image_size}: must be a positive multiple of 32"),
+        (o.lr_decay_epochs <= o.epochs, f"--lr-decay-epochs {o.lr_decay_epochs}: more than the run's --epochs "
+                                        f"{o.epochs}"),
+        (o.lr_policy == "step" or not o.lr_milestones, f"--lr-milestones {o.lr_milestones}: only --lr-policy step "
+                                                       f"reads them (the policy is {o.lr_policy})"),
         (m.generator != "unet" or d.image_size % 256 == 0,
          f"--image-size {d.image_size}: the pix2pix U-Net downsamples 8 times and needs a multiple of 256"),
     ]

@@ -14,6 +14,7 @@ from gan_colorizer.runtime import compile_errors_as_user_errors
 from gan_colorizer.train import distributed, saver
 from gan_colorizer.train.guard import Guard
 from gan_colorizer.train.monitor import sample_grid
+from gan_colorizer.train.schedules import lr_factor, rates, set_lr
 from gan_colorizer.train.setup import Run, start
 from gan_colorizer.train.steps import finish_validation, gan_step, pretrain_step, validation_sums
 
@@ -44,6 +45,7 @@ def loop(run: Run, guard: Guard) -> None:
         run.monitor.start_epoch(f"epoch {s.epoch + 1}/{cfg.optim.epochs}", run.steps_per_epoch, s.batch_in_epoch,
                                 s.step, run.total_steps)
         for micro, wait in micro_batches(run, guard):
+            set_lr(run.opts, cfg.optim.lr * lr_factor(s.step, cfg.optim, run.steps_per_epoch, run.total_steps))
             parts, updated = step_fn(rt, run.nets, run.opts, micro, cfg, dist)
             if updated and run.nets.ema is not None:
                 run.nets.ema.update(run.nets.generator)
@@ -58,8 +60,7 @@ def loop(run: Run, guard: Guard) -> None:
             else:
                 run.monitor.scalars(s.step, {"train/skipped_steps": s.skipped_steps})
             n_images = sum(len(gray_l) for gray_l, _ in micro) * dist.world
-            run.monitor.step(s.step, parts if updated else {}, n_images, wait, run.opts["g"].param_groups[0]["lr"],
-                             s.skipped_steps)
+            run.monitor.step(s.step, parts if updated else {}, n_images, wait, rates(run.opts), s.skipped_steps)
             show_samples(run, s.step)
             if distributed.any_rank(dist, guard.stopped, rt.device):  # every process stops at the same step
                 guard.stop_here()
@@ -71,7 +72,7 @@ def loop(run: Run, guard: Guard) -> None:
         if s.batch_in_epoch >= run.steps_per_epoch:
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
         if run.done(guard.stopped):  # the last step's losses, however far from a multiple of --log-every
-            run.monitor.flush(s.step, run.opts["g"].param_groups[0]["lr"], s.skipped_steps)
+            run.monitor.flush(s.step, rates(run.opts), s.skipped_steps)
         if guard.stopped:
             break  # the guard writes last.pt on its way out
         metrics = validate(run, guard)

@@ -89,7 +89,7 @@ class Monitor:
         if self.progress is not None:
             self.progress.close()
 
-    def step(self, step: int, parts: dict, n_images: int, data_wait: float, lr: float, skipped: int = 0) -> dict | None:
+    def step(self, step: int, parts: dict, n_images: int, data_wait: float, lrs: dict, skipped: int = 0) -> dict | None:
         """Accumulate one optimizer step; every log_every steps write the means and return them.
 
         A skipped step passes no parts: its NaN losses stay out of the means, its images still count.
@@ -101,9 +101,9 @@ class Monitor:
             self.counts[k] += 1
         self.images += n_images
         self.data_wait += data_wait
-        return None if step % self.log_every else self.flush(step, lr, skipped)
+        return None if step % self.log_every else self.flush(step, lrs, skipped)
 
-    def flush(self, step: int, lr: float, skipped: int = 0) -> dict | None:
+    def flush(self, step: int, lrs: dict, skipped: int = 0) -> dict | None:
         """Write and return the means of the steps since the last log (the loop calls it at a run's last step too,
         so a run shorter than --log-every still logs its losses); None when there were none."""
         if not self.images:
@@ -112,7 +112,7 @@ class Monitor:
         means = {f"loss/{k}": v / self.counts[k] for k, v in self.sums.items()}
         means["perf/img_per_sec"] = self.images / elapsed
         means["perf/data_wait_frac"] = self.data_wait / elapsed
-        means["lr"] = lr
+        means.update({f"lr/{name}": lr for name, lr in lrs.items()})  # each net's rate at this step: lr/g, lr/d
         means["train/skipped_steps"] = skipped
         self.scalars(step, means)
         self.sums.clear()
