@@ -43,6 +43,8 @@ def weights_only_refusal(error: BaseException) -> str | None:
     """torch.load(weights_only=True)'s refusal of a file, in our words, or None for any other failure. torch's own
     text advises loading with weights_only=False, which would run whatever code the file holds: never repeat it."""
     text = str(error)
+    if "Cannot use weights_only=True" in text:  # the legacy .tar format, or bytes that look like it
+        return "a weights-only load cannot read its format (torch's legacy .tar, or damaged); nothing in it was run"
     if "Weights only load failed" not in text:
         return None
     found = re.search(r"GLOBAL ([\w.]+)", text)

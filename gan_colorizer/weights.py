@@ -42,9 +42,9 @@ def fetch_state(url: str, what: str, fix: str, load=None, download: bool = True)
     try:
         state = load(progress=True, check_hash=True, map_location="cpu", weights_only=True)
     except Exception as e:  # offline, HTTP errors, a bad hash, a truncated file: all mean the same to the user
-        if cached:
-            raise UserError(f"{path}: not a readable {what} ({_reason(e)}); delete it to download it again, "
-                            f"{fix}") from None
+        if cached:  # a refusal of the weights-only load says so in our words, not torch's advice to turn it off
+            raise UserError(f"{path}: not a readable {what} ({weights_only_refusal(e) or _reason(e)}); delete it to "
+                            f"download it again, {fix}") from None
         raise UserError(f"{what}: {path.name} is not in {path.parent} and downloading {url} failed ({_reason(e)}): "
                         f"put the file there, {fix}") from None
     return state, f"{path} ({'cached' if cached else 'downloaded from ' + url})"

@@ -360,3 +360,69 @@ def test_the_report_shows_a_published_models_stages_beside_our_own(zhang_cached,
     assert len(list((folder / "layers" / "tiny").glob("*_channels.png"))) > 0
     html = (folder / "index.html").read_text()
     assert "No layer view" not in html and "layers/zhang-eccv16/08_head.out_channels.png" in html
+
+
+def test_a_deoldify_file_is_told_by_its_parameters_as_a_learner_or_unwrapped():
+    """load_file reads a local file through weights.load_state_dict_file, which already unwraps {'model': ...}: the
+    DeOldify family must match the bare state dict too (an outside check found learner files refused)."""
+    import torch
+
+    from gan_colorizer.models import registry
+    model = registry.find("deoldify-artistic")
+    with torch.device("meta"):
+        state = model.build().state_dict()
+    for contents in ({"model": state, "opt": {}}, state):
+        assert registry.identify(registry.Path("ColorizeArtistic_gen.pth"), contents) is model
+
+
+def test_nan_or_inf_weights_are_one_line_not_a_black_photo(zhang_hub, colorize, tmp_path):
+    import torch
+    state = torch.load(zhang_hub / "hub" / "checkpoints" / ZHANG_URL.rsplit("/", 1)[1], weights_only=True)
+    state["model8.6.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "damaged.pth")
+    line = one_error_line(colorize_named(colorize, tmp_path, str(tmp_path / "damaged.pth")))
+    assert "damaged.pth: zhang-eccv16's weights hold NaN or Inf (model8.6.weight)" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_name_lists_the_names_in_evaluate_and_visualize_too(main_of, tmp_path):
+    from conftest import make_photo_folder
+
+    from gan_colorizer.evaluate import cli as evaluate_cli
+    from gan_colorizer.inspect import cli as visualize_cli
+    make_photo_folder(tmp_path / "photos", 1)
+    photo = next((tmp_path / "photos").iterdir())
+    for main, args in ((evaluate_cli.main, ["--data", tmp_path / "photos", "--out", tmp_path / "e"]),
+                       (visualize_cli.main, ["--image", photo, "--out", tmp_path / "v"])):
+        line = one_error_line(main_of(main, "--checkpoint", "ddcolor-small", *args))
+        assert "ddcolor-small" in line and "ddcolor-tiny" in line and "zhang-eccv16" in line
+
+
+def test_a_cached_file_the_weights_only_load_refuses_is_one_line_in_our_words(tmp_path, monkeypatch, colorize):
+    import os
+
+    import torch
+    path = tmp_path / "th" / "hub" / "checkpoints" / ZHANG_URL.rsplit("/", 1)[1]
+    path.parent.mkdir(parents=True)
+    torch.save({"model1.0.weight": os.system}, path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    line = one_error_line(colorize_named(colorize, tmp_path, "zhang-eccv16"))
+    assert "holds Python objects (posix.system)" in line and "nothing in it was run" in line
+    assert "weights_only=False" not in line and "delete it" in line
+
+
+@pytest.mark.slow  # a full DeOldify artistic file (250 MB) written, identified and run
+def test_a_deoldify_learner_file_given_as_a_path_colorizes(colorize, tmp_path):
+    import torch
+
+    from gan_colorizer.models import registry
+    torch.manual_seed(5)
+    model = registry.find("deoldify-artistic")
+    learner = {"model": model.build().state_dict(), "opt": {"param_groups": [{"lr": slice(3e-3)}]}}
+    torch.save(learner, tmp_path / "ColorizeArtistic_gen.pth")
+    photo = tmp_path / "photo.png"
+    color_image(2, size=(64, 48)).save(photo)
+    result = colorize(photo, "--checkpoint", tmp_path / "ColorizeArtistic_gen.pth", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "its parameters are deoldify-artistic's" in result.stdout
+    assert Image.open(tmp_path / "out" / "photo.png").size == (64, 48)

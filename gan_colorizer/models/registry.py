@@ -80,6 +80,8 @@ def load_network(checkpoint, device="cpu", weights: str = "auto", download: bool
     try:
         return (ours or load_generator)(checkpoint, device, weights)
     except UserError:
+        if not Path(checkpoint).exists():
+            find(str(checkpoint))  # not a name either: one line listing the names
         published = load_file(checkpoint)  # its parameters say which published model it is
         if published is None:
             raise
@@ -94,7 +96,9 @@ def _bare(contents: dict) -> dict:
 
 
 def _deoldify_state(contents: dict) -> dict:
-    return contents["model"]  # their learner's {'model': state dict, 'opt': optimizer state}
+    """Their learner's {'model': state dict, 'opt': optimizer state}, or the state dict itself (a local file comes
+    unwrapped from weights.load_state_dict_file)."""
+    return contents["model"] if isinstance(contents.get("model"), dict) else contents
 
 
 # each family with the way its files hold the state dict
@@ -169,12 +173,14 @@ def _hf_failure(model: PublishedModel, e: Exception) -> UserError:
 
 def _hf_contents(model: PublishedModel, download: bool) -> tuple[dict, Path, str]:
     """A Hugging Face file through huggingface_hub's cache (HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE honoured)."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import constants, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     repo, file = model.weights.hf_repo, model.weights.hf_file
     cached = try_to_load_from_cache(repo, file)
     if not isinstance(cached, str) and not download:
-        raise _hf_failure(model, FileNotFoundError("--no-download"))
+        folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+        raise UserError(f"{model.name}: {file} of {repo} is not in the Hugging Face cache ({folder}) (--no-download): "
+                        f"fetch {hf_hub_url(repo, file)} into it on a machine that is online, {OFFLINE_FIX}")
     try:
         path = Path(hf_hub_download(repo, file))
     except Exception as e:  # offline, no such file, HTTP errors: all mean the same to the user
@@ -219,7 +225,16 @@ def load_file(path) -> Loaded | None:
         return None
     network = model.build()
     network.load_state_dict(STATE_FROM[model.name](contents), strict=True)
-    return Loaded(model, network.eval(), path, f"{path} (its parameters are {model.name}'s)")
+    return Loaded(model, _finite(network, path, model.name).eval(), path, f"{path} (its parameters are {model.name}'s)")
+
+
+def _finite(network: torch.nn.Module, path, name: str) -> torch.nn.Module:
+    """The network, unless a weight is NaN or Inf: a damaged file would paint every photo black (exit 0)."""
+    bad = [k for k, v in network.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{path}: {name}'s weights hold NaN or Inf ({bad[0]}"
+                        f"{f' and {len(bad) - 1} more tensors' if len(bad) > 1 else ''}): the file is damaged")
+    return network
 
 
 def load(name: str, download: bool = True) -> Loaded:
@@ -232,6 +247,7 @@ def load(name: str, download: bool = True) -> Loaded:
     try:
         network.load_state_dict(STATE_FROM[name](contents), strict=True)
     except (KeyError, RuntimeError, AttributeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]  # torch's first line names no tensor
+        first = (lines[1] if len(lines) > 1 else lines[0])[:200] if lines else type(e).__name__
         raise UserError(f"{path}: not {name}'s published weights ({first}); delete it to fetch it again") from None
-    return Loaded(model, network.eval(), path, source)
+    return Loaded(model, _finite(network, path, name).eval(), path, source)
