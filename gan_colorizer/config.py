@@ -18,7 +18,12 @@ from gan_colorizer.options import add_options, amp_opt, device_opt, opt, value_t
 
 log = logging.getLogger("gan_colorizer")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
-LR_POLICIES = ("constant", "linear", "cosine", "step")  # train/schedules.py  # the adversarial losses of losses.py
+LR_POLICIES = ("constant", "linear", "cosine", "step")  # train/schedules.py
+
+
+def batches_per_step(cfg) -> int:
+    """Batches one optimizer step reads: --grad-accum of them, times --d-steps in stage 2 (one group per D update)."""
+    return cfg.optim.grad_accum * (cfg.optim.d_steps if cfg.stage == "gan" else 1)  # the adversarial losses of losses.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
 MAX_CONFIG_BYTES = 1 << 20  # a --config file is read only up to this size
 DECODES = ("annealed", "mode", "mean")  # how a classification head's distribution becomes ab (ab_bins.decode)
@@ -73,6 +78,12 @@ class OptimConfig:
     lr: float = opt(1e-4, "Adam learning rate (stage 1: 1e-4, stage 2: 2e-4 for both nets)")
     beta1: float = opt(0.9, "Adam beta1 (stage 2: 0.5, as in pix2pix)")
     beta2: float = opt(0.999, "Adam beta2")
+    d_lr: typing.Optional[float] = opt(None, "the discriminator's learning rate when it differs from G's (two time "
+                                             "scales, TTUR: Heusel et al. 2017); default: --lr", stages=("gan",))
+    d_beta1: typing.Optional[float] = opt(None, "the discriminator's Adam beta1; default: --beta1", stages=("gan",))
+    d_beta2: typing.Optional[float] = opt(None, "the discriminator's Adam beta2; default: --beta2", stages=("gan",))
+    d_steps: int = opt(1, "discriminator updates per generator update, each on its own batch (WGAN's n_critic); "
+                          "an optimizer step then reads --d-steps x --grad-accum batches", stages=("gan",))
     lr_policy: str = opt("constant", "learning-rate schedule, per step, for both nets: constant; linear = pix2pix's "
                                      "decay to 0 over the last --lr-decay-epochs epochs; cosine over the run; step = "
                                      "times --lr-gamma at each of --lr-milestones (docs/training.md)",

@@ -17,6 +17,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from gan_colorizer.config import batches_per_step
 from gan_colorizer.data import DataSplit, _leave_ctrl_c_to_the_main_process, decode_side, photo_crop
 from gan_colorizer.errors import UserError, reason, shown
 from gan_colorizer.images import UnreadableImage, load_rgb
@@ -282,9 +283,10 @@ def shard_loaders(cfg, split: DataSplit, rank: int, world: int, rt, micro_batch:
     train, val_shards = [Path(p) for p in split.train], [Path(p) for p in split.val]
     stream = ShardStream(train, shard_counts(train), d.image_size, d.crop_scale, cfg.run.seed,
                          d.epoch_size, rank, world, micro_batch)
-    if stream.batches < cfg.optim.grad_accum:
-        raise UserError(f"an epoch of {stream.per_rank} images per process holds fewer than --grad-accum "
-                        f"{cfg.optim.grad_accum} batches of {micro_batch}; lower --batch-size or raise --epoch-size")
+    if stream.batches < batches_per_step(cfg):
+        raise UserError(f"an epoch of {stream.per_rank} images per process holds fewer than the "
+                        f"{batches_per_step(cfg)} batches of {micro_batch} one step reads (--grad-accum x --d-steps); "
+                        f"lower --batch-size or raise --epoch-size")
     if len(train) < world * max(1, workers) and rank == 0:
         log.info("note: %d shards for %d processes x %d workers: some shards are read by several of them each epoch; "
                  "write smaller shards (--shard-size) for one pass per epoch", len(train), world, max(1, workers))

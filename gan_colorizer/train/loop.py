@@ -7,7 +7,7 @@ import logging
 import time
 
 from gan_colorizer.checkpoint import kill_here_in_tests
-from gan_colorizer.config import Config
+from gan_colorizer.config import Config, batches_per_step
 from gan_colorizer.errors import TrainingDiverged
 from gan_colorizer.inspect.features import training_visuals
 from gan_colorizer.runtime import compile_errors_as_user_errors
@@ -16,7 +16,7 @@ from gan_colorizer.train.guard import Guard
 from gan_colorizer.train.monitor import sample_grid
 from gan_colorizer.train.schedules import lr_factor, rates, set_lr
 from gan_colorizer.train.setup import Run, start
-from gan_colorizer.train.steps import finish_validation, gan_step, pretrain_step, validation_sums
+from gan_colorizer.train.steps import base_lr, finish_validation, gan_step, pretrain_step, validation_sums
 
 log = logging.getLogger("gan_colorizer")
 
@@ -41,11 +41,11 @@ def loop(run: Run, guard: Guard) -> None:
     step_fn = gan_step if cfg.stage == "gan" else pretrain_step
     step_fn = compile_errors_as_user_errors(step_fn) if cfg.optim.compile else step_fn
     while not run.done(guard.stopped):
-        run.sampler.set_epoch(s.epoch, s.batch_in_epoch * run.micro_batch * cfg.optim.grad_accum)
+        run.sampler.set_epoch(s.epoch, s.batch_in_epoch * run.micro_batch * batches_per_step(cfg))
         run.monitor.start_epoch(f"epoch {s.epoch + 1}/{cfg.optim.epochs}", run.steps_per_epoch, s.batch_in_epoch,
                                 s.step, run.total_steps)
         for micro, wait in micro_batches(run, guard):
-            set_lr(run.opts, cfg.optim.lr * lr_factor(s.step, cfg.optim, run.steps_per_epoch, run.total_steps))
+            set_lr(run.opts, base_lr(cfg), lr_factor(s.step, cfg.optim, run.steps_per_epoch, run.total_steps))
             parts, updated = step_fn(rt, run.nets, run.opts, micro, cfg, dist)
             if updated and run.nets.ema is not None:
                 run.nets.ema.update(run.nets.generator)
@@ -87,8 +87,9 @@ def loop(run: Run, guard: Guard) -> None:
 
 
 def micro_batches(run: Run, guard: Guard):
-    """Groups of --grad-accum batches on the device (Lab, flips), with the time spent waiting for the loader."""
-    k, group, wait = run.cfg.optim.grad_accum, [], 0.0
+    """Groups of --grad-accum (x --d-steps) batches on the device (Lab, flips), with the time spent waiting for the
+    loader."""
+    k, group, wait = batches_per_step(run.cfg), [], 0.0
     clock = time.perf_counter()
     for pixels, flips in guard.batches(run.loader, run.sources["train"]):
         wait += time.perf_counter() - clock

@@ -91,7 +91,7 @@ def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed
         setattr(nets, name, rt.place(net).train())
     opts = {"g": make_optimizer(nets.generator, cfg)}
     if nets.discriminator is not None:
-        opts["d"] = make_optimizer(nets.discriminator, cfg)
+        opts["d"] = make_optimizer(nets.discriminator, cfg, "d")
     state = TrainState()
     if resumed is not None:
         state = restore_state(resumed, cfg.run.resume, cfg, nets, opts, rt)

@@ -37,11 +37,11 @@ def lr_factor(step: int, optim, steps_per_epoch: int, total_steps: int) -> float
     return factor
 
 
-def set_lr(optimizers: dict, lr: float) -> None:
-    """Every param group of every optimizer at this rate (both nets share --lr and its schedule)."""
-    for optimizer in optimizers.values():
+def set_lr(optimizers: dict, base: dict, factor: float) -> None:
+    """Every param group of each optimizer at its net's base rate times factor (base: steps.base_lr, {net: rate})."""
+    for name, optimizer in optimizers.items():
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = base[name] * factor
 
 
 def rates(optimizers: dict) -> dict:

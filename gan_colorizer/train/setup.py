@@ -15,7 +15,7 @@ import torch
 from gan_colorizer import ab_bins, ab_prior
 from gan_colorizer import checkpoint as ckpt_io
 from gan_colorizer.atomic import remove_stale_parts
-from gan_colorizer.config import Config, best_mode, validate
+from gan_colorizer.config import Config, batches_per_step, best_mode, validate
 from gan_colorizer.config_checks import check_run_name
 from gan_colorizer.data import (
     DataSplit,
@@ -75,7 +75,7 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.sampler.per_rank // self.micro_batch // self.cfg.optim.grad_accum
+        return self.sampler.per_rank // self.micro_batch // batches_per_step(self.cfg)
 
     @property
     def total_steps(self) -> int:
@@ -238,9 +238,10 @@ def make_loaders(cfg: Config, split: DataSplit, dist, rt: Runtime, micro_batch: 
     train = PhotoDataset(split.train, d.image_size, True, d.crop_scale, cache=split.embedded)
     sampler = EpochSampler(len(train), cfg.run.seed, True, d.epoch_size, dist.rank, dist.world)
     loader = make_loader(train, sampler, micro_batch, workers, pin, True, d.loader_timeout)
-    if len(loader) < cfg.optim.grad_accum:
-        raise UserError(f"an epoch of {len(sampler)} images holds fewer than --grad-accum {cfg.optim.grad_accum} "
-                        f"batches of {micro_batch}; lower --batch-size or raise --epoch-size")
+    if len(loader) < batches_per_step(cfg):
+        raise UserError(f"an epoch of {len(sampler)} images holds fewer than the {batches_per_step(cfg)} batches of "
+                        f"{micro_batch} one step reads (--grad-accum x --d-steps); lower --batch-size or raise "
+                        f"--epoch-size")
     val = PhotoDataset(split.val, d.image_size, False, cache=split.embedded)
     val_sampler = EpochSampler(len(val), 0, False, rank=dist.rank, world=dist.world, pad=False)
     val_loader = make_loader(val, val_sampler, micro_batch, workers, pin, False, d.loader_timeout) if len(val) else None

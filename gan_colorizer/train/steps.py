@@ -41,12 +41,22 @@ def all_finite(parts: dict) -> bool:
     return all(math.isfinite(v) for v in parts.values())
 
 
-def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """Adam, or AdamW (decoupled weight decay) when --weight-decay > 0."""
+def base_lr(cfg: Config) -> dict:
+    """Each net's rate before any schedule: --lr for G, --d-lr (default --lr) for D."""
     o = cfg.optim
+    return {"g": o.lr, "d": o.lr if o.d_lr is None else o.d_lr}
+
+
+def make_optimizer(net: torch.nn.Module, cfg: Config, which: str = "g") -> torch.optim.Optimizer:
+    """Adam, or AdamW (decoupled weight decay) when --weight-decay > 0; the discriminator's ("d") with its own rate
+    and betas where --d-lr / --d-beta1 / --d-beta2 are given."""
+    o = cfg.optim
+    lr = base_lr(cfg)[which]
+    betas = (o.beta1, o.beta2) if which == "g" else (o.beta1 if o.d_beta1 is None else o.d_beta1,
+                                                       o.beta2 if o.d_beta2 is None else o.d_beta2)
     if o.weight_decay > 0:
-        return torch.optim.AdamW(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-    return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+        return torch.optim.AdamW(net.parameters(), lr=lr, betas=betas, weight_decay=o.weight_decay)
+    return torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
 
 
 def update(rt: Runtime, optimizer: torch.optim.Optimizer, parts: dict, dist: Dist) -> bool:
@@ -96,16 +106,24 @@ def objective(gray_l: torch.Tensor, fake: tuple, real_ab: torch.Tensor, nets: Ne
 
 def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, dist: Dist = SINGLE) -> tuple[dict, bool]:
     """Stage 2, in pix2pix order: update D on real vs fake, then G on GAN + lambda * L1 (+ the perceptual term)
-    against the updated D.
+    against the updated D. With --d-steps K, micro holds K groups of --grad-accum batches: D is updated on each in
+    turn, G on the last group's fakes.
 
     Returns (losses, whether the step went through). A NaN / Inf in the D phase skips the whole step (neither net
     moves); one in the G phase skips G's update, while D's, made from finite values, stands.
     """
+    k = cfg.optim.grad_accum
+    groups = [micro[i:i + k] for i in range(0, len(micro), k)]  # --d-steps groups: one D update each, G on the last
     parts = {}
-    fakes = _discriminator_phase(rt, nets, opts, micro, cfg, parts)
-    updated = update(rt, opts["d"], parts, dist)
+    for group in groups:
+        parts_d = {}
+        fakes = _discriminator_phase(rt, nets, opts, group, cfg, parts_d)
+        updated = update(rt, opts["d"], parts_d, dist)
+        _accumulate(parts, parts_d, len(groups))
+        if not updated:
+            break
     if updated:
-        _generator_phase(rt, nets, opts, micro, fakes, cfg, parts)
+        _generator_phase(rt, nets, opts, groups[-1], fakes, cfg, parts)
         updated = update(rt, opts["g"], parts, dist)
     rt.end_step()
     return parts, updated

@@ -1,0 +1,109 @@
+"""Stage 2's two time scales: the discriminator's own rate and betas (--d-lr, --d-beta1, --d-beta2) and --d-steps
+discriminator updates per generator update, each on its own batch. The default step is checked against a
+pix2pix step written out by hand here."""
+import copy
+import dataclasses
+import time
+
+import pytest
+import torch
+from conftest import run_dirs_args
+from test_faults import FAST, GAN, assert_same_weights
+from test_training import scalar_values
+
+from gan_colorizer import checkpoint as ckpt_io
+from gan_colorizer.checkpoint import KILL_AT_ENV, KILL_SIGNAL_ENV
+from gan_colorizer.config import defaults
+from gan_colorizer.losses import discriminator_loss, generator_loss, reconstruction
+from gan_colorizer.models.patchgan import PatchDiscriminator
+from gan_colorizer.models.pix2pix import UNetGenerator
+from gan_colorizer.runtime import Runtime
+from gan_colorizer.train.cli import main
+from gan_colorizer.train.steps import Nets, gan_step, make_optimizer
+
+
+def gan_cfg(**optim):
+    cfg = defaults("gan")
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, amp="off", **optim))
+
+
+def tiny_nets(seed: int = 0) -> Nets:
+    torch.manual_seed(seed)
+    return Nets(UNetGenerator(1, 2, 4), PatchDiscriminator(3, 4, 2))
+
+
+def batch(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(2, 1, 256, 256, generator=g) * 2 - 1, torch.rand(2, 2, 256, 256, generator=g) - 0.5
+
+
+def test_the_default_step_is_pix2pixs_d_then_g_step_to_the_bit():
+    cfg = gan_cfg()
+    ours, theirs = tiny_nets(), tiny_nets()
+    opts = {"g": make_optimizer(ours.generator, cfg), "d": make_optimizer(ours.discriminator, cfg, "d")}
+    opt_g = torch.optim.Adam(theirs.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(theirs.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    rt = Runtime("cpu", "off", channels_last=False)
+    for seed in range(2):
+        gray_l, real_ab = batch(seed)
+        torch.manual_seed(100 + seed)  # the U-Net's dropout draws the same masks in both
+        gan_step(rt, ours, opts, [(gray_l, real_ab)], cfg)
+        G, D = theirs.generator, theirs.discriminator  # pix2pix's optimize_parameters, written out
+        torch.manual_seed(100 + seed)
+        fake = G(gray_l)
+        D.requires_grad_(True)
+        opt_d.zero_grad()
+        discriminator_loss(D(gray_l, real_ab), D(gray_l, fake.detach()))[0].backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        opt_g.zero_grad()
+        generator_loss(D(gray_l, fake), reconstruction(fake, real_ab, cfg.optim), 100.0)[0].backward()
+        opt_g.step()
+    for a, b in ((ours.generator, theirs.generator), (ours.discriminator, theirs.discriminator)):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_d_lr_and_betas_reach_the_discriminators_optimizer_only():
+    cfg = gan_cfg(d_lr=1e-3, d_beta1=0.0, d_beta2=0.9)
+    nets = tiny_nets()
+    g, d = make_optimizer(nets.generator, cfg), make_optimizer(nets.discriminator, cfg, "d")
+    assert (g.param_groups[0]["lr"], g.param_groups[0]["betas"]) == (2e-4, (0.5, 0.999))
+    assert (d.param_groups[0]["lr"], d.param_groups[0]["betas"]) == (1e-3, (0.0, 0.9))
+
+
+def test_d_steps_updates_d_on_each_batch_then_g_on_the_last():
+    cfg = gan_cfg(d_steps=3)
+    nets = tiny_nets()
+    opts = {"g": make_optimizer(nets.generator, cfg), "d": make_optimizer(nets.discriminator, cfg, "d")}
+    rt = Runtime("cpu", "off", channels_last=False)
+    d_before = copy.deepcopy(nets.discriminator)
+    seen = []
+    nets.discriminator.register_forward_hook(lambda m, inputs, out: seen.append(float(inputs[0].sum())))
+    parts, updated = gan_step(rt, nets, opts, [batch(s) for s in range(3)], cfg)
+    assert updated
+    steps = [opts[n].state[next(iter(opts[n].state))]["step"].item() for n in ("d", "g")]
+    assert steps == [3, 1]  # Adam's own count of updates
+    grays = [float(batch(s)[0].sum()) for s in range(3)]
+    assert seen == [grays[0]] * 2 + [grays[1]] * 2 + [grays[2]] * 3  # D: real and fake per update; G: the last
+    assert not torch.equal(next(d_before.parameters()), next(nets.discriminator.parameters()))
+    assert {"d_real", "d_fake", "g_gan", "g_l1"} <= set(parts)
+
+
+@pytest.mark.system  # two runs from the command line, one stopped by SIGINT and resumed
+def test_d_steps_runs_resume_to_the_same_weights_and_log_each_nets_rate(photo_folder, tmp_path, monkeypatch, capsys):
+    args = ["--data", str(photo_folder), *FAST, *GAN, "--epoch-size", "8", "--epochs", "2", "--d-steps", "2",
+            "--d-lr", "1e-3"]
+    assert main("gan", [*args, *run_dirs_args(tmp_path, "ref")]) == 0
+    ref = tmp_path / "checkpoints" / "ref" / "last.pt"
+    ckpt = ckpt_io.load(ref)
+    assert (ckpt["step"], ckpt["epoch"]) == (4, 2)  # 8 photos, batches of 2: 4 batches = 2 steps an epoch
+    monkeypatch.setenv(KILL_AT_ENV, "step:3")
+    monkeypatch.setenv(KILL_SIGNAL_ENV, "SIGINT")
+    assert main("gan", [*args, *run_dirs_args(tmp_path, "stopped")]) == 130
+    monkeypatch.delenv(KILL_AT_ENV)
+    time.sleep(1.1)  # event files are named by the second they start in
+    assert main("gan", ["--resume", str(tmp_path / "checkpoints" / "stopped" / "last.pt")]) == 0
+    capsys.readouterr()
+    assert_same_weights(tmp_path / "checkpoints" / "stopped" / "last.pt", ref)
+    assert [v for _, v in scalar_values(tmp_path / "runs" / "ref", "lr/d")] == pytest.approx([1e-3] * 4)
+    assert [v for _, v in scalar_values(tmp_path / "runs" / "ref", "lr/g")] == pytest.approx([2e-4] * 4)
