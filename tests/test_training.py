@@ -14,7 +14,7 @@ from gan_colorizer.train.cli import main
 
 pytestmark = pytest.mark.slow  # every test here trains or runs a script (make test-fast leaves them out)
 
-STAGE1_TAGS = {"loss/g_l1", "val/l1", "val/psnr", "perf/img_per_sec", "lr"}
+STAGE1_TAGS = {"loss/g_l1", "val/l1", "val/psnr", "perf/img_per_sec", "lr/g"}
 STAGE2_TAGS = STAGE1_TAGS | {"loss/g_gan", "loss/d_real", "loss/d_fake"}
 
 
