@@ -90,9 +90,9 @@ def test_d_steps_updates_d_on_each_batch_then_g_on_the_last():
 
 
 @pytest.mark.system  # two runs from the command line, one stopped by SIGINT and resumed
-def test_d_steps_runs_resume_to_the_same_weights_and_log_each_nets_rate(photo_folder, tmp_path, monkeypatch, capsys):
+def test_d_steps_and_pool_runs_resume_to_the_same_weights_and_log_each_nets_rate(photo_folder, tmp_path, monkeypatch, capsys):
     args = ["--data", str(photo_folder), *FAST, *GAN, "--epoch-size", "8", "--epochs", "2", "--d-steps", "2",
-            "--d-lr", "1e-3"]
+            "--d-lr", "1e-3", "--pool-size", "3"]  # the pool fills by step 2, swaps after: saved and restored
     assert main("gan", [*args, *run_dirs_args(tmp_path, "ref")]) == 0
     ref = tmp_path / "checkpoints" / "ref" / "last.pt"
     ckpt = ckpt_io.load(ref)
@@ -107,3 +107,51 @@ def test_d_steps_runs_resume_to_the_same_weights_and_log_each_nets_rate(photo_fo
     assert_same_weights(tmp_path / "checkpoints" / "stopped" / "last.pt", ref)
     assert [v for _, v in scalar_values(tmp_path / "runs" / "ref", "lr/d")] == pytest.approx([1e-3] * 4)
     assert [v for _, v in scalar_values(tmp_path / "runs" / "ref", "lr/g")] == pytest.approx([2e-4] * 4)
+
+
+def marked(values) -> torch.Tensor:
+    """Fakes whose every pixel holds its identity: (len(values), 3, 2, 2)."""
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 3, 2, 2).contiguous()
+
+
+def test_the_pool_passes_fakes_until_full_then_swaps_half_of_them_for_stored_ones():
+    from gan_colorizer.train.pool import ImagePool
+    pool, stored, swaps, n = ImagePool(4, seed=3), set(), 0, 0
+    for step in range(600):
+        new = [float(2 * step), float(2 * step + 1)]
+        out = [float(x) for x in pool.query(marked(new))[:, 0, 0, 0]]
+        for given, seen in zip(new, out):  # our own account of what the pool holds
+            if len(stored) < 4 and seen == given:
+                stored.add(given)
+                continue
+            n += 1
+            if seen != given:
+                assert seen in stored  # D sees an earlier fake that the pool held...
+                stored.remove(seen)
+                stored.add(given)  # ...and the new one takes its place
+                swaps += 1
+        assert len(stored) == 4 or step < 2
+    assert abs(swaps / n - 0.5) < 0.05  # 1/2, as pix2pix's pool
+
+
+def test_the_pool_resumes_from_its_state_and_size_0_is_off():
+    from gan_colorizer.train.pool import ImagePool
+    a = ImagePool(3, seed=1)
+    for step in range(5):
+        a.query(marked([step, step + 0.5]))
+    b = ImagePool(3, seed=99)
+    b.load_state_dict(a.state_dict(), "cpu")
+    for step in range(5, 15):
+        assert torch.equal(a.query(marked([step, step + 0.5])), b.query(marked([step, step + 0.5])))
+    fakes = marked([1.0])
+    assert ImagePool(0, seed=0).query(fakes) is fakes
+
+
+def test_d_judges_pooled_pairs_of_l_and_ab():
+    from gan_colorizer.train.pool import ImagePool
+    from gan_colorizer.train.steps import judged_fakes
+    nets = Nets(None, None, pool=ImagePool(2, seed=0))
+    first = judged_fakes(nets, torch.zeros(1, 1, 2, 2), torch.ones(1, 2, 2, 2))
+    assert first[0].shape == (1, 1, 2, 2) and first[1].shape == (1, 2, 2, 2)
+    stored = nets.pool.images[0]
+    assert torch.equal(stored[:1], torch.zeros(1, 2, 2)) and torch.equal(stored[1:], torch.ones(2, 2, 2))

@@ -101,7 +101,7 @@ def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed
         log.info("generator: starting from scratch (no --init-generator stage-1 checkpoint)")
     if cfg.model.head == "classification":  # the prior goes in before the EMA copy is made
         nets.classes = ab_prior.attach(nets.generator, prior, cfg, rt.device)
-    add_helpers(cfg, rt, nets, resumed)
+    add_helpers(cfg, rt, nets, resumed, dist.rank)
     sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in nets_by_name(nets).items())
     log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
              f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
@@ -112,9 +112,15 @@ def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed
     return nets, opts, state
 
 
-def add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None) -> None:
-    """The frozen VGG16 of --perceptual-weight and the EMA copy of --ema-decay (from the checkpoint on resume)."""
+def add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None, rank: int = 0) -> None:
+    """The frozen VGG16 of --perceptual-weight, the EMA copy of --ema-decay and the image pool of --pool-size (the
+    last two from the checkpoint on resume)."""
     o = cfg.optim
+    if cfg.stage == "gan" and o.pool_size > 0:
+        from gan_colorizer.train.pool import ImagePool
+        nets.pool = ImagePool(o.pool_size, cfg.run.seed + rank)  # each process its own (rank 0's is saved)
+        if resumed is not None and "image_pool" in resumed:
+            nets.pool.load_state_dict(resumed["image_pool"], rt.device)
     if o.perceptual_weight > 0:
         from gan_colorizer.losses import load_perceptual
         nets.perceptual = rt.place(load_perceptual(o.vgg_weights, o.perceptual_layers))

@@ -63,6 +63,8 @@ def write(run, name: str, full: bool, final: bool) -> bool:
         counters["color_prior"] = run.prior_info  # what the generator's prior buffer was made from
     ckpt = ckpt_io.make_checkpoint(run.cfg, nets_by_name(run.nets), counters, run.metrics,
                                    (run.opts, run.rt.scaler) if full else None)
+    if full and run.nets.pool is not None:
+        ckpt["image_pool"] = run.nets.pool.state_dict()  # what D saw of earlier steps, for an exact resume
     written = run.schedule.write(lambda: ckpt_io.save_atomic(ckpt, run.ckpt_dir / name), final)
     if written and full:
         run.saved_step = s.step

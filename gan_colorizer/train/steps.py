@@ -34,6 +34,7 @@ class Nets:
     discriminator: torch.nn.Module | None = None
     perceptual: torch.nn.Module | None = None  # frozen VGG16 for --perceptual-weight; not trained, not saved
     ema: object | None = None  # ema.EMA of the generator for --ema-decay
+    pool: object | None = None  # pool.ImagePool of earlier fakes for D, --pool-size
     classes: object | None = None  # color_classes.ClassTargets for --head classification
 
 
@@ -142,11 +143,21 @@ def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: 
         fakes.append(fake)
         with sync_gradients(D, i == len(micro) - 1):
             with rt.autocast():
-                loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(gray_l, fake[0].detach()),
+                loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(*judged_fakes(nets, gray_l, fake[0])),
                                                      cfg.optim.gan_mode)
             rt.backward(loss_d / len(micro))
         _accumulate(parts, parts_d, len(micro))
     return fakes
+
+
+def judged_fakes(nets: Nets, gray_l: torch.Tensor, fake_ab: torch.Tensor) -> tuple:
+    """(gray_l, ab) of the fakes D is trained on: this step's, or with --pool-size a mix with earlier ones (pooled as
+    L and ab together, since D judges the pair)."""
+    fake_ab = fake_ab.detach()
+    if nets.pool is None:
+        return gray_l, fake_ab
+    pairs = nets.pool.query(torch.cat([gray_l.to(fake_ab.dtype), fake_ab], dim=1))
+    return pairs[:, :1].to(gray_l.dtype), pairs[:, 1:]
 
 
 def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: list, cfg: Config, parts: dict) -> None:
