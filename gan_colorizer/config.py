@@ -7,25 +7,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import typing
 from dataclasses import dataclass, field
 
-from gan_colorizer.config_checks import check_run_name, check_value, validate
-from gan_colorizer.errors import UserError
-from gan_colorizer.options import add_options, amp_opt, device_opt, opt, value_type, workers_opt
+from gan_colorizer.config_checks import validate  # noqa: F401  (config.validate: its callers' name for it)
+from gan_colorizer.options import add_options, amp_opt, device_opt, opt, workers_opt
 
 log = logging.getLogger("gan_colorizer")
-GAN_MODES = ("vanilla", "lsgan", "hinge")
+GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp")  # the adversarial losses of losses.py
+DISC_NORMS = ("batch", "instance", "spectral", "none")  # models/patchgan.py
 LR_POLICIES = ("constant", "linear", "cosine", "step")  # train/schedules.py
-
-
-def batches_per_step(cfg) -> int:
-    """Batches one optimizer step reads: --grad-accum of them, times --d-steps in stage 2 (one group per D update)."""
-    return cfg.optim.grad_accum * (cfg.optim.d_steps if cfg.stage == "gan" else 1)  # the adversarial losses of losses.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
-MAX_CONFIG_BYTES = 1 << 20  # a --config file is read only up to this size
 DECODES = ("annealed", "mode", "mean")  # how a classification head's distribution becomes ab (ab_bins.decode)
 WEIGHTS = ("auto", "ema", "raw")  # which generator weights a checkpoint serves: the EMA copy when present, or insist
 
@@ -68,6 +61,8 @@ class ModelConfig:
                                   "distribution to ab (1 = the mean, toward 0 the mode; the paper's 0.38)")
     disc_filters: int = opt(64, "filters of the first PatchGAN layer", stages=("gan",))
     disc_layers: int = opt(3, "downsampling blocks of the PatchGAN (3 gives the 70x70 receptive field)", stages=("gan",))
+    disc_norm: str = opt("batch", "the PatchGAN's normalisation: batch (pix2pix), instance, spectral (every "
+                                  "convolution spectrally normalised) or none", choices=DISC_NORMS, stages=("gan",))
 
 
 @dataclass
@@ -115,7 +110,12 @@ class OptimConfig:
     weight_decay: float = opt(0.0, "decoupled weight decay for both nets (AdamW when > 0)")
     ema_decay: float = opt(0.0, "keep an exponential moving average of the generator with this decay, e.g. 0.999 "
                                 "(0 = off); evaluation and inference use it when present")
-    gan_mode: str = opt("vanilla", "adversarial loss", choices=GAN_MODES, stages=("gan",))
+    gan_mode: str = opt("vanilla", "adversarial loss: vanilla (pix2pix), lsgan, hinge, or wgangp (Wasserstein with "
+                                   "--gp-weight's gradient penalty)", choices=GAN_MODES, stages=("gan",))
+    gp_weight: float = opt(10.0, "--gan-mode wgangp: weight of the gradient penalty (Gulrajani et al. 2017: 10)",
+                           stages=("gan",))
+    r1_weight: float = opt(0.0, "weight gamma of the R1 penalty, gamma / 2 x the squared gradient of D on real "
+                                "photos (Mescheder et al. 2018), in any --gan-mode (0 = off)", stages=("gan",))
     amp: str = amp_opt()
     channels_last: bool = opt(True, "channels_last memory format for the nets (faster convolutions)")
     max_bad_steps: int = opt(20, "steps with a NaN / Inf loss or gradient are skipped; this many in a row stop the run")
@@ -235,93 +235,9 @@ def explicit_flags(parser: argparse.ArgumentParser, argv) -> dict:
     return vars(parser.parse_args(argv))
 
 
-def read_file(path, stage: str) -> dict:
-    """The values a JSON config file sets, as {field name: value}: {"stage": ..., "data": {...}, "model": {...}, ...}
-    as runs/NAME/config.json holds them (with "version"); keys starting with "_" are comments. Any problem is one line
-    naming the file."""
-    d = _json_object(path)
-    if not isinstance(d, dict):
-        raise UserError(f"{path}: not a JSON config (an object of groups: stage, {', '.join(GROUPS)})")
-    if d.get("stage", stage) not in STAGE_DEFAULTS:
-        raise UserError(f"{path}: unknown stage {d['stage']!r} (pretrain or gan)")
-    if d.get("stage", stage) != stage:
-        raise UserError(f"{path}: a {d['stage']} config cannot configure a {stage} run")
-    values = {}
-    for group, fields in d.items():
-        if group in ("stage", "version") or group.startswith("_"):
-            continue
-        if group not in GROUPS or not isinstance(fields, dict):
-            raise UserError(f"{path}: unknown key {group!r} (expected stage, version, {', '.join(GROUPS)}, or "
-                            f"_comment)")
-        known = {f.name: f for f in dataclasses.fields(GROUPS[group])}
-        hints = typing.get_type_hints(GROUPS[group])
-        for name, value in fields.items():
-            if name.startswith("_"):
-                continue
-            if name not in known:
-                raise UserError(f"{path}: unknown field {group}.{name}")
-            values[name] = _checked_value(path, f"{group}.{name}", known[name], hints[name], value)
-            check_value(name, values[name], f"{path}: {group}.{name} =")
-            if name == "name" and value is not None:
-                check_run_name(value, f"{path}: run.name =")
-    values = _versioned(path, d, stage, values)
-    try:
-        validate(update(defaults(stage), values))
-    except UserError as e:
-        raise UserError(f"{path}: {e}") from None
-    return values
-
-
-def _versioned(path, d: dict, stage: str, values: dict) -> dict:
-    """values in today's meaning. A file without "version" is read as today's (recipes are written by hand), with a
-    note where an older run's config.json would mean otherwise; "version": 1 asks for the old meaning."""
-    version = d.get("version")
-    if version is not None and (type(version) is not int or not 1 <= version <= VERSION):
-        raise UserError(f"{path}: version {version!r}: this gan_colorizer reads config versions 1 to {VERSION}")
-    weight = values.get("perceptual_weight", 0)
-    if stage != "gan" or not weight or version == VERSION:
-        return values
-    old = perceptual_weight_of_version_1(update(defaults(stage), values))
-    if version == 1:
-        return {**values, "perceptual_weight": old}
-    log.info("note: %s: perceptual_weight %g weighs the perceptual loss alone in stage 2 (a run's config.json from "
-             "before config version 2 meant %g in today's weights: add \"version\": 1 to the file to read it so)",
-             path, weight, old)
-    return values
-
-
-def _json_object(path):
-    """The file's JSON, read only when small (a run's config.json is a few KB) and parsed only when not nested past
-    Python's recursion limit: a 300 MB file or a deep nest is one line, not a traceback or a long read."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the config file ({e.strerror or e})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise UserError(f"{path}: not a config file (larger than {MAX_CONFIG_BYTES // 1024} KB)")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise UserError(f"{path}: not a JSON config (nested too deeply)") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-        raise UserError(f"{path}: not a JSON config ({e})") from None
-
-
-def _checked_value(path, key: str, f: dataclasses.Field, annotation, value):
-    """value as the field's type (an int is a fine float), or a UserError naming the file and field."""
-    t = value_type(annotation)
-    if value is None and t is not annotation:  # Optional[X]
-        return None
-    ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
-    if t is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
-    if not ok:
-        raise UserError(f"{path}: {key} = {value!r}: expected {t.__name__}")
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise UserError(f"{path}: {key} = {value!r}: expected one of {', '.join(map(str, choices))}")
-    return value
+def batches_per_step(cfg) -> int:
+    """Batches one optimizer step reads: --grad-accum of them, times --d-steps in stage 2 (one group per D update)."""
+    return cfg.optim.grad_accum * (cfg.optim.d_steps if cfg.stage == "gan" else 1)
 
 
 def best_mode(cfg: Config) -> str:

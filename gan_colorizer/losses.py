@@ -50,6 +50,8 @@ def _adversarial(logits: torch.Tensor, real: bool, mode: str, for_generator: boo
         if for_generator:
             return -logits.mean()
         return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
+    if mode == "wgangp":  # the critic's score: real up, fake down; its penalty is gradient_penalty's
+        return -logits.mean() if real else logits.mean()
     raise ValueError(f"unknown gan mode {mode!r}; choose from {GAN_MODES}")
 
 
@@ -97,6 +99,25 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
     real = _adversarial(real_logits, True, mode, for_generator=False)
     fake = _adversarial(fake_logits, False, mode, for_generator=False)
     return (real + fake) * 0.5, {"d_real": real.detach(), "d_fake": fake.detach()}
+
+
+def gradient_penalty(D, gray_l: torch.Tensor, real_ab: torch.Tensor, fake_ab: torch.Tensor, weight: float,
+                     alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """WGAN-GP (Gulrajani et al. 2017): weight x (||grad of D at x||_2 - 1)^2, x a random point between each real
+    and fake ab (the L they share stays), the gradient over the whole map of D's scores (their sum) per image."""
+    alpha = torch.rand(len(real_ab), 1, 1, 1, device=real_ab.device) if alpha is None else alpha
+    x = (alpha * real_ab.detach() + (1 - alpha) * fake_ab.detach()).requires_grad_(True)
+    grad, = torch.autograd.grad(D(gray_l, x).float().sum(), x, create_graph=True)
+    penalty = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return weight * penalty, {"d_gp": penalty.detach()}
+
+
+def r1_penalty(D, gray_l: torch.Tensor, real_ab: torch.Tensor, weight: float) -> tuple[torch.Tensor, dict]:
+    """R1 (Mescheder et al. 2018): weight / 2 x the squared norm of D's gradient at the real photos' ab."""
+    x = real_ab.detach().requires_grad_(True)
+    grad, = torch.autograd.grad(D(gray_l, x).float().sum(), x, create_graph=True)
+    penalty = grad.float().pow(2).flatten(1).sum(dim=1).mean()
+    return weight / 2 * penalty, {"d_r1": penalty.detach()}
 
 
 # The VGG16 perceptual loss

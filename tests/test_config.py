@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from gan_colorizer import config
+from gan_colorizer import config_files
 from gan_colorizer.config import Config, build_parser, defaults, explicit_flags, update, validate
 from gan_colorizer.errors import UserError
 
@@ -166,7 +166,7 @@ def test_resuming_a_version_1_run_keeps_its_loss_and_says_so(tmp_path, caplog):
 
 
 def test_a_config_file_is_read_in_todays_weights_unless_it_says_version_1(tmp_path, caplog):
-    from gan_colorizer.config import read_file
+    from gan_colorizer.config_files import read_file
     recipe = {"stage": "gan", "optim": {"perceptual_weight": 0.5}}
     with caplog.at_level("INFO", logger="gan_colorizer"):
         assert read_file(write_json(tmp_path / "a.json", recipe), "gan")["perceptual_weight"] == 0.5
@@ -268,7 +268,7 @@ def test_a_run_name_that_is_not_one_folder_name_is_refused(tmp_path, capsys, nam
     assert len(err.splitlines()) == 1 and list(tmp_path.iterdir()) == []
     path = write_json(tmp_path / "run.json", {"run": {"name": name}})
     with pytest.raises(UserError, match=rf"^{path}: run.name = "):
-        config.read_file(path, "pretrain")
+        config_files.read_file(path, "pretrain")
 
 
 def test_run_names_that_are_one_folder_are_accepted_and_checked_where_folders_are_made(tmp_path):

@@ -155,3 +155,78 @@ def test_d_judges_pooled_pairs_of_l_and_ab():
     assert first[0].shape == (1, 1, 2, 2) and first[1].shape == (1, 2, 2, 2)
     stored = nets.pool.images[0]
     assert torch.equal(stored[:1], torch.zeros(1, 2, 2)) and torch.equal(stored[1:], torch.ones(2, 2, 2))
+
+
+class LinearCritic(torch.nn.Module):
+    """D(L, ab) = the map sum_c w_c ab_c + L: its gradient in ab is w at every pixel, known without autograd."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(w).view(1, -1, 1, 1))
+
+    def forward(self, gray_l, ab):
+        return (self.w * ab).sum(dim=1, keepdim=True) + gray_l
+
+
+def test_wgan_gp_and_r1_penalties_are_their_formulas_on_a_critic_with_a_known_gradient():
+    from gan_colorizer.losses import gradient_penalty, r1_penalty
+    D, h, w = LinearCritic([0.3, -0.4]), 4, 5
+    gray_l, real_ab, fake_ab = torch.zeros(3, 1, h, w), torch.rand(3, 2, h, w), torch.rand(3, 2, h, w)
+    norm = (h * w * (0.3 ** 2 + 0.4 ** 2)) ** 0.5  # per image: |w| at each of h x w pixels
+    gp, parts = gradient_penalty(D, gray_l, real_ab, fake_ab, 10.0)
+    assert gp.item() == pytest.approx(10.0 * (norm - 1) ** 2, rel=1e-5) and "d_gp" in parts
+    r1, _ = r1_penalty(D, gray_l, real_ab, 4.0)
+    assert r1.item() == pytest.approx(4.0 / 2 * norm ** 2, rel=1e-5)
+    gp.backward()  # the penalty trains D: d/dw of 10 (|w| sqrt(hw) - 1)^2
+    expected = 10 * 2 * (norm - 1) * (h * w) ** 0.5 * torch.tensor([0.3, -0.4]) / (0.3 ** 2 + 0.4 ** 2) ** 0.5
+    assert D.w.grad.flatten() == pytest.approx(expected.tolist(), rel=1e-4)
+
+
+def test_the_gradient_penalty_of_a_patchgan_matches_finite_differences():
+    """On a real (tiny) PatchGAN in float64: the gradient norm inside the penalty against central differences."""
+    from gan_colorizer.losses import gradient_penalty
+    torch.manual_seed(0)
+    D = PatchDiscriminator(3, 4, 1, norm="none").double()
+    gray_l, real_ab, fake_ab = (torch.rand(1, c, 8, 8, dtype=torch.float64) for c in (1, 2, 2))
+    alpha = torch.full((1, 1, 1, 1), 0.3, dtype=torch.float64)
+    gp, _ = gradient_penalty(D, gray_l, real_ab, fake_ab, 1.0, alpha=alpha)
+    x = alpha * real_ab + (1 - alpha) * fake_ab
+    grad, eps = torch.zeros_like(x), 1e-6
+    for i in range(x.numel()):
+        step = torch.zeros_like(x).flatten()
+        step[i] = eps
+        step = step.view_as(x)
+        grad.view(-1)[i] = (D(gray_l, x + step).sum() - D(gray_l, x - step).sum()) / (2 * eps)
+    assert gp.item() == pytest.approx((grad.norm().item() - 1) ** 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "spectral", "none"])
+def test_every_discriminator_norm_builds_judges_and_reloads_its_weights(norm):
+    from gan_colorizer.models.patchgan import build_discriminator
+    cfg = dataclasses.replace(defaults("gan").model, disc_filters=8, disc_norm=norm)
+    torch.manual_seed(0)
+    D = build_discriminator(cfg)
+    gray_l, ab = torch.rand(2, 1, 64, 64), torch.rand(2, 2, 64, 64)
+    D(gray_l, ab)  # a training-mode forward: batch norm's statistics, spectral norm's power iteration move
+    again = build_discriminator(cfg)
+    again.load_state_dict(D.state_dict(), strict=True)
+    D.eval(), again.eval()
+    assert torch.equal(D(gray_l, ab), again(gray_l, ab)) and D(gray_l, ab).shape == (2, 1, 6, 6)
+    names = [type(m).__name__ for m in D.model]
+    assert names[3] == {"batch": "BatchNorm2d", "instance": "InstanceNorm2d"}.get(norm, "Identity")
+    assert any("parametrizations" in k for k in D.state_dict()) == (norm == "spectral")
+
+
+@pytest.mark.slow  # three short stage-2 runs from the command line, in-process
+@pytest.mark.parametrize("flags", [["--gan-mode", "wgangp"], ["--r1-weight", "1", "--disc-norm", "spectral"],
+                                   ["--disc-norm", "instance", "--gan-mode", "hinge"]])
+def test_a_stage2_run_trains_with_each_discriminator_option_and_logs_its_penalty(photo_folder, tmp_path, flags,
+                                                                                 capsys):
+    args = ["--data", str(photo_folder), *FAST, *GAN, "--max-steps", "2", *flags, *run_dirs_args(tmp_path, "o")]
+    assert main("gan", args) == 0
+    capsys.readouterr()
+    penalty = {"--gan-mode wgangp": "loss/d_gp", "--r1-weight 1": "loss/d_r1"}.get(" ".join(flags[:2]))
+    if penalty:
+        assert [s for s, _ in scalar_values(tmp_path / "runs" / "o", penalty)] == [1, 2]
+    assert main("gan", ["--resume", str(tmp_path / "checkpoints" / "o" / "last.pt"), "--max-steps", "3"]) == 0
+    assert ckpt_io.load(tmp_path / "checkpoints" / "o" / "last.pt")["step"] == 3

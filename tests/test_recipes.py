@@ -4,7 +4,8 @@ import json
 import pytest
 from conftest import ROOT
 
-from gan_colorizer.config import STAGE_DEFAULTS, read_file
+from gan_colorizer.config import STAGE_DEFAULTS
+from gan_colorizer.config_files import read_file
 from gan_colorizer.train.cli import resolve_config
 
 RECIPES = sorted((ROOT / "configs").glob("*.json"))

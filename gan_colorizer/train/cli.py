@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from gan_colorizer import config
+from gan_colorizer import config, config_files
 from gan_colorizer.config import Config, defaults, explicit_flags, update
 from gan_colorizer.console import run_command, setup_logging
 from gan_colorizer.errors import UserError
@@ -45,7 +45,7 @@ def resolve_config(stage: str, explicit: dict) -> Config:
     from gan_colorizer.checkpoint import load
     path = explicit.pop("config", None)
     if path:
-        explicit = {**config.read_file(path, stage), **explicit}
+        explicit = {**config_files.read_file(path, stage), **explicit}
     resume = explicit.pop("resume", None)
     if resume:
         cfg = resumed_config(resume, stage, explicit)

@@ -16,8 +16,10 @@ from gan_colorizer.losses import (
     classification,
     discriminator_loss,
     generator_loss,
+    gradient_penalty,
     perceptual_term,
     pretrain_loss,
+    r1_penalty,
     reconstruction,
 )
 from gan_colorizer.metrics import colorfulness, delta_e2000, image_lab, psnr
@@ -143,11 +145,25 @@ def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: 
         fakes.append(fake)
         with sync_gradients(D, i == len(micro) - 1):
             with rt.autocast():
-                loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(*judged_fakes(nets, gray_l, fake[0])),
-                                                     cfg.optim.gan_mode)
+                judged = judged_fakes(nets, gray_l, fake[0])
+                loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(*judged), cfg.optim.gan_mode)
+                loss_d = loss_d + penalties(D, gray_l, real_ab, judged[1], cfg.optim, parts_d)
             rt.backward(loss_d / len(micro))
         _accumulate(parts, parts_d, len(micro))
     return fakes
+
+
+def penalties(D, gray_l, real_ab, fake_ab, o, parts: dict):
+    """D's gradient penalties, added to its loss: WGAN-GP's under --gan-mode wgangp, R1's when --r1-weight > 0
+    (their unweighted values reported as d_gp, d_r1)."""
+    total = 0.0
+    if o.gan_mode == "wgangp":
+        loss, part = gradient_penalty(D, gray_l, real_ab, fake_ab, o.gp_weight)
+        total, parts["d_gp"] = total + loss, part["d_gp"]
+    if o.r1_weight > 0:
+        loss, part = r1_penalty(D, gray_l, real_ab, o.r1_weight)
+        total, parts["d_r1"] = total + loss, part["d_r1"]
+    return total
 
 
 def judged_fakes(nets: Nets, gray_l: torch.Tensor, fake_ab: torch.Tensor) -> tuple:
