@@ -61,6 +61,8 @@ class ModelConfig:
                                   "distribution to ab (1 = the mean, toward 0 the mode; the paper's 0.38)")
     disc_filters: int = opt(64, "filters of the first PatchGAN layer", stages=("gan",))
     disc_layers: int = opt(3, "downsampling blocks of the PatchGAN (3 gives the 70x70 receptive field)", stages=("gan",))
+    d_scales: int = opt(1, "PatchGANs at 1, 1/2, 1/4... of the input size (pix2pixHD's multi-scale discriminator: "
+                           "2 or 3); 1 = pix2pix's single PatchGAN", stages=("gan",))
     disc_norm: str = opt("batch", "the PatchGAN's normalisation: batch (pix2pix), instance, spectral (every "
                                   "convolution spectrally normalised) or none", choices=DISC_NORMS, stages=("gan",))
 
@@ -114,6 +116,9 @@ class OptimConfig:
                                    "--gp-weight's gradient penalty)", choices=GAN_MODES, stages=("gan",))
     gp_weight: float = opt(10.0, "--gan-mode wgangp: weight of the gradient penalty (Gulrajani et al. 2017: 10)",
                            stages=("gan",))
+    feature_matching_weight: float = opt(0.0, "weight of pix2pixHD's feature-matching loss: L1 between D's features "
+                                              "of the photo and of the colorization, every layer and scale (their "
+                                              "10; 0 = off)", stages=("gan",))
     r1_weight: float = opt(0.0, "weight gamma of the R1 penalty, gamma / 2 x the squared gradient of D on real "
                                 "photos (Mescheder et al. 2018), in any --gan-mode (0 = off)", stages=("gan",))
     amp: str = amp_opt()

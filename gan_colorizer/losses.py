@@ -39,7 +39,9 @@ def reconstruction_loss(fake_ab: torch.Tensor, real_ab: torch.Tensor, kind: str 
     raise ValueError(f"unknown reconstruction loss {kind!r}; choose from {RECON_LOSSES}")
 
 
-def _adversarial(logits: torch.Tensor, real: bool, mode: str, for_generator: bool) -> torch.Tensor:
+def _adversarial(logits, real: bool, mode: str, for_generator: bool) -> torch.Tensor:
+    if isinstance(logits, list):  # a multi-scale D's maps: summed over scales, as pix2pixHD
+        return sum(_adversarial(one, real, mode, for_generator) for one in logits)
     logits = logits.float()
     if mode == "vanilla":
         target = torch.ones_like(logits) if real else torch.zeros_like(logits)
@@ -107,7 +109,7 @@ def gradient_penalty(D, gray_l: torch.Tensor, real_ab: torch.Tensor, fake_ab: to
     and fake ab (the L they share stays), the gradient over the whole map of D's scores (their sum) per image."""
     alpha = torch.rand(len(real_ab), 1, 1, 1, device=real_ab.device) if alpha is None else alpha
     x = (alpha * real_ab.detach() + (1 - alpha) * fake_ab.detach()).requires_grad_(True)
-    grad, = torch.autograd.grad(D(gray_l, x).float().sum(), x, create_graph=True)
+    grad, = torch.autograd.grad(_score_sum(D(gray_l, x)), x, create_graph=True)
     penalty = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
     return weight * penalty, {"d_gp": penalty.detach()}
 
@@ -115,9 +117,24 @@ def gradient_penalty(D, gray_l: torch.Tensor, real_ab: torch.Tensor, fake_ab: to
 def r1_penalty(D, gray_l: torch.Tensor, real_ab: torch.Tensor, weight: float) -> tuple[torch.Tensor, dict]:
     """R1 (Mescheder et al. 2018): weight / 2 x the squared norm of D's gradient at the real photos' ab."""
     x = real_ab.detach().requires_grad_(True)
-    grad, = torch.autograd.grad(D(gray_l, x).float().sum(), x, create_graph=True)
+    grad, = torch.autograd.grad(_score_sum(D(gray_l, x)), x, create_graph=True)
     penalty = grad.float().pow(2).flatten(1).sum(dim=1).mean()
     return weight / 2 * penalty, {"d_r1": penalty.detach()}
+
+
+def _score_sum(scores) -> torch.Tensor:
+    """All of D's scores summed (every scale's map of a multi-scale D): what the penalties differentiate."""
+    return sum(one.float().sum() for one in (scores if isinstance(scores, list) else [scores]))
+
+
+def feature_matching(real_features: list, fake_features: list, n_layers: int, weight: float) -> tuple:
+    """pix2pixHD's feature-matching loss: weight x the L1 between D's features of the photo (fixed) and of the
+    colorization, over every block but the logits, each weighted 4 / (n_layers + 1) and each scale 1 / scales."""
+    loss = 0.0
+    for real, fake in zip(real_features, fake_features):
+        for r, f in zip(real[:-1], fake[:-1]):
+            loss = loss + 4.0 / (n_layers + 1) / len(real_features) * F.l1_loss(f.float(), r.detach().float())
+    return weight * loss, {"g_fm": loss.detach()}
 
 
 # The VGG16 perceptual loss

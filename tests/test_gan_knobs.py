@@ -219,14 +219,46 @@ def test_every_discriminator_norm_builds_judges_and_reloads_its_weights(norm):
 
 @pytest.mark.slow  # three short stage-2 runs from the command line, in-process
 @pytest.mark.parametrize("flags", [["--gan-mode", "wgangp"], ["--r1-weight", "1", "--disc-norm", "spectral"],
-                                   ["--disc-norm", "instance", "--gan-mode", "hinge"]])
+                                   ["--disc-norm", "instance", "--gan-mode", "hinge"],
+                                   ["--feature-matching-weight", "10", "--d-scales", "2"]])
 def test_a_stage2_run_trains_with_each_discriminator_option_and_logs_its_penalty(photo_folder, tmp_path, flags,
                                                                                  capsys):
     args = ["--data", str(photo_folder), *FAST, *GAN, "--max-steps", "2", *flags, *run_dirs_args(tmp_path, "o")]
     assert main("gan", args) == 0
     capsys.readouterr()
-    penalty = {"--gan-mode wgangp": "loss/d_gp", "--r1-weight 1": "loss/d_r1"}.get(" ".join(flags[:2]))
+    penalty = {"--gan-mode wgangp": "loss/d_gp", "--r1-weight 1": "loss/d_r1",
+               "--feature-matching-weight 10": "loss/g_fm"}.get(" ".join(flags[:2]))
     if penalty:
         assert [s for s, _ in scalar_values(tmp_path / "runs" / "o", penalty)] == [1, 2]
     assert main("gan", ["--resume", str(tmp_path / "checkpoints" / "o" / "last.pt"), "--max-steps", "3"]) == 0
     assert ckpt_io.load(tmp_path / "checkpoints" / "o" / "last.pt")["step"] == 3
+
+
+def test_the_multi_scale_discriminator_judges_each_scale_of_the_average_pooled_input():
+    import torch.nn.functional as F
+
+    from gan_colorizer.models.patchgan import MultiScaleDiscriminator
+    torch.manual_seed(0)
+    D = MultiScaleDiscriminator(3, in_channels=3, filters=4, n_layers=2).eval()
+    gray_l, ab = torch.rand(2, 1, 64, 64), torch.rand(2, 2, 64, 64)
+    maps = D(gray_l, ab)
+    assert [tuple(m.shape[-2:]) for m in maps] == [(14, 14), (6, 6), (2, 2)]
+    g, a = gray_l, ab
+    for k, (one, out) in enumerate(zip(D.scales, maps)):  # our own pooling: 3x3, stride 2, edges not counted
+        assert torch.allclose(out, one(g, a), atol=1e-6), k
+        g, a = (F.avg_pool2d(x, 3, 2, 1, count_include_pad=False) for x in (g, a))
+    features = D.features(gray_l, ab)
+    assert [len(f) for f in features] == [4, 4, 4]  # 3 blocks and the logits, per scale
+    assert all(torch.equal(f[-1], m) for f, m in zip(features, maps))
+
+
+def test_feature_matching_is_pix2pixhds_weighted_l1_over_blocks_and_scales():
+    from gan_colorizer.losses import feature_matching
+    torch.manual_seed(0)
+    real = [[torch.rand(2, 3, 4, 4) for _ in range(3)] for _ in range(2)]  # 2 scales, 2 blocks + logits each
+    fake = [[torch.rand(2, 3, 4, 4, requires_grad=True) for _ in range(3)] for _ in range(2)]
+    loss, parts = feature_matching(real, fake, n_layers=1, weight=10.0)
+    expected = 10.0 * sum(4 / 2 / 2 * (f - r).abs().mean() for rs, fs in zip(real, fake) for r, f in zip(rs[:2], fs[:2]))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and "g_fm" in parts
+    loss.backward()
+    assert fake[0][2].grad is None and fake[0][0].grad is not None  # the logits are not matched

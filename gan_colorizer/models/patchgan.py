@@ -1,4 +1,6 @@
-"""The pix2pix PatchGAN discriminator: real or fake per 70 x 70 patch of concat(L, ab)."""
+"""The pix2pix PatchGAN discriminator: real or fake per 70 x 70 patch of concat(L, ab); and pix2pixHD's multi-scale
+one, a PatchGAN per scale of the input (full, 1/2, 1/4...), whose intermediate features also feed the generator's
+feature-matching loss."""
 from __future__ import annotations
 
 import torch
@@ -36,6 +38,37 @@ class PatchDiscriminator(nn.Module):
     def forward(self, gray_l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         return self.model(torch.cat([gray_l, ab], dim=1))
 
+    def features(self, gray_l: torch.Tensor, ab: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's output, the logits last: pix2pixHD's intermediate features (a block ends at an activation)."""
+        x, out = torch.cat([gray_l, ab], dim=1), []
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return out + [x]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """pix2pixHD's discriminator: `scales` PatchGANs, the k-th judging the input average-pooled k times (3x3, stride
+    2, padding not counted). Its output is the list of their logit maps, coarsest last."""
+
+    def __init__(self, scales: int, **patchgan):
+        super().__init__()
+        self.scales = nn.ModuleList(PatchDiscriminator(**patchgan) for _ in range(scales))
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def _each(self, gray_l: torch.Tensor, ab: torch.Tensor):
+        for i, D in enumerate(self.scales):
+            yield D, gray_l, ab
+            if i + 1 < len(self.scales):
+                gray_l, ab = self.pool(gray_l), self.pool(ab)
+
+    def forward(self, gray_l: torch.Tensor, ab: torch.Tensor) -> list[torch.Tensor]:
+        return [D(g, a) for D, g, a in self._each(gray_l, ab)]
+
+    def features(self, gray_l: torch.Tensor, ab: torch.Tensor) -> list[list[torch.Tensor]]:
+        return [D.features(g, a) for D, g, a in self._each(gray_l, ab)]
+
 
 def _norm(norm: str, channels: int) -> nn.Module:
     if norm == "batch":
@@ -45,5 +78,9 @@ def _norm(norm: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def build_discriminator(model_cfg) -> PatchDiscriminator:
-    return init_normal(PatchDiscriminator(3, model_cfg.disc_filters, model_cfg.disc_layers, model_cfg.disc_norm))
+def build_discriminator(model_cfg) -> nn.Module:
+    """One PatchGAN (--d-scales 1, pix2pix) or pix2pixHD's several, N(0, 0.02) initialised."""
+    m = model_cfg
+    patchgan = {"in_channels": 3, "filters": m.disc_filters, "n_layers": m.disc_layers, "norm": m.disc_norm}
+    net = PatchDiscriminator(**patchgan) if m.d_scales == 1 else MultiScaleDiscriminator(m.d_scales, **patchgan)
+    return init_normal(net)

@@ -15,6 +15,7 @@ from gan_colorizer.config import Config
 from gan_colorizer.losses import (
     classification,
     discriminator_loss,
+    feature_matching,
     generator_loss,
     gradient_penalty,
     perceptual_term,
@@ -23,7 +24,7 @@ from gan_colorizer.losses import (
     reconstruction,
 )
 from gan_colorizer.metrics import colorfulness, delta_e2000, image_lab, psnr
-from gan_colorizer.runtime import Runtime
+from gan_colorizer.runtime import Runtime, unwrap
 from gan_colorizer.train import distributed
 from gan_colorizer.train.distributed import SINGLE, Dist, sync_gradients
 
@@ -191,9 +192,30 @@ def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: li
                     fake = generate(nets, gray_l)
             with rt.autocast():
                 own, extra = objective(gray_l, fake, real_ab, nets, cfg)
+                if o.feature_matching_weight > 0:
+                    extra = _plus(extra, matched_features(D, gray_l, real_ab, fake[0], cfg))
                 loss_g, parts_g = generator_loss(D(gray_l, fake[0]), own, lam, o.gan_mode, extra)
             rt.backward(loss_g / len(micro))
         _accumulate(parts, parts_g, len(micro))
+
+
+def matched_features(D, gray_l, real_ab, fake_ab, cfg: Config) -> tuple:
+    """--feature-matching-weight's term for G: D's features of the photo (no gradient) against the colorization's,
+    every block of every scale (one more D forward on the fakes than the GAN term's)."""
+    net = unwrap(D)  # features() is not a forward of the DDP wrapper; D is frozen here, nothing to sync
+    with torch.no_grad():
+        real = _per_scale(net.features(gray_l, real_ab))
+    fake = _per_scale(net.features(gray_l, fake_ab))
+    return feature_matching(real, fake, cfg.model.disc_layers, cfg.optim.feature_matching_weight)
+
+
+def _per_scale(features: list) -> list:
+    return features if isinstance(features[0], list) else [features]
+
+
+def _plus(a: tuple, b: tuple) -> tuple:
+    """Two (loss, parts) terms added."""
+    return a[0] + b[0], {**a[1], **b[1]}
 
 
 def _accumulate(total: dict, parts: dict, n: int) -> None:
