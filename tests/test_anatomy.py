@@ -34,3 +34,17 @@ def test_every_parameter_belongs_to_one_group(resunet):
     counted = sum(sum(p.numel() for p in dict(g.named_modules())[n].parameters(recurse=False)) for n in groups)
     assert counted == count_parameters(g)
     assert set(groups.values()) == set(GROUPS)
+
+
+def test_each_stage_is_the_module_its_name_says_and_an_unnamed_network_is_an_error(resunet):
+    """Checked against the modules' own qualified names: the label a plot shows is where the layer is."""
+    where = {id(m): name for name, m in resunet.named_modules()}
+    expected = {"encoder.stem": "layers.0.2", "encoder.layer1": "layers.0.4", "encoder.layer4": "layers.0.7",
+                "bottleneck": "layers.3", "decoder.block1": "layers.4", "decoder.block4": "layers.7",
+                "decoder.upsample": "layers.8", "head.resblock": "layers.11", "head.out": "layers.12"}
+    found = {s.name: where[id(s.module)] for s in stages(resunet)}
+    assert {name: found[name] for name in expected} == expected
+    net = UNetGenerator(1, 2, 4)
+    assert {s.name: s.module for s in stages(net)}["encoder.down3"] is net.down3
+    with pytest.raises(ValueError, match="Conv2d names no stages"):
+        stages(torch.nn.Conv2d(1, 2, 3))

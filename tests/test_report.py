@@ -213,7 +213,7 @@ def test_report_keeps_a_bounded_number_of_images_while_streaming(tmp_path, monke
     assert len(held) == 9 and max(cards for cards, _ in held) <= 4 + 3
     assert all(files == 4 * cards for cards, files in held)  # gray, model, truth and errors of each card
     html = (tmp_path / "out" / "report" / "index.html").read_text()
-    assert "No layer view: tiny: TinyGenerator is neither generator type" in html
+    assert "No layer view: tiny: TinyGenerator names no stages" in html
     assert len(card_ids(html, "worst")) == 3
 
 

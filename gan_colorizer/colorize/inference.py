@@ -15,10 +15,10 @@ from gan_colorizer.colorize.inference_numpy import CHUNK_PIXELS, MAX_ASPECT, ren
 
 
 def size_multiple(generator: torch.nn.Module) -> int:
-    """Input sides the generator accepts: multiples of 32 (ResNet U-Net), of 256 for the pix2pix U-Net."""
+    """Input sides the generator accepts, as it declares them (size_multiple): 32 for the ResNet U-Net, 256 for the
+    pix2pix U-Net."""
     from gan_colorizer.models.classifier import core
-    from gan_colorizer.models.pix2pix import UNetGenerator
-    return 256 if isinstance(core(generator), UNetGenerator) else 32
+    return getattr(core(generator), "size_multiple", 32)  # the network says; 32 for one that does not
 
 
 def full_res_l(pixels: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch import nn
 from gan_colorizer.color import rgb_to_lab
 from gan_colorizer.models.ddcolor import PixelShuffleUp, spectral_conv
 from gan_colorizer.models.published import PublishedModel, Weights
-from gan_colorizer.models.resunet import SKIPS, CatInput, stage_channels
+from gan_colorizer.models.resunet import SKIPS, CatInput, stage_channels, unet_stages
 from gan_colorizer.weights import load_state_dict_file
 
 RENDER_BASE = 16  # the render size is render_factor x 16 px (ColorizerFilter.render_base)
@@ -165,12 +165,7 @@ class DeOldify(nn.Module):
         stem and four stages, the middle convs, the decoder steps and the last upsampling, the residual convs and the
         last conv (before the sigmoid)."""
         body, _, _, middle, *blocks, last_up, _, residual, head = self.layers
-        stages = [("encoder.stem", "encoder", body[2])]
-        stages += [(f"encoder.layer{i}", "encoder", body[3 + i]) for i in range(1, 5)]
-        stages += [("bottleneck", "bottleneck", middle)]
-        stages += [(f"decoder.block{i}", "decoder", block) for i, block in enumerate(blocks, 1)]
-        return stages + [("decoder.upsample", "decoder", last_up), ("head.resblock", "head", residual),
-                         ("head.out", "head", head)]
+        return unet_stages(body, middle, blocks, last_up, residual, head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         body, norm, _, middle, *blocks, last_up, cat, residual, head = self.layers

@@ -38,6 +38,15 @@ class UNetGenerator(nn.Module):
         self.up1 = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * f, out_channels, 4, stride=2, padding=1),
                                  *([] if logits else [nn.Tanh()]))
 
+    size_multiple = 256  # input sides it takes: eight stride-2 downsamplings
+
+    def named_stages(self) -> list[tuple[str, str, nn.Module]]:
+        """(name, group, module) in forward order (inspect/anatomy.py): down1-7, the bottleneck, up8-up2, the head."""
+        stages = [(f"encoder.down{i}", "encoder", getattr(self, f"down{i}")) for i in range(1, 8)]
+        stages.append(("bottleneck", "bottleneck", self.down8))
+        stages += [(f"decoder.up{i}", "decoder", getattr(self, f"up{i}")) for i in range(8, 1, -1)]
+        return stages + [("head.out", "head", self.up1)]
+
     def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
         d1 = self.down1(gray_l)
         d2 = self.down2(d1)

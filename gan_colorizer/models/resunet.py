@@ -133,6 +133,18 @@ def stage_channels(body: nn.Sequential) -> list[int]:
     return channels
 
 
+def unet_stages(body, middle, blocks, upsample, res_block, out) -> list[tuple[str, str, nn.Module]]:
+    """The stages of a U-Net on a torchvision ResNet body (ours, and DeOldify's), named by where they are: the body's
+    stem (its ReLU, at 1/2 size) and four stages, the middle convs, the decoder blocks, the last upsampling, the head's
+    residual block and its last conv."""
+    stages = [("encoder.stem", "encoder", body[2])]
+    stages += [(f"encoder.layer{i}", "encoder", body[3 + i]) for i in range(1, 5)]
+    stages += [("bottleneck", "bottleneck", middle)]
+    stages += [(f"decoder.block{i}", "decoder", block) for i, block in enumerate(blocks, 1)]
+    return stages + [("decoder.upsample", "decoder", upsample), ("head.resblock", "head", res_block),
+                     ("head.out", "head", out)]
+
+
 class ResUNet(nn.Module):
     """A U-Net on a ResNet body: layers are DynamicUnet's [body, BatchNorm, ReLU, middle convs, 4 UnetBlocks,
     pixel shuffle to full size, resize to the input, concat the input, ResBlock, 1x1 conv to n_out]."""
@@ -169,6 +181,17 @@ class ResUNet(nn.Module):
     @property
     def upsample(self) -> nn.Sequential:
         return self.layers[4 + len(SKIPS)]
+
+    size_multiple = 32  # input sides it takes: the body halves five times
+
+    def named_stages(self) -> list[tuple[str, str, nn.Module]]:
+        """(name, group, module) in forward order, for the tools that look inside (inspect/anatomy.py)."""
+        *_, res_block, out = self.layers
+        return unet_stages(self.body, self.middle, self.blocks, self.upsample, res_block, out)
+
+    def extra_groups(self) -> list[tuple[str, nn.Module]]:
+        """Parameters outside every stage's hook: the stem's conv and BatchNorm, before the hooked ReLU."""
+        return [("encoder", self.body)]
 
     def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
         body, bn, relu, middle = self.layers[:4]
