@@ -45,14 +45,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    generator: str = opt("resunet", "resunet: a U-Net on a ResNet (fastai's DynamicUnet); unet: the pix2pix U-Net baseline",
-                         choices=("resunet", "unet"))
+    generator: str = opt("resunet", "resunet: a U-Net on a ResNet (fastai's DynamicUnet); unet: the pix2pix U-Net "
+                                    "baseline; resnet9: pix2pix / CycleGAN's ResNet generator with 9 residual blocks",
+                         choices=("resunet", "unet", "resnet9"))
     backbone: str = opt("resnet18", "ResNet body of the resunet generator", choices=("resnet18", "resnet34", "resnet50"))
     backbone_weights: typing.Optional[str] = opt(None, "local torchvision ResNet state dict for the body (RGB conv1 "
                                                        "summed to 1 channel), instead of --pretrained's")
     pretrained: bool = opt(True, "torchvision's ImageNet weights for the resunet body (its weights API: the torch.hub "
                                  "cache under $TORCH_HOME, downloaded on first use); --no-pretrained: random init")
-    unet_filters: int = opt(64, "filters of the first layer of the pix2pix U-Net")
+    unet_filters: int = opt(64, "filters of the first layer of the pix2pix U-Net and of the resnet9 generator")
     unet_dropout: float = opt(0.5, "dropout in the three innermost decoder blocks of the pix2pix U-Net")
     head: str = opt("regression", "regression: ab per pixel (--recon-loss); classification: Q = 313 logits per pixel "
                                   "over the in-gamut ab bins, rebalanced cross-entropy (Zhang et al. 2016)",

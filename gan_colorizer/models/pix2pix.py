@@ -1,4 +1,5 @@
-"""The pix2pix U-Net generator (Isola et al. 2017, unet_256) and pix2pix's N(0, 0.02) initialisation."""
+"""pix2pix's generators (Isola et al. 2017; Zhu et al. 2017's CycleGAN code): the U-Net (unet_256) and the ResNet
+generator with 9 residual blocks (resnet_9blocks), and their N(0, 0.02) initialisation."""
 from __future__ import annotations
 
 import torch
@@ -63,6 +64,56 @@ class UNetGenerator(nn.Module):
         u = self.up3(torch.cat([d3, u], 1))
         u = self.up2(torch.cat([d2, u], 1))
         return self.up1(torch.cat([d1, u], 1))
+
+
+class ResidualBlock(nn.Module):
+    """Two reflection-padded 3x3 convs with batch norm, ReLU between, added to the input."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=False), nn.BatchNorm2d(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """pix2pix / CycleGAN's resnet_9blocks with batch norm and without dropout (CycleGAN's default): a 7x7 stem, two
+    stride-2 convs to 1/4 size, `blocks` residual blocks there, two transposed convs back, a 7x7 conv and tanh (left
+    out for class logits)."""
+
+    size_multiple = 4  # two stride-2 steps
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 2, filters: int = 64, blocks: int = 9,
+                 logits: bool = False):
+        super().__init__()
+        f = filters
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, f, 7, bias=False), nn.BatchNorm2d(f), nn.ReLU(True)]
+        for k in (1, 2):  # down to 1/4 size
+            layers += [nn.Conv2d(f * k, f * 2 * k, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(f * 2 * k),
+                       nn.ReLU(True)]
+        layers += [ResidualBlock(4 * f) for _ in range(blocks)]
+        for k in (4, 2):  # back to full size
+            layers += [nn.ConvTranspose2d(f * k, f * k // 2, 3, stride=2, padding=1, output_padding=1, bias=False),
+                       nn.BatchNorm2d(f * k // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(f, out_channels, 7), *([] if logits else [nn.Tanh()])]
+        self.model = nn.Sequential(*layers)  # pix2pix's attribute: its files name these model.N...
+        self.blocks = blocks
+
+    def named_stages(self) -> list[tuple[str, str, nn.Module]]:
+        """(name, group, module) in forward order (inspect/anatomy.py): the stem, the two downsamplings, the residual
+        blocks, the two upsamplings, the output conv."""
+        m, n = self.model, self.blocks
+        stages = [("encoder.stem", "encoder", m[3]), ("encoder.down1", "encoder", m[6]),
+                  ("encoder.down2", "encoder", m[9])]
+        stages += [(f"bottleneck.block{i}", "bottleneck", m[9 + i]) for i in range(1, n + 1)]
+        stages += [("decoder.up1", "decoder", m[12 + n]), ("decoder.up2", "decoder", m[15 + n])]
+        return stages + [("head.out", "head", m[-1])]
+
+    def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
+        return self.model(gray_l)
 
 
 def init_normal(net: nn.Module, std: float = 0.02) -> nn.Module:

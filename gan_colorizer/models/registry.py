@@ -23,7 +23,7 @@ from gan_colorizer.config import Config
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.models import ddcolor, deoldify, zhang
 from gan_colorizer.models.classifier import ColorClassifier
-from gan_colorizer.models.pix2pix import UNetGenerator, init_normal
+from gan_colorizer.models.pix2pix import ResnetGenerator, UNetGenerator, init_normal
 from gan_colorizer.models.published import PublishedModel
 from gan_colorizer.models.resunet import body_weights, resunet
 from gan_colorizer.weights import fetch_state, hub_file, load_state_dict_file
@@ -44,11 +44,14 @@ def build_generator(model_cfg, load_pretrained: bool = True, device=None) -> nn.
 
 
 def _generator_net(model_cfg, n_out: int, logits: bool, load_pretrained: bool) -> nn.Module:
-    if model_cfg.generator == "unet":
-        net = init_normal(UNetGenerator(1, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=logits))
+    if model_cfg.generator in ("unet", "resnet9"):
+        if model_cfg.generator == "unet":
+            net = UNetGenerator(1, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=logits)
+        else:
+            net = ResnetGenerator(1, n_out, model_cfg.unet_filters, logits=logits)
         if load_pretrained:
-            log.info("generator: pix2pix U-Net, random init N(0, 0.02) (it has no pretrained body)")
-        return net
+            log.info("generator: pix2pix %s, random init N(0, 0.02) (it has no pretrained body)", model_cfg.generator)
+        return init_normal(net)
     weights, source = body_weights(model_cfg) if load_pretrained else (None, "")
     if load_pretrained:
         log.info("generator: resunet on %s, %s", model_cfg.backbone, f"body weights from {source}"
