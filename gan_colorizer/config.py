@@ -83,7 +83,8 @@ class OptimConfig:
     d_steps: int = opt(1, "discriminator updates per generator update, each on its own batch (WGAN's n_critic); "
                           "an optimizer step then reads --d-steps x --grad-accum batches", stages=("gan",))
     pool_size: int = opt(0, "earlier fakes D also sees (pix2pix / CycleGAN's image pool: 0 in their pix2pix and "
-                            "colorization models, 50 in CycleGAN); 0 = this step's fakes only", stages=("gan",))
+                            "colorization models, 50 in CycleGAN), each held in memory and last.pt (50 at 256 px: "
+                            "39 MB); 0 = this step's fakes only", stages=("gan",))
     lr_policy: str = opt("constant", "learning-rate schedule, per step, for both nets: constant; linear = pix2pix's "
                                      "decay to 0 over the last --lr-decay-epochs epochs; cosine over the run; step = "
                                      "times --lr-gamma at each of --lr-milestones (docs/training.md)",

@@ -51,7 +51,7 @@ RANGES = {
     "rebalance_lambda": Range(0, 1, low_open=True), "l2_weight": WEIGHT, "perceptual_weight": WEIGHT,
     "weight_decay": Range(0, 10), "ema_decay": SHARE, "max_bad_steps": Range(1, 1e9), "lr_decay_epochs": COUNT,
     "lr_gamma": Range(0, 1, low_open=True), "warmup_steps": COUNT, "d_lr": Range(0, 1, low_open=True),
-    "d_beta1": SHARE, "d_beta2": SHARE, "d_steps": Range(1, 100), "pool_size": Range(0, 10000),
+    "d_beta1": SHARE, "d_beta2": SHARE, "d_steps": Range(1, 100), "pool_size": Range(0, 1000),
     "gp_weight": WEIGHT, "r1_weight": WEIGHT, "feature_matching_weight": WEIGHT, "d_scales": Range(1, 5),
     # run
     "seed": Range(0, 2**32 - 1), "checkpoint_minutes": Range(0, 1e6), "checkpoint_every": COUNT,
@@ -97,13 +97,17 @@ def validate(cfg) -> object:
     if cfg.run.name is not None:
         check_run_name(cfg.run.name)
     d, m, o = cfg.data, cfg.model, cfg.optim
-    parse_milestones(o.lr_milestones)
+    milestones = parse_milestones(o.lr_milestones)
     checks = [
         (d.image_size % 32 == 0, f"--image-size {d.image_size}: must be a positive multiple of 32"),
         (o.lr_decay_epochs <= o.epochs, f"--lr-decay-epochs {o.lr_decay_epochs}: more than the run's --epochs "
                                         f"{o.epochs}"),
         (o.lr_policy == "step" or not o.lr_milestones, f"--lr-milestones {o.lr_milestones}: only --lr-policy step "
                                                        f"reads them (the policy is {o.lr_policy})"),
+        (max(milestones, default=0) <= o.epochs, f"--lr-milestones {o.lr_milestones}: epoch "
+                                                 f"{max(milestones, default=0)} is past the run's --epochs {o.epochs}"),
+        (o.lr_policy == "linear" or not o.lr_decay_epochs, f"--lr-decay-epochs {o.lr_decay_epochs}: only --lr-policy "
+                                                           f"linear reads it (the policy is {o.lr_policy})"),
         (m.generator != "unet" or d.image_size % 256 == 0,
          f"--image-size {d.image_size}: the pix2pix U-Net downsamples 8 times and needs a multiple of 256"),
     ]

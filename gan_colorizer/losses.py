@@ -103,22 +103,27 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
     return (real + fake) * 0.5, {"d_real": real.detach(), "d_fake": fake.detach()}
 
 
-def gradient_penalty(D, gray_l: torch.Tensor, real_ab: torch.Tensor, fake_ab: torch.Tensor, weight: float,
+def gradient_penalty(D, real: tuple, fake: tuple, weight: float,
                      alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """WGAN-GP (Gulrajani et al. 2017): weight x (||grad of D at x||_2 - 1)^2, x a random point between each real
-    and fake ab (the L they share stays), the gradient over the whole map of D's scores (their sum) per image."""
+    (L, ab) pair and a fake one (their L differ when the fake comes from --pool-size's pool), the gradient over D's
+    whole input and the whole map of its scores (their sum), per image."""
+    (real_l, real_ab), (fake_l, fake_ab) = real, fake
     alpha = torch.rand(len(real_ab), 1, 1, 1, device=real_ab.device) if alpha is None else alpha
-    x = (alpha * real_ab.detach() + (1 - alpha) * fake_ab.detach()).requires_grad_(True)
-    grad, = torch.autograd.grad(_score_sum(D(gray_l, x)), x, create_graph=True)
-    penalty = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
+    x_l = (alpha * real_l.detach() + (1 - alpha) * fake_l.detach()).requires_grad_(True)
+    x_ab = (alpha * real_ab.detach() + (1 - alpha) * fake_ab.detach()).requires_grad_(True)
+    grads = torch.autograd.grad(_score_sum(D(x_l, x_ab)), (x_l, x_ab), create_graph=True)
+    norm = torch.cat([g.float().flatten(1) for g in grads], dim=1).norm(dim=1)
+    penalty = ((norm - 1) ** 2).mean()
     return weight * penalty, {"d_gp": penalty.detach()}
 
 
 def r1_penalty(D, gray_l: torch.Tensor, real_ab: torch.Tensor, weight: float) -> tuple[torch.Tensor, dict]:
-    """R1 (Mescheder et al. 2018): weight / 2 x the squared norm of D's gradient at the real photos' ab."""
-    x = real_ab.detach().requires_grad_(True)
-    grad, = torch.autograd.grad(_score_sum(D(gray_l, x)), x, create_graph=True)
-    penalty = grad.float().pow(2).flatten(1).sum(dim=1).mean()
+    """R1 (Mescheder et al. 2018): weight / 2 x the squared norm of D's gradient at the real photos, over its whole
+    input (L and ab)."""
+    x_l, x_ab = gray_l.detach().requires_grad_(True), real_ab.detach().requires_grad_(True)
+    grads = torch.autograd.grad(_score_sum(D(x_l, x_ab)), (x_l, x_ab), create_graph=True)
+    penalty = sum(g.float().pow(2).flatten(1).sum(dim=1) for g in grads).mean()
     return weight / 2 * penalty, {"d_r1": penalty.detach()}
 
 

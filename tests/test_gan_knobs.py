@@ -134,6 +134,15 @@ def test_the_pool_passes_fakes_until_full_then_swaps_half_of_them_for_stored_one
     assert abs(swaps / n - 0.5) < 0.05  # 1/2, as pix2pix's pool
 
 
+def test_a_smaller_pool_on_resume_keeps_the_first_stored_fakes():
+    from gan_colorizer.train.pool import ImagePool
+    big = ImagePool(3, seed=1)
+    big.query(marked([1.0, 2.0, 3.0]))
+    small = ImagePool(1, seed=1)
+    small.load_state_dict(big.state_dict(), "cpu")
+    assert small.count == 1 and small.images[0, 0, 0, 0] == 1.0
+
+
 def test_the_pool_resumes_from_its_state_and_size_0_is_off():
     from gan_colorizer.train.pool import ImagePool
     a = ImagePool(3, seed=1)
@@ -172,13 +181,14 @@ def test_wgan_gp_and_r1_penalties_are_their_formulas_on_a_critic_with_a_known_gr
     from gan_colorizer.losses import gradient_penalty, r1_penalty
     D, h, w = LinearCritic([0.3, -0.4]), 4, 5
     gray_l, real_ab, fake_ab = torch.zeros(3, 1, h, w), torch.rand(3, 2, h, w), torch.rand(3, 2, h, w)
-    norm = (h * w * (0.3 ** 2 + 0.4 ** 2)) ** 0.5  # per image: |w| at each of h x w pixels
-    gp, parts = gradient_penalty(D, gray_l, real_ab, fake_ab, 10.0)
+    w2 = 0.3 ** 2 + 0.4 ** 2
+    norm = (h * w * (w2 + 1)) ** 0.5  # per image: (w_a, w_b) on ab and 1 on L, at each of h x w pixels
+    gp, parts = gradient_penalty(D, (gray_l, real_ab), (torch.rand(3, 1, h, w), fake_ab), 10.0)
     assert gp.item() == pytest.approx(10.0 * (norm - 1) ** 2, rel=1e-5) and "d_gp" in parts
     r1, _ = r1_penalty(D, gray_l, real_ab, 4.0)
     assert r1.item() == pytest.approx(4.0 / 2 * norm ** 2, rel=1e-5)
-    gp.backward()  # the penalty trains D: d/dw of 10 (|w| sqrt(hw) - 1)^2
-    expected = 10 * 2 * (norm - 1) * (h * w) ** 0.5 * torch.tensor([0.3, -0.4]) / (0.3 ** 2 + 0.4 ** 2) ** 0.5
+    gp.backward()  # the penalty trains D: d/dw of 10 (sqrt(hw (|w|^2 + 1)) - 1)^2
+    expected = 10 * 2 * (norm - 1) * (h * w) / norm * torch.tensor([0.3, -0.4])
     assert D.w.grad.flatten() == pytest.approx(expected.tolist(), rel=1e-4)
 
 
@@ -187,16 +197,16 @@ def test_the_gradient_penalty_of_a_patchgan_matches_finite_differences():
     from gan_colorizer.losses import gradient_penalty
     torch.manual_seed(0)
     D = PatchDiscriminator(3, 4, 1, norm="none").double()
-    gray_l, real_ab, fake_ab = (torch.rand(1, c, 8, 8, dtype=torch.float64) for c in (1, 2, 2))
+    real_l, real_ab, fake_l, fake_ab = (torch.rand(1, c, 8, 8, dtype=torch.float64) for c in (1, 2, 1, 2))
     alpha = torch.full((1, 1, 1, 1), 0.3, dtype=torch.float64)
-    gp, _ = gradient_penalty(D, gray_l, real_ab, fake_ab, 1.0, alpha=alpha)
-    x = alpha * real_ab + (1 - alpha) * fake_ab
+    gp, _ = gradient_penalty(D, (real_l, real_ab), (fake_l, fake_ab), 1.0, alpha=alpha)
+    x = torch.cat([alpha * real_l + (1 - alpha) * fake_l, alpha * real_ab + (1 - alpha) * fake_ab], dim=1)
     grad, eps = torch.zeros_like(x), 1e-6
     for i in range(x.numel()):
         step = torch.zeros_like(x).flatten()
         step[i] = eps
-        step = step.view_as(x)
-        grad.view(-1)[i] = (D(gray_l, x + step).sum() - D(gray_l, x - step).sum()) / (2 * eps)
+        up, down = x + step.view_as(x), x - step.view_as(x)
+        grad.view(-1)[i] = (D(up[:, :1], up[:, 1:]).sum() - D(down[:, :1], down[:, 1:]).sum()) / (2 * eps)
     assert gp.item() == pytest.approx((grad.norm().item() - 1) ** 2, rel=1e-6)
 
 
@@ -225,7 +235,8 @@ def test_a_stage2_run_trains_with_each_discriminator_option_and_logs_its_penalty
                                                                                  capsys):
     args = ["--data", str(photo_folder), *FAST, *GAN, "--max-steps", "2", *flags, *run_dirs_args(tmp_path, "o")]
     assert main("gan", args) == 0
-    capsys.readouterr()
+    said = capsys.readouterr().out
+    assert ("advise a critic without batch norm" in said) == (flags == ["--gan-mode", "wgangp"])
     penalty = {"--gan-mode wgangp": "loss/d_gp", "--r1-weight 1": "loss/d_r1",
                "--feature-matching-weight 10": "loss/g_fm"}.get(" ".join(flags[:2]))
     if penalty:

@@ -69,6 +69,15 @@ def test_linear_holds_then_falls_to_zero_over_the_last_epochs_as_pix2pix():
     assert lr_factor(steps, optim(lr_policy="linear", epochs=epochs, lr_decay_epochs=decay), SPE, steps) == 0.0
 
 
+def test_linear_with_no_decay_epochs_given_decays_over_the_whole_run():
+    """--lr-decay-epochs 0 (its default) means the whole run (an outside check found it never decayed)."""
+    steps = 4 * SPE
+    expected = torch_factors(lambda opt: torch.optim.lr_scheduler.LinearLR(
+        opt, start_factor=1.0, end_factor=0.0, total_iters=steps), steps)
+    assert ours(optim(lr_policy="linear", epochs=4), steps) == pytest.approx(expected, abs=1e-12)
+    assert ours(optim(lr_policy="linear", epochs=4), steps)[-1] == pytest.approx(1 / steps)
+
+
 def test_warmup_rises_linearly_in_front_of_any_policy():
     w, steps = 7, 6 * SPE
     warm = torch_factors(lambda opt: torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / w, total_iters=w - 1),
@@ -85,6 +94,8 @@ def test_warmup_rises_linearly_in_front_of_any_policy():
     ({"lr_policy": "step", "lr_milestones": "x"}, "--lr-milestones 'x'"),
     ({"lr_milestones": "3"}, "only --lr-policy step reads them"),
     ({"lr_policy": "linear", "lr_decay_epochs": 30}, "--lr-decay-epochs 30: more than the run's --epochs 20"),
+    ({"lr_decay_epochs": 3}, "--lr-decay-epochs 3: only --lr-policy linear reads it"),
+    ({"lr_policy": "step", "lr_milestones": "5,25"}, "--lr-milestones 5,25: epoch 25 is past the run's --epochs 20"),
     ({"lr_gamma": 0.0}, "--lr-gamma 0.0: must be in (0, 1]"),
 ])
 def test_a_schedule_the_run_cannot_use_is_one_line(changes, message):

@@ -44,6 +44,10 @@ def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt
     ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path, nets=[n for n in nets_by_name(nets)
                                                                                   if n in ckpt_io.ARCH_FIELDS])
     counters = ckpt_io.restore(ckpt, path, nets_by_name(nets), opts, rt.scaler)
+    saved = Config.from_dict(ckpt["config"]).optim
+    if cfg.optim.lr_policy != "constant" and (saved.epochs, saved.max_steps) != (cfg.optim.epochs, cfg.optim.max_steps):
+        log.info("note: --epochs / --max-steps differ from the resumed run's: the %s schedule is drawn over the new "
+                 "length from here on (the rate may jump)", cfg.optim.lr_policy)
     state = TrainState(counters["epoch"], counters["batch_in_epoch"], counters["step"], counters["best_metric"],
                        counters["skipped_steps"])
     n = state.batch_in_epoch
@@ -85,6 +89,9 @@ def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed
     nets = Nets(build_generator(cfg.model, load_pretrained=fresh))
     if cfg.stage == "gan":
         nets.discriminator = build_discriminator(cfg.model)
+        if cfg.optim.gan_mode == "wgangp" and cfg.model.disc_norm == "batch":
+            log.info("note: --gan-mode wgangp with --disc-norm batch: Gulrajani et al. advise a critic without batch "
+                     "norm (its penalty is per image); try --disc-norm none or instance")
     for name, net in nets_by_name(nets).items():
         if cfg.optim.sync_bn and dist.active:
             net = distributed.convert_sync_bn(net, rt.device)

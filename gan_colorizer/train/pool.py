@@ -38,7 +38,8 @@ class ImagePool:
         return {"images": stored, "rng": self.rng.get_state()}
 
     def load_state_dict(self, state: dict, device) -> None:
-        images = state["images"]
+        """The stored fakes and the generator's state; a resume with a smaller --pool-size keeps the first ones."""
+        images = state["images"][:self.size]
         self.count = len(images)
         if self.count:
             self.images = images.new_empty(self.size, *images.shape[1:]).to(device)

@@ -25,8 +25,9 @@ def lr_factor(step: int, optim, steps_per_epoch: int, total_steps: int) -> float
     warm = optim.warmup_steps
     factor = min(1.0, (step + 1) / warm) if warm else 1.0
     if optim.lr_policy == "linear":
-        start = (optim.epochs - optim.lr_decay_epochs) * steps_per_epoch
-        length = max(1, optim.lr_decay_epochs * steps_per_epoch)
+        decay = optim.lr_decay_epochs or optim.epochs  # 0: the whole run
+        start = (optim.epochs - decay) * steps_per_epoch
+        length = max(1, decay * steps_per_epoch)
         factor *= 1.0 - min(1.0, max(0, step - start) / length)
     elif optim.lr_policy == "cosine":
         t = max(0, step - warm) / max(1, total_steps - warm)

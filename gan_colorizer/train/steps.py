@@ -148,21 +148,21 @@ def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: 
             with rt.autocast():
                 judged = judged_fakes(nets, gray_l, fake[0])
                 loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(*judged), cfg.optim.gan_mode)
-                loss_d = loss_d + penalties(D, gray_l, real_ab, judged[1], cfg.optim, parts_d)
+                loss_d = loss_d + penalties(D, (gray_l, real_ab), judged, cfg.optim, parts_d)
             rt.backward(loss_d / len(micro))
         _accumulate(parts, parts_d, len(micro))
     return fakes
 
 
-def penalties(D, gray_l, real_ab, fake_ab, o, parts: dict):
-    """D's gradient penalties, added to its loss: WGAN-GP's under --gan-mode wgangp, R1's when --r1-weight > 0
-    (their unweighted values reported as d_gp, d_r1)."""
+def penalties(D, real: tuple, fake: tuple, o, parts: dict):
+    """D's gradient penalties on the (L, ab) pairs it judged, added to its loss: WGAN-GP's under --gan-mode wgangp,
+    R1's when --r1-weight > 0 (their unweighted values reported as d_gp, d_r1)."""
     total = 0.0
     if o.gan_mode == "wgangp":
-        loss, part = gradient_penalty(D, gray_l, real_ab, fake_ab, o.gp_weight)
+        loss, part = gradient_penalty(D, real, fake, o.gp_weight)
         total, parts["d_gp"] = total + loss, part["d_gp"]
     if o.r1_weight > 0:
-        loss, part = r1_penalty(D, gray_l, real_ab, o.r1_weight)
+        loss, part = r1_penalty(D, *real, o.r1_weight)
         total, parts["d_r1"] = total + loss, part["d_r1"]
     return total
 
