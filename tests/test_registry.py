@@ -244,6 +244,7 @@ def test_evaluate_ranks_a_published_model_with_our_own_and_gray_and_records_its_
     assert any("zhang-eccv16" in row for row in rows[1:])
 
 
+@pytest.mark.slow  # visualize.py end to end, twice, with feature grids of 9 stages: 5-10 s
 def test_visualize_shows_a_published_models_stages_at_its_render_size(zhang_cached, main_of, tmp_path):
     import json
 
@@ -343,6 +344,7 @@ def test_a_file_that_is_neither_ours_nor_published_keeps_the_checkpoint_error(co
     assert "not a gan_colorizer checkpoint" in line
 
 
+@pytest.mark.slow  # evaluate.py with --report, two models: 6-10 s
 def test_the_report_shows_a_published_models_stages_beside_our_own(zhang_cached, tiny_checkpoint, tmp_path):
     """evaluate.py --report: the layer views of the page hold zhang-eccv16's stages at its render size, as for ours."""
     from conftest import make_photo_folder
