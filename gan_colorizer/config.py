@@ -108,6 +108,9 @@ class OptimConfig:
     perceptual_weight: float = opt(0.0, "weight of a VGG16 feature loss on the RGB rebuilt from L and predicted ab, "
                                         "added to the generator loss in both stages, not multiplied by --lambda-l1 "
                                         "(0 = off)")
+    colorfulness_weight: float = opt(0.0, "weight of DDColor's colourfulness loss, mean over the batch of 1 - the "
+                                          "colourfulness of the RGB rebuilt from L and the predicted ab, in both "
+                                          "stages (DDColor: 0.5, summed over its batch); 0 = off")
     perceptual_layers: str = opt("relu1_2,relu2_2,relu3_3,relu4_3", "VGG16 layers of the perceptual loss")
     vgg_weights: typing.Optional[str] = opt(None, "torchvision VGG16 state dict for --perceptual-weight (default: "
                                                   "$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth; never downloaded)")

@@ -52,7 +52,7 @@ RANGES = {
     "weight_decay": Range(0, 10), "ema_decay": SHARE, "max_bad_steps": Range(1, 1e9), "lr_decay_epochs": COUNT,
     "lr_gamma": Range(0, 1, low_open=True), "warmup_steps": COUNT, "d_lr": Range(0, 1, low_open=True),
     "d_beta1": SHARE, "d_beta2": SHARE, "d_steps": Range(1, 100), "pool_size": Range(0, 1000),
-    "gp_weight": WEIGHT, "r1_weight": WEIGHT, "feature_matching_weight": WEIGHT, "d_scales": Range(1, 5),
+    "gp_weight": WEIGHT, "r1_weight": WEIGHT, "feature_matching_weight": WEIGHT, "colorfulness_weight": WEIGHT, "d_scales": Range(1, 5),
     # run
     "seed": Range(0, 2**32 - 1), "checkpoint_minutes": Range(0, 1e6), "checkpoint_every": COUNT,
     "log_every": EVERY, "image_every": EVERY, "viz_every": COUNT,

@@ -70,6 +70,21 @@ def perceptual_term(perceptual, gray_l, fake_ab, real_ab, weight: float) -> tupl
     return weight * feature, {"g_perceptual": feature.detach()}
 
 
+def colorfulness_term(gray_l: torch.Tensor, fake_ab: torch.Tensor, weight: float) -> tuple[torch.Tensor | float, dict]:
+    """DDColor's colourfulness loss (Kang et al. 2023; their ColorfulnessLoss), weight x the mean over the batch of
+    1 - CF, CF the Hasler-Suesstrunk colourfulness of the RGB in [0, 1] rebuilt from L and the predicted ab, with
+    DDColor's |R - G|, |(R + G) / 2 - B| and unbiased standard deviations (not the val/colorfulness metric's
+    8-bit, signed variant). DDColor sums over its batch; here it is a mean, so their 0.5 at batch B is our 0.5 B."""
+    if weight <= 0:
+        return 0.0, {}
+    r, g, b = model_to_rgb(gray_l, fake_ab.float()).flatten(2).unbind(1)
+    rg, yb = (r - g).abs(), (0.5 * (r + g) - b).abs()
+    spread = (rg.std(dim=1) ** 2 + yb.std(dim=1) ** 2).sqrt()
+    centre = (rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2).sqrt()
+    loss = (1 - (spread + 0.3 * centre)).mean()
+    return weight * loss, {"g_colorfulness": loss.detach()}
+
+
 def classification(logits: torch.Tensor, fake_ab: torch.Tensor, real_ab: torch.Tensor,
                    targets) -> tuple[torch.Tensor, dict]:
     """--head classification: Zhang et al.'s rebalanced cross-entropy against the soft-encoded true ab (g_ce), with

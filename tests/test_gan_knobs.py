@@ -230,7 +230,8 @@ def test_every_discriminator_norm_builds_judges_and_reloads_its_weights(norm):
 @pytest.mark.slow  # three short stage-2 runs from the command line, in-process
 @pytest.mark.parametrize("flags", [["--gan-mode", "wgangp"], ["--r1-weight", "1", "--disc-norm", "spectral"],
                                    ["--disc-norm", "instance", "--gan-mode", "hinge"],
-                                   ["--feature-matching-weight", "10", "--d-scales", "2"]])
+                                   ["--feature-matching-weight", "10", "--d-scales", "2"],
+                                   ["--colorfulness-weight", "0.5", "--disc-norm", "none"]])
 def test_a_stage2_run_trains_with_each_discriminator_option_and_logs_its_penalty(photo_folder, tmp_path, flags,
                                                                                  capsys):
     args = ["--data", str(photo_folder), *FAST, *GAN, "--max-steps", "2", *flags, *run_dirs_args(tmp_path, "o")]
@@ -238,7 +239,8 @@ def test_a_stage2_run_trains_with_each_discriminator_option_and_logs_its_penalty
     said = capsys.readouterr().out
     assert ("advise a critic without batch norm" in said) == (flags == ["--gan-mode", "wgangp"])
     penalty = {"--gan-mode wgangp": "loss/d_gp", "--r1-weight 1": "loss/d_r1",
-               "--feature-matching-weight 10": "loss/g_fm"}.get(" ".join(flags[:2]))
+               "--feature-matching-weight 10": "loss/g_fm",
+               "--colorfulness-weight 0.5": "loss/g_colorfulness"}.get(" ".join(flags[:2]))
     if penalty:
         assert [s for s, _ in scalar_values(tmp_path / "runs" / "o", penalty)] == [1, 2]
     assert main("gan", ["--resume", str(tmp_path / "checkpoints" / "o" / "last.pt"), "--max-steps", "3"]) == 0
@@ -273,3 +275,27 @@ def test_feature_matching_is_pix2pixhds_weighted_l1_over_blocks_and_scales():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and "g_fm" in parts
     loss.backward()
     assert fake[0][2].grad is None and fake[0][0].grad is not None  # the logits are not matched
+
+
+def test_colorfulness_loss_is_ddcolors_on_the_rebuilt_rgb_and_raises_colorfulness():
+    """Against our own numpy of DDColor's ColorfulnessLoss on scikit-image's Lab -> sRGB, in gamut."""
+    import numpy as np
+    from skimage.color import lab2rgb
+
+    from gan_colorizer.losses import colorfulness_term
+    g = torch.Generator().manual_seed(3)
+    gray_l = torch.rand(2, 1, 16, 16, generator=g) * 0.6 - 0.1  # L 45..75
+    fake_ab = (torch.rand(2, 2, 16, 16, generator=g) - 0.5) * 0.3  # ab within +-16.5: inside sRGB there
+    loss, parts = colorfulness_term(gray_l, fake_ab, 0.5)
+    lab = np.concatenate([(gray_l.numpy() + 1) * 50, fake_ab.numpy() * 110], axis=1).transpose(0, 2, 3, 1)
+    cf = []
+    for rgb in lab2rgb(lab.astype(np.float64), channel_axis=-1):
+        r, gr, b = rgb[..., 0].ravel(), rgb[..., 1].ravel(), rgb[..., 2].ravel()
+        rg, yb = np.abs(r - gr), np.abs(0.5 * (r + gr) - b)
+        cf.append(np.hypot(rg.std(ddof=1), yb.std(ddof=1)) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    assert loss.item() == pytest.approx(0.5 * np.mean([1 - c for c in cf]), abs=1e-4)
+    assert parts["g_colorfulness"].item() == pytest.approx(loss.item() / 0.5)
+    ab = fake_ab.clone().requires_grad_(True)  # one step down the loss makes the colors more colorful
+    colorfulness_term(gray_l, ab, 0.5)[0].backward()
+    assert colorfulness_term(gray_l, ab.detach() - 0.05 * ab.grad, 0.5)[0].item() < loss.item()
+    assert colorfulness_term(gray_l, fake_ab, 0.0) == (0.0, {})

@@ -14,6 +14,7 @@ from gan_colorizer.color import model_to_rgb, to_uint8
 from gan_colorizer.config import Config
 from gan_colorizer.losses import (
     classification,
+    colorfulness_term,
     discriminator_loss,
     feature_matching,
     generator_loss,
@@ -98,14 +99,15 @@ def generate(nets: Nets, gray_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 def objective(gray_l: torch.Tensor, fake: tuple, real_ab: torch.Tensor, nets: Nets, cfg: Config) -> tuple:
     """(the generator's own term: --recon-loss on ab (regression) or the rebalanced cross-entropy (classification),
-    which stage 2 weighs by lambda; the perceptual term, --perceptual-weight x the VGG loss in both stages), each
-    as (loss, parts)."""
+    which stage 2 weighs by lambda; the terms with their own weights, in both stages: --perceptual-weight x the VGG
+    loss, --colorfulness-weight x DDColor's colourfulness loss), each as (loss, parts)."""
     fake_ab, logits = fake
     if logits is None:
         own = reconstruction(fake_ab, real_ab, cfg.optim)
     else:
         own = classification(logits, fake_ab, real_ab, nets.classes)
-    return own, perceptual_term(nets.perceptual, gray_l, fake_ab, real_ab, cfg.optim.perceptual_weight)
+    extra = perceptual_term(nets.perceptual, gray_l, fake_ab, real_ab, cfg.optim.perceptual_weight)
+    return own, _plus(extra, colorfulness_term(gray_l, fake_ab, cfg.optim.colorfulness_weight))
 
 
 def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, dist: Dist = SINGLE) -> tuple[dict, bool]:
