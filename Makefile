@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/published.py
+	$(BIN)/python bench/generators.py
 	$(BIN)/python bench/tables.py
 
 # Rewrites the generated regions of docs/*.md: flag tables from the parsers, benchmark tables from bench/results/.

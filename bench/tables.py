@@ -151,6 +151,10 @@ TABLES = {
         (lambda row: not row["what"].startswith("train"), [
             ("what", "what"), ("size", "size"), ("batch", "batch"), ("ms_per_batch", "ms per batch"),
             ("img_s", "img/s")])],
+    "generators": [(None, [
+        ("generator", "generator"), ("size", "px"), ("batch", "batch"), ("amp", "amp"), ("parameters", "parameters"),
+        ("gmacs", "GMACs (one forward, batch 1)"), ("train_img_s", "stage-1 train img/s"),
+        ("vs_resnet18", "vs resunet-resnet18"), ("peak_rss_mb", "peak RSS MB")])],
     "published": [(None, [
         ("model", "model"), ("render", "render px"), ("parameters", "parameters"),
         ("network_s", "network s (batch 1)"), ("photo_s", "s per 640 x 480 photo"), ("vs_ours", "vs ours"),
