@@ -181,3 +181,35 @@ def cli(cached_colorizer, tiny_checkpoint, monkeypatch, capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+def load_published(name: str, path):
+    """A published model's weight file through the weights-only path it takes: its family's reader and container
+    (models/registry.py: DeOldify's learner slices allowed), then load_weights' strict names and shapes."""
+    from gan_colorizer.checkpoint import load_weights
+    from gan_colorizer.models import deoldify, registry
+    from gan_colorizer.weights import load_state_dict_file
+    model = registry.find(name)
+    read = deoldify.read_published if model.weights.container == "model" else load_state_dict_file
+    net = model.build()
+    load_weights(net, registry.STATE_FROM[name](read(path, f"{name} weight")), path, name)
+    return net.eval()
+
+
+def assert_same_network(net, reference, *inputs) -> None:
+    """net holds reference's weights, tensor for tensor, and gives its outputs on inputs."""
+    import torch
+    for key, tensor in reference.state_dict().items():
+        assert torch.equal(net.state_dict()[key], tensor), key
+    with torch.no_grad():
+        assert torch.equal(net(*inputs), reference(*inputs))
+
+
+def one_line_refusal(call) -> str:
+    """The UserError call() raises, as its message, checked to be one line."""
+    from gan_colorizer.errors import UserError
+    with pytest.raises(UserError) as refused:
+        call()
+    message = str(refused.value)
+    assert "\n" not in message
+    return message

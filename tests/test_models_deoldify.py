@@ -15,8 +15,9 @@ import torchvision
 from PIL import Image
 from skimage import color
 
-from gan_colorizer.checkpoint import load_weights
-from gan_colorizer.errors import UserError
+from conftest import assert_same_network, one_line_refusal
+from conftest import load_published as load
+
 from gan_colorizer.models import deoldify
 
 MANIFESTS = Path(__file__).parent / "data" / "published"
@@ -70,13 +71,6 @@ def learner_file(net: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-def load(name: str, path: Path) -> torch.nn.Module:
-    """The weights-only loading path a published file goes through."""
-    net = BY_NAME[name].build()
-    load_weights(net, deoldify.read_published(path, f"{name} weight"), path, name)
-    return net.eval()
-
-
 @pytest.mark.parametrize("name", list(ARCHITECTURE))
 def test_state_dict_has_the_published_files_names_and_shapes(artistic, name):
     if name == "deoldify-artistic":
@@ -97,12 +91,7 @@ def test_models_declare_the_readme_files_render_sizes_and_container():
 
 
 def test_a_learner_file_loads_weights_only_and_strictly(artistic, artistic_file):
-    net = load("deoldify-artistic", artistic_file)
-    for key, tensor in artistic.state_dict().items():
-        assert torch.equal(net.state_dict()[key], tensor), key
-    gray = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(net(gray), artistic(gray))
+    assert_same_network(load("deoldify-artistic", artistic_file), artistic, torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.filterwarnings("ignore:.*to a meta parameter")  # the wide model on meta: its copies are no-ops
@@ -113,20 +102,17 @@ def test_another_models_file_is_refused_in_one_line_naming_it(artistic_file, tmp
         torch.save(torchvision.models.resnet34().state_dict(), path)
     else:
         path, name = artistic_file, "deoldify-stable"
-    with pytest.raises(UserError) as refused:
-        with torch.device("meta"):
-            load(name, path)
-    message = str(refused.value)
-    assert message.startswith(f"{path}: {name} weights do not fit") and "\n" not in message
+    with torch.device("meta"):
+        message = one_line_refusal(lambda: load(name, path))
+    assert message.startswith(f"{path}: {name} weights do not fit")
 
 
 def test_a_file_that_is_not_a_state_dict_is_refused_in_one_line(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_text("not weights")
-    with pytest.raises(UserError, match=r"notes\.pth: not a readable deoldify-video weight") as refused:
-        with torch.device("meta"):
-            load("deoldify-video", path)
-    assert "\n" not in str(refused.value)
+    with torch.device("meta"):
+        message = one_line_refusal(lambda: load("deoldify-video", path))
+    assert "notes.pth: not a readable deoldify-video weight" in message
 
 
 @pytest.mark.parametrize("photo", ["astronaut", "chelsea", "camera"])

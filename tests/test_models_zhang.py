@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from skimage import color
 
+from conftest import assert_same_network, one_line_refusal
+from conftest import load_published as load
+
 from gan_colorizer.ab_bins import bin_tensor
-from gan_colorizer.checkpoint import load_weights
-from gan_colorizer.errors import UserError
 from gan_colorizer.models import zhang
-from gan_colorizer.weights import load_state_dict_file
 
 MANIFESTS = Path(__file__).parent / "data" / "published"
 BY_NAME = {entry.name: entry for entry in zhang.MODELS}
@@ -41,13 +41,6 @@ def published_file(net: torch.nn.Module, folder: Path, name: str, legacy: bool =
     return path
 
 
-def load(name: str, path: Path) -> torch.nn.Module:
-    """The weights-only loading path a published file goes through."""
-    net = BY_NAME[name].build()
-    load_weights(net, load_state_dict_file(path, f"{name} weight"), path, name)
-    return net.eval()
-
-
 @pytest.mark.parametrize("name", ["zhang-eccv16", "zhang-siggraph17"])
 def test_state_dict_has_the_published_files_names_and_shapes(nets, name):
     manifest = json.loads((MANIFESTS / f"{name}.json").read_text())
@@ -66,29 +59,19 @@ def test_models_declare_the_release_files_and_render_size():
 @pytest.mark.parametrize("name", ["zhang-eccv16", "zhang-siggraph17"])
 def test_published_file_loads_weights_only_and_strictly(nets, tmp_path, name, legacy):
     path = published_file(nets[name], tmp_path, "weights.pth", legacy)
-    net = load(name, path)
-    for key, tensor in nets[name].state_dict().items():
-        assert torch.equal(net.state_dict()[key], tensor), key
-    l = torch.rand(1, 1, 64, 64) * 100  # noqa: E741  (Lab L)
-    with torch.no_grad():
-        assert torch.equal(net(l), nets[name](l))
+    assert_same_network(load(name, path), nets[name], torch.rand(1, 1, 64, 64) * 100)  # Lab L
 
 
 @pytest.mark.parametrize("name, other", [("zhang-eccv16", "zhang-siggraph17"), ("zhang-siggraph17", "zhang-eccv16")])
 def test_the_other_models_file_is_refused_in_one_line_naming_it(nets, tmp_path, name, other):
     path = published_file(nets[other], tmp_path, f"{other}.pth")
-    with pytest.raises(UserError) as refused:
-        load(name, path)
-    message = str(refused.value)
-    assert message.startswith(f"{path}: {name} weights do not fit") and "\n" not in message
+    assert one_line_refusal(lambda: load(name, path)).startswith(f"{path}: {name} weights do not fit")
 
 
 def test_a_file_that_is_not_a_state_dict_is_refused_in_one_line(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_text("not weights")
-    with pytest.raises(UserError, match=r"notes\.pth: not a readable zhang-eccv16 weight") as refused:
-        load("zhang-eccv16", path)
-    assert "\n" not in str(refused.value)
+    assert "notes.pth: not a readable zhang-eccv16 weight" in one_line_refusal(lambda: load("zhang-eccv16", path))
 
 
 @pytest.mark.parametrize("photo", ["astronaut", "chelsea", "camera"])
