@@ -194,21 +194,27 @@ def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: li
                     fake = generate(nets, gray_l)
             with rt.autocast():
                 own, extra = objective(gray_l, fake, real_ab, nets, cfg)
-                if o.feature_matching_weight > 0:
-                    extra = _plus(extra, matched_features(D, gray_l, real_ab, fake[0], cfg))
-                loss_g, parts_g = generator_loss(D(gray_l, fake[0]), own, lam, o.gan_mode, extra)
+                if o.feature_matching_weight > 0:  # D's logits of the fakes come with their features
+                    fm, judged = matched_features(D, gray_l, real_ab, fake[0], cfg)
+                    extra = _plus(extra, fm)
+                else:
+                    judged = D(gray_l, fake[0])
+                loss_g, parts_g = generator_loss(judged, own, lam, o.gan_mode, extra)
             rt.backward(loss_g / len(micro))
         _accumulate(parts, parts_g, len(micro))
 
 
 def matched_features(D, gray_l, real_ab, fake_ab, cfg: Config) -> tuple:
-    """--feature-matching-weight's term for G: D's features of the photo (no gradient) against the colorization's,
-    every block of every scale (one more D forward on the fakes than the GAN term's)."""
+    """(--feature-matching-weight's term for G, D's logits of the fakes): D's features of the photo (no gradient)
+    against the colorization's, every block of every scale; the logits are those features' last entries, so the
+    fakes go through D once."""
     net = unwrap(D)  # features() is not a forward of the DDP wrapper; D is frozen here, nothing to sync
     with torch.no_grad():
         real = _per_scale(net.features(gray_l, real_ab))
-    fake = _per_scale(net.features(gray_l, fake_ab))
-    return feature_matching(real, fake, cfg.model.disc_layers, cfg.optim.feature_matching_weight)
+    features = net.features(gray_l, fake_ab)
+    fake = _per_scale(features)
+    logits = [one[-1] for one in fake] if isinstance(features[0], list) else features[-1]
+    return feature_matching(real, fake, cfg.model.disc_layers, cfg.optim.feature_matching_weight), logits
 
 
 def _per_scale(features: list) -> list:
