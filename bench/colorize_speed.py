@@ -47,8 +47,8 @@ BIG = {12: (4240, 2832), 24: (6000, 4000)}
 
 def big_jpeg(megapixels: int) -> Path:
     """A photo upscaled to 12 or 24 MP, saved as a quality-90 JPEG (made once)."""
-    from gan_colorizer.data import sample_photos
-    from gan_colorizer.images import load_rgb
+    from gan_colorizer.data.dataset import sample_photos
+    from gan_colorizer.data.images import load_rgb
     path = CACHE / f"photo_{megapixels}mp.jpg"
     if not path.is_file():
         CACHE.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ STARTED = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
 
 def photo_folder(n: int = 96, size=(640, 480), root: Path | None = None) -> Path:
     """n COCO-sized JPEGs cut from the embedded sample photos (made once, then reused)."""
-    from gan_colorizer.data import sample_photos
-    from gan_colorizer.images import load_rgb
+    from gan_colorizer.data.dataset import sample_photos
+    from gan_colorizer.data.images import load_rgb
     root = root or CACHE / f"photos_{n}_{size[0]}x{size[1]}"
     if root.is_dir() and len(list(root.glob("*.jpg"))) == n:
         return root

@@ -35,7 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as colorize.py runs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from gan_colorizer.colorize.api import Colorizer, prepare  # noqa: E402 (torch-free: the children of ONNX engines)
-from gan_colorizer.images import list_images, open_image  # noqa: E402
+from gan_colorizer.data.images import list_images, open_image  # noqa: E402
 
 TRAIN = ["--no-pretrained", "--image-size", "128", "--epochs", "2", "--epoch-size", "200", "--batch-size", "8"]
 ENGINES = {"torch fp32": ("torch", "off"), "torch bf16": ("torch", "bf16"), "onnx fp32": ("onnx", None),
@@ -59,7 +59,7 @@ def bench_checkpoint() -> Path:
 def exported(ckpt: Path, int8: bool) -> Path:
     """The checkpoint exported to ONNX (fp32, or int8 calibrated on the embedded training photos)."""
     from gan_colorizer.colorize.onnx import main as export
-    from gan_colorizer.data import sample_photos
+    from gan_colorizer.data.dataset import sample_photos
     out = cache() / f"engines_{ckpt.parent.name}{'_int8' if int8 else ''}.onnx"
     calibration = cache() / "engines_calibration"
     if int8:
@@ -171,7 +171,7 @@ def main() -> int:
         return 0
     from bench.colorize_speed import BIG, big_jpeg
     from bench.common import photo_folder, print_table, write_results
-    from gan_colorizer.data import sample_photos
+    from gan_colorizer.data.dataset import sample_photos
     ckpt = args.checkpoint or bench_checkpoint()
     files = sources(ckpt)
     made = {name: load(*source) for name, source in files.items()}

@@ -27,7 +27,7 @@ from gan_colorizer.config import defaults  # noqa: E402
 from gan_colorizer.evaluate.lpips_fid import FidInception, Lpips  # noqa: E402
 from gan_colorizer.evaluate.protocols import EvalDataset, collate  # noqa: E402
 from gan_colorizer.evaluate.run import Candidate, EvalOptions, evaluate, predict  # noqa: E402
-from gan_colorizer.images import list_images  # noqa: E402
+from gan_colorizer.data.images import list_images  # noqa: E402
 from gan_colorizer.models.registry import build_generator  # noqa: E402
 from gan_colorizer.runtime import Runtime  # noqa: E402
 

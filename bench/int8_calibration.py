@@ -27,8 +27,8 @@ from bench.common import CACHE, photo_folder, print_table, random_checkpoint, wr
 
 def one_image_sets() -> dict[str, Path]:
     """Calibration folders of one image each that do not represent photos (made once)."""
-    from gan_colorizer.data import sample_photos
-    from gan_colorizer.images import load_rgb
+    from gan_colorizer.data.dataset import sample_photos
+    from gan_colorizer.data.images import load_rgb
     chelsea = load_rgb(next(p for p in sum(sample_photos(), []) if p.stem == "chelsea"))
     rng = np.random.default_rng(0)
     images = {"1x1": Image.new("RGB", (1, 1), (120, 90, 60)),

@@ -15,8 +15,8 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import photo_folder, write_results  # noqa: E402
 from bench.train_speed import build, endless  # noqa: E402
-from gan_colorizer.data import EpochSampler, PhotoDataset, make_loader  # noqa: E402
-from gan_colorizer.images import list_images  # noqa: E402
+from gan_colorizer.data.dataset import EpochSampler, PhotoDataset, make_loader  # noqa: E402
+from gan_colorizer.data.images import list_images  # noqa: E402
 from gan_colorizer.runtime import Runtime, resolve_workers  # noqa: E402
 from gan_colorizer.train.steps import gan_step, pretrain_step  # noqa: E402
 

@@ -59,7 +59,7 @@ def colorizer_for(name: str):
 
 @torch.inference_mode()
 def measure_one(name: str, reps: int) -> dict:
-    from gan_colorizer.images import load_rgb
+    from gan_colorizer.data.images import load_rgb
     from gan_colorizer.runtime import count_parameters
     photo = load_rgb(sorted(photo_folder(4).glob("*.jpg"))[0])
     colorizer, network, net_input = colorizer_for(name)

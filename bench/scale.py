@@ -65,9 +65,9 @@ def tiny_folder(n: int, root: Path = DIR) -> Path:
 def scan_child(folder: str, cache_home: str) -> dict:
     """The listing, a cold scan, a cached scan, and the cache file's size and load time."""
     os.environ["XDG_CACHE_HOME"] = cache_home
-    from gan_colorizer.data import scan_folder
-    from gan_colorizer.images import list_files
-    from gan_colorizer.scan import cache_file, cached_outcomes
+    from gan_colorizer.data.dataset import scan_folder
+    from gan_colorizer.data.images import list_files
+    from gan_colorizer.data.scan import cache_file, cached_outcomes
     list_s = _seconds(lambda: list_files(Path(folder).resolve()))  # with the one stat per file the scan keys on
     cold_s = _seconds(lambda: scan_folder(folder, keep_gray=False, workers=WORKERS))
     cached_s = _seconds(lambda: scan_folder(folder, keep_gray=False, workers=WORKERS))
@@ -90,7 +90,7 @@ def memory_of(pid: int) -> tuple[float, float]:
 def workers_child(n: int, workers: int, batch: int) -> dict:
     """One epoch over n synthetic ImageNet-like paths, decode replaced by a constant 8x8 photo (the bookkeeping
     is measured, not JPEGs): private memory and RSS of the main process and of each worker, first and last batch."""
-    from gan_colorizer.data import EpochSampler, PhotoDataset, make_loader
+    from gan_colorizer.data.dataset import EpochSampler, PhotoDataset, make_loader
 
     class ConstantPhotos(PhotoDataset):
         def _load(self, index: int) -> Image.Image:
@@ -136,9 +136,9 @@ def decode_child(size: int) -> dict:
     import torch
     torch.set_num_threads(1)
     from bench.common import photo_folder
-    from gan_colorizer.data import PhotoDataset
-    from gan_colorizer.images import list_images
-    from gan_colorizer.scan import check
+    from gan_colorizer.data.dataset import PhotoDataset
+    from gan_colorizer.data.images import list_images
+    from gan_colorizer.data.scan import check
     paths = list_images(photo_folder())
     dataset = PhotoDataset(paths, size, True)
     crop_s = _seconds(lambda: [dataset[(i % len(paths), i)] for i in range(2 * len(paths))]) / (2 * len(paths))

@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import CACHE, photo_folder, print_table, write_results  # noqa: E402
 from gan_colorizer.config import DataConfig  # noqa: E402
-from gan_colorizer.data import EpochSampler, PhotoDataset, make_loader, prepare_files  # noqa: E402
-from gan_colorizer.shard_stream import ShardStream, shard_loader  # noqa: E402
-from gan_colorizer.shards import ShardOptions, expand, shard_counts, write_shards  # noqa: E402
+from gan_colorizer.data.dataset import EpochSampler, PhotoDataset, make_loader, prepare_files  # noqa: E402
+from gan_colorizer.data.shard_stream import ShardStream, shard_loader  # noqa: E402
+from gan_colorizer.data.shards import ShardOptions, expand, shard_counts, write_shards  # noqa: E402
 
 
 def load() -> float:

@@ -36,7 +36,7 @@ HELP = {  # the command line of each tool, as its docs give it
     "pretrain_generator.py": ["pretrain_generator.py"], "train_gan.py": ["train_gan.py"],
     "evaluate.py": ["evaluate.py"], "colorize.py": ["colorize.py"], "visualize.py": ["visualize.py"],
     **{f"-m {m}": ["-m", m] for m in ("gan_colorizer.colorize.onnx", "gan_colorizer.inspect.curves",
-                                      "gan_colorizer.inspect.weights", "gan_colorizer.shards")}}
+                                      "gan_colorizer.inspect.weights", "gan_colorizer.data.shards")}}
 STAGE1 = ["--no-pretrained", "--image-size", "64", "--batch-size", "2", "--num-workers", "0", "--epochs", "1"]
 KILL_AT_FIRST_STEP = {"GAN_COLORIZER_TEST_KILL_AT": "step:1"}  # checkpoint.kill_here_in_tests: SIGKILL after step 1
 
@@ -45,8 +45,8 @@ def photo() -> Path:
     """One embedded sample photo at 741x500, a quality-90 JPEG (made once)."""
     from PIL import Image
 
-    from gan_colorizer.data import sample_photos
-    from gan_colorizer.images import load_rgb
+    from gan_colorizer.data.dataset import sample_photos
+    from gan_colorizer.data.images import load_rgb
     path = CACHE / "startup_photo.jpg"
     if not path.is_file():
         CACHE.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import peak_rss_mb, photo_folder, print_table, run_child, timed, write_results  # noqa: E402
 from gan_colorizer.config import defaults  # noqa: E402
-from gan_colorizer.data import EpochSampler, PhotoDataset, crop_box, make_loader  # noqa: E402
-from gan_colorizer.images import list_images  # noqa: E402
+from gan_colorizer.data.dataset import EpochSampler, PhotoDataset, crop_box, make_loader  # noqa: E402
+from gan_colorizer.data.images import list_images  # noqa: E402
 from gan_colorizer.runtime import Runtime, resolve_workers  # noqa: E402
 from gan_colorizer.train.steps import Nets, gan_step, make_optimizer, pretrain_step  # noqa: E402
 

@@ -46,7 +46,7 @@ def empirical_prior(files: list, image_size: int, n_images: int, seed: int, work
                     bins: np.ndarray, embedded: bool = False) -> tuple[np.ndarray, dict]:
     """(smoothed prior over the bins, what it was made from) from a seeded sample of n_images of the files."""
     from gan_colorizer.ab_bins import smooth_prior
-    from gan_colorizer.data import PhotoDataset
+    from gan_colorizer.data.dataset import PhotoDataset
     chosen = sorted(random.Random(seed).sample(range(len(files)), min(n_images, len(files))))
     dataset = PhotoDataset(files, image_size, train=False, cache=embedded)
     loader = DataLoader(dataset, batch_size=BATCH, sampler=chosen, num_workers=min(workers, len(chosen)))

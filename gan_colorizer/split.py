@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 
-from gan_colorizer.scan import keys_below
+from gan_colorizer.data.scan import keys_below
 
 log = logging.getLogger("gan_colorizer")
 

@@ -24,7 +24,7 @@ TOOLS = {  # CLI module: its options dataclass (module, name)
     "gan_colorizer.colorize.onnx": ("gan_colorizer.colorize.onnx", "ExportOptions"),
     "gan_colorizer.inspect.curves": ("gan_colorizer.inspect.curves", "PlotOptions"),
     "gan_colorizer.inspect.weights": ("gan_colorizer.inspect.weights", "WeightsOptions"),
-    "gan_colorizer.shards": ("gan_colorizer.shards", "ShardOptions"),
+    "gan_colorizer.data.shards": ("gan_colorizer.data.shards", "ShardOptions"),
 }
 ENTRY_POINTS = {"gan-colorizer-pretrain", "gan-colorizer-train-gan", "gan-colorizer-evaluate", "gan-colorizer-colorize",
                 "gan-colorizer-visualize", "gan-colorizer-onnx", "gan-colorizer-curves", "gan-colorizer-weights",
@@ -291,7 +291,7 @@ def test_help_of_every_entry_point_exits_0(name, capsys):
     ("gan_colorizer.train.cli:pretrain_main", []),
     ("gan_colorizer.evaluate.cli:main", ["--checkpoint", "c.pt", "--data", "{tmp}", "--out", "{tmp}/out"]),
     ("gan_colorizer.colorize.cli:main", ["{tmp}", "--checkpoint", "c.pt", "--out", "{tmp}/out"]),
-    ("gan_colorizer.shards:main", ["--data", "{tmp}", "--out", "{tmp}/out"]),
+    ("gan_colorizer.data.shards:main", ["--data", "{tmp}", "--out", "{tmp}/out"]),
 ])
 def test_num_workers_below_auto_is_one_line_and_exit_2_in_every_tool(main, argv, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a training run would write runs/ and checkpoints/ here

@@ -7,7 +7,7 @@ from conftest import make_photo_folder
 from test_images import make_odd_files
 
 from gan_colorizer.config import DataConfig
-from gan_colorizer.data import (
+from gan_colorizer.data.dataset import (
     EpochSampler,
     PhotoDataset,
     prepare_files,

@@ -20,7 +20,7 @@ from gan_colorizer import checkpoint as ckpt_io
 
 from gan_colorizer.models.registry import load_generator
 from gan_colorizer.checkpoint import KILL_AT_ENV, KILL_SIGNAL_ENV
-from gan_colorizer.data import PhotoDataset
+from gan_colorizer.data.dataset import PhotoDataset
 from gan_colorizer.train import loop as training
 from gan_colorizer.train import setup as train_setup
 from gan_colorizer.train import steps as steps_module
@@ -511,7 +511,7 @@ def test_resume_keeps_the_files_the_run_started_with(photo_folder, tmp_path, cap
 
 def test_resume_with_every_training_image_gone_says_the_disk_may_be_unmounted(photo_folder, tmp_path):
     from gan_colorizer.config import DataConfig
-    from gan_colorizer.data import prepare_files, save_split, saved_split, split_digest
+    from gan_colorizer.data.dataset import prepare_files, save_split, saved_split, split_digest
     from gan_colorizer.errors import UserError
     split = prepare_files(DataConfig(data=str(photo_folder)), seed=0)
     save_split(split, tmp_path)
@@ -593,7 +593,7 @@ def test_checkpoints_are_due_by_steps_or_minutes_and_failed_writes_are_borne_up_
 
 def test_making_a_loader_iterator_leaves_the_global_rng_alone(photo_folder):
     """Else a run resumed mid-epoch would draw its dropout masks from a shifted RNG stream."""
-    from gan_colorizer.data import EpochSampler, make_loader
+    from gan_colorizer.data.dataset import EpochSampler, make_loader
     dataset = PhotoDataset(sorted(photo_folder.iterdir()), 32, train=True)
     loader = make_loader(dataset, EpochSampler(len(dataset), 0, True), 2, 0, False, True)
     torch.manual_seed(3)
@@ -686,7 +686,7 @@ def test_the_temporary_file_of_a_killed_write_is_removed_by_the_next_run_into_th
 def test_a_worker_dying_while_it_hands_over_a_batch_is_one_line(error):
     """A worker killed mid-transfer surfaces as EOFError / ConnectionResetError from multiprocessing's fd sharing, not
     as the DataLoader's RuntimeError (the OOM test above met it when the kill fell there): one line all the same."""
-    from gan_colorizer.data import LoaderFailure, guarded
+    from gan_colorizer.data.dataset import LoaderFailure, guarded
 
     class Dying:
         def __iter__(self):

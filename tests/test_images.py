@@ -13,7 +13,7 @@ import tifffile
 from conftest import ROOT, color_image
 from PIL import Image
 
-from gan_colorizer.images import UnreadableImage, is_gray, list_files, list_images, load_rgb, open_image, to_rgb8
+from gan_colorizer.data.images import UnreadableImage, is_gray, list_files, list_images, load_rgb, open_image, to_rgb8
 
 
 def make_odd_files(folder: Path) -> dict:
@@ -76,7 +76,7 @@ def test_every_odd_file_is_converted_to_rgb8_or_refused_with_its_reason(odd_fold
 
 def test_gray_files_are_detected_and_color_files_are_not(odd_folder):
     folder, expected = odd_folder
-    from gan_colorizer.images import open_image
+    from gan_colorizer.data.images import open_image
     for path in list_images(folder):
         if expected[path.name] in ("ok", "gray"):
             assert is_gray(open_image(path)) == (expected[path.name] == "gray"), path.name
@@ -131,7 +131,7 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
 
 
 def test_an_image_over_the_pixel_limit_is_refused_from_its_header_in_one_line(tmp_path):
-    from gan_colorizer.images import header_pixels
+    from gan_colorizer.data.images import header_pixels
     huge = png_declaring(tmp_path / "huge.png", 24000, 24000)  # 576 MP declared in a 100-byte file
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -186,7 +186,7 @@ def test_a_link_loop_ends_the_listing_of_a_folder_and_of_a_recursive_glob(tmp_pa
     (folder / "s2").symlink_to(".")
     (folder / "sub").mkdir()
     (folder / "sub" / "up").symlink_to("..")
-    code = ("import sys\nfrom pathlib import Path\nfrom gan_colorizer.images import list_images\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom gan_colorizer.data.images import list_images\n"
             "from gan_colorizer.colorize.files import plan_jobs\n"
             "print(len(list_images(sys.argv[1])), len(plan_jobs([sys.argv[1], sys.argv[1] + '/**/*.png'], "
             "Path(sys.argv[2]), 'png')))")
@@ -198,7 +198,7 @@ def test_a_link_loop_ends_the_listing_of_a_folder_and_of_a_recursive_glob(tmp_pa
 
 def test_a_photo_that_cannot_become_rgb_is_named_by_its_full_path(tmp_path, monkeypatch):
     """load_rgb's reason names the file as every other reason does, not by its base name alone."""
-    from gan_colorizer import images
+    from gan_colorizer.data import images
     path = tmp_path / "sub" / "photo.png"
     path.parent.mkdir()
     Image.new("RGB", (8, 8)).save(path)

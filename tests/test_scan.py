@@ -9,10 +9,10 @@ import pytest
 from conftest import dated_lines, make_photo_folder
 from test_images import make_odd_files
 
-import gan_colorizer.scan as scan_module
+import gan_colorizer.data.scan as scan_module
 from gan_colorizer.config import DataConfig
-from gan_colorizer.data import EpochSampler, PhotoDataset, prepare_files, scan_folder
-from gan_colorizer.scan import PathArray, cache_file, cached_outcomes
+from gan_colorizer.data.dataset import EpochSampler, PhotoDataset, prepare_files, scan_folder
+from gan_colorizer.data.scan import PathArray, cache_file, cached_outcomes
 
 
 @pytest.fixture

@@ -11,16 +11,16 @@ from test_distributed import _torchrun
 from test_images import make_odd_files
 
 from gan_colorizer.config import DataConfig
-from gan_colorizer.data import prepare_files
-from gan_colorizer.scan import cached_outcomes
+from gan_colorizer.data.dataset import prepare_files
+from gan_colorizer.data.scan import cached_outcomes
 pytestmark = pytest.mark.system  # torchrun
 
 SCRIPT = """
 import json, sys
 from pathlib import Path
-from gan_colorizer import scan
+from gan_colorizer.data import scan
 from gan_colorizer.config import DataConfig
-from gan_colorizer.data import prepare_files
+from gan_colorizer.data.dataset import prepare_files
 from gan_colorizer.errors import UserError
 from gan_colorizer.train import distributed
 

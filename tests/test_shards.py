@@ -11,12 +11,12 @@ import torch
 from conftest import TINY, dated_lines, make_photo_folder, run_dirs_args
 from torch.utils.data import DataLoader
 
-from gan_colorizer import shards
+from gan_colorizer.data import shards
 from gan_colorizer.config import DataConfig
-from gan_colorizer.data import prepare_files
+from gan_colorizer.data.dataset import prepare_files
 from gan_colorizer.errors import UserError
-from gan_colorizer.shard_stream import ShardStream, ShardValStream, shard_loader, shard_split
-from gan_colorizer.shards import ShardOptions, write_shards
+from gan_colorizer.data.shard_stream import ShardStream, ShardValStream, shard_loader, shard_split
+from gan_colorizer.data.shards import ShardOptions, write_shards
 
 
 SPLIT = {"val_fraction": 0.3, "seed": 3}  # the fixture's 15 photos: 3 validate (each file's side is its path's)
@@ -193,7 +193,7 @@ def test_shards_whose_samples_never_decode_stop_the_stream_after_one_pass(tmp_pa
 
 
 def test_a_stop_signal_is_not_taken_for_a_broken_shard(tmp_path, monkeypatch):
-    from gan_colorizer import shard_stream
+    from gan_colorizer.data import shard_stream
     from gan_colorizer.train.guard import StopWaiting
     assert shard_stream._warn(tarfile.ReadError("unexpected end of data", "a.tar"))
     shard = _tar(tmp_path / "train-000000.tar", [("s0.jpg", _jpeg(0))])
@@ -270,7 +270,8 @@ def test_the_writer_refuses_what_training_refuses_and_an_unwritable_out_before_t
             _write(photos, tmp_path / "f", val_fraction=fraction)
     with pytest.raises(UserError, match="photo_000.jpg: a file, not a folder"):
         _write(photos / "photo_000.jpg", tmp_path / "f")
-    monkeypatch.setattr("gan_colorizer.data.prepare_files", lambda *a: pytest.fail("scanned before --out was checked"))
+    monkeypatch.setattr("gan_colorizer.data.dataset.prepare_files",
+                        lambda *a: pytest.fail("scanned before --out was checked"))
     assert shards.main(["--data", str(photos), "--out", "/proc/x4"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == ["error: --out /proc/x4: cannot be written "
                                                             "(No such file or directory)"]

@@ -16,11 +16,11 @@ import pytest
 from conftest import make_photo_folder
 from torch.utils.data import DataLoader
 
-from gan_colorizer import scan, shards
-from gan_colorizer.data import scan_files
+from gan_colorizer.data import scan, shards
+from gan_colorizer.data.dataset import scan_files
 from gan_colorizer.evaluate.protocols import resolve_data
-from gan_colorizer.shard_stream import ShardStream, ShardValStream, shard_loader
-from gan_colorizer.shards import ShardOptions, list_members, shard_counts, write_shards
+from gan_colorizer.data.shard_stream import ShardStream, ShardValStream, shard_loader
+from gan_colorizer.data.shards import ShardOptions, list_members, shard_counts, write_shards
 from test_shards import _jpeg, _tar
 
 

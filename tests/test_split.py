@@ -14,7 +14,7 @@ from conftest import ROOT, make_photo_folder, run_dirs_args
 
 from gan_colorizer import split as splits
 from gan_colorizer.config import DataConfig
-from gan_colorizer.data import prepare_files, split_digest
+from gan_colorizer.data.dataset import prepare_files, split_digest
 
 UNET = ["--generator", "unet", "--unet-filters", "2", "--image-size", "256", "--batch-size", "2", "--num-workers",
         "0", "--amp", "off", "--log-every", "1", "--image-every", "100", "--epoch-size", "2"]

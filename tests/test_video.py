@@ -20,7 +20,7 @@ from gan_colorizer.color import AB_SCALE, L_SCALE, rgb_to_model
 from gan_colorizer.colorize import cli as colorize_cli
 from gan_colorizer.colorize import video
 from gan_colorizer.colorize.files import plan_jobs
-from gan_colorizer.images import UnreadableImage
+from gan_colorizer.data.images import UnreadableImage
 
 SIZE = (64, 96)  # (h, w): at --image-size 64 the network sees the frames at their own size
 

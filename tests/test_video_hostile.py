@@ -14,7 +14,7 @@ from conftest import ROOT
 from PIL import Image
 
 from gan_colorizer.colorize import video
-from gan_colorizer.images import UnreadableImage
+from gan_colorizer.data.images import UnreadableImage
 
 BOMB = 16000  # a side: one frame of 256 MP (a 16000x16000 RGB frame is 768 MB before the network sees it)
 SIZE = (48, 64)
@@ -55,7 +55,7 @@ def read_in_child(path, max_pixels=None) -> dict:
     """read_frames(path) in a fresh process: the reason it raised (or the frames read) and the process's peak RSS."""
     code = ("import json, sys\n"
             "from gan_colorizer.colorize.video import read_frames\n"
-            "from gan_colorizer.images import UnreadableImage\n"
+            "from gan_colorizer.data.images import UnreadableImage\n"
             "out = {}\n"
             "try:\n"
             "    out['frames'] = sum(1 for _ in read_frames(sys.argv[1], *map(int, sys.argv[2:])))\n"

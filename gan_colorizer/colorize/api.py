@@ -17,7 +17,7 @@ from PIL import Image
 from gan_colorizer.colorize import engines
 from gan_colorizer.colorize.inference_numpy import NumpyPipeline, render_shape
 from gan_colorizer.errors import UserError
-from gan_colorizer.images import UnreadableImage, open_image, to_rgb8
+from gan_colorizer.data.images import UnreadableImage, open_image, to_rgb8
 
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 

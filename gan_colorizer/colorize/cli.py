@@ -19,7 +19,7 @@ from gan_colorizer.colorize.video import DEFAULT_STRENGTH, MAX_BATCH_PIXELS, MAX
 from gan_colorizer.config import DECODES, WEIGHTS
 from gan_colorizer.console import Progress, terminated_as_interrupt
 from gan_colorizer.errors import UserError, reason
-from gan_colorizer.images import MAX_PIXELS
+from gan_colorizer.data.images import MAX_PIXELS
 from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, parse_options, tool_parser, workers_opt
 
 # Idle OpenMP threads sleep instead of spinning, so the decode / encode threads get the cores (on a 2-core
@@ -131,7 +131,7 @@ class Tally:
 
 def _load(job, colorizer_module, max_pixels: int | None):
     """Decode one file for the network (runs in a worker thread): a Prepared, or the UnreadableImage."""
-    from gan_colorizer.images import UnreadableImage, open_image
+    from gan_colorizer.data.images import UnreadableImage, open_image
     try:
         return colorizer_module.prepare(open_image(job.source, max_pixels=max_pixels or MAX_PIXELS),
                                         keep_alpha=job.keeps_alpha)
@@ -164,7 +164,7 @@ class _InFlight:
 
 def _prefetch(pool, fn, jobs, ahead: int):
     """Yield (job, result, pixels) in order while later jobs decode in the pool, within `ahead` and IN_FLIGHT_PIXELS."""
-    from gan_colorizer.images import header_pixels
+    from gan_colorizer.data.images import header_pixels
     pending, it = _InFlight(ahead, IN_FLIGHT_PIXELS), iter(jobs)
     nxt = next(it, None)
     nxt_pixels = header_pixels(nxt.source) if nxt else 0

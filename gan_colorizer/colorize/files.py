@@ -13,7 +13,7 @@ from PIL import Image
 from gan_colorizer.atomic import replacing
 from gan_colorizer.colorize import video
 from gan_colorizer.errors import UserError
-from gan_colorizer.images import is_image_file, list_images, walk
+from gan_colorizer.data.images import is_image_file, list_images, walk
 
 PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
                ".tiff": "TIFF", ".ppm": "PPM"}

@@ -31,7 +31,7 @@ def calibration_inputs(folder, render_size: int, multiple: int, count: int):
     """(photos expected, iterator of (path, render-size gray_l (1, 1, h, w) numpy array)) for up to `count` readable
     photos of the folder, as colorize.py feeds them. The first one is read now: a folder without photos, or with none
     readable, is refused before any export; each unreadable photo is one warning line naming it and the reason."""
-    from gan_colorizer.images import list_images
+    from gan_colorizer.data.images import list_images
     paths = list_images(folder) if Path(folder).is_dir() else []
     if not paths:
         raise UserError(f"--calibration {folder}: no photos there (a folder of the photos you will colorize)")
@@ -48,7 +48,7 @@ def _calibration_input(path, render_size: int, multiple: int):
     import torch
 
     from gan_colorizer.colorize.inference import downsample_l, full_res_l, render_shape
-    from gan_colorizer.images import UnreadableImage, open_image, to_rgb8
+    from gan_colorizer.data.images import UnreadableImage, open_image, to_rgb8
     try:
         pixels = np.array(to_rgb8(open_image(path)))  # alpha on white: what the network sees (api.prepare)
     except UnreadableImage as e:
@@ -64,7 +64,7 @@ def _calibration_input(path, render_size: int, multiple: int):
 def probe_inputs(render_size: int, multiple: int) -> list:
     """(path, gray_l) of the embedded sample photos (ordinary photos; [] when the packages that ship them are
     missing): a calibration set that does not represent photos (one flat photo) passes a check on itself alone."""
-    from gan_colorizer.data import sample_photos
+    from gan_colorizer.data.dataset import sample_photos
     try:
         train, val = sample_photos()
     except UserError:

@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from gan_colorizer.errors import reason
-from gan_colorizer.images import UnreadableImage, amount
+from gan_colorizer.data.images import UnreadableImage, amount
 
 # suffix -> the FFmpeg demuxer that reads it. Named, never guessed from the content: FFmpeg's guess would take an
 # ffconcat script or a playlist named .mp4 (reading the files it lists) or a PNG named .mp4 as the video

@@ -9,7 +9,7 @@ from gan_colorizer.colorize.encoding import check as check_encoding
 from gan_colorizer.colorize.video import colorize_video, probe
 from gan_colorizer.console import Progress
 from gan_colorizer.errors import UserError, reason
-from gan_colorizer.images import UnreadableImage
+from gan_colorizer.data.images import UnreadableImage
 
 
 def check_video_args(args) -> None:

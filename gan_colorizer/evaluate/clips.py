@@ -19,7 +19,7 @@ from gan_colorizer.colorize.video import colorized_frames, is_video, read_frames
 from gan_colorizer.console import Progress
 from gan_colorizer.errors import reason
 from gan_colorizer.evaluate.protocols import categories
-from gan_colorizer.images import UnreadableImage, list_images
+from gan_colorizer.data.images import UnreadableImage, list_images
 from gan_colorizer.inspect.drawing import SheetRow, comparison_sheet, fit_long_side, save_png
 from gan_colorizer.metrics import GRAY, METRICS, colorfulness, image_lab, image_metrics, summarize
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from gan_colorizer.colorize.video import DEFAULT_STRENGTH, MAX_FRAME_PIXELS
 from gan_colorizer.config import DECODES, WEIGHTS
-from gan_colorizer.images import MAX_PIXELS
+from gan_colorizer.data.images import MAX_PIXELS
 from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, workers_opt
 
 PROTOCOLS = {

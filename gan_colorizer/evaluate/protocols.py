@@ -11,11 +11,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from gan_colorizer.colorize.video import VIDEO_SUFFIXES
-from gan_colorizer.data import crop_box, sample_photos
+from gan_colorizer.data.dataset import crop_box, sample_photos
 from gan_colorizer.errors import UserError
-from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb
+from gan_colorizer.data.images import IMAGE_EXTENSIONS, UnreadableImage, is_gray, list_images, load_rgb
 from gan_colorizer.metrics import GRAY
-from gan_colorizer.shards import ShardMember, expand, is_shards, list_members
+from gan_colorizer.data.shards import ShardMember, expand, is_shards, list_members
 
 log = logging.getLogger("gan_colorizer")
 

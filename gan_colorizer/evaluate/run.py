@@ -29,7 +29,7 @@ from gan_colorizer.evaluate.protocols import (
     resolve_data,
     single_images,
 )
-from gan_colorizer.images import MAX_PIXELS
+from gan_colorizer.data.images import MAX_PIXELS
 from gan_colorizer.inspect.class_views import head_info
 from gan_colorizer.metrics import (
     GRAY,

@@ -13,7 +13,7 @@ from gan_colorizer.color import AB_SCALE, model_to_lab, model_to_rgb, rgb_to_lab
 from gan_colorizer.colorize.inference import render_shape, size_multiple
 from gan_colorizer.colorize.published import AsGenerator
 from gan_colorizer.errors import UserError
-from gan_colorizer.images import UnreadableImage, is_gray, load_rgb
+from gan_colorizer.data.images import UnreadableImage, is_gray, load_rgb
 from gan_colorizer.inspect.ab_histograms import ColorDistribution, distribution_figure
 from gan_colorizer.inspect.class_views import (
     classifier,

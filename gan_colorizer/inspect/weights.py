@@ -128,8 +128,8 @@ def activation_rows(generator, pixels: torch.Tensor, runtime=None) -> list[dict]
 def _photos(images: str | None, n: int, size: int) -> torch.Tensor:
     import torch
 
-    from gan_colorizer.data import PhotoDataset, sample_photos
-    from gan_colorizer.images import list_images
+    from gan_colorizer.data.dataset import PhotoDataset, sample_photos
+    from gan_colorizer.data.images import list_images
     paths = list_images(images)[:n] if images else sum(sample_photos(), [])[:n]
     if not paths:
         raise UserError(f"--data {images}: no image found")

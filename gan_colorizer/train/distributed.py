@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from gan_colorizer import scan
+from gan_colorizer.data import scan
 from gan_colorizer.errors import UserError
 
 

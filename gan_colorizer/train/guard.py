@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from gan_colorizer.atomic import FolderLock
-from gan_colorizer.data import LoaderFailure, guarded
+from gan_colorizer.data.dataset import LoaderFailure, guarded
 from gan_colorizer.errors import Interrupted
 from gan_colorizer.train import saver
 

@@ -17,7 +17,7 @@ from gan_colorizer import checkpoint as ckpt_io
 from gan_colorizer.atomic import remove_stale_parts
 from gan_colorizer.config import Config, batches_per_step, best_mode, validate
 from gan_colorizer.config_checks import check_run_name
-from gan_colorizer.data import (
+from gan_colorizer.data.dataset import (
     DataSplit,
     EpochSampler,
     PhotoDataset,
@@ -31,8 +31,8 @@ from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import bin_distribution_figure
 from gan_colorizer.models.resunet import check_body_weights
 from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything, unwrap
-from gan_colorizer.shard_stream import shard_loaders, shard_split
-from gan_colorizer.shards import is_shards
+from gan_colorizer.data.shard_stream import shard_loaders, shard_split
+from gan_colorizer.data.shards import is_shards
 from gan_colorizer.split import BY_PATH, BY_POSITION, RULES, training_set, warn_if_validating_on_stage1_training
 from gan_colorizer.train import distributed
 from gan_colorizer.train.guard import BadSteps, RunLock

@@ -1,7 +1,7 @@
 """WebDataset shards: write them from an image folder (the checked files, the training split, original bytes), and
 find them again from --data: brace patterns or a folder, counts from the index, members listed for evaluation.
 
-    python -m gan_colorizer.shards --data photos/ --out shards/     # shards/train-000000.tar ... val-000000.tar
+    python -m gan_colorizer.data.shards --data photos/ --out shards/     # shards/train-000000.tar ... val-000000.tar
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from gan_colorizer.atomic import replacing, write_atomic
 from gan_colorizer.config import DataConfig, RunConfig
 from gan_colorizer.console import Progress, run_command, setup_logging
 from gan_colorizer.errors import UserError, reason, shown
-from gan_colorizer.images import IMAGE_EXTENSIONS
+from gan_colorizer.data.images import IMAGE_EXTENSIONS
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser, workers_opt
 
 log = logging.getLogger("gan_colorizer")
@@ -33,8 +33,8 @@ IMAGE_EXTS = {e.lstrip(".") for e in IMAGE_EXTENSIONS}
 
 @dataclass
 class ShardOptions:
-    """Flags of `python -m gan_colorizer.shards`; the split flags default to training's, so that the shards hold the
-    train / val split a folder run with the same --seed would make."""
+    """Flags of `python -m gan_colorizer.data.shards`; the split flags default to training's, so that the shards hold
+    the train / val split a folder run with the same --seed would make."""
     data: str = opt(REQUIRED, "image folder, searched recursively and checked as training checks it", metavar="DIR")
     out: str = opt(REQUIRED, "folder for train-NNNNNN.tar, val-NNNNNN.tar and index.json (new or empty)",
                    metavar="DIR")
@@ -54,7 +54,7 @@ def sample_key(relative: Path) -> str:
 
 def write_shards(opts: ShardOptions) -> dict:
     """Scan, split and write every shard (each atomically), then index.json; returns the index."""
-    from gan_colorizer.data import prepare_files  # data imports nothing of this module; the split is training's
+    from gan_colorizer.data.dataset import prepare_files  # data imports nothing of this module; the split is training's
     out = _check_options(opts)
     cfg = DataConfig(data=opts.data, val_fraction=opts.val_fraction, include_gray=opts.include_gray,
                      num_workers=opts.num_workers)

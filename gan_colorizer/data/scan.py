@@ -19,7 +19,7 @@ import numpy as np
 from gan_colorizer.atomic import write_atomic
 from gan_colorizer.console import Progress
 from gan_colorizer.errors import shown
-from gan_colorizer.images import UnreadableImage, is_gray, open_image
+from gan_colorizer.data.images import UnreadableImage, is_gray, open_image
 
 log = logging.getLogger("gan_colorizer")
 VERSION = 3  # raise when the checks in images.py or the key change (2: ctime, 3: npz): older caches are then ignored

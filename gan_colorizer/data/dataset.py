@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_colorizer.atomic import write_atomic
 from gan_colorizer.errors import UserError, shown
-from gan_colorizer.images import IMAGE_EXTENSIONS, UnreadableImage, list_files, load_rgb
-from gan_colorizer.scan import PathArray, check_files
+from gan_colorizer.data.images import IMAGE_EXTENSIONS, UnreadableImage, list_files, load_rgb
+from gan_colorizer.data.scan import PathArray, check_files
 from gan_colorizer.split import BY_PATH, lists_digest, split_by_path, split_by_position, training_set
 
 log = logging.getLogger("gan_colorizer")

@@ -18,11 +18,11 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gan_colorizer.config import batches_per_step
-from gan_colorizer.data import DataSplit, _leave_ctrl_c_to_the_main_process, decode_side, photo_crop
+from gan_colorizer.data.dataset import DataSplit, _leave_ctrl_c_to_the_main_process, decode_side, photo_crop
 from gan_colorizer.errors import UserError, reason, shown
-from gan_colorizer.images import UnreadableImage, load_rgb
+from gan_colorizer.data.images import UnreadableImage, load_rgb
 from gan_colorizer.runtime import resolve_workers
-from gan_colorizer.shards import (
+from gan_colorizer.data.shards import (
     IMAGE_EXTS,
     expand,
     is_shards,
