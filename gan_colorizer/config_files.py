@@ -20,7 +20,7 @@ def read_file(path, stage: str) -> dict:
     """The values a JSON config file sets, as {field name: value}: {"stage": ..., "data": {...}, "model": {...}, ...}
     as runs/NAME/config.json holds them (with "version"); keys starting with "_" are comments. Any problem is one line
     naming the file."""
-    d = _json_object(path)
+    d = read_json(path)
     if not isinstance(d, dict):
         raise UserError(f"{path}: not a JSON config (an object of groups: stage, {', '.join(GROUPS)})")
     if d.get("stage", stage) not in STAGE_DEFAULTS:
@@ -71,22 +71,23 @@ def _versioned(path, d: dict, stage: str, values: dict) -> dict:
     return values
 
 
-def _json_object(path):
-    """The file's JSON, read only when small (a run's config.json is a few KB) and parsed only when not nested past
-    Python's recursion limit: a 300 MB file or a deep nest is one line, not a traceback or a long read."""
+def read_json(path, noun: str = "config", limit: int = MAX_CONFIG_BYTES):
+    """A small JSON file's contents (a run's config.json is a few KB, a hints file less), read only up to `limit`
+    bytes and parsed only when not nested past Python's recursion limit: a 300 MB file or a deep nest is one line
+    naming the file, not a traceback or a long read."""
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+            data = f.read(limit + 1)
     except OSError as e:
-        raise UserError(f"{path}: cannot read the config file ({e.strerror or e})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise UserError(f"{path}: not a config file (larger than {MAX_CONFIG_BYTES // 1024} KB)")
+        raise UserError(f"{path}: cannot read the {noun} file ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise UserError(f"{path}: not a {noun} file (larger than {limit // 1024} KB)")
     try:
         return json.loads(data.decode("utf-8"))
     except RecursionError:
-        raise UserError(f"{path}: not a JSON config (nested too deeply)") from None
+        raise UserError(f"{path}: not a JSON {noun} file (nested too deeply)") from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-        raise UserError(f"{path}: not a JSON config ({e})") from None
+        raise UserError(f"{path}: not a JSON {noun} file ({e})") from None
 
 
 def _checked_value(path, key: str, f: dataclasses.Field, annotation, value):

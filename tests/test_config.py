@@ -251,7 +251,7 @@ def test_a_huge_or_deeply_nested_config_file_is_one_line(tmp_path):
         resolve_config("gan", {"config": str(huge)})
     deep = tmp_path / "deep.json"
     deep.write_text('{"optim": {"lr": ' + "[" * 100_000 + "]" * 100_000 + "}}")
-    with pytest.raises(UserError, match=rf"^{deep}: not a JSON config \(nested too deeply\)$"):
+    with pytest.raises(UserError, match=rf"^{deep}: not a JSON config file \(nested too deeply\)$"):
         resolve_config("gan", {"config": str(deep)})
 
 
