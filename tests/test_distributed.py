@@ -1,18 +1,22 @@
 """Training under torchrun on CPU (gloo, 2 processes) against a single process with the same global batch."""
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import ROOT, make_photo_folder, run_dirs_args
+from test_faults import FAST
 from PIL import Image
 from test_training import scalar_values
 
+from gan_colorizer import checkpoint as ckpt_io
 from gan_colorizer.runtime import unwrap
 from gan_colorizer.train.distributed import CPUSyncBatchNorm
 
@@ -132,6 +136,50 @@ def test_only_rank_0_writes_and_the_checkpoint_serves_evaluation_and_colorize(dd
     assert summary["n_images"] == 8 and summary["models"]["two"]["psnr"] > 0  # last.pt by its run
     photo = Colorizer.from_checkpoint(last, device="cpu").colorize(Image.open(next((tmp / "photos").iterdir())))
     assert photo.size == (48, 40)
+
+
+SLOW_RANK = """import os, sys, time
+from pathlib import Path
+from gan_colorizer.data.dataset import PhotoDataset
+if os.environ["RANK"] == "1":  # rank 1's photos load slowly: a stop signal finds it waiting for data
+    original = PhotoDataset.__getitem__
+    PhotoDataset.__getitem__ = lambda self, key: (time.sleep(0.3), original(self, key))[1]
+from gan_colorizer.train.cli import main
+code = main("pretrain", sys.argv[1:])
+Path(sys.argv[-1], "rank" + os.environ["RANK"]).write_text(str(code))  # after the last flag: --checkpoints-dir
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.4])
+def test_a_sigterm_through_torchrun_stops_every_rank_at_the_same_step(photo_folder, tmp_path, delay):
+    """Rank 0 steps while rank 1 waits for its photos when SIGTERM comes (torchrun sends it to both): before the
+    ranks agreed on stopping, rank 1 left alone and rank 0 died inside the step's all-reduce (peer closed)."""
+    script = tmp_path / "slow_rank.py"
+    script.write_text(SLOW_RANK)
+    args = ["--data", photo_folder, *FAST, "--max-steps", 10000, *run_dirs_args(tmp_path, "s")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script, *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if " epoch 1/20 step 1/" in line:
+                time.sleep(delay)
+                proc.send_signal(signal.SIGTERM)
+                break
+        out = "".join(lines) + proc.communicate(timeout=120)[0]  # a hang fails here
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    folder = tmp_path / "checkpoints"
+    assert [(folder / f"rank{r}").read_text() for r in (0, 1)] == ["143", "143"], out[-3000:]
+    assert "closed by peer" not in out and "[rank0]: Traceback" not in out and "[rank1]: Traceback" not in out
+    said = re.findall(r"stopped by SIGTERM at step (\d+) in epoch 1/20; \S+last.pt holds step (\d+)", out)
+    assert len(said) == 2 and len(set(said)) == 1 and said[0][0] == said[0][1], out[-3000:]  # both ranks, one line
+    assert ckpt_io.load(folder / "s" / "last.pt")["step"] == int(said[0][0])
 
 
 def test_compile_matches_eager_and_a_missing_compiler_is_one_line(monkeypatch):

@@ -12,7 +12,7 @@ from pathlib import Path
 from gan_colorizer.atomic import FolderLock
 from gan_colorizer.data.dataset import LoaderFailure, guarded
 from gan_colorizer.errors import Interrupted
-from gan_colorizer.train import saver
+from gan_colorizer.train import distributed, saver
 
 log = logging.getLogger("gan_colorizer")
 
@@ -82,28 +82,38 @@ def _ignore_child_exit(signum, frame) -> None:
 
 
 class Guard:
-    """The context the loop runs in. Inside, SIGINT / SIGTERM only ask for a stop (`stopped`), which the loop takes
-    at the next step boundary; `batches()` ends a wait for data at once. On the way out: a stop becomes Interrupted
-    and a loader failure a one-line LoaderFailure, both with last.pt written first; a dead worker (OOM killer...)
-    a LoaderFailure without it (the step under way may be half done); then the workers are shut down, the logs
-    closed and the run lock released, whatever happened."""
+    """The context the loop runs in. Inside, SIGINT / SIGTERM only ask for a stop, which the loop takes once every
+    process agreed on it (`agree`, before each step and around validation); `batches()` ends a wait for data at once.
+    On the way out: a stop becomes Interrupted and a loader failure a one-line LoaderFailure, both with last.pt
+    written first; a dead worker (OOM killer...) a LoaderFailure without it (the step under way may be half done);
+    then the workers are shut down, the logs closed and the run lock released, whatever happened."""
 
     def __init__(self, run):
         self.run, self.signals = run, StopSignals()
+        self.stopped = False  # a stop every process agreed on: the loop acts on this, never on its own signal
 
-    @property
-    def stopped(self) -> bool:
-        return self.signals.requested
-
-    def stop_here(self) -> None:
-        """Another process got the signal (torchrun may deliver it unevenly): stop at this step boundary too."""
-        self.signals.received = self.signals.received or signal.SIGTERM
+    def agree(self, have_batches: bool = True, failure: LoaderFailure | None = None) -> bool:
+        """Whether every process goes on, in one collective: a stop signal, a failed loader or a missing batch on any
+        process ends the wait on all of them at the same step boundary (a process leaving alone would leave the others
+        inside a collective: a peer-closed error under gloo, a 30-minute hang under NCCL). A stop wins over a
+        failure (workers killed by the same signal); a failure is raised on every process."""
+        stop, failed, missing = distributed.all_reduce_sum(
+            self.run.dist, [float(self.signals.requested), float(failure is not None), float(not have_batches)],
+            self.run.rt.device)
+        if stop:
+            self.stopped = True
+            self.signals.received = self.signals.received or signal.SIGTERM  # another process got it
+            return False
+        if failed:
+            raise failure or LoaderFailure(f"{self.run.sources['train']}: the data loader of another process failed "
+                                           "(its own message says why)")
+        return not missing
 
     def batches(self, loader, source: str):
-        """A loader's batches until it ends or a stop signal comes (no step is under way while waiting, and
-        workers killed by the same SIGTERM would never deliver)."""
+        """A loader's batches until it ends or a stop signal comes to this process (no step is under way while
+        waiting, and workers killed by the same SIGTERM would never deliver)."""
         batches = guarded(loader, source, self.run.cfg.data.loader_timeout)
-        while not self.stopped:
+        while not self.signals.requested:
             try:
                 with self.signals.waiting_for_data():
                     batch = next(batches)
@@ -131,15 +141,19 @@ class Guard:
         return False
 
     def _outcome(self, error) -> BaseException | None:
-        """What the run ends with, when it is not `error` itself."""
-        if self.stopped and (error is None or isinstance(error, LoaderFailure)):  # workers killed by the same signal
+        """What the run ends with, when it is not `error` itself. Every process comes here together when the loop
+        ended (a signal since the last agreement is agreed once more) or a LoaderFailure was agreed: rank 0 writes
+        last.pt and every process says the same line."""
+        if error is None:
+            self.agree()
+        if self.stopped and (error is None or isinstance(error, LoaderFailure)):
             state = self.run.state
             log.info("%s: stopping after step %d", self.signals.name, state.step)
             at = state.where(self.run.cfg.optim.epochs)
-            return Interrupted(f"stopped by {self.signals.name} at {at}; {saver.on_the_way_out(self.run)}",
-                               self.signals.received)
+            written = distributed.on_main(self.run.dist, lambda: saver.on_the_way_out(self.run))
+            return Interrupted(f"stopped by {self.signals.name} at {at}; {written}", self.signals.received)
         if isinstance(error, LoaderFailure):
-            return LoaderFailure(f"{error}; {saver.on_the_way_out(self.run)}")
+            return LoaderFailure(f"{error}; {distributed.on_main(self.run.dist, lambda: saver.on_the_way_out(self.run))}")
         if isinstance(error, RuntimeError) and "DataLoader worker" in str(error):  # PyTorch's SIGCHLD check
             reason = str(error).strip().splitlines()[0].rstrip(".")
             return LoaderFailure(f"{self.run.sources['train']}: {reason}; {saver.resume_hint(self.run)}")

@@ -8,6 +8,7 @@ import time
 
 from gan_colorizer.checkpoint import kill_here_in_tests
 from gan_colorizer.config import Config, batches_per_step
+from gan_colorizer.data.dataset import LoaderFailure
 from gan_colorizer.errors import TrainingDiverged
 from gan_colorizer.inspect.features import training_visuals
 from gan_colorizer.runtime import compile_errors_as_user_errors
@@ -62,15 +63,15 @@ def loop(run: Run, guard: Guard) -> None:
             n_images = sum(len(gray_l) for gray_l, _ in micro) * dist.world
             run.monitor.step(s.step, parts if updated else {}, n_images, wait, rates(run.opts), s.skipped_steps)
             show_samples(run, s.step)
-            if distributed.any_rank(dist, guard.stopped, rt.device):  # every process stops at the same step
-                guard.stop_here()
-            if run.reached_max() or guard.stopped:
+            if run.reached_max():  # a stop signal is agreed before the next step (micro_batches)
                 break
             if s.batch_in_epoch < run.steps_per_epoch and run.schedule.due(s.step):
                 saver.write(run, "last.pt", full=True, final=False)
         run.monitor.end_epoch()
         if s.batch_in_epoch >= run.steps_per_epoch:
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+        if not guard.stopped:
+            guard.agree()  # before validation: every process validates, or none does
         if run.done(guard.stopped):  # the last step's losses, however far from a multiple of --log-every
             run.monitor.flush(s.step, rates(run.opts), s.skipped_steps)
         if guard.stopped:
@@ -88,25 +89,39 @@ def loop(run: Run, guard: Guard) -> None:
 
 def micro_batches(run: Run, guard: Guard):
     """Groups of --grad-accum (x --d-steps) batches on the device (Lab, flips), with the time spent waiting for the
-    loader."""
-    k, group, wait = batches_per_step(run.cfg), [], 0.0
-    clock = time.perf_counter()
-    for pixels, flips in guard.batches(run.loader, run.sources["train"]):
-        wait += time.perf_counter() - clock
-        group.append(run.rt.batch(pixels, flips))
-        if len(group) == k:
-            yield group, wait
-            group, wait = [], 0.0
-        clock = time.perf_counter()
+    loader. Every process takes the step or none does: a stop, a failed loader or a missing batch on any process
+    ends the epoch's steps on all of them (guard.agree)."""
+    k, batches = batches_per_step(run.cfg), guard.batches(run.loader, run.sources["train"])
+    while True:
+        group, wait, failure = [], 0.0, None
+        try:
+            while len(group) < k:
+                clock = time.perf_counter()
+                pixels, flips = next(batches)
+                wait += time.perf_counter() - clock
+                group.append(run.rt.batch(pixels, flips))
+        except StopIteration:
+            pass
+        except LoaderFailure as e:
+            failure = e
+        if not guard.agree(len(group) == k, failure):
+            return
+        yield group, wait
 
 
 def validate(run: Run, guard: Guard) -> dict:
-    """Validation figures summed over every process's share; none when a stop signal cut validation short."""
+    """Validation figures summed over every process's share; none when a stop signal cut validation short on any
+    process (agreed, as a loader failure is, before the sums are added)."""
     if run.val_loader is None:
         return {}
-    sums = validation_sums(run.rt, run.shown_generator(), guard.batches(run.val_loader, run.sources["val"]))
-    sums = distributed.sum_over_ranks(run.dist, sums, run.rt.device)
-    return {} if guard.stopped else finish_validation(sums)
+    sums, failure = {}, None
+    try:
+        sums = validation_sums(run.rt, run.shown_generator(), guard.batches(run.val_loader, run.sources["val"]))
+    except LoaderFailure as e:
+        failure = e
+    if not guard.agree(failure=failure):
+        return {}
+    return finish_validation(distributed.sum_over_ranks(run.dist, sums, run.rt.device))
 
 
 def show_samples(run: Run, step: int, always: bool = False) -> None:
