@@ -42,8 +42,9 @@ def device_opt(**kwargs):
 
 def amp_opt(default: str = "auto", why: str = "", **kwargs):
     """--amp of every tool that runs a network: the same choices, and the same meaning as training's."""
-    return opt(default, "mixed precision of the network: auto = bf16 where the device runs it fast (CUDA with bf16, "
-                        f"CPUs with AVX-512 BF16), else off (fp32); fp16: CUDA only{why}", choices=AMP_MODES, **kwargs)
+    return opt(default, "mixed precision of the network: auto = bf16 where the hardware runs it (GPUs of compute "
+                        "capability 8.0 and up, CPUs with AVX-512 BF16 or AMX), fp16 on older GPUs, else off (fp32); "
+                        f"fp16: CUDA only{why}", choices=AMP_MODES, **kwargs)
 
 
 def workers_opt(what: str, auto: str, **kwargs):

@@ -56,8 +56,16 @@ def cpu_has_fast_bf16() -> bool:
     return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Compute capability 8.0 (Ampere) and newer run bf16 in hardware. torch.cuda.is_bf16_supported() says True on
+    V100 / T4 too, where bf16 is emulated and its convolutions are slow fallbacks."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for --amp, or None for fp32."""
+    """The autocast dtype for --amp, or None for fp32. auto: bf16 where the hardware runs it natively, fp16 (with the
+    gradient scaler in training) on older GPUs, fp32 on CPUs without bf16 instructions. Training, evaluation,
+    colorizing and the benchmarks all choose here."""
     if mode == "off":
         return None
     if mode == "fp16":
@@ -67,7 +75,7 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     if mode == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
     return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
