@@ -40,6 +40,8 @@ class ShardOptions:
                    metavar="DIR")
     shard_size: int = opt(1000, "images per shard (the last of each split holds the rest)", metavar="N")
     val_fraction: float = opt(DataConfig.val_fraction, "share held out as val-*.tar; 0 = no validation shards")
+    val_data: str | None = opt(None, "held-out image folder written as val-*.tar, instead of --val-fraction of "
+                                     "--data (training's --val-data)", metavar="DIR")
     seed: int = opt(RunConfig.seed, "seed of the train / val split (training's --seed)")
     include_gray: bool = opt(False, "keep photos that are already gray (training's --include-gray)")
     num_workers: int = workers_opt("threads that check the files (the scan, cached as training caches it)",
@@ -56,8 +58,8 @@ def write_shards(opts: ShardOptions) -> dict:
     """Scan, split and write every shard (each atomically), then index.json; returns the index."""
     from gan_colorizer.data.dataset import prepare_files  # data imports nothing of this module; the split is training's
     out = _check_options(opts)
-    cfg = DataConfig(data=opts.data, val_fraction=opts.val_fraction, include_gray=opts.include_gray,
-                     num_workers=opts.num_workers)
+    cfg = DataConfig(data=opts.data, val_data=opts.val_data, val_fraction=opts.val_fraction,
+                     include_gray=opts.include_gray, num_workers=opts.num_workers)
     split = prepare_files(cfg, opts.seed)
     root = Path(opts.data).resolve()
     counts, n_bytes = {}, 0
@@ -71,7 +73,8 @@ def write_shards(opts: ShardOptions) -> dict:
                     raise UserError(f"--out {shard}: cannot be written ({e.strerror or e})") from None
                 n_bytes += size
     index = {"format": FORMAT, "version": 1, "source": str(opts.data), "seed": opts.seed,
-             "val_fraction": opts.val_fraction, "include_gray": opts.include_gray, "shard_size": opts.shard_size,
+             "val_fraction": None if opts.val_data else opts.val_fraction, "val_data": opts.val_data,
+             "include_gray": opts.include_gray, "shard_size": opts.shard_size,
              "shards": counts, "bytes": n_bytes, "scan": split.summary}
     try:
         write_atomic(out / INDEX, json.dumps(index, indent=1))
@@ -88,8 +91,9 @@ def _check_options(opts: ShardOptions) -> Path:
         raise UserError(f"--val-fraction {opts.val_fraction}: must be in [0, 1)")  # training's range (config.py)
     if opts.num_workers < -1:
         raise UserError(f"--num-workers {opts.num_workers}: must be >= 0, or -1 for auto")
-    if Path(opts.data).is_file():
-        raise UserError(f"--data {opts.data}: a file, not a folder")
+    for flag, folder in (("--data", opts.data), ("--val-data", opts.val_data)):
+        if folder and Path(folder).is_file():
+            raise UserError(f"{flag} {folder}: a file, not a folder")
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: a file, not a folder")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from gan_colorizer.colorize.video import DEFAULT_STRENGTH, MAX_FRAME_PIXELS
 from gan_colorizer.config import DECODES, WEIGHTS
+from gan_colorizer.data.benchmarks import BENCHMARKS
 from gan_colorizer.data.images import MAX_PIXELS
 from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, workers_opt
 
@@ -27,6 +28,9 @@ class EvalOptions:
     data: str = opt(REQUIRED, "folder of photos and / or video clips (color originals), searched recursively; "
                               "embedded:val = the sample photos held out in training", metavar="DIR")
     out: str = opt(REQUIRED, "where metrics.csv, summary.json and grids/ go", metavar="DIR")
+    benchmark: str | None = opt(None, "evaluate exactly the photos of a paper's test split, found by name in --data "
+                                      "(docs/data.md); summary.json names it, beside the figures papers publish for "
+                                      "it", choices=list(BENCHMARKS), metavar="NAME")
     labels: list[str] | None = opt(None, "name of each --checkpoint, in order (default: the run's name for a best.pt "
                                          "or last.pt, else the file stem; made unique with its folders)",
                                    flag="--label", action="append", metavar="NAME")

@@ -29,6 +29,7 @@ from gan_colorizer.evaluate.protocols import (
     resolve_data,
     single_images,
 )
+from gan_colorizer.data.benchmarks import benchmark, match_files, published_lines
 from gan_colorizer.data.images import MAX_PIXELS
 from gan_colorizer.inspect.class_views import head_info
 from gan_colorizer.metrics import (
@@ -121,8 +122,10 @@ class Evaluator:
         self.opts = opts
         self._check(opts)
         self.rt = Runtime(opts.device, opts.amp, channels_last=True)
-        clip_paths, clip_names = list_clips(opts.data, opts.limit)
-        self.paths, self.names = resolve_data(opts.data, allow_empty=bool(clip_paths))
+        self.benchmark = benchmark(opts.benchmark) if opts.benchmark else None
+        clip_paths, clip_names = list_clips(opts.data, opts.limit) if self.benchmark is None else ([], [])
+        self.paths, self.names = (match_files(self.benchmark, opts.data) if self.benchmark
+                                  else resolve_data(opts.data, allow_empty=bool(clip_paths)))
         self.candidates = load_candidates(opts, self.rt)
         self.weights, self.unavailable = {}, {}  # metric -> weight file, or -> why it is not computed
         self.lpips = self._metric_net("lpips", *load_lpips(opts.lpips_weights, opts.download))
@@ -207,6 +210,8 @@ class Evaluator:
         summary = self.report.finish(self._summary(time.perf_counter() - start))
         if self.clips.paths:
             print_clip_table(summary["clips"])
+        for line in published_lines(self.benchmark) if self.benchmark else ():
+            log.info("%s", line)
         return summary
 
     def _skip(self, index: int, reason: str) -> None:
@@ -276,7 +281,8 @@ class Evaluator:
                     "metrics": METRIC_NOTES}
         skipped = [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped]  # clips': clips.skipped
         clips = {"clips": self.clips.summary()} if self.clips.paths else {}
-        return {"protocol": protocol, "data": o.data, "n_images": self.n_images, "n_files": self.n_eval,
+        bench = {"benchmark": self.benchmark.summary()} if self.benchmark else {}
+        return {"protocol": protocol, **bench, "data": o.data, "n_images": self.n_images, "n_files": self.n_eval,
                 "skipped": skipped, "models": models, **clips,
                 "unavailable": self.unavailable, "weights": self.weights, "device": str(self.rt.device),
                 "elapsed_s": elapsed}

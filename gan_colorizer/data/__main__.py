@@ -1,0 +1,5 @@
+import sys
+
+from gan_colorizer.data import main
+
+sys.exit(main())
