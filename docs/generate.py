@@ -38,6 +38,7 @@ TOOLS = {
     "plots": Tool("gan_colorizer.inspect.curves:build_parser", (), "gan_colorizer.inspect.curves:main"),
     "weights": Tool("gan_colorizer.inspect.weights:build_parser", (), "gan_colorizer.inspect.weights:main"),
     "shards": Tool("gan_colorizer.data.shards:build_parser", (), "gan_colorizer.data.shards:main"),
+    "runs": Tool("gan_colorizer.inspect.runs:build_parser", (), "gan_colorizer.inspect.runs:main"),
     "data": Tool("gan_colorizer.data.cli:build_parser", (), "gan_colorizer.data:main"),
 }
 REGION = re.compile(r"(<!-- (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /(?P=name) -->)", re.S)

@@ -26,10 +26,11 @@ TOOLS = {  # CLI module: its options dataclass (module, name)
     "gan_colorizer.inspect.weights": ("gan_colorizer.inspect.weights", "WeightsOptions"),
     "gan_colorizer.data.shards": ("gan_colorizer.data.shards", "ShardOptions"),
     "gan_colorizer.data.cli": ("gan_colorizer.data.cli", "DataOptions"),
+    "gan_colorizer.inspect.runs": ("gan_colorizer.inspect.runs", "RunsOptions"),
 }
 ENTRY_POINTS = {"gan-colorizer-pretrain", "gan-colorizer-train-gan", "gan-colorizer-evaluate", "gan-colorizer-colorize",
                 "gan-colorizer-visualize", "gan-colorizer-onnx", "gan-colorizer-curves", "gan-colorizer-weights",
-                "gan-colorizer-shards", "gan-colorizer-data"}
+                "gan-colorizer-shards", "gan-colorizer-data", "gan-colorizer-runs"}
 RENAMED_COMMANDS = {"gan-colorizer-export": "gan-colorizer-onnx", "gan-colorizer-plots": "gan-colorizer-curves"}
 # Ideas that several tools share: their one flag, and other names a tool could give (or gave) the same idea
 IDEAS = {

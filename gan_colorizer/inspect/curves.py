@@ -19,12 +19,8 @@ GROUP_TITLES = {"loss": "training losses (running means over --log-every steps)"
                 "val": "validation", "perf": "throughput", "train": "training health", "lr": "learning rate"}
 
 
-def read_scalars(run_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{tag: (steps, values)} of every scalar in a run folder, through tensorboard's own event reader.
-
-    All event files of the folder are read (a resumed run has several); where a step was logged twice (a run killed
-    after logging past its checkpoint, then resumed), the later value wins.
-    """
+def load_events(run_dir):
+    """tensorboard's own event reader over every event file of a run folder, loaded (scalars kept whole)."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
     run = Path(run_dir)
     if not run.is_dir():
@@ -34,12 +30,24 @@ def read_scalars(run_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     acc = EventAccumulator(str(run), size_guidance={SCALARS: 0})
     logging.getLogger("tensorboard").setLevel(logging.ERROR)  # a resumed run's purge is expected, not a warning
     acc.Reload()
+    return acc
+
+
+def scalars_of(acc) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{tag: (steps, values)} of a loaded reader; where a step was logged twice (a run killed after logging past
+    its checkpoint, then resumed), the later value wins."""
     curves = {}
     for tag in acc.Tags()["scalars"]:
         by_step = {e.step: e.value for e in acc.Scalars(tag)}
         steps = np.array(sorted(by_step), dtype=np.int64)
         curves[tag] = (steps, np.array([by_step[s] for s in steps], dtype=np.float64))
     return curves
+
+
+def read_scalars(run_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{tag: (steps, values)} of every scalar in a run folder, through tensorboard's own event reader; all event
+    files of the folder are read (a resumed run has several)."""
+    return scalars_of(load_events(run_dir))
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:

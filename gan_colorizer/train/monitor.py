@@ -13,7 +13,9 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from gan_colorizer.color import model_to_rgb
+from gan_colorizer.config import VAL_METRICS
 from gan_colorizer.console import Progress, duration
+from gan_colorizer.inspect.runs import flatten
 
 log = logging.getLogger("gan_colorizer")
 
@@ -71,12 +73,23 @@ class Monitor:
         self.data_wait = 0.0
         self.clock = time.perf_counter()
         self.last: dict[str, float] = {}
+        self.hparams_end = None  # the HParams session's end summary, written by close()
 
     @_never_fatal
     def add_config(self, config: dict) -> None:
         text = json.dumps(config, indent=2)
         (self.run_dir / "config.json").write_text(text)
         self.writer.add_text("config", "```\n" + text + "\n```", 0)
+        self.hparams(config)
+
+    def hparams(self, config: dict) -> None:
+        """The config as TensorBoard's HParams plugin reads it (one session per run folder, its fields dotted:
+        optim.lr), with the validation figures as its metrics: `tensorboard --logdir runs` then sorts and plots
+        runs by them. The metrics' values are the val/ scalars the run logs."""
+        from torch.utils.tensorboard.summary import hparams
+        experiment, start, self.hparams_end = hparams(flatten(config), dict.fromkeys(VAL_METRICS, 0.0))
+        for summary in (experiment, start):
+            self.writer.file_writer.add_summary(summary)
 
     def start_epoch(self, label: str, steps: int, done: int, step: int, total_steps: int) -> None:
         """label: 'epoch 2/20', as every message names it; `done` of its `steps` are behind (a resume mid-epoch)."""
@@ -164,5 +177,7 @@ class Monitor:
 
     @_never_fatal
     def close(self) -> None:
+        if self.hparams_end is not None:  # the session's end: the HParams view shows the run as finished
+            self.writer.file_writer.add_summary(self.hparams_end)
         self.writer.flush()
         self.writer.close()
