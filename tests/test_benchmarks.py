@@ -96,13 +96,15 @@ def test_evaluate_on_a_benchmark_names_it_beside_the_papers_figures(tmp_path, ti
     (tmp_path / "x.pt").write_bytes(b"")
     assert main(["--checkpoint", str(tmp_path / "x.pt"), "--benchmark", "ade20k-val2k", "--data", str(data),
                  "--out", str(tmp_path / "out"), "--image-size", "32", "--num-workers", "0", "--limit", "3",
-                 "--protocol", "resize"]) == 0
+                 "--protocol", "resize", "--report"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["benchmark"]["name"] == "ade20k-val2k" and summary["n_images"] == 3
     assert summary["benchmark"]["published"]["note"] == "figures the papers print, not measured here"
     rows = (tmp_path / "out" / "metrics.csv").read_text()
     assert all(name in rows for name in names[:3]) and names[3] not in rows
     assert "published figures for ade20k-val2k" in capsys.readouterr().out
+    page = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "3 images of the ade20k-val2k split (ADE20K val" in page and "published figures, theirs" in page
 
 
 def test_evaluate_on_a_folder_missing_benchmark_files_is_one_line(tmp_path, tiny_generator, capsys):  # noqa: F811

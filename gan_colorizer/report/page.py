@@ -234,6 +234,16 @@ over the ab bins (of the nearest of at most 48 x 48 sampled pixels of the networ
 {layer_section(layers)}</section>"""
 
 
+def benchmark_note(bench: dict | None) -> str:
+    """' of the NAME split (...)' with the papers' figures for it, marked as theirs; '' outside --benchmark."""
+    if not bench:
+        return ""
+    figures = "; ".join(f"{f['method']} {f['metric']} {f['value']:g} ({f['source']})"
+                        for f in bench["published"]["figures"]) or "none recorded"
+    return (f" of the {escape(bench['name'])} split ({escape(bench['title'])}; names from {escape(bench['source'])}; "
+            f"published figures, theirs, not measured here: {escape(figures)})")
+
+
 def render(summary: dict, labels, models, worst: list, spread: list, table: ImageTable, colors: dict,
            layers: dict | None, classes: dict | None = None) -> str:
     proto = summary["protocol"]
@@ -250,6 +260,7 @@ def render(summary: dict, labels, models, worst: list, spread: list, table: Imag
                  'metrics</a><a href="#colors">color distributions</a><a href="#layers">layers</a>') if photos else ""
     counted = " and ".join(([f'{summary["n_images"]} images'] if photos else [])
                            + ([f'{clips["n_clips"]} clip' + "s" * (clips["n_clips"] != 1)] if clips else []))
+    counted += benchmark_note(summary.get("benchmark"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {escape(', '.join(models))}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
