@@ -17,11 +17,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import peak_rss_mb, print_table, run_child, timed, write_results  # noqa: E402
+from gan_colorizer.models.bodies import BODIES  # noqa: E402
 
-# (name, config changes): every generator the config offers, and the ResNet bodies of resunet
-GENERATORS = {"resunet-resnet18": {"generator": "resunet", "backbone": "resnet18"},
-              "resunet-resnet34": {"generator": "resunet", "backbone": "resnet34"},
-              "resunet-resnet50": {"generator": "resunet", "backbone": "resnet50"},
+# (name, config changes): every generator the config offers, resunet on every body of models/bodies.py
+GENERATORS = {**{f"resunet-{body}": {"generator": "resunet", "backbone": body} for body in BODIES},
               "unet": {"generator": "unet"}, "resnet9": {"generator": "resnet9"}}
 
 

@@ -17,6 +17,9 @@ from gan_colorizer.options import add_options, amp_opt, device_opt, opt, workers
 log = logging.getLogger("gan_colorizer")
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp")  # the adversarial losses of losses.py
 DISC_NORMS = ("batch", "instance", "spectral", "none")  # models/patchgan.py
+BODIES = ("resnet18", "resnet34", "resnet50", "resnet101", "convnext_tiny", "convnext_small", "convnext_base",
+          "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3")  # models/bodies.py (a test
+# keeps the two equal: the config is the core's, and the core imports no sub-package)
 LR_POLICIES = ("constant", "linear", "cosine", "step")  # train/schedules.py
 VAL_METRICS = ("val/l1", "val/psnr", "val/delta_e2000", "val/colorfulness_gap")
 DECODES = ("annealed", "mode", "mean")  # how a classification head's distribution becomes ab (ab_bins.decode)
@@ -48,9 +51,10 @@ class ModelConfig:
     generator: str = opt("resunet", "resunet: a U-Net on a ResNet (fastai's DynamicUnet); unet: the pix2pix U-Net "
                                     "baseline; resnet9: pix2pix / CycleGAN's ResNet generator with 9 residual blocks",
                          choices=("resunet", "unet", "resnet9"))
-    backbone: str = opt("resnet18", "ResNet body of the resunet generator", choices=("resnet18", "resnet34", "resnet50"))
-    backbone_weights: typing.Optional[str] = opt(None, "local torchvision ResNet state dict for the body (RGB conv1 "
-                                                       "summed to 1 channel), instead of --pretrained's")
+    backbone: str = opt("resnet18", "body of the resunet generator: torchvision's ResNets, ConvNeXts and "
+                                    "EfficientNets (models/bodies.py)", choices=tuple(BODIES))
+    backbone_weights: typing.Optional[str] = opt(None, "local torchvision state dict of that body's model (its RGB "
+                                                       "first conv summed to 1 channel), instead of --pretrained's")
     pretrained: bool = opt(True, "torchvision's ImageNet weights for the resunet body (its weights API: the torch.hub "
                                  "cache under $TORCH_HOME, downloaded on first use); --no-pretrained: random init")
     unet_filters: int = opt(64, "filters of the first layer of the pix2pix U-Net and of the resnet9 generator")

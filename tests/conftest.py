@@ -2,6 +2,7 @@
 cache of weight files the tests make, with every download blocked."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def torch_home(tmp_path_factory) -> Path:
     import torch
     import torchvision
 
-    from gan_colorizer.models.resunet import resnet_weights
+    from gan_colorizer.models.bodies import imagenet_weights
 
     from gan_colorizer.weights import hub_file
     home = tmp_path_factory.mktemp("torch_home")
@@ -47,7 +48,7 @@ def torch_home(tmp_path_factory) -> Path:
     for var in ("no_proxy", "NO_PROXY"):
         patch.setenv(var, "127.0.0.1,localhost")  # the browser tests talk to chromium on 127.0.0.1
     patch.setattr(torch.hub, "download_url_to_file", blocked_download)
-    path = hub_file(resnet_weights("resnet18").url)
+    path = hub_file(imagenet_weights("resnet18").url)
     path.parent.mkdir(parents=True)
     torch.manual_seed(18)
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
@@ -213,3 +214,35 @@ def one_line_refusal(call) -> str:
     message = str(refused.value)
     assert "\n" not in message
     return message
+
+
+def generator_goes_the_whole_way(tmp_path: Path, capsys, name: str, flags: list[str], layers: str = "") -> dict:
+    """The whole way a generator goes, at 64 px on six photos: two stage-1 steps, evaluation, colorizing a photo and
+    a video's frames, the ONNX export checked in onnxruntime, visualize.py's feature maps (of `layers`, or all).
+    Returns evaluation's summary, with visualize's layers.json under "visualized"."""
+    import torch
+
+    from gan_colorizer import Colorizer
+    from gan_colorizer.colorize.onnx import main as export
+    from gan_colorizer.colorize.video import colorized_frames
+    from gan_colorizer.evaluate.run import EvalOptions, evaluate
+    from gan_colorizer.inspect.cli import main as visualize
+    from gan_colorizer.train.cli import main
+    make_photo_folder(tmp_path / "photos", 6)
+    args = ["--data", str(tmp_path / "photos"), *flags, "--image-size", "64", "--batch-size", "2", "--max-steps", "2",
+            "--num-workers", "0", "--amp", "off", *run_dirs_args(tmp_path, name)]
+    assert main("pretrain", args) == 0
+    best = tmp_path / "checkpoints" / name / "best.pt"
+    summary = evaluate(EvalOptions(checkpoints=[str(best)], data=str(tmp_path / "photos"), out=str(tmp_path / "e"),
+                                   image_size=64, num_workers=0, grid_images=0))
+    colorizer = Colorizer.from_checkpoint(best, device="cpu", render_size=64)
+    assert colorizer.colorize(color_image(3, size=(90, 70))).size == (90, 70)
+    frames = [torch.rand(48, 64, 3).mul(255).byte().numpy() for _ in range(2)]
+    assert [f.shape for f in colorized_frames(colorizer, frames, batch_size=2)] == [(48, 64, 3)] * 2
+    assert export(["--checkpoint", str(best), "--out", str(tmp_path / f"{name}.onnx")]) == 0
+    assert "checked in onnxruntime" in capsys.readouterr().out
+    color_image(4, (70, 50)).save(tmp_path / "photo.png")
+    assert visualize(["--checkpoint", str(best), "--image", str(tmp_path / "photo.png"), "--out",
+                      str(tmp_path / "viz"), "--image-size", "64", *(["--layers", layers] if layers else [])]) == 0
+    summary["visualized"] = json.loads((tmp_path / "viz" / "layers.json").read_text())
+    return summary

@@ -6,7 +6,7 @@ from gan_colorizer.errors import UserError
 from gan_colorizer.models.patchgan import PatchDiscriminator, build_discriminator
 from gan_colorizer.models.pix2pix import UNetGenerator
 from gan_colorizer.models.registry import build_generator
-from gan_colorizer.models.resunet import check_body_weights, imagenet_body, resnet_body, resnet_weights
+from gan_colorizer.models.bodies import build_body, check_body_weights, imagenet_body, imagenet_weights
 from gan_colorizer.runtime import count_parameters
 from gan_colorizer.weights import hub_file
 
@@ -85,7 +85,7 @@ RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"  # to
 
 
 def test_imagenet_weights_are_torchvisions_file_in_the_torch_hub_cache(torch_home):
-    assert resnet_weights("resnet18").url == RESNET18_URL
+    assert imagenet_weights("resnet18").url == RESNET18_URL
     assert hub_file(RESNET18_URL) == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
 
 
@@ -184,5 +184,5 @@ def test_backbone_weights_take_the_place_of_the_default_imagenet_body(empty_torc
 
 
 def test_resnet_body_without_weights_takes_one_channel():
-    body = resnet_body("resnet34")
+    body = build_body("resnet34")
     assert body(torch.randn(1, 1, 64, 64)).shape == (1, 512, 2, 2)

@@ -2,7 +2,7 @@
 whole way a generator goes: trains, evaluates, colorizes a photo and a video's frames, exports to ONNX with parity."""
 import pytest
 import torch
-from conftest import color_image, make_photo_folder, run_dirs_args
+from conftest import generator_goes_the_whole_way
 
 from gan_colorizer.inspect.anatomy import stages
 from gan_colorizer.models.pix2pix import ResnetGenerator
@@ -33,26 +33,7 @@ def test_its_stages_fire_in_forward_order_and_the_output_is_full_size():
     assert dict(fired)["encoder.down2"] == 16 and dict(fired)["head.out"] == 64 and out.abs().max() <= 1
 
 
-@pytest.mark.slow  # a short stage-1 run, evaluation, colorizing and the ONNX export
+@pytest.mark.slow  # a short stage-1 run, evaluation, colorizing, the ONNX export and the feature maps
 def test_resnet9_trains_evaluates_colorizes_and_exports(tmp_path, capsys):
-    from gan_colorizer import Colorizer
-    from gan_colorizer.colorize.onnx import main as export
-    from gan_colorizer.colorize.video import colorized_frames
-    from gan_colorizer.evaluate.run import EvalOptions, evaluate
-    from gan_colorizer.train.cli import main
-    make_photo_folder(tmp_path / "photos", 6)
-    args = ["--data", str(tmp_path / "photos"), "--generator", "resnet9", "--unet-filters", "8", "--image-size", "64",
-            "--batch-size", "2", "--max-steps", "2", "--num-workers", "0", "--amp", "off",
-            *run_dirs_args(tmp_path, "r9")]
-    assert main("pretrain", args) == 0
-    best = tmp_path / "checkpoints" / "r9" / "best.pt"
-    summary = evaluate(EvalOptions(checkpoints=[str(best)], data=str(tmp_path / "photos"), out=str(tmp_path / "e"),
-                                   image_size=64, num_workers=0, grid_images=0))
+    summary = generator_goes_the_whole_way(tmp_path, capsys, "r9", ["--generator", "resnet9", "--unet-filters", "8"])
     assert summary["models"]["r9"]["generator"] == "resnet9"
-    colorizer = Colorizer.from_checkpoint(best, device="cpu", render_size=64)
-    photo = color_image(3, size=(90, 70))
-    assert colorizer.colorize(photo).size == (90, 70)
-    frames = [torch.rand(48, 64, 3).mul(255).byte().numpy() for _ in range(2)]
-    assert [f.shape for f in colorized_frames(colorizer, frames, batch_size=2)] == [(48, 64, 3)] * 2
-    assert export(["--checkpoint", str(best), "--out", str(tmp_path / "r9.onnx")]) == 0
-    assert "checked in onnxruntime" in capsys.readouterr().out

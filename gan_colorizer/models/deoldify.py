@@ -21,7 +21,8 @@ from torch import nn
 from gan_colorizer.color import rgb_to_lab
 from gan_colorizer.models.ddcolor import PixelShuffleUp, spectral_conv
 from gan_colorizer.models.published import PublishedModel, Weights
-from gan_colorizer.models.resunet import SKIPS, CatInput, stage_channels, unet_stages
+from gan_colorizer.models.bodies import layout
+from gan_colorizer.models.resunet import CatInput, first_conv, unet_stages
 from gan_colorizer.weights import load_state_dict_file
 
 RENDER_BASE = 16  # the render size is render_factor x 16 px (ColorizerFilter.render_base)
@@ -148,14 +149,15 @@ class DeOldify(nn.Module):
     def __init__(self, backbone: str = "resnet34", block=DeepBlock):
         super().__init__()
         body = nn.Sequential(*list(getattr(torchvision.models, backbone)(weights=None).children())[:-2])
-        channels = stage_channels(body)
+        body.layout = layout(backbone)  # the same layers as our gray body's (models/bodies.py), RGB in
+        channels, self.skips = body.layout.channels, body.layout.skips
         width = channels[-1]
         middle = nn.Sequential(conv_block(width, width * 2), conv_block(width * 2, width))
         layers = [body, nn.BatchNorm2d(width), nn.ReLU(), middle]
-        for i, skip in enumerate(reversed(SKIPS)):  # self-attention on the second step, at 1/8 size
-            layers.append(block(width, channels[skip], last=i == len(SKIPS) - 1, attention=i == 1))
+        for i, skip in enumerate(reversed(self.skips)):  # self-attention on the second step, at 1/8 size
+            layers.append(block(width, channels[skip], last=i == len(self.skips) - 1, attention=i == 1))
             width = layers[-1].out_channels
-        n_in = body[0].in_channels
+        n_in = first_conv(body).in_channels
         layers += [FinalShuffleUp(width), CatInput(), ResidualConvs(width + n_in),
                    nn.Sequential(spectral_conv(width + n_in, 3))]
         self.layers = nn.ModuleList(layers)  # fastai's SequentialEx: the files' names are layers.N...
@@ -172,10 +174,10 @@ class DeOldify(nn.Module):
         skips, y = {}, x
         for i, child in enumerate(body):
             y = child(y)
-            if i in SKIPS:  # the last output at each size: relu (1/2), layer1 (1/4), layer2, layer3 (1/16)
+            if i in self.skips:  # the last output at each size: relu (1/2), layer1 (1/4), layer2, layer3 (1/16)
                 skips[i] = y
         y = middle(torch.relu(norm(y)))
-        for block, i in zip(blocks, reversed(SKIPS)):
+        for block, i in zip(blocks, reversed(self.skips)):
             y = block(y, skips[i])
         y = head(residual(cat(last_up(y), x)))
         low, high = Y_RANGE

@@ -25,7 +25,8 @@ from gan_colorizer.models import ddcolor, deoldify, zhang
 from gan_colorizer.models.classifier import ColorClassifier
 from gan_colorizer.models.pix2pix import ResnetGenerator, UNetGenerator, init_normal
 from gan_colorizer.models.published import PublishedModel
-from gan_colorizer.models.resunet import body_weights, resunet
+from gan_colorizer.models.bodies import body_weights
+from gan_colorizer.models.resunet import resunet
 from gan_colorizer.weights import fetch_state, hub_file, load_state_dict_file
 
 log = logging.getLogger("gan_colorizer")

@@ -1,25 +1,23 @@
-"""The ResNet U-Net generator: fastai's DynamicUnet (the reference tutorial's and DeOldify's net) as a plain module.
+"""The ResNet U-Net generator: fastai's DynamicUnet (the reference tutorial's and DeOldify's net) as a plain module,
+on any body of models/bodies.py (ResNets, ConvNeXts, EfficientNets).
 
 DynamicUnet finds its layout by running dummy inputs through the body at build time (4 s of a 12 s colorizing run)
-and needs fastai imported (another 3.7 s). A torchvision ResNet's layout is known: every stage halves the size and
-its channels stand in its convolutions, so this module reads them there. Parameter names and shapes, the
+and needs fastai imported (another 3.7 s). Here the body carries its layout (bodies.layout: a run on the meta
+device, shapes only). On a ResNet body, parameter names and shapes, the
 initialisation (the same random draws in the same order) and the outputs are DynamicUnet's; tests/test_resunet.py
 builds both and compares them, so checkpoints of either load into the other.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
-from gan_colorizer.errors import UserError
-from gan_colorizer.weights import fetch_state, hub_file, load_state_dict_file
+from gan_colorizer.models.bodies import build_body
 
 TRACE_SIZE = (256, 256)  # the dummy input DynamicUnet drew twice at build time: drawn here too, for the same weights
-SKIPS = (2, 4, 5, 6)  # body children whose outputs cross to the decoder: relu (1/2 size), layer1..3 (1/4..1/16)
 
 
 def conv_layer(cin: int, cout: int, ks: int = 3, relu: bool = True, bias_std: float = 0.01) -> nn.Sequential:
@@ -120,25 +118,17 @@ class ResBlock(nn.Module):
         return self.act(self.convpath(x) + self.idpath(x))
 
 
-def stage_channels(body: nn.Sequential) -> list[int]:
-    """Output channels of each child of a ResNet body (conv1, bn1, relu, maxpool, layer1..4), read from its
-    convolutions: a stage of residual blocks ends in its last block's last conv (conv2 basic, conv3 bottleneck)."""
-    channels, width = [], None
-    for child in body:
-        if isinstance(child, nn.Conv2d):
-            width = child.out_channels
-        elif isinstance(child, nn.Sequential):
-            width = [m for m in child[-1].children() if isinstance(m, nn.Conv2d)][-1].out_channels
-        channels.append(width)
-    return channels
+def first_conv(net: nn.Module) -> nn.Conv2d:
+    return next(m for m in net.modules() if isinstance(m, nn.Conv2d))
 
 
 def unet_stages(body, middle, blocks, upsample, res_block, out) -> list[tuple[str, str, nn.Module]]:
-    """The stages of a U-Net on a torchvision ResNet body (ours, and DeOldify's), named by where they are: the body's
-    stem (its ReLU, at 1/2 size) and four stages, the middle convs, the decoder blocks, the last upsampling, the head's
-    residual block and its last conv."""
-    stages = [("encoder.stem", "encoder", body[2])]
-    stages += [(f"encoder.layer{i}", "encoder", body[3 + i]) for i in range(1, 5)]
+    """The stages of a U-Net on a body of models/bodies.py (ours, and DeOldify's), named by where they are: the
+    body's layers that cross to the decoder and its deepest (encoder.stem, encoder.layer1..4 on a ResNet; torchvision's
+    own names, encoder.features.N, on the others), the middle convs, the decoder blocks, the last upsampling, the
+    head's residual block and its last conv."""
+    layout = body.layout
+    stages = [(f"encoder.{layout.labels[i]}", "encoder", body[i]) for i in layout.stages]
     stages += [("bottleneck", "bottleneck", middle)]
     stages += [(f"decoder.block{i}", "decoder", block) for i, block in enumerate(blocks, 1)]
     return stages + [("decoder.upsample", "decoder", upsample), ("head.resblock", "head", res_block),
@@ -146,21 +136,27 @@ def unet_stages(body, middle, blocks, upsample, res_block, out) -> list[tuple[st
 
 
 class ResUNet(nn.Module):
-    """A U-Net on a ResNet body: layers are DynamicUnet's [body, BatchNorm, ReLU, middle convs, 4 UnetBlocks,
-    pixel shuffle to full size, resize to the input, concat the input, ResBlock, 1x1 conv to n_out]."""
+    """A U-Net on a body: layers are DynamicUnet's [body, BatchNorm, ReLU, middle convs, a UnetBlock per skip,
+    pixel shuffle to full size, resize to the input, concat the input, ResBlock, 1x1 conv to n_out].
+
+    A body whose shallowest skip is below half size (ConvNeXt's stem is 1/4) gets one pixel shuffle per halving
+    there (DynamicUnet takes one and resizes the last 2x by nearest neighbour)."""
 
     def __init__(self, body: nn.Sequential, n_out: int):
         super().__init__()
-        channels, n_in = stage_channels(body), body[0].in_channels
+        layout, n_in = body.layout, first_conv(body).in_channels
+        self.skips = layout.skips
         for _ in range(2):  # DynamicUnet's two dummy inputs: the same random stream, so a seed gives its weights
             next(body.parameters()).new_empty(1, n_in, *TRACE_SIZE).uniform_(-1.0, 1.0)
-        width = channels[-1]
+        width = layout.channels[-1]
         middle = nn.Sequential(conv_layer(width, width * 2), conv_layer(width * 2, width))
         layers = [body, batch_norm(width), nn.ReLU(), middle]
-        for i, skip in enumerate(reversed(SKIPS)):
-            layers.append(UnetBlock(width, channels[skip], final_div=i != len(SKIPS) - 1))
+        for i, skip in enumerate(reversed(self.skips)):
+            layers.append(UnetBlock(width, layout.channels[skip], final_div=i != len(self.skips) - 1))
             width = layers[-1].out_channels
-        layers += [pixel_shuffle_up(width, width), ResizeTo(), CatInput()]  # the body's stem halves: back to full size
+        halvings = round(math.log2(layout.factors[self.skips[0]]))  # back to full size from the shallowest skip
+        ups = [pixel_shuffle_up(width, width) for _ in range(halvings)]
+        layers += [ups[0] if halvings == 1 else nn.Sequential(*ups), ResizeTo(), CatInput()]
         width += n_in
         layers += [ResBlock(width), conv_layer(width, n_out, ks=1, relu=False)]
         kaiming_init(middle, layers[-2])
@@ -176,13 +172,13 @@ class ResUNet(nn.Module):
 
     @property
     def blocks(self) -> list[UnetBlock]:
-        return list(self.layers[4:4 + len(SKIPS)])
+        return list(self.layers[4:4 + len(self.skips)])
 
     @property
     def upsample(self) -> nn.Sequential:
-        return self.layers[4 + len(SKIPS)]
+        return self.layers[4 + len(self.skips)]
 
-    size_multiple = 32  # input sides it takes: the body halves five times
+    size_multiple = 32  # input sides it takes: every body halves five times
 
     def named_stages(self) -> list[tuple[str, str, nn.Module]]:
         """(name, group, module) in forward order, for the tools that look inside (inspect/anatomy.py)."""
@@ -190,7 +186,8 @@ class ResUNet(nn.Module):
         return unet_stages(self.body, self.middle, self.blocks, self.upsample, res_block, out)
 
     def extra_groups(self) -> list[tuple[str, nn.Module]]:
-        """Parameters outside every stage's hook: the stem's conv and BatchNorm, before the hooked ReLU."""
+        """Parameters outside every stage's hook: the layers between the body's named stages (a ResNet's stem conv
+        and BatchNorm before the hooked ReLU)."""
         return [("encoder", self.body)]
 
     def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
@@ -198,66 +195,16 @@ class ResUNet(nn.Module):
         skips, x = [], gray_l
         for i, child in enumerate(body):
             x = child(x)
-            if i in SKIPS:
+            if i in self.skips:
                 skips.append(x)
         x = middle(relu(bn(x)))
         for block, skip in zip(self.blocks, reversed(skips)):
             x = block(x, skip)
-        upsample, resize, cat, res_block, out = self.layers[4 + len(SKIPS):]
+        upsample, resize, cat, res_block, out = self.layers[4 + len(self.skips):]
         return out(res_block(cat(resize(upsample(x), gray_l), gray_l)))
 
 
-def resnet_weights(backbone: str) -> torchvision.models.WeightsEnum:
-    """torchvision's ImageNet weights of a ResNet (IMAGENET1K_V1, the body of the fastai / DeOldify U-Nets)."""
-    return torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
-
-
-def imagenet_body(backbone: str) -> tuple[dict, str]:
-    """The body's ImageNet state dict through torchvision's weights API (cached, or downloaded on first use)."""
-    weights = resnet_weights(backbone)
-    state, source = fetch_state(weights.url, f"--pretrained: ImageNet weights for {backbone}",
-                                "or pass --no-pretrained for a random body", load=weights.get_state_dict)
-    return state, f"torchvision {weights}, {source}"
-
-
-def resnet_body(backbone: str, weights: dict | None = None, source: str = "") -> nn.Sequential:
-    """A torchvision ResNet without pool and fc, taking 1 channel: with weights, conv1 is summed over RGB."""
-    model = getattr(torchvision.models, backbone)(weights=None)
-    if weights is not None:
-        result = model.load_state_dict(weights, strict=False)
-        missing = [k for k in result.missing_keys if not k.startswith("fc.")]
-        if missing or result.unexpected_keys:
-            raise UserError(f"{source}: not a torchvision {backbone} state dict "
-                            f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
-    conv = model.conv1
-    gray_conv = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
-    if weights is not None:
-        gray_conv.weight.data.copy_(conv.weight.data.sum(dim=1, keepdim=True))
-    model.conv1 = gray_conv
-    return nn.Sequential(*list(model.children())[:-2])
-
-
 def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2) -> ResUNet:
-    """The U-Net on a ResNet body (fastai's DynamicUnet layout); 31,099,672 parameters with resnet18 (the reference
-    tutorial's net)."""
-    return ResUNet(resnet_body(backbone, weights, source), n_out)
-
-
-def body_weights(model_cfg) -> tuple[dict | None, str]:
-    if model_cfg.backbone_weights:
-        return load_state_dict_file(model_cfg.backbone_weights, "backbone weights"), model_cfg.backbone_weights
-    if model_cfg.pretrained:
-        return imagenet_body(model_cfg.backbone)
-    return None, ""
-
-
-def check_body_weights(model_cfg) -> None:
-    """Before a run writes anything: the body's weight file is there (the ImageNet one downloaded now if missing),
-    or a UserError says which and where."""
-    if model_cfg.generator != "resunet":
-        return
-    if model_cfg.backbone_weights:
-        if not Path(model_cfg.backbone_weights).is_file():
-            raise UserError(f"--backbone-weights {model_cfg.backbone_weights}: file not found")
-    elif model_cfg.pretrained and not hub_file(resnet_weights(model_cfg.backbone).url).is_file():
-        imagenet_body(model_cfg.backbone)
+    """The U-Net on a body of models/bodies.py (fastai's DynamicUnet layout); 31,099,672 parameters with resnet18
+    (the reference tutorial's net)."""
+    return ResUNet(build_body(backbone, weights, source), n_out)

@@ -29,7 +29,7 @@ from gan_colorizer.data.dataset import (
 )
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import bin_distribution_figure
-from gan_colorizer.models.resunet import check_body_weights
+from gan_colorizer.models.bodies import check_body_weights
 from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything, unwrap
 from gan_colorizer.data.shard_stream import shard_loaders, shard_split
 from gan_colorizer.data.shards import is_shards
