@@ -58,6 +58,7 @@ def coco_archive(tmp_path_factory) -> Path:
         color_image(i, (40, 32)).save(photos / f"{i:012d}.jpg", quality=90)
     with tarfile.open(root / "coco_sample.tgz", "w:gz") as tar:
         tar.add(root / "coco_sample", arcname="coco_sample")
+    (root / "broken.tgz").write_bytes((root / "coco_sample.tgz").read_bytes()[:3000])  # a cut-off download
     return root / "coco_sample.tgz"
 
 
@@ -107,8 +108,9 @@ def test_coco_sample_downloads_through_fastai_and_writes_the_tutorials_split(ser
     assert seven != (want_train, want_val)
     assert [sorted(os.path.realpath(p) for p in (out / role).iterdir()) for role in ("train", "val")] == \
         [sorted(files) for files in seven]  # seed 123's links are gone
-    assert main(["list", "--cache", str(cache)]) == 0
-    assert f"extracted at {cache / 'data' / 'coco_sample'}" in capsys.readouterr().out
+    assert main(["list", "--cache", str(cache), "--out", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert f"extracted at {cache / 'data' / 'coco_sample'}; split into {out}: 8 / 2, seed 7, sorted order" in listed
 
 
 def test_offline_is_one_line_saying_where_to_put_the_archive(tmp_path, capsys):
@@ -127,6 +129,15 @@ def test_a_download_that_fails_fastais_checksum_is_refused(server, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "size or checksum is not fastai's" in err
     assert not (tmp_path / "out" / "train.txt").exists()
+
+
+def test_an_archive_that_cannot_be_extracted_is_one_line(server, tmp_path, capsys):
+    url, _ = server
+    assert _run(tmp_path / "out", url.replace("coco_sample.tgz", "broken.tgz"), tmp_path / "fastai") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"error: coco-sample: cannot extract {tmp_path / 'fastai' / 'archive' / 'broken.tgz'}")
+    assert err.endswith("remove it and run again")
 
 
 def test_shards_hold_the_tutorials_train_and_val(server, tmp_path):

@@ -2,6 +2,7 @@
 is already on disk."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ def _main(opts: DataOptions) -> None:
     if opts.what not in ("coco-sample", "list"):
         raise UserError(f"{opts.what}: use coco-sample or list")
     if opts.what == "list":
-        print("\n".join(status_lines(opts.cache)))
+        print("\n".join(status_lines(opts.cache, Path(opts.out))))
         return
     if opts.shards and not opts.links:
         raise UserError("--shards writes its shards from OUT/train and OUT/val: drop --no-links")
@@ -76,17 +77,27 @@ def _main(opts: DataOptions) -> None:
              out / "split.json", out / "train", out / "val")
 
 
-def status_lines(cache: str | None = None) -> list[str]:
-    """What `list` prints: each dataset with where it is on disk, each benchmark with its count and source."""
+def status_lines(cache: str | None = None, out: Path = Path("data/coco-sample")) -> list[str]:
+    """What `list` prints: each dataset with where it is on disk (fastai's cache; the split in --out), each
+    benchmark with its count and source."""
     lines = ["datasets (gan-colorizer-data NAME):",
              f"  coco-sample        fastai's COCO_SAMPLE, {RULE.count:,} photos split {RULE.train:,} / "
-             f"{RULE.count - RULE.train:,} as the tutorial does: {coco_sample_state(cache)}",
+             f"{RULE.count - RULE.train:,} as the tutorial does: {coco_sample_state(cache)}; {split_state(out)}",
              "benchmarks (evaluate.py --benchmark NAME --data FOLDER):"]
     for b in BENCHMARKS.values():
         names = f"list data/lists/{b.list_file}" if b.list_file else f"by rule: {b.rule}"
         lines.append(f"  {b.name:<18} {b.count:>6,} photos, {b.title}; --protocol {b.protocol}; {names}; "
                      f"source: {b.source}")
     return lines
+
+
+def split_state(out: Path) -> str:
+    try:
+        record = json.loads((out / "split.json").read_text())
+        return (f"split into {out}: {record['train']:,} / {record['val']:,}, seed {record['seed']}, "
+                f"{record['order']} order")
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no split in {out} (--out)"
 
 
 def coco_sample_state(cache: str | None) -> str:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,16 +85,20 @@ def fetch(url: str = COCO_SAMPLE_URL, cache: str | None = None) -> Path:
     from fastai.data.external import untar_data
     archive, folder = cache_paths(url, cache)
     if not folder.exists():
-        log.info("coco-sample: %s -> %s (%.1f GB, checked against fastai's size and checksum)", url, archive,
-                 COCO_SAMPLE_BYTES / 1e9)
+        size = f"{COCO_SAMPLE_BYTES / 1e9:.1f} GB, " if url == COCO_SAMPLE_URL else ""
+        log.info("coco-sample: %s -> %s (%schecked against the size and checksum fastai records for it)", url,
+                 archive, size)
     try:
         return Path(untar_data(url, base=cache) if cache else untar_data(url))
-    except OSError as e:  # no network (URLError), a refused or missing file (HTTPError), a full disk
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
+        if archive.is_file():  # downloaded whole (fastai renames it only then): the extraction failed
+            raise UserError(f"coco-sample: cannot extract {archive} into {folder.parent} ({reason(e)}): remove it "
+                            f"and run again") from None
+        if not isinstance(e, OSError):
+            raise
+        # no network (URLError), a refused or missing file (HTTPError), a full disk
         raise UserError(f"coco-sample: cannot download {url} ({reason(e)}): put {archive.name} into "
                         f"{archive.parent} (or its extracted folder at {folder}) and run again") from None
-    except tarfile.TarError as e:
-        raise UserError(f"coco-sample: {archive}: not a readable archive ({reason(e)}): remove it and run "
-                        f"again") from None
     except Exception as e:  # noqa: BLE001 - fastdownload's size / checksum refusal is a bare Exception
         if "corrupt" not in str(e):
             raise
