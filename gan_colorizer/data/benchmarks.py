@@ -30,7 +30,7 @@ class Benchmark:
     count: int
     pattern: str  # every name matches it (re.fullmatch)
     source: str  # where the names come from
-    protocol: str  # what the papers that report it do to each photo (evaluate.py's --protocol that matches)
+    protocol: str | None  # evaluate.py's --protocol matching what the papers do to each photo; None: not known here
     list_file: str | None = None  # under data/lists/; None: the names come from `rule`
     rule: str = ""  # how the names are made when there is no list file
     published: tuple[Figure, ...] = field(default_factory=tuple)
@@ -59,7 +59,7 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("imagenet-ctest10k", "ImageNet ctest10k (Larsson et al.)", 10_000,
               r"n\d{8}/ILSVRC2012_val_\d{8}\.JPEG",
               "github.com/AruniRC/colorizer-fcn lists/ctest10k.txt @33ab423 (\"gustav's val images list\")",
-              "center-crop", list_file="imagenet_ctest10k.txt"),
+              None, list_file="imagenet_ctest10k.txt"),
     Benchmark("imagenet-val5k", "ImageNet val, first 5k (ColTran, CT2, DDColor)", 5_000,
               r"ILSVRC2012_val_\d{8}\.JPEG",
               "github.com/shuchenweng/CT2 README: \"the first 5k images of the public validation set, consistent "

@@ -86,7 +86,8 @@ def status_lines(cache: str | None = None, out: Path = Path("data/coco-sample"))
              "benchmarks (evaluate.py --benchmark NAME --data FOLDER):"]
     for b in BENCHMARKS.values():
         names = f"list data/lists/{b.list_file}" if b.list_file else f"by rule: {b.rule}"
-        lines.append(f"  {b.name:<18} {b.count:>6,} photos, {b.title}; --protocol {b.protocol}; {names}; "
+        protocol = f"--protocol {b.protocol}" if b.protocol else "papers' protocol not known here"
+        lines.append(f"  {b.name:<18} {b.count:>6,} photos, {b.title}; {protocol}; {names}; "
                      f"source: {b.source}")
     return lines
 
