@@ -18,7 +18,7 @@ log = logging.getLogger("gan_colorizer")
 
 FORMAT_VERSION = 1
 ARCH_FIELDS = {"generator": ("generator", "backbone", "unet_filters", "head"),
-               "discriminator": ("disc_filters", "disc_layers", "disc_norm", "d_scales")}
+               "discriminator": ("d_filters", "d_layers", "d_norm", "d_scales")}
 PARTIAL_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read once, at import (setting it is process-wide), and put back at once
 os.umask(_UMASK)

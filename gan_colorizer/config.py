@@ -16,7 +16,7 @@ from gan_colorizer.options import add_options, amp_opt, device_opt, opt, workers
 
 log = logging.getLogger("gan_colorizer")
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp")  # the adversarial losses of losses.py
-DISC_NORMS = ("batch", "instance", "spectral", "none")  # models/patchgan.py
+D_NORMS = ("batch", "instance", "spectral", "none")  # models/patchgan.py
 BODIES = ("resnet18", "resnet34", "resnet50", "resnet101", "convnext_tiny", "convnext_small", "convnext_base",
           "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3")  # models/bodies.py (a test
 # keeps the two equal: the config is the core's, and the core imports no sub-package)
@@ -64,12 +64,14 @@ class ModelConfig:
                     choices=("regression", "classification"))
     annealed_t: float = opt(0.38, "--head classification: temperature of the annealed mean that decodes the predicted "
                                   "distribution to ab (1 = the mean, toward 0 the mode; the paper's 0.38)")
-    disc_filters: int = opt(64, "filters of the first PatchGAN layer", stages=("gan",))
-    disc_layers: int = opt(3, "downsampling blocks of the PatchGAN (3 gives the 70x70 receptive field)", stages=("gan",))
+    d_filters: int = opt(64, "filters of the first PatchGAN layer", stages=("gan",), aliases=("--disc-filters",))
+    d_layers: int = opt(3, "downsampling blocks of the PatchGAN (3 gives the 70x70 receptive field)", stages=("gan",),
+                        aliases=("--disc-layers",))
     d_scales: int = opt(1, "PatchGANs at 1, 1/2, 1/4... of the input size (pix2pixHD's multi-scale discriminator: "
                            "2 or 3); 1 = pix2pix's single PatchGAN", stages=("gan",))
-    disc_norm: str = opt("batch", "the PatchGAN's normalisation: batch (pix2pix), instance, spectral (every "
-                                  "convolution spectrally normalised) or none", choices=DISC_NORMS, stages=("gan",))
+    d_norm: str = opt("batch", "the PatchGAN's normalisation: batch (pix2pix), instance, spectral (every "
+                                  "convolution spectrally normalised) or none", choices=D_NORMS, stages=("gan",),
+                    aliases=("--disc-norm",))
 
 
 @dataclass
@@ -188,10 +190,19 @@ class Config:
         ones take defaults, and a version-1 stage-2 perceptual weight becomes today's for the same loss."""
         cfg = cls(stage=d.get("stage", "pretrain"))
         for group in GROUPS:
-            update(cfg, {k: v for k, v in d.get(group, {}).items() if _find(k)})
+            update(cfg, {k: v for k, v in renamed(d.get(group, {})).items() if _find(k)})
         if not is_current(d):
             cfg.optim.perceptual_weight = perceptual_weight_of_version_1(cfg)
         return cfg
+
+
+# fields renamed since runs were saved: the discriminator's flags took the --d-* prefix of --d-lr, --d-steps, --d-scales
+RENAMED = {"disc_filters": "d_filters", "disc_layers": "d_layers", "disc_norm": "d_norm"}
+
+
+def renamed(fields: dict) -> dict:
+    """A saved group's {field: value} under today's field names."""
+    return {RENAMED.get(k, k): v for k, v in fields.items()}
 
 
 def is_current(d: dict) -> bool:

@@ -43,8 +43,8 @@ RANGES = {
     "epoch_size": COUNT, "num_workers": Range(-1, 1024, note="-1 for auto"), "prior_images": Range(1, 1e9),
     "loader_timeout": Range(0, 7 * 86400),  # seconds: a week at most (0 = forever)
     # model
-    "unet_filters": WIDTH, "unet_dropout": SHARE, "annealed_t": Range(0, 10, low_open=True), "disc_filters": WIDTH,
-    "disc_layers": Range(1, 8),
+    "unet_filters": WIDTH, "unet_dropout": SHARE, "annealed_t": Range(0, 10, low_open=True), "d_filters": WIDTH,
+    "d_layers": Range(1, 8),
     # optim
     "batch_size": Range(1, 65536), "epochs": Range(1, 1e6), "max_steps": COUNT, "lr": Range(0, 1, low_open=True),
     "beta1": SHARE, "beta2": SHARE, "grad_accum": Range(1, 65536), "lambda_l1": WEIGHT, "lambda_ce": WEIGHT,
@@ -88,6 +88,10 @@ def check_run_name(name, label: str = "--name") -> str:
     return name
 
 
+def _default(group, name: str):
+    return next(f.default for f in dataclasses.fields(group) if f.name == name)
+
+
 def validate(cfg) -> object:
     """Reject values the run cannot use, with a message that names the flag: every numeric field within its range,
     the run name, then what depends on more than one field."""
@@ -108,6 +112,11 @@ def validate(cfg) -> object:
                                                  f"{max(milestones, default=0)} is past the run's --epochs {o.epochs}"),
         (o.lr_policy == "linear" or not o.lr_decay_epochs, f"--lr-decay-epochs {o.lr_decay_epochs}: only --lr-policy "
                                                            f"linear reads it (the policy is {o.lr_policy})"),
+        # a value set for a policy or mode the run does not use would be silently ignored
+        (o.lr_policy == "step" or o.lr_gamma == _default(o, "lr_gamma"),
+         f"--lr-gamma {o.lr_gamma:g}: only --lr-policy step reads it (the policy is {o.lr_policy})"),
+        (o.gan_mode == "wgangp" or o.gp_weight == _default(o, "gp_weight"),
+         f"--gp-weight {o.gp_weight:g}: only --gan-mode wgangp reads it (the mode is {o.gan_mode})"),
         (m.generator != "unet" or d.image_size % 256 == 0,
          f"--image-size {d.image_size}: the pix2pix U-Net downsamples 8 times and needs a multiple of 256"),
     ]

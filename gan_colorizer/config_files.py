@@ -7,7 +7,8 @@ import json
 import logging
 import typing
 
-from gan_colorizer.config import GROUPS, STAGE_DEFAULTS, VERSION, defaults, perceptual_weight_of_version_1, update
+from gan_colorizer.config import (GROUPS, STAGE_DEFAULTS, VERSION, defaults, perceptual_weight_of_version_1, renamed,
+                                  update)
 from gan_colorizer.config_checks import check_run_name, check_value, validate
 from gan_colorizer.errors import UserError
 from gan_colorizer.options import value_type
@@ -36,7 +37,7 @@ def read_file(path, stage: str) -> dict:
                             f"_comment)")
         known = {f.name: f for f in dataclasses.fields(GROUPS[group])}
         hints = typing.get_type_hints(GROUPS[group])
-        for name, value in fields.items():
+        for name, value in renamed(fields).items():
             if name.startswith("_"):
                 continue
             if name not in known:
@@ -98,6 +99,8 @@ def _checked_value(path, key: str, f: dataclasses.Field, annotation, value):
     ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
     if t is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
+    if f.name == "lr_milestones" and isinstance(value, list) and all(type(v) is int for v in value):
+        value, ok = ",".join(map(str, value)), True  # [100, 150] as a JSON file would write it, "100,150" as a flag
     if not ok:
         raise UserError(f"{path}: {key} = {value!r}: expected {t.__name__}")
     choices = f.metadata.get("choices")

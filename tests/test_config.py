@@ -4,7 +4,7 @@ import re
 import pytest
 
 from gan_colorizer import config_files
-from gan_colorizer.config import Config, build_parser, defaults, explicit_flags, update, validate
+from gan_colorizer.config import RENAMED, Config, build_parser, defaults, explicit_flags, update, validate
 from gan_colorizer.errors import UserError
 
 
@@ -202,7 +202,7 @@ OUT_OF_RANGE = [  # (group, field, value, as the message shows it, the range)
     ("data", "loader_timeout", float("inf"), "inf", "[0, 604800]"), ("optim", "lr", float("inf"), "inf", "(0, 1]"),
     ("optim", "lr", float("nan"), "nan", "(0, 1]"), ("data", "image_size", 32_000_000, "32000000", "[32, 4096]"),
     ("run", "seed", -1, "-1", "[0, 4.29497e+09]"), ("optim", "epochs", 0, "0", "[1, 1e+06]"),
-    ("data", "num_workers", -2, "-2", "[-1, 1024], -1 for auto"), ("model", "disc_layers", 40, "40", "[1, 8]")]
+    ("data", "num_workers", -2, "-2", "[-1, 1024], -1 for auto"), ("model", "d_layers", 40, "40", "[1, 8]")]
 
 
 @pytest.mark.parametrize("group, name, value, shown, allowed", OUT_OF_RANGE)
@@ -280,3 +280,39 @@ def test_run_names_that_are_one_folder_are_accepted_and_checked_where_folders_ar
     cfg.run.name = "../../x"  # set past validate(): the folders are still never made from it
     with pytest.raises(UserError, match="a run name is a folder name"):
         run_paths(cfg)
+
+
+def test_the_discriminators_old_names_still_work_in_flags_files_and_saved_runs(tmp_path, capsys, monkeypatch):
+    from gan_colorizer import console
+    monkeypatch.setattr(console, "_SAID", set())
+    parser = build_parser("gan", "")
+    given = explicit_flags(parser, ["--disc-filters", "8", "--disc-layers", "2", "--disc-norm", "spectral"])
+    assert given == {"d_filters": 8, "d_layers": 2, "d_norm": "spectral"}
+    assert "note: --disc-filters is now called --d-filters" in capsys.readouterr().err
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"stage": "gan", "model": {"disc_norm": "instance", "disc_filters": 16}}))
+    assert config_files.read_file(path, "gan") == {"d_norm": "instance", "d_filters": 16}
+    saved = defaults("gan").to_dict()
+    saved["model"] = {("disc_" + k[2:] if k in RENAMED.values() else k): v for k, v in saved["model"].items()}
+    saved["model"].update(disc_filters=8, disc_layers=2, disc_norm="none")  # a run saved before the rename
+    model = Config.from_dict(saved).model
+    assert (model.d_filters, model.d_layers, model.d_norm) == (8, 2, "none")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--gp-weight", "5"], "--gp-weight 5: only --gan-mode wgangp reads it (the mode is vanilla)"),
+    (["--lr-gamma", "0.5"], "--lr-gamma 0.5: only --lr-policy step reads it (the policy is constant)")])
+def test_a_knob_the_runs_mode_does_not_read_is_refused_not_ignored(flags, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        validate(update(defaults("gan"), explicit_flags(build_parser("gan", ""), flags)))
+    ok = {"--gp-weight": ["--gan-mode", "wgangp"], "--lr-gamma": ["--lr-policy", "step", "--lr-milestones", "2"]}
+    validate(update(defaults("gan"), explicit_flags(build_parser("gan", ""), flags + ok[flags[0]])))
+
+
+def test_milestones_may_be_a_json_list_in_a_config_file(tmp_path):
+    path = tmp_path / "step.json"
+    path.write_text(json.dumps({"optim": {"epochs": 30, "lr_policy": "step", "lr_milestones": [10, 20]}}))
+    assert config_files.read_file(path, "pretrain")["lr_milestones"] == "10,20"
+    path.write_text(json.dumps({"optim": {"lr_policy": "step", "lr_milestones": [10, "x"]}}))
+    with pytest.raises(UserError, match="optim.lr_milestones = \\[10, 'x'\\]: expected str"):
+        config_files.read_file(path, "pretrain")

@@ -28,7 +28,7 @@ from gan_colorizer.train.cli import main
 
 FAST = ["--generator", "unet", "--unet-filters", "8", "--image-size", "256", "--batch-size", "2", "--epoch-size", "6",
         "--val-fraction", "0.2", "--num-workers", "0", "--amp", "off", "--log-every", "1", "--image-every", "100"]
-GAN = ["--disc-filters", "8"]
+GAN = ["--d-filters", "8"]
 STEPS = 7  # two epochs of 3 steps and one step into the third
 
 

@@ -213,7 +213,7 @@ def test_the_gradient_penalty_of_a_patchgan_matches_finite_differences():
 @pytest.mark.parametrize("norm", ["batch", "instance", "spectral", "none"])
 def test_every_discriminator_norm_builds_judges_and_reloads_its_weights(norm):
     from gan_colorizer.models.patchgan import build_discriminator
-    cfg = dataclasses.replace(defaults("gan").model, disc_filters=8, disc_norm=norm)
+    cfg = dataclasses.replace(defaults("gan").model, d_filters=8, d_norm=norm)
     torch.manual_seed(0)
     D = build_discriminator(cfg)
     gray_l, ab = torch.rand(2, 1, 64, 64), torch.rand(2, 2, 64, 64)
@@ -228,10 +228,10 @@ def test_every_discriminator_norm_builds_judges_and_reloads_its_weights(norm):
 
 
 @pytest.mark.slow  # three short stage-2 runs from the command line, in-process
-@pytest.mark.parametrize("flags", [["--gan-mode", "wgangp"], ["--r1-weight", "1", "--disc-norm", "spectral"],
-                                   ["--disc-norm", "instance", "--gan-mode", "hinge"],
+@pytest.mark.parametrize("flags", [["--gan-mode", "wgangp"], ["--r1-weight", "1", "--d-norm", "spectral"],
+                                   ["--d-norm", "instance", "--gan-mode", "hinge"],
                                    ["--feature-matching-weight", "10", "--d-scales", "2"],
-                                   ["--colorfulness-weight", "0.5", "--disc-norm", "none"]])
+                                   ["--colorfulness-weight", "0.5", "--d-norm", "none"]])
 def test_a_stage2_run_trains_with_each_discriminator_option_and_logs_its_penalty(photo_folder, tmp_path, flags,
                                                                                  capsys):
     args = ["--data", str(photo_folder), *FAST, *GAN, "--max-steps", "2", *flags, *run_dirs_args(tmp_path, "o")]

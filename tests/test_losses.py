@@ -76,7 +76,7 @@ def test_the_perceptual_term_is_its_weight_times_the_perceptual_loss_in_both_sta
     from gan_colorizer.train.steps import Nets
     torch.manual_seed(0)
     generator = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Tanh())
-    discriminator = build_discriminator(ModelConfig(disc_filters=2, disc_layers=1)) if stage == "gan" else None
+    discriminator = build_discriminator(ModelConfig(d_filters=2, d_layers=1)) if stage == "gan" else None
     nets = Nets(generator, discriminator, perceptual=Features())
     gray_l, real_ab = torch.rand(2, 1, 16, 16) * 2 - 1, torch.rand(2, 2, 16, 16) * 0.6 - 0.3
     weight = 0.25

@@ -9,7 +9,7 @@ from torch import nn
 from gan_colorizer.models.pix2pix import init_normal
 
 
-NORMS = ("batch", "instance", "spectral", "none")  # --disc-norm
+NORMS = ("batch", "instance", "spectral", "none")  # --d-norm
 
 
 class PatchDiscriminator(nn.Module):
@@ -81,6 +81,6 @@ def _norm(norm: str, channels: int) -> nn.Module:
 def build_discriminator(model_cfg) -> nn.Module:
     """One PatchGAN (--d-scales 1, pix2pix) or pix2pixHD's several, N(0, 0.02) initialised."""
     m = model_cfg
-    patchgan = {"in_channels": 3, "filters": m.disc_filters, "n_layers": m.disc_layers, "norm": m.disc_norm}
+    patchgan = {"in_channels": 3, "filters": m.d_filters, "n_layers": m.d_layers, "norm": m.d_norm}
     net = PatchDiscriminator(**patchgan) if m.d_scales == 1 else MultiScaleDiscriminator(m.d_scales, **patchgan)
     return init_normal(net)

@@ -89,9 +89,9 @@ def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed
     nets = Nets(build_generator(cfg.model, load_pretrained=fresh))
     if cfg.stage == "gan":
         nets.discriminator = build_discriminator(cfg.model)
-        if cfg.optim.gan_mode == "wgangp" and cfg.model.disc_norm == "batch":
-            log.info("note: --gan-mode wgangp with --disc-norm batch: Gulrajani et al. advise a critic without batch "
-                     "norm (its penalty is per image); try --disc-norm none or instance")
+        if cfg.optim.gan_mode == "wgangp" and cfg.model.d_norm == "batch":
+            log.info("note: --gan-mode wgangp with --d-norm batch: Gulrajani et al. advise a critic without batch "
+                     "norm (its penalty is per image); try --d-norm none or instance")
     for name, net in nets_by_name(nets).items():
         if cfg.optim.sync_bn and dist.active:
             net = distributed.convert_sync_bn(net, rt.device)

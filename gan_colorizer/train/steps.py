@@ -214,7 +214,7 @@ def matched_features(D, gray_l, real_ab, fake_ab, cfg: Config) -> tuple:
     features = net.features(gray_l, fake_ab)
     fake = _per_scale(features)
     logits = [one[-1] for one in fake] if isinstance(features[0], list) else features[-1]
-    return feature_matching(real, fake, cfg.model.disc_layers, cfg.optim.feature_matching_weight), logits
+    return feature_matching(real, fake, cfg.model.d_layers, cfg.optim.feature_matching_weight), logits
 
 
 def _per_scale(features: list) -> list:
