@@ -17,7 +17,7 @@ from gan_colorizer.errors import UserError, weights_only_refusal
 log = logging.getLogger("gan_colorizer")
 
 FORMAT_VERSION = 1
-ARCH_FIELDS = {"generator": ("generator", "backbone", "unet_filters", "head"),
+ARCH_FIELDS = {"generator": ("generator", "backbone", "unet_filters", "head", "hints"),
                "discriminator": ("d_filters", "d_layers", "d_norm", "d_scales")}
 PARTIAL_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read once, at import (setting it is process-wide), and put back at once

@@ -62,6 +62,9 @@ class ModelConfig:
     head: str = opt("regression", "regression: ab per pixel (--recon-loss); classification: Q = 313 logits per pixel "
                                   "over the in-gamut ab bins, rebalanced cross-entropy (Zhang et al. 2016)",
                     choices=("regression", "classification"))
+    hints: bool = opt(False, "train a hint model (Zhang et al. 2017): the generator also reads colour hints (hinted ab "
+                             "and a mask) simulated from each training photo, none in 1 sample of 8, so it colorizes "
+                             "with hints and without (docs/hints.md)")
     annealed_t: float = opt(0.38, "--head classification: temperature of the annealed mean that decodes the predicted "
                                   "distribution to ab (1 = the mean, toward 0 the mode; the paper's 0.38)")
     d_filters: int = opt(64, "filters of the first PatchGAN layer", stages=("gan",), aliases=("--disc-filters",))

@@ -63,7 +63,7 @@ def generator_gradients(stage: str, perceptual_weight: float, nets, batch) -> tu
     if stage == "pretrain":
         parts, _ = steps.pretrain_step(rt, nets, opts, [batch], cfg)
     else:
-        steps._generator_phase(rt, nets, opts, [batch], [steps.generate(nets, batch[0])], cfg, parts)
+        steps._generator_phase(rt, nets, opts, [batch], [steps.generate(nets, *batch)], cfg, parts)
     return [p.grad.clone() for p in nets.generator.parameters()], parts
 
 

@@ -71,15 +71,18 @@ def imagenet_body(name: str) -> tuple[dict, str]:
     return state, f"torchvision {weights}, {source}"
 
 
-def _gray_first_conv(model: nn.Module, summed: bool) -> None:
-    """Replace the first (RGB) convolution by a one-channel one; `summed`: its weights are the RGB ones summed."""
+def _gray_first_conv(model: nn.Module, summed: bool, in_channels: int = 1) -> None:
+    """Replace the first (RGB) convolution by one taking L (and a hint net's channels after it); `summed`: its L
+    weights are the RGB ones summed. Hint weights start at zero: an untrained hint net is the automatic one."""
     import torch
     from torch import nn
     name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
-    gray = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
-    if summed:
-        with torch.no_grad():
-            gray.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+    gray = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                     bias=conv.bias is not None)
+    with torch.no_grad():
+        gray.weight[:, 1:].zero_()
+        if summed:
+            gray.weight[:, :1].copy_(conv.weight.sum(dim=1, keepdim=True))
             if conv.bias is not None:
                 gray.bias.copy_(conv.bias)
     parent, _, leaf = name.rpartition(".")
@@ -91,9 +94,10 @@ def _torchvision_model(spec: Body) -> nn.Module:
     return torchvision.models.get_model(spec.name, weights=None, **spec.build_args)
 
 
-def build_body(name: str, weights: dict | None = None, source: str = "") -> nn.Sequential:
-    """The body's layers as one Sequential taking 1 channel, carrying its layout (body.layout); with weights (a
-    torchvision state dict of that model, its classifier may be missing) the first conv is summed over RGB."""
+def build_body(name: str, weights: dict | None = None, source: str = "", in_channels: int = 1) -> nn.Sequential:
+    """The body's layers as one Sequential taking 1 channel (a hint net: 4), carrying its layout (body.layout); with
+    weights (a torchvision state dict of that model, its classifier may be missing) the first conv is summed over
+    RGB."""
     from torch import nn
     spec = find(name)
     model = _torchvision_model(spec)
@@ -104,7 +108,7 @@ def build_body(name: str, weights: dict | None = None, source: str = "") -> nn.S
         if missing or result.unexpected_keys:
             raise UserError(f"{source}: not a torchvision {name} state dict "
                             f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
-    _gray_first_conv(model, summed=weights is not None)
+    _gray_first_conv(model, summed=weights is not None, in_channels=in_channels)
     body = nn.Sequential(*(m for _, m in spec.layers(model)))
     body.layout = layout(name)
     return body

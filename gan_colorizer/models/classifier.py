@@ -24,8 +24,12 @@ class ColorClassifier(nn.Module):
         self.register_buffer("prior", torch.full((len(bins),), 1.0 / len(bins)))  # set by training
         self.decoding, self.temperature = "annealed", temperature
 
-    def forward(self, gray_l: torch.Tensor, return_logits: bool = False):
-        logits = self.net(gray_l)
+    @property
+    def takes_hints(self) -> bool:
+        return getattr(self.net, "takes_hints", False)
+
+    def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None, return_logits: bool = False):
+        logits = self.net(gray_l, hints) if hints is not None else self.net(gray_l)
         ab = decode(logits, self.bins, self.decoding, self.temperature)
         return (logits, ab) if return_logits else ab
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gan_colorizer.hints import with_hints
+
 
 def _down(cin: int, cout: int, act: bool = True, norm: bool = True) -> nn.Sequential:
     layers = [nn.LeakyReLU(0.2)] if act else []
@@ -38,6 +40,7 @@ class UNetGenerator(nn.Module):
         self.up4, self.up3, self.up2 = _up(16 * f, 4 * f), _up(8 * f, 2 * f), _up(4 * f, f)
         self.up1 = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * f, out_channels, 4, stride=2, padding=1),
                                  *([] if logits else [nn.Tanh()]))
+        self.takes_hints = in_channels > 1  # L, then the hint channels of hints.model_input
 
     size_multiple = 256  # input sides it takes: eight stride-2 downsamplings
 
@@ -48,8 +51,8 @@ class UNetGenerator(nn.Module):
         stages += [(f"decoder.up{i}", "decoder", getattr(self, f"up{i}")) for i in range(8, 1, -1)]
         return stages + [("head.out", "head", self.up1)]
 
-    def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
-        d1 = self.down1(gray_l)
+    def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        d1 = self.down1(with_hints(gray_l, hints) if self.takes_hints else gray_l)
         d2 = self.down2(d1)
         d3 = self.down3(d2)
         d4 = self.down4(d3)
@@ -101,6 +104,7 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(f, out_channels, 7), *([] if logits else [nn.Tanh()])]
         self.model = nn.Sequential(*layers)  # pix2pix's attribute: its files name these model.N...
         self.blocks = blocks
+        self.takes_hints = in_channels > 1
 
     def named_stages(self) -> list[tuple[str, str, nn.Module]]:
         """(name, group, module) in forward order (inspect/anatomy.py): the stem, the two downsamplings, the residual
@@ -112,8 +116,8 @@ class ResnetGenerator(nn.Module):
         stages += [("decoder.up1", "decoder", m[12 + n]), ("decoder.up2", "decoder", m[15 + n])]
         return stages + [("head.out", "head", m[-1])]
 
-    def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
-        return self.model(gray_l)
+    def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(with_hints(gray_l, hints) if self.takes_hints else gray_l)
 
 
 def init_normal(net: nn.Module, std: float = 0.02) -> nn.Module:

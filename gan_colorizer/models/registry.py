@@ -21,6 +21,7 @@ from gan_colorizer.checkpoint import generator_key, load_weights
 from gan_colorizer.checkpoint import load as load_checkpoint
 from gan_colorizer.config import Config
 from gan_colorizer.errors import UserError, reason
+from gan_colorizer.hints import CHANNELS as HINT_CHANNELS
 from gan_colorizer.models import ddcolor, deoldify, zhang
 from gan_colorizer.models.classifier import ColorClassifier
 from gan_colorizer.models.pix2pix import ResnetGenerator, UNetGenerator, init_normal
@@ -45,11 +46,12 @@ def build_generator(model_cfg, load_pretrained: bool = True, device=None) -> nn.
 
 
 def _generator_net(model_cfg, n_out: int, logits: bool, load_pretrained: bool) -> nn.Module:
+    n_in = 1 + (HINT_CHANNELS if model_cfg.hints else 0)  # L, and with --hints the hinted ab and mask
     if model_cfg.generator in ("unet", "resnet9"):
         if model_cfg.generator == "unet":
-            net = UNetGenerator(1, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=logits)
+            net = UNetGenerator(n_in, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=logits)
         else:
-            net = ResnetGenerator(1, n_out, model_cfg.unet_filters, logits=logits)
+            net = ResnetGenerator(n_in, n_out, model_cfg.unet_filters, logits=logits)
         if load_pretrained:
             log.info("generator: pix2pix %s, random init N(0, 0.02) (it has no pretrained body)", model_cfg.generator)
         return init_normal(net)
@@ -57,7 +59,7 @@ def _generator_net(model_cfg, n_out: int, logits: bool, load_pretrained: bool) -
     if load_pretrained:
         log.info("generator: resunet on %s, %s", model_cfg.backbone, f"body weights from {source}"
                  if weights is not None else "random init (--no-pretrained)")
-    return resunet(model_cfg.backbone, weights, source, n_out)
+    return resunet(model_cfg.backbone, weights, source, n_out, n_in)
 
 
 def load_generator(path, device="cpu", weights: str = "auto"):

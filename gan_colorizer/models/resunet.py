@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_colorizer.hints import with_hints
 from gan_colorizer.models.bodies import build_body
 
 TRACE_SIZE = (256, 256)  # the dummy input DynamicUnet drew twice at build time: drawn here too, for the same weights
@@ -145,6 +146,7 @@ class ResUNet(nn.Module):
     def __init__(self, body: nn.Sequential, n_out: int):
         super().__init__()
         layout, n_in = body.layout, first_conv(body).in_channels
+        self.takes_hints = n_in > 1  # a body that reads hint channels beside L (hints.py)
         self.skips = layout.skips
         for _ in range(2):  # DynamicUnet's two dummy inputs: the same random stream, so a seed gives its weights
             next(body.parameters()).new_empty(1, n_in, *TRACE_SIZE).uniform_(-1.0, 1.0)
@@ -157,7 +159,7 @@ class ResUNet(nn.Module):
         halvings = round(math.log2(layout.factors[self.skips[0]]))  # back to full size from the shallowest skip
         ups = [pixel_shuffle_up(width, width) for _ in range(halvings)]
         layers += [ups[0] if halvings == 1 else nn.Sequential(*ups), ResizeTo(), CatInput()]
-        width += n_in
+        width += 1  # L crosses to the head; hints enter through the body alone, so the rest is the automatic net's
         layers += [ResBlock(width), conv_layer(width, n_out, ks=1, relu=False)]
         kaiming_init(middle, layers[-2])
         self.layers = nn.ModuleList(layers)  # DynamicUnet's attribute: the parameter names are layers.N...
@@ -190,9 +192,10 @@ class ResUNet(nn.Module):
         and BatchNorm before the hooked ReLU)."""
         return [("encoder", self.body)]
 
-    def forward(self, gray_l: torch.Tensor) -> torch.Tensor:
+    def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        """gray_l (N, 1, H, W); a hint net also reads hints (N, 3, H, W) from hints.model_input (none: automatic)."""
         body, bn, relu, middle = self.layers[:4]
-        skips, x = [], gray_l
+        skips, x = [], with_hints(gray_l, hints) if self.takes_hints else gray_l
         for i, child in enumerate(body):
             x = child(x)
             if i in self.skips:
@@ -204,7 +207,8 @@ class ResUNet(nn.Module):
         return out(res_block(cat(resize(upsample(x), gray_l), gray_l)))
 
 
-def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2) -> ResUNet:
+def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2,
+            in_channels: int = 1) -> ResUNet:
     """The U-Net on a body of models/bodies.py (fastai's DynamicUnet layout); 31,099,672 parameters with resnet18
-    (the reference tutorial's net)."""
-    return ResUNet(build_body(backbone, weights, source), n_out)
+    (the reference tutorial's net); in_channels 4 for a hint net (L, hinted ab, mask)."""
+    return ResUNet(build_body(backbone, weights, source, in_channels), n_out)

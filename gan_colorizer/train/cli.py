@@ -32,7 +32,7 @@ written every --checkpoint-minutes, so a crash loses at most that much. Continue
 Exit codes: 0 done, 2 bad input or unwritable checkpoint, 3 diverged (NaN / Inf), 130 / 143 stopped by SIGINT / SIGTERM."""
 # what --init-generator copies from the checkpoint's config: every generator field but where its body's weights
 # came from
-ARCH_FLAGS = ("generator", "backbone", "unet_filters", "unet_dropout", "head", "annealed_t")
+ARCH_FLAGS = ("generator", "backbone", "unet_filters", "unet_dropout", "head", "annealed_t", "hints")
 log = logging.getLogger("gan_colorizer")
 
 

@@ -12,6 +12,7 @@ import torch
 
 from gan_colorizer.color import model_to_rgb, to_uint8
 from gan_colorizer.config import Config
+from gan_colorizer.hints import sample as sample_hints
 from gan_colorizer.losses import (
     classification,
     colorfulness_term,
@@ -40,6 +41,7 @@ class Nets:
     ema: object | None = None  # ema.EMA of the generator for --ema-decay
     pool: object | None = None  # pool.ImagePool of earlier fakes for D, --pool-size
     classes: object | None = None  # color_classes.ClassTargets for --head classification
+    hints: bool = False  # --hints: the generator reads hints simulated from each photo (hints.sample)
 
 
 def all_finite(parts: dict) -> bool:
@@ -80,7 +82,7 @@ def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config,
     for i, (gray_l, real_ab) in enumerate(micro):
         with sync_gradients(nets.generator, i == len(micro) - 1):
             with rt.autocast():
-                fake = generate(nets, gray_l)
+                fake = generate(nets, gray_l, real_ab)
             loss, parts_i = pretrain_loss(*objective(gray_l, fake, real_ab, nets, cfg))
             rt.backward(loss / len(micro))
         _accumulate(parts, parts_i, len(micro))
@@ -89,11 +91,13 @@ def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config,
     return parts, updated
 
 
-def generate(nets: Nets, gray_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(fake_ab, logits): the logits of a classification head come out of the same forward; None for regression."""
+def generate(nets: Nets, gray_l: torch.Tensor, real_ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(fake_ab, logits): the logits of a classification head come out of the same forward; None for regression.
+    A hint model reads hints simulated from the photo's own ab, drawn afresh each forward (Zhang et al. 2017)."""
+    given = {"hints": torch.cat(sample_hints(real_ab.detach()), dim=1)} if nets.hints else {}
     if nets.classes is None:
-        return nets.generator(gray_l), None
-    logits, fake_ab = nets.generator(gray_l, return_logits=True)
+        return nets.generator(gray_l, **given), None
+    logits, fake_ab = nets.generator(gray_l, return_logits=True, **given)
     return fake_ab, logits
 
 
@@ -144,7 +148,7 @@ def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: 
     opts["d"].zero_grad(set_to_none=True)
     for i, (gray_l, real_ab) in enumerate(micro):
         with rt.autocast(), torch.set_grad_enabled(reuse):
-            fake = generate(nets, gray_l)
+            fake = generate(nets, gray_l, real_ab)
         fakes.append(fake)
         with sync_gradients(D, i == len(micro) - 1):
             with rt.autocast():
@@ -191,7 +195,7 @@ def _generator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, fakes: li
         with sync_gradients(G, i == len(micro) - 1), sync_gradients(D, False):  # frozen D: nothing to all-reduce
             if len(micro) > 1:
                 with rt.autocast():
-                    fake = generate(nets, gray_l)
+                    fake = generate(nets, gray_l, real_ab)
             with rt.autocast():
                 own, extra = objective(gray_l, fake, real_ab, nets, cfg)
                 if o.feature_matching_weight > 0:  # D's logits of the fakes come with their features
