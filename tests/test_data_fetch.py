@@ -108,9 +108,11 @@ def test_coco_sample_downloads_through_fastai_and_writes_the_tutorials_split(ser
     assert seven != (want_train, want_val)
     assert [sorted(os.path.realpath(p) for p in (out / role).iterdir()) for role in ("train", "val")] == \
         [sorted(files) for files in seven]  # seed 123's links are gone
+    assert _run(out, DEAD_PROXY + "/coco_sample.tgz", cache, "--no-links") == 0
+    assert list(out.glob("*/*.jpg")) == [] and len((out / "train.txt").read_text().split()) == 8
     assert main(["list", "--cache", str(cache), "--out", str(out)]) == 0
     listed = capsys.readouterr().out
-    assert f"extracted at {cache / 'data' / 'coco_sample'}; split into {out}: 8 / 2, seed 7, sorted order" in listed
+    assert f"extracted at {cache / 'data' / 'coco_sample'}; split into {out}: 8 / 2, seed 123, sorted order" in listed
 
 
 def test_offline_is_one_line_saying_where_to_put_the_archive(tmp_path, capsys):

@@ -107,20 +107,20 @@ def fetch(url: str = COCO_SAMPLE_URL, cache: str | None = None) -> Path:
 
 
 def write_split(out: Path, train: list[str], val: list[str], links: bool = True) -> None:
-    """OUT/train.txt and OUT/val.txt (absolute paths), and OUT/train/, OUT/val/ of links to the photos (the links
-    of an earlier split there are replaced, so a second run with another --seed leaves no photo of the first)."""
+    """OUT/train.txt and OUT/val.txt (absolute paths), and OUT/train/, OUT/val/ of links to the photos. The links
+    of an earlier split there go first (check_out made sure only links live there), so a second run with another
+    --seed, or with --no-links, leaves no photo of the first in them."""
     for role, files in (("train", train), ("val", val)):
         write_atomic(out / f"{role}.txt", "".join(f"{os.path.abspath(p)}\n" for p in files))
+        for old in (out / role).iterdir() if (out / role).is_dir() else ():
+            old.unlink()
     if not links:
         return
     with Progress(len(train) + len(val), "links", "file", leave=True) as bar:
         for role, files in (("train", train), ("val", val)):
-            folder = out / role
-            folder.mkdir(exist_ok=True)
-            for old in folder.iterdir():
-                old.unlink()  # check_out made sure that only links live here
+            (out / role).mkdir(exist_ok=True)
             for path in files:
-                (folder / Path(path).name).symlink_to(os.path.abspath(path))
+                (out / role / Path(path).name).symlink_to(os.path.abspath(path))
                 bar.update()
 
 
