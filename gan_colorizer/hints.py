@@ -9,11 +9,10 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from gan_colorizer.color import AB_SCALE, rgb_to_lab
+from gan_colorizer.color import AB_SCALE, lab_to_rgb, rgb_to_lab, to_uint8
 from gan_colorizer.config_files import read_json
 from gan_colorizer.errors import UserError
 
@@ -43,6 +42,12 @@ def ab_of_rgb(rgb) -> tuple[float, float]:
     """Lab a, b of an 8-bit sRGB colour (its lightness is the photo's, so only a and b count)."""
     lab = rgb_to_lab(torch.tensor([float(v) / 255.0 for v in rgb], dtype=torch.float64).view(1, 3, 1, 1))
     return float(lab[0, 1]), float(lab[0, 2])
+
+
+def ab_to_hex(ab, light: float = 60.0) -> str:
+    """'#rrggbb' of Lab (light, a, b), clipped to the sRGB gamut: how a hint's colour is shown."""
+    lab = torch.tensor([light, float(ab[0]), float(ab[1])]).view(1, 3, 1, 1)
+    return "#" + "".join(f"{int(v):02x}" for v in to_uint8(lab_to_rgb(lab)).flatten())
 
 
 def parse_color(value) -> tuple[float, float]:
@@ -86,7 +91,8 @@ def from_dict(entry) -> Hint:
 
 
 def parse(entries, source: str) -> list[Hint]:
-    """A list of hint objects (or {"hints": [...]}) -> Hints, or one UserError naming the source and the hint."""
+    """A list of hint objects (or {"hints": [...]}; Hints pass as they are) -> Hints, or one UserError naming the
+    source and the hint."""
     if isinstance(entries, dict) and "hints" in entries:
         entries = entries["hints"]
     if not isinstance(entries, list):
@@ -96,7 +102,7 @@ def parse(entries, source: str) -> list[Hint]:
     hints = []
     for i, entry in enumerate(entries, 1):
         try:
-            hints.append(from_dict(entry))
+            hints.append(entry if isinstance(entry, Hint) else from_dict(entry))
         except ValueError as e:
             raise UserError(f"{source}: hint {i}: {e}") from None
     return hints

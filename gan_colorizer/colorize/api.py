@@ -84,6 +84,7 @@ class Colorizer:
         if render_size < 1:
             raise ValueError(f"render_size must be >= 1, got {render_size}")
         self.render_size, self.published = render_size, None
+        self.takes_hints = bool(getattr(generator, "takes_hints", False))  # trained with --hints (models say so)
         if isinstance(generator, engines.OnnxNetwork):  # onnxruntime on the CPU, fp32 in and out
             self.runtime, self.generator, self.pipeline = None, generator, NumpyPipeline(generator)
             self.multiple, self.decoding, self.engine = generator.multiple, generator.decoding, \
@@ -99,6 +100,7 @@ class Colorizer:
             self.pipeline = PublishedPipeline(generator, self.runtime)
             self.published, self.generator, self.render_size = generator, self.pipeline.generator, \
                 generator.model.render_size
+            self.takes_hints = bool(getattr(generator.network, "takes_hints", False))  # SIGGRAPH17 does
             self.multiple, self.decoding, self.engine = None, None, "torch"
             return
         self.generator = self.runtime.place(generator).eval()
@@ -176,24 +178,54 @@ class Colorizer:
         return render_shape(height, width, self.render_size, self.multiple)
 
     def colorize(self, image, temperature: float = 0.0, saturation: float = 1.0, hue: float = 0.0,
-                 keep_alpha: bool = True) -> Image.Image:
+                 keep_alpha: bool = True, hints=None) -> Image.Image:
         """A PIL image (taken as its pixels are) or a file path (EXIF orientation applied) -> colorized PIL image.
 
-        temperature shifts b (ab units, > 0 warmer), saturation scales ab, hue rotates ab by degrees.
-        The result is RGB, or RGBA when the input has alpha and keep_alpha is set; same width and height.
+        hints: colours at points of the photo, for a model trained with --hints: hints.Hint objects or dicts as a
+        hints file holds them ({"x": 120, "y": 80, "color": "#c83c28"}: docs/hints.md).
+        temperature shifts b (ab units, > 0 warmer), saturation scales ab, hue rotates ab by degrees (after the
+        hints). The result is RGB, or RGBA when the input has alpha and keep_alpha is set; same width and height.
         """
         if isinstance(image, (str, Path)):
             image = open_image(image)
-        return self.colorize_prepared([prepare(image, keep_alpha)], temperature, saturation, hue)[0]
+        return self.colorize_prepared([prepare(image, keep_alpha)], temperature, saturation, hue, hints)[0]
 
     def colorize_prepared(self, batch: list[Prepared], temperature: float = 0.0, saturation: float = 1.0,
-                          hue: float = 0.0) -> list[Image.Image]:
-        """Colorize prepared photos; those with the same render shape share one network forward."""
+                          hue: float = 0.0, hints=None) -> list[Image.Image]:
+        """Colorize prepared photos; those with the same render shape share one network forward. hints: the same
+        points for every photo, in its own pixels; a UserError when the model takes none or one is outside."""
         check_controls(temperature, saturation, hue)
+        given = self.checked_hints(hints, batch) if hints else None
         with self.pipeline.context():
-            return self._colorize(batch, {"temperature": temperature, "saturation": saturation, "hue": hue})
+            return self._colorize(batch, {"temperature": temperature, "saturation": saturation, "hue": hue}, given)
 
-    def _colorize(self, batch: list[Prepared], controls: dict) -> list[Image.Image]:
+    def checked_hints(self, hints, batch: list[Prepared], source: str = "hints") -> list:
+        """The hints as hints.Hint objects, inside every photo of the batch, for a model that reads them; else a
+        UserError."""
+        self.check_takes_hints(source)
+        from gan_colorizer.hints import check_inside, parse  # torch: imported only for a (torch) hint model
+        given = parse(list(hints), source)
+        for item in batch:
+            check_inside(given, item.pixels.shape[1], item.pixels.shape[0], source)
+        return given
+
+    def check_takes_hints(self, source: str = "hints") -> None:
+        """A UserError, naming `source`, unless the network reads hints."""
+        if not self.takes_hints:
+            why = (f"engine {self.engine} takes no hints (an exported network has no hint inputs): run a model trained "
+                   f"with --hints on the torch engine" if self.engine != "torch" else
+                   "the model takes no hints: train one with --hints (docs/hints.md)")
+            raise UserError(f"{source}: {why}")
+
+    def hint_input(self, given: list, batch: list[Prepared], shape: tuple[int, int]):
+        """The hint channels for these photos at the render shape (models.hints.model_input's layout)."""
+        import torch
+
+        from gan_colorizer.hints import maps, model_input
+        inputs = [model_input(*maps(given, item.pixels.shape[:2], shape)) for item in batch]
+        return torch.cat(inputs).to(self.device)
+
+    def _colorize(self, batch: list[Prepared], controls: dict, hints: list | None = None) -> list[Image.Image]:
         pipeline = self.pipeline
         gray_l = [pipeline.full_res_l(item.pixels) for item in batch]
         groups: dict[tuple[int, int], list[int]] = {}
@@ -203,7 +235,8 @@ class Colorizer:
         for shape, members in groups.items():
             net_l = [gray_l[i] if batch[i].net_pixels is None else pipeline.full_res_l(batch[i].net_pixels)
                      for i in members]
-            ab = pipeline.predict(pipeline.small_l(net_l, shape), **controls)
+            given = {} if hints is None else {"hints": self.hint_input(hints, [batch[i] for i in members], shape)}
+            ab = pipeline.predict(pipeline.small_l(net_l, shape), **given, **controls)
             for j, i in enumerate(members):
                 small_ab[i] = ab[j:j + 1]
         out = []

@@ -5,7 +5,6 @@ Exit codes: 0 every photo colorized (or its output already there), 1 some could 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections import deque
@@ -13,88 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan_colorizer.colorize.encoding import CHROMA, CODECS, DEFAULT_CRF, HELP as ENCODING_HELP
-from gan_colorizer.colorize.engines import ENGINES
-from gan_colorizer.colorize.video import DEFAULT_STRENGTH, MAX_BATCH_PIXELS, MAX_FRAME_PIXELS
-from gan_colorizer.config import DECODES, WEIGHTS
+from gan_colorizer.colorize.options import DESCRIPTION, ColorizeOptions, build_parser  # noqa: F401 (the tool's flags)
+from gan_colorizer.colorize.video import MAX_BATCH_PIXELS
 from gan_colorizer.console import Progress, terminated_as_interrupt
-from gan_colorizer.errors import UserError, reason
 from gan_colorizer.data.images import MAX_PIXELS
-from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt, parse_options, tool_parser, workers_opt
+from gan_colorizer.errors import UserError, reason
+from gan_colorizer.options import parse_options
 
 # Idle OpenMP threads sleep instead of spinning, so the decode / encode threads get the cores (on a 2-core
 # machine spinning cost ~2x CPU per photo). Read when torch loads, hence before any torch import; env overrides.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-DESCRIPTION = """Colorize gray (or colour, taken to gray first) photos and videos at their full resolution.
-
-The network predicts colour from an --image-size copy; the result keeps the photo's own full-resolution
-lightness, its width and height, EXIF orientation and metadata, and alpha (PNG/WebP/TIFF outputs).
-
-Outputs: a file INPUT goes to OUT/NAME.png, a folder's photos to OUT/<path below the folder>.png, a quoted
-glob's matches to OUT/<path below the pattern's fixed folders>.png (--format picks the suffix). A video
-(mp4, mov, mkv, avi, webm) keeps its name, size, timestamps, rotation and audio (avi and webm become .mkv).
-Existing outputs are kept unless --overwrite (rerunning a command continues an interrupted job); two inputs
-that would share an output are refused before anything is written.
-
-examples:
-  python colorize.py old_photo.jpg --checkpoint checkpoints/coco-gan/best.pt --out colorized
-  python colorize.py ~/scans --checkpoint best.pt --out ~/scans-color --format same --batch-size 8
-  python colorize.py 'archive/*/19[5-6]?/' --checkpoint best.pt --out color --temperature 8 --saturation 1.2
-
-exit codes: 0 all done, 1 some files failed (one line each on stderr), 2 bad arguments, 130 / 143 Ctrl-C / SIGTERM"""
 IN_FLIGHT_PIXELS = 24_000_000  # full-size pixels decoded ahead, and waiting to be written, at most
-MOOD, FILES, VIDEO = "mood controls (applied in Lab after prediction)", "output files", "videos"  # --help sections
-
-
-@dataclass
-class ColorizeOptions:
-    """What to colorize and how; the flags of colorize.py are these fields."""
-    inputs: list[str] = opt(REQUIRED, "image or video files, folders (searched recursively) or quoted glob patterns "
-                                      "('scans/**/*.tif')", positional=True, nargs="+", metavar="INPUT")
-    checkpoint: str = opt(REQUIRED, "stage-1 or stage-2 checkpoint (best.pt or last.pt), a model exported to .onnx "
-                                    "(python -m gan_colorizer.colorize.onnx), or a published model's name "
-                                    "(ddcolor-tiny, zhang-eccv16...: docs/published-models.md)", metavar="CKPT")
-    out: str = opt(REQUIRED, "output folder (created if needed)", metavar="DIR")
-    image_size: int = opt(256, "short side, in pixels, of the copy the network sees (its long side at most "
-                               "8 times that); ab is upsampled from it", metavar="N", aliases=("--render-size",))
-    max_pixels: int | None = opt(None, "refuse (one line, from the file's header, before decoding) photos and video "
-                                       f"frames with more pixels than this (default: {MAX_PIXELS:,} for a photo, "
-                                       f"{MAX_FRAME_PIXELS:,} (8K) for a video's frames)", metavar="N")
-    batch_size: int = opt(4, "photos of the same render shape per network forward", metavar="N")
-    device: str = device_opt()
-    weights: str = opt("auto", "auto = the EMA copy when the run kept one (--ema-decay), else the trained weights",
-                       choices=WEIGHTS)
-    decode: str | None = opt(None, "classification checkpoints: how the predicted distribution becomes ab: annealed "
-                                   "mean (as trained), mode (most vivid, blotchy) or mean (smooth, duller)",
-                             choices=DECODES)
-    annealed_t: float | None = opt(None, "classification checkpoints: temperature of the annealed mean (default: as "
-                                         "trained)", metavar="T")
-    engine: str | None = opt(None, "what runs the network: torch, onnx (onnxruntime fp32) or onnx-int8 (a model "
-                                   "exported with --int8); default: torch for a .pt, the model's own for a .onnx",
-                             choices=ENGINES)
-    amp: str = amp_opt()
-    download: bool = opt(True, "fetch a published model's weights the cache lacks (--no-download: the cache only)")
-    temperature: float = opt(0.0, "shift b by this many ab units: > 0 warmer (yellow), < 0 cooler (blue); try +-5..15",
-                             metavar="T", group=MOOD)
-    saturation: float = opt(1.0, "scale ab: 1 as predicted, 0 gray, 1.3 more vivid", metavar="S", group=MOOD)
-    hue: float = opt(0.0, "rotate ab by this many degrees", metavar="DEG", group=MOOD)
-    format: str = opt("png", "png (lossless, keeps alpha), jpg, or same as each input", choices=("png", "jpg", "same"),
-                      group=FILES)
-    quality: int = opt(95, "JPEG / WebP quality, 1-100", metavar="Q", group=FILES)
-    overwrite: bool = opt(False, "replace outputs that already exist", action="store_true", group=FILES)
-    num_workers: int = workers_opt("threads that decode and encode files", "one per CPU core, at most 8 (PNG "
-                                   "encoding is the slow part: enough to keep a GPU fed)", group=FILES,
-                                   aliases=("--workers",))
-    temporal: float = opt(DEFAULT_STRENGTH, "temporal filter strength (0-1): each frame's colour blended with the "
-                          "previous one's along the motion; 0 = each frame on its own", metavar="S", group=VIDEO)
-    codec: str = opt("libx264", ENCODING_HELP["codec"], choices=CODECS, group=VIDEO)
-    crf: int = opt(DEFAULT_CRF, ENCODING_HELP["crf"], metavar="N", group=VIDEO)
-    chroma: str | None = opt(None, ENCODING_HELP["chroma"], choices=CHROMA, group=VIDEO)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return tool_parser(ColorizeOptions, DESCRIPTION, prog="colorize.py")
 
 
 def io_threads(num_workers: int) -> int:
@@ -242,7 +171,8 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
     """
     from gan_colorizer.colorize import api as colorizer_module
     from gan_colorizer.colorize.files import save_atomic
-    controls = {"temperature": args.temperature, "saturation": args.saturation, "hue": args.hue}
+    controls = {"temperature": args.temperature, "saturation": args.saturation, "hue": args.hue,
+                "hints": getattr(args, "hint_list", None)}
     workers = io_threads(args.num_workers)
     pool, writes = ThreadPoolExecutor(workers, thread_name_prefix="colorize-io"), _InFlight(2 * workers,
                                                                                             IN_FLIGHT_PIXELS)
@@ -254,6 +184,8 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
             for job, item in batch:
                 if isinstance(item, Exception):
                     report.fail(job.source, item.reason)
+                elif why := _misplaced(controls["hints"], item, args.hints):
+                    report.fail(job.source, why)
                 else:
                     good.append((job, item))
             for (job, _), img in zip(good, _colorize_batch(colorizer, good, controls, report)):
@@ -266,6 +198,33 @@ def colorize_jobs(colorizer, jobs: list, args, report: Report) -> None:
             _finish(*writes.pop()[:2], report)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # running writes finish (atomically); queued ones are dropped
+
+
+def _misplaced(hints, item, source) -> str | None:
+    """Why --hints do not fit this photo (a point outside it), or None."""
+    if not hints:
+        return None  # hints.py needs torch: not imported by a run without hints (the ONNX engines run without it)
+    from gan_colorizer.hints import check_inside
+    try:
+        check_inside(hints, item.pixels.shape[1], item.pixels.shape[0], f"--hints {source}")
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def read_hints(args, colorizer, jobs: list) -> list | None:
+    """--hints FILE's hints, for photos and a model that reads them; else a UserError (before anything is written)."""
+    if not args.hints:
+        return None
+    from gan_colorizer.colorize.video import is_video
+    videos = [job.source for job in jobs if is_video(job.source)]
+    if videos:
+        raise UserError(f"--hints {args.hints}: hints are for photos; {videos[0]} is a video")
+    if colorizer is None:
+        return None
+    colorizer.check_takes_hints(f"--hints {args.hints}: {args.checkpoint}")
+    from gan_colorizer.hints import read_file
+    return read_file(args.hints)
 
 
 def load_colorizer(args):
@@ -285,13 +244,20 @@ def _decoding(colorizer, args) -> str:
     return ", --decode / --annealed-t ignored: regression checkpoint" if args.decode or args.annealed_t else ""
 
 
+def _hinted(args) -> str:
+    n = len(args.hint_list or [])
+    return f", {n} hint{'s' if n != 1 else ''} from {args.hints}" if args.hints else ""
+
+
 def _plan(args):
     """(jobs, those still to do, the colorizer or None when nothing is left): every argument error comes from here."""
     from gan_colorizer.colorize.files import plan_jobs
     check_args(args)
     jobs = plan_jobs(args.inputs, Path(args.out), args.format, args.codec)
     todo = jobs if args.overwrite else [job for job in jobs if not job.output.exists()]
-    return jobs, todo, load_colorizer(args) if todo else None
+    colorizer = load_colorizer(args) if todo else None
+    args.hint_list = read_hints(args, colorizer, jobs)
+    return jobs, todo, colorizer
 
 
 @terminated_as_interrupt()  # SIGTERM cleans up as Ctrl-C does: no temporary file left behind
@@ -312,7 +278,7 @@ def main(argv=None) -> int:
     if colorizer is not None:
         kept = f"; {report.tally.kept} existing outputs kept (--overwrite replaces them)" if report.tally.kept else ""
         print(f"colorizing {describe(todo)} into {args.out} (image size {colorizer.render_size}, "
-              f"{colorizer.describe()}{_decoding(colorizer, args)}){kept}", flush=True)
+              f"{colorizer.describe()}{_decoding(colorizer, args)}{_hinted(args)}){kept}", flush=True)
     try:
         if todo:
             from gan_colorizer.colorize.video import is_video

@@ -40,15 +40,17 @@ def downsample_l(gray_l: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def forward_ab(generator: torch.nn.Module, small_l: torch.Tensor, runtime=None) -> torch.Tensor:
-    """The generator's ab (float32, model units) for render-size gray_l, under the runtime's autocast and layout.
-    An ONNX engine's network (engines.OnnxNetwork, numpy in and out) is called on the CPU and its ab brought back."""
+def forward_ab(generator: torch.nn.Module, small_l: torch.Tensor, runtime=None, hints=None) -> torch.Tensor:
+    """The generator's ab (float32, model units) for render-size gray_l (and a hint model's hint channels), under
+    the runtime's autocast and layout. An ONNX engine's network (engines.OnnxNetwork, numpy in and out) is called on
+    the CPU and its ab brought back."""
     if not isinstance(generator, torch.nn.Module):
         return torch.from_numpy(generator(small_l.detach().float().cpu().numpy())).to(small_l.device)
+    inputs = (small_l,) if hints is None else (small_l, hints)
     if runtime is None:
-        return generator(small_l).float()
+        return generator(*inputs).float()
     with runtime.autocast():
-        return generator(runtime.layout(small_l)).float()
+        return generator(*map(runtime.layout, inputs)).float()
 
 
 def apply_controls(ab: torch.Tensor, temperature: float = 0.0, saturation: float = 1.0, hue: float = 0.0) -> torch.Tensor:
@@ -101,10 +103,12 @@ def recombined_chunks(gray_l: torch.Tensor, small_ab: torch.Tensor):
 
 @torch.no_grad()
 def colorize_l(generator: torch.nn.Module, gray_l: torch.Tensor, render_size: int = 256, runtime=None,
-               multiple: int | None = None, **controls) -> torch.Tensor:
-    """gray_l (B, 1, H, W) in model units at full size -> colorized sRGB in [0, 1] with exactly that L."""
+               multiple: int | None = None, hints=None, **controls) -> torch.Tensor:
+    """gray_l (B, 1, H, W) in model units at full size -> colorized sRGB in [0, 1] with exactly that L; hints: a
+    hint model's channels at the render shape."""
     shape = render_shape(*gray_l.shape[-2:], render_size, multiple or size_multiple(generator))
-    return recombined(gray_l, apply_controls(forward_ab(generator, downsample_l(gray_l, shape), runtime), **controls))
+    small_ab = forward_ab(generator, downsample_l(gray_l, shape), runtime, hints)
+    return recombined(gray_l, apply_controls(small_ab, **controls))
 
 
 def recombined(gray_l: torch.Tensor, small_ab: torch.Tensor) -> torch.Tensor:
@@ -136,8 +140,9 @@ class TorchPipeline:
     def small_l(self, gray_l: list, shape: tuple[int, int]) -> torch.Tensor:
         return torch.cat([downsample_l(one, shape) for one in gray_l])
 
-    def predict(self, small_l: torch.Tensor, **controls) -> torch.Tensor:
-        return apply_controls(forward_ab(self.generator, small_l, self.runtime), **controls)
+    def predict(self, small_l: torch.Tensor, hints: torch.Tensor | None = None, **controls) -> torch.Tensor:
+        """ab at render size, then the mood controls; hints: a hint model's channels (hints.model_input)."""
+        return apply_controls(forward_ab(self.generator, small_l, self.runtime, hints), **controls)
 
     def rgb8_rows(self, gray_l: torch.Tensor, small_ab: torch.Tensor):
         for first, _, rgb in recombined_chunks(gray_l, small_ab):

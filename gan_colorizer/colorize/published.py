@@ -80,9 +80,12 @@ class PublishedPipeline(TorchPipeline):
         small.net_input = (torch.cat([self.model.prepare(one) for one in gray]), gray)
         return small
 
-    def predict(self, small_l: torch.Tensor, **controls) -> torch.Tensor:
+    def predict(self, small_l: torch.Tensor, hints: torch.Tensor | None = None, **controls) -> torch.Tensor:
+        """hints: the channels of hints.model_input at the render size, for SIGGRAPH17 (its ab in Lab units)."""
         net_input, gray = small_l.net_input
-        return apply_controls(model_ab(self.model, self.generator(net_input), gray, small_l.shape[-2:]), **controls)
+        given = () if hints is None else (hints[:, :2] * AB_SCALE, hints[:, 2:])
+        return apply_controls(model_ab(self.model, self.generator(net_input, *given), gray, small_l.shape[-2:]),
+                              **controls)
 
     def colorize_l(self, gray_l: torch.Tensor) -> torch.Tensor:
         """inference.colorize_l for this model: gray_l (B, 1, H, W), model units -> sRGB in [0, 1] with that L."""

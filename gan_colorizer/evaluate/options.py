@@ -43,6 +43,12 @@ class EvalOptions:
     weights: str = opt("auto", "auto = a checkpoint's EMA copy when the run kept one (--ema-decay), else its trained "
                                "weights", choices=WEIGHTS)
     limit: int | None = opt(None, "evaluate only the first N files (sorted)", metavar="N")
+    hints: str | None = opt(None, "oracle hint counts, e.g. 0,1,2,5,10,20,50,100: each model trained with --hints is "
+                                  "scored once per count, with that many hints sampled from each photo's truth "
+                                  "(seeded: the same points for every model); every metric per count in "
+                                  "summary.json, metrics.csv, the console and hints.png (docs/hints.md)",
+                            metavar="COUNTS")
+    hint_seed: int = opt(0, "--hints: the seed of the oracle hints", metavar="N")
     max_pixels: int | None = opt(None, "skip (one line, from the file's header, before decoding) photos and clips "
                                        f"with more pixels (per frame) than this (default: {MAX_PIXELS:,}; "
                                        f"{FULL_RES_MAX_PIXELS:,} with --protocol full-res, whose full-size metrics "

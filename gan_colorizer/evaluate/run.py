@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader
 
 from gan_colorizer.color import gray_rgb, lab_to_model, to_uint8
 from gan_colorizer.colorize.api import Colorizer
-from gan_colorizer.colorize.inference import colorize_l, size_multiple
+from gan_colorizer.colorize.inference import colorize_l, render_shape, size_multiple
 from gan_colorizer.console import Progress
 from gan_colorizer.errors import UserError, reason
+from gan_colorizer.evaluate import hint_curve
 from gan_colorizer.evaluate.clips import ClipEvaluation, list_clips, print_clip_table
 from gan_colorizer.evaluate.lpips_fid import load_fid, load_lpips
 from gan_colorizer.evaluate.options import FULL_RES_MAX_PIXELS, PROTOCOLS, EvalOptions
@@ -68,6 +69,8 @@ class Candidate:
     info: dict = field(default_factory=dict)
     multiple: int = 32
     published: object | None = None  # a published model's Colorizer (models/registry.py), generator None
+    hints: int | None = None  # --hints: the oracle hints this row gives each photo (hint_curve.py)
+    base: str | None = None  # and the model's own label
 
 
 def load_candidates(opts: EvalOptions, rt: Runtime) -> list[Candidate]:
@@ -100,14 +103,15 @@ def published_candidate(label: str, loaded, rt: Runtime) -> Candidate:
 
 
 @torch.inference_mode()
-def predict(cand: Candidate, gray_l: torch.Tensor, render_size: int, rt: Runtime) -> torch.Tensor:
+def predict(cand: Candidate, gray_l: torch.Tensor, render_size: int, rt: Runtime, hints=None) -> torch.Tensor:
     """The candidate's 8-bit sRGB prediction for gray_l (model units) at its full size: ab = 0 for the gray
-    baseline, else ab predicted at render size and recombined with this L (inference.colorize_l)."""
+    baseline, else ab predicted at render size (with a hint model's hint channels there) and recombined with this L
+    (inference.colorize_l)."""
     if cand.published is not None:  # at its own render size, whatever --image-size says
         return to_uint8(cand.published.pipeline.colorize_l(gray_l))
     if cand.generator is None:
         return gray_rgb(gray_l)
-    return to_uint8(colorize_l(cand.generator, gray_l, render_size, rt, cand.multiple))
+    return to_uint8(colorize_l(cand.generator, gray_l, render_size, rt, cand.multiple, hints=hints))
 
 
 def _sync(device: torch.device) -> None:
@@ -126,7 +130,10 @@ class Evaluator:
         clip_paths, clip_names = list_clips(opts.data, opts.limit) if self.benchmark is None else ([], [])
         self.paths, self.names = (match_files(self.benchmark, opts.data) if self.benchmark
                                   else resolve_data(opts.data, allow_empty=bool(clip_paths)))
-        self.candidates = load_candidates(opts, self.rt)
+        self.hint_counts = hint_curve.parse_counts(opts.hints)
+        if self.hint_counts is not None and clip_paths:
+            raise UserError(f"--hints: oracle hints are for photos; {clip_paths[0]} is a video clip")
+        self.candidates = hint_curve.expand(load_candidates(opts, self.rt), self.hint_counts)
         self.weights, self.unavailable = {}, {}  # metric -> weight file, or -> why it is not computed
         self.lpips = self._metric_net("lpips", *load_lpips(opts.lpips_weights, opts.download))
         self.fid = self._metric_net("fid", *load_fid(opts.fid_weights, opts.download))
@@ -208,6 +215,8 @@ class Evaluator:
             raise UserError(f"--data {self.opts.data}: none of the {self.n_eval + len(self.clips.paths)} image or "
                             f"video files could be read")
         summary = self.report.finish(self._summary(time.perf_counter() - start))
+        if self.hint_counts is not None:
+            hint_curve.print_curves(summary["hints"]["curves"])
         if self.clips.paths:
             print_clip_table(summary["clips"])
         for line in published_lines(self.benchmark) if self.benchmark else ():
@@ -230,10 +239,10 @@ class Evaluator:
                 return
             self._skip(batch["index"][0], f"cannot colorize or score it ({reason(e)})")
 
-    def _predict(self, cand: Candidate, gray_l: torch.Tensor) -> torch.Tensor:
+    def _predict(self, cand: Candidate, gray_l: torch.Tensor, hints=None) -> torch.Tensor:
         _sync(self.rt.device)
         clock = time.perf_counter()
-        pred = predict(cand, gray_l, self.opts.image_size, self.rt)
+        pred = predict(cand, gray_l, self.opts.image_size, self.rt, hints)
         _sync(self.rt.device)
         self.seconds[cand.label] += time.perf_counter() - clock
         return pred
@@ -242,10 +251,13 @@ class Evaluator:
         """Colorize one batch with every candidate, score it, and hand everything to the report."""
         truth = batch["pixels"].to(self.rt.device, non_blocking=True)
         truth_lab = image_lab(truth)
-        gray_l, _ = lab_to_model(truth_lab)  # the model sees the truth's L only
+        gray_l, truth_ab = lab_to_model(truth_lab)  # the model sees the truth's L only (and oracle hints from ab)
         preds, scores = {}, {}
         for cand in self.candidates:
-            preds[cand.label] = self._predict(cand, gray_l)
+            hints = None if not cand.hints else hint_curve.oracle(
+                truth_ab, batch["index"], cand.hints, self.opts.hint_seed,
+                render_shape(*gray_l.shape[-2:], self.opts.image_size, cand.multiple))
+            preds[cand.label] = self._predict(cand, gray_l, hints)
             scores[cand.label] = image_metrics(preds[cand.label], truth, truth_lab)
             if self.lpips is not None:
                 scores[cand.label]["lpips"] = self.lpips(preds[cand.label].float() / 255, truth.float() / 255)
@@ -266,6 +278,13 @@ class Evaluator:
         root = sqrtm_psd(sigma)  # once for every label
         return {label: frechet_distance(mu, sigma, *self.moments[label].stats(), root1=root) for label in self.seconds}
 
+    def _hint_summary(self, fids: dict) -> dict:
+        """--hints: every metric against the number of oracle hints per model, and its plot."""
+        r = self.report
+        curves = hint_curve.curve(self.candidates, r.values, r.measured, r.count, fids)
+        return {**hint_curve.summary(self.hint_counts, self.opts.hint_seed, curves),
+                "plot": hint_curve.plot(curves, r.out)}
+
     def _summary(self, elapsed: float) -> dict:
         o = self.opts
         models = {}
@@ -282,7 +301,8 @@ class Evaluator:
         skipped = [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped]  # clips': clips.skipped
         clips = {"clips": self.clips.summary()} if self.clips.paths else {}
         bench = {"benchmark": self.benchmark.summary()} if self.benchmark else {}
-        return {"protocol": protocol, **bench, "data": o.data, "n_images": self.n_images, "n_files": self.n_eval,
+        hinted = {"hints": self._hint_summary(fids)} if self.hint_counts is not None else {}
+        return {"protocol": protocol, **bench, **hinted, "data": o.data, "n_images": self.n_images, "n_files": self.n_eval,
                 "skipped": skipped, "models": models, **clips,
                 "unavailable": self.unavailable, "weights": self.weights, "device": str(self.rt.device),
                 "elapsed_s": elapsed}
