@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,export]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,export,app]"
 	touch $(STAMP)
 
 # Stage 1 then stage 2 on the embedded sample photos, on CPU; then both evaluated on the held-out ones. Nothing

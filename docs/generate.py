@@ -40,6 +40,7 @@ TOOLS = {
     "shards": Tool("gan_colorizer.data.shards:build_parser", (), "gan_colorizer.data.shards:main"),
     "runs": Tool("gan_colorizer.inspect.runs:build_parser", (), "gan_colorizer.inspect.runs:main"),
     "data": Tool("gan_colorizer.data.cli:build_parser", (), "gan_colorizer.data:main"),
+    "app": Tool("gan_colorizer.app.main:build_parser", (), "gan_colorizer.app:main"),
 }
 REGION = re.compile(r"(<!-- (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /(?P=name) -->)", re.S)
 DEFAULT_IN_HELP = re.compile(r"\s*\(default: ((?:(?!\(default: ).)*)\)\s*$")  # the last "(default: X)" of a help

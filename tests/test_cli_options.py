@@ -27,10 +27,11 @@ TOOLS = {  # CLI module: its options dataclass (module, name)
     "gan_colorizer.data.shards": ("gan_colorizer.data.shards", "ShardOptions"),
     "gan_colorizer.data.cli": ("gan_colorizer.data.cli", "DataOptions"),
     "gan_colorizer.inspect.runs": ("gan_colorizer.inspect.runs", "RunsOptions"),
+    "gan_colorizer.app.main": ("gan_colorizer.app.main", "AppOptions"),
 }
 ENTRY_POINTS = {"gan-colorizer-pretrain", "gan-colorizer-train-gan", "gan-colorizer-evaluate", "gan-colorizer-colorize",
                 "gan-colorizer-visualize", "gan-colorizer-onnx", "gan-colorizer-curves", "gan-colorizer-weights",
-                "gan-colorizer-shards", "gan-colorizer-data", "gan-colorizer-runs"}
+                "gan-colorizer-shards", "gan-colorizer-data", "gan-colorizer-runs", "gan-colorizer-app"}
 RENAMED_COMMANDS = {"gan-colorizer-export": "gan-colorizer-onnx", "gan-colorizer-plots": "gan-colorizer-curves"}
 # colour hints, one idea whose value is what each tool needs of it (issue 25 names all three): training --hints turns
 # the hint inputs on, colorize.py --hints FILE gives the hints, evaluate.py --hints COUNTS how many oracle hints

@@ -14,6 +14,7 @@ MAY_IMPORT = {
     "report": {"colorize", "inspect"},
     "evaluate": {"models", "colorize", "inspect", "report"},
     "train": {"models", "inspect"},
+    "app": {"models", "colorize"},  # the web app: a page over the Colorizer API
 }
 # sub-packages that are folders of the core, not a layer of their own: the data path (files, scans, shards) is what
 # core modules such as split.py and ab_prior.py build on, and it imports only the core

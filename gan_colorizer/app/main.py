@@ -1,0 +1,213 @@
+"""gan-colorizer-app: a local web page (Gradio) where a person opens a photo, clicks colours onto it, sees the
+colorization follow, and downloads the result and the hints. A layer over Colorizer and hints.py: no colorizing of
+its own. It serves 127.0.0.1 only, sends nothing anywhere (no analytics, no share link) and loads nothing from the
+internet (system fonts, Gradio's own bundled scripts).
+"""
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no usage reports, no version check
+
+from gan_colorizer.errors import UserError  # noqa: E402  (after the environment gradio reads)
+from gan_colorizer.options import REQUIRED, amp_opt, device_opt, opt  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+PICKED = "#c83c28"  # the colour picker's first colour
+MARK = (255, 255, 255)  # the ring drawn around each hint on the photo
+
+
+@dataclass
+class AppOptions:
+    """What the app serves; the flags of gan-colorizer-app are these fields."""
+    checkpoints: list[str] = opt(REQUIRED, "a checkpoint (best.pt, .onnx) or a published model's name to offer; "
+                                           "repeat for several (the first is chosen at start)",
+                                 flag="--checkpoint", action="append", metavar="CKPT")
+    port: int = opt(7860, "the port on 127.0.0.1 (0: a free one)", metavar="N")
+    image_size: int = opt(256, "short side of the copy the network sees, as colorize.py's --image-size", metavar="N")
+    device: str = device_opt()
+    amp: str = amp_opt()
+
+
+def model_loader(image_size: int, device: str, amp: str):
+    """name -> Colorizer, each loaded once, when first chosen."""
+    @functools.lru_cache(maxsize=None)
+    def load(name: str):
+        from gan_colorizer.colorize.api import Colorizer
+        return Colorizer.from_checkpoint(name, device, image_size, amp)
+    return load
+
+
+def engine_line(colorizer) -> str:
+    """What runs the network and whether it reads hints, for the page."""
+    hints = "reads colour hints" if colorizer.takes_hints else "takes no hints (trained without --hints): automatic"
+    return f"{colorizer.describe()}; {hints}"
+
+
+def hint_rows(hints: list) -> list[list]:
+    from gan_colorizer.hints import ab_to_hex
+    return [[i, round(h.x), round(h.y), ab_to_hex(h.ab), h.radius] for i, h in enumerate(hints, 1)]
+
+
+def marked(photo, hints: list):
+    """The photo with a ring in each hint's colour where it was placed (what the person clicked)."""
+    from PIL import ImageDraw
+
+    from gan_colorizer.hints import ab_to_hex
+    shown = photo.convert("RGB")
+    draw = ImageDraw.Draw(shown)
+    r = max(4, round(min(shown.size) / 80))
+    for h in hints:
+        box = (h.x - r, h.y - r, h.x + r, h.y + r)
+        draw.ellipse(box, fill=ab_to_hex(h.ab, light=60.0), outline=MARK, width=max(1, r // 3))
+    return shown
+
+
+def render(colorizer, photo, hints: list, temperature: float, saturation: float, hue: float):
+    """The colorized photo at full resolution, following the hints when the model reads them."""
+    if photo is None:
+        return None
+    given = hints if colorizer.takes_hints else None
+    return colorizer.colorize(photo, temperature=temperature, saturation=saturation, hue=hue, hints=given)
+
+
+def picked_hint(x: float, y: float, colour: str, radius: int, proposed=None):
+    """A Hint at the click: the picker's colour, or the result's own colour there (`proposed`, an RGB image)."""
+    from gan_colorizer.hints import Hint, ab_of_rgb, parse_color
+    ab = ab_of_rgb(proposed.convert("RGB").getpixel((int(x), int(y)))) if proposed is not None else parse_color(colour)
+    return Hint(float(x), float(y), ab, int(radius))
+
+
+def downloads(result, hints: list, folder: Path) -> list[str]:
+    """The full-resolution result (PNG) and the hints file colorize.py --hints reads, for the download box."""
+    from gan_colorizer.hints import to_json
+    files = []
+    if result is not None:
+        result.save(folder / "colorized.png")
+        files.append(str(folder / "colorized.png"))
+    (folder / "hints.json").write_text(to_json(hints))
+    return files + [str(folder / "hints.json")]
+
+
+def build(models: dict, first: str | None = None):
+    """The page: `models` maps each offered name to a Colorizer, or is a loader (name -> Colorizer) with its names
+    in `first`'s list. Returns the gradio Blocks (not launched)."""
+    import gradio as gr
+
+    from gan_colorizer.hints import RADIUS, parse
+    load = models.__getitem__ if isinstance(models, dict) else models
+    names = list(models) if isinstance(models, dict) else list(first)
+    folder = Path(tempfile.mkdtemp(prefix="gan-colorizer-app-"))
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no Google fonts: offline
+                              font_mono=["ui-monospace", "monospace"])
+    with gr.Blocks(title="gan_colorizer", analytics_enabled=False) as page:
+        hints = gr.State([])
+        original = gr.State(None)  # the photo as opened: the page shows it with the hints drawn on
+        gr.Markdown("### gan_colorizer: click on the photo to give a colour there")
+        with gr.Row():
+            model = gr.Dropdown(names, value=names[0], label="model")
+            engine = gr.Markdown(engine_line(load(names[0])), elem_id="engine")
+        with gr.Row():
+            photo = gr.Image(type="pil", label="photo (click to place a hint)", elem_id="photo", sources=["upload"])
+            result = gr.Image(type="pil", label="colorized", elem_id="result", interactive=False, format="png")
+        with gr.Row():
+            colour = gr.ColorPicker(PICKED, label="hint colour", elem_id="colour")
+            proposed = gr.Checkbox(False, label="take the colour the model proposes at the click")
+            radius = gr.Slider(0, 16, RADIUS, step=1, label="hint radius (render pixels)")
+            mode = gr.Radio(["add", "move selected"], value="add", label="a click")
+        with gr.Row():
+            table = gr.Dataframe(headers=["#", "x", "y", "colour", "radius"], label="hints", interactive=False,
+                                 elem_id="hints")
+            with gr.Column():
+                selected = gr.Number(0, precision=0, label="selected hint (#)")
+                remove = gr.Button("remove selected")
+                clear = gr.Button("remove all")
+        with gr.Row():
+            temperature = gr.Slider(-30, 30, 0, step=1, label="temperature (b shift)")
+            saturation = gr.Slider(0, 2, 1, step=0.05, label="saturation")
+            hue = gr.Slider(-180, 180, 0, step=1, label="hue (degrees)")
+        before_after = gr.ImageSlider(label="before / after", type="pil", interactive=False)
+        files = gr.File(label="downloads: the full-resolution result and the hints (colorize.py --hints)",
+                        file_count="multiple", elem_id="downloads")
+        hints_json = gr.Textbox(visible=False)  # the API's way in: a hints file's text (see `colorize` below)
+        controls = [temperature, saturation, hue]
+
+        def update(name, image, given, t, s, h):
+            if image is None:
+                return None, None, None, [], gr.skip()
+            out = render(load(name), image, given, t, s, h)
+            return marked(image, given), out, (image.convert("RGB"), out), \
+                downloads(out, given, folder), hint_rows(given)
+
+        shown = [photo, result, before_after, files, table]
+        outputs_of_update = dict(fn=update, inputs=[model, original, hints, *controls], outputs=shown)
+
+        def clicked(image, given, evt: gr.SelectData, picked, take, r, how, which, current, name):
+            x, y = evt.index
+            new = picked_hint(x, y, picked, r, current if take and current is not None else None)
+            given = list(given)
+            if how == "move selected" and 1 <= (which or 0) <= len(given):
+                given[int(which) - 1] = new
+            else:
+                given.append(new)
+            return given
+
+        photo.select(clicked, [photo, hints, colour, proposed, radius, mode, selected, result, model], hints)
+        remove.click(lambda g, i: [h for j, h in enumerate(g, 1) if j != i], [hints, selected], hints)
+        clear.click(lambda: [], None, hints)
+        hints.change(**outputs_of_update)
+        for control in controls:
+            control.release(**outputs_of_update)
+        photo.upload(lambda image: (image, []), photo, [original, hints]).then(**outputs_of_update)
+        model.change(lambda name: engine_line(load(name)), model, engine).then(**outputs_of_update)
+
+        def colorize(image, text, t, s, h, name):
+            """The API: a photo, a hints file's JSON text ('' for none), the mood controls and a model -> the
+            colorized photo."""
+            given = parse(__import__("json").loads(text), "hints") if text.strip() else []
+            return render(load(name), image, given, t, s, h)
+        gr.Button(visible=False).click(colorize, [photo, hints_json, *controls, model], result, api_name="colorize")
+    page.theme_for_launch = theme
+    return page
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def serve(page, port: int = 7860, block: bool = True):
+    """Launch on 127.0.0.1 only, no share link (port 0: a free one); returns the page's local URL."""
+    try:
+        page.launch(server_name=LOOPBACK, server_port=port or free_port(), share=False, prevent_thread_lock=not block,
+                    inbrowser=False, quiet=True, theme=page.theme_for_launch)
+    except OSError as e:
+        raise UserError(f"--port {port}: cannot serve on {LOOPBACK} ({e.strerror or e})") from None
+    return page.local_url
+
+
+def build_parser():
+    from gan_colorizer.options import tool_parser
+    return tool_parser(AppOptions, __doc__, prog="gan-colorizer-app")
+
+
+def main(argv=None) -> int:
+    from gan_colorizer.console import run_command, setup_logging
+    from gan_colorizer.options import parse_options
+    args = parse_options(build_parser(), AppOptions, argv)
+    setup_logging()
+
+    def action():
+        try:
+            import gradio  # noqa: F401
+        except ImportError:
+            raise UserError("the app needs gradio: pip install 'gan_colorizer[app]'") from None
+        load = model_loader(args.image_size, args.device, args.amp)
+        page = build(load, args.checkpoints)
+        print(f"serving on http://{LOOPBACK}:{args.port}/ (Ctrl-C stops)", flush=True)
+        serve(page, args.port)
+    return run_command(action)
