@@ -91,14 +91,49 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Each net's first fp16 loss scale. G's largest gradient at start-up is about 180 (stage 2's lambda * L1, fresh
+# resunet, 128 and 256 px alike; bench/fp16_scale.py): fp16 (max 65504) holds it up to 2^8, so
+# torch's default 2^16 cost 8 skipped G updates while D trained alone. Gradients that 2^8 flushes to zero (below
+# 2^-24 / 2^8, about 2e-10) move Adam by less than 1% of a step (its eps is 1e-8). D's stay below 0.13: 2^16.
+FP16_INIT_SCALES = {"g": 2.0 ** 8, "d": 2.0 ** 16}
+
+
+class Scalers:
+    """fp16's gradient scalers, one per optimizer ("g", "d"; a no-op without fp16). Each net's scale follows its own
+    gradients: G's (lambda * L1) reach about 1,500x D's (bench/fp16_scale.py), so one shared scale would be set by
+    G's, leaving D's small gradients nearer to underflow, and an overflow in G's backward would lower D's scale too
+    (pix2pixHD keeps one loss scale per loss the same way: apex amp with num_losses=2). Each scaler is updated right
+    after its own optimizer's step, skipped or not, so --d-steps K updates D's K times a step."""
+
+    def __init__(self, device_type: str, enabled: bool, init_scale: float | None = None):
+        self.device_type, self.enabled, self.init_scale = device_type, enabled, init_scale
+        self.by_net: dict[str, torch.amp.GradScaler] = {}
+
+    def __getitem__(self, net: str) -> torch.amp.GradScaler:
+        if net not in self.by_net:
+            first = self.init_scale or FP16_INIT_SCALES.get(net, 2.0 ** 16)
+            self.by_net[net] = torch.amp.GradScaler(self.device_type, init_scale=first, enabled=self.enabled)
+        return self.by_net[net]
+
+    def state_dict(self) -> dict:
+        """Each net's scale and growth tracker; empty without fp16 (a checkpoint's resume starts a fresh scale)."""
+        return {net: scaler.state_dict() for net, scaler in self.by_net.items()} if self.enabled else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "scale" in state:  # a checkpoint from before one scaler per net: its one scale for each
+            state = {"g": state, "d": state}
+        for net, one in state.items():
+            self[net].load_state_dict(one)
+
+
 class Runtime:
-    """Device, autocast dtype, gradient scaler (fp16 only) and memory format, shared by training and evaluation."""
+    """Device, autocast dtype, gradient scalers (fp16 only) and memory format, shared by training and evaluation."""
 
     def __init__(self, device: str = "auto", amp: str = "auto", channels_last: bool = True):
         self.device = resolve_device(device)
         self.amp_dtype = resolve_amp(amp, self.device)
         self.channels_last = channels_last
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = Scalers(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     @property
     def amp_name(self) -> str:
@@ -125,23 +160,23 @@ class Runtime:
         gray_l, real_ab = rgb_to_model(x)
         return self.layout(gray_l), self.layout(real_ab)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        self.scaler.scale(loss).backward()
+    def backward(self, loss: torch.Tensor, net: str = "g") -> None:
+        """loss.backward(), through net's scaler under fp16."""
+        self.scaler[net].scale(loss).backward()
 
-    def finite_gradients(self, optimizer: torch.optim.Optimizer) -> bool:
+    def finite_gradients(self, optimizer: torch.optim.Optimizer, net: str = "g") -> bool:
         """Unscale the gradients (fp16; a no-op otherwise) and tell whether every one is finite. Once per optimizer
-        and step, before step(): fp16 overflow steps, which the scaler would skip anyway, are reported too."""
-        self.scaler.unscale_(optimizer)
+        update, before step()."""
+        self.scaler[net].unscale_(optimizer)
         return grads_finite(optimizer)
 
-    def step(self, optimizer: torch.optim.Optimizer, finite: bool) -> bool:
-        """Update when `finite` (losses and gradients, on every process); False when the update was skipped."""
+    def step(self, optimizer: torch.optim.Optimizer, finite: bool, net: str = "g") -> bool:
+        """Update when `finite` (losses and gradients, on every process); False when the update was skipped. Then
+        net's scaler updates its scale (lowered after an overflow, which unscaling recorded)."""
         if finite:
-            self.scaler.step(optimizer)
+            self.scaler[net].step(optimizer)
+        self.scaler[net].update()
         return finite
-
-    def end_step(self) -> None:
-        self.scaler.update()
 
 
 def unwrap(net: torch.nn.Module) -> torch.nn.Module:

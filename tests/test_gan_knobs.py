@@ -19,7 +19,7 @@ from gan_colorizer.models.patchgan import PatchDiscriminator
 from gan_colorizer.models.pix2pix import UNetGenerator
 from gan_colorizer.runtime import Runtime
 from gan_colorizer.train.cli import main
-from gan_colorizer.train.steps import Nets, gan_step, make_optimizer
+from gan_colorizer.train.steps import UPDATED, Nets, gan_step, make_optimizer
 
 
 def gan_cfg(**optim):
@@ -79,8 +79,8 @@ def test_d_steps_updates_d_on_each_batch_then_g_on_the_last():
     d_before = copy.deepcopy(nets.discriminator)
     seen = []
     nets.discriminator.register_forward_hook(lambda m, inputs, out: seen.append(float(inputs[0].sum())))
-    parts, updated = gan_step(rt, nets, opts, [batch(s) for s in range(3)], cfg)
-    assert updated
+    parts, outcome = gan_step(rt, nets, opts, [batch(s) for s in range(3)], cfg)
+    assert outcome == UPDATED
     steps = [opts[n].state[next(iter(opts[n].state))]["step"].item() for n in ("d", "g")]
     assert steps == [3, 1]  # Adam's own count of updates
     grays = [float(batch(s)[0].sum()) for s in range(3)]

@@ -196,6 +196,21 @@ class BadSteps:
                 f"or gradient (last losses: {format_losses(parts)}); stopped at step {step}")
 
 
+def record_scaler_skip(state, scalers, monitor) -> None:
+    """An fp16 step the scaler skipped (finite losses, overflowing scaled gradients): counted apart from bad steps,
+    in TensorBoard (train/scaler_skips, each net's train/loss_scale_NET), the first one in the log. It never blocks
+    a checkpoint and never counts toward --max-bad-steps: the scale settles in the first steps, then overflows
+    again every few thousand steps as it grows back."""
+    state.scaler_skips += 1
+    scales = {net: scaler.get_scale() for net, scaler in scalers.by_net.items()}
+    if state.scaler_skips == 1:
+        log.info("note: step %d: fp16 gradients overflowed, the scaler skipped the update and lowered its scale (%s); "
+                 "normal while the scale settles, counted as train/scaler_skips, not as a bad step", state.step,
+                 ", ".join(f"{net} {scale:g}" for net, scale in scales.items()))
+    monitor.scalars(state.step, {"train/scaler_skips": state.scaler_skips,
+                                 **{f"train/loss_scale_{net}": scale for net, scale in scales.items()}})
+
+
 class RunLock(FolderLock):
     """An exclusive lock on checkpoints/NAME, so two processes never train (and overwrite) the same run
     (atomic.FolderLock: released by the kernel even on SIGKILL, its .lock file deleted on release)."""

@@ -13,11 +13,20 @@ from gan_colorizer.errors import TrainingDiverged
 from gan_colorizer.inspect.features import training_visuals
 from gan_colorizer.runtime import compile_errors_as_user_errors
 from gan_colorizer.train import distributed, saver
-from gan_colorizer.train.guard import Guard
+from gan_colorizer.train.guard import Guard, record_scaler_skip
 from gan_colorizer.train.monitor import sample_grid
 from gan_colorizer.train.schedules import lr_factor, rates, set_lr
 from gan_colorizer.train.setup import Run, start
-from gan_colorizer.train.steps import base_lr, finish_validation, gan_step, pretrain_step, validation_sums
+from gan_colorizer.train.steps import (
+    BAD,
+    SCALER_SKIP,
+    UPDATED,
+    base_lr,
+    finish_validation,
+    gan_step,
+    pretrain_step,
+    validation_sums,
+)
 
 log = logging.getLogger("gan_colorizer")
 
@@ -47,21 +56,23 @@ def loop(run: Run, guard: Guard) -> None:
                                 s.step, run.total_steps)
         for micro, wait in micro_batches(run, guard):
             set_lr(run.opts, base_lr(cfg), lr_factor(s.step, cfg.optim, run.steps_per_epoch, run.total_steps))
-            parts, updated = step_fn(rt, run.nets, run.opts, micro, cfg, dist)
-            if updated and run.nets.ema is not None:
+            parts, outcome = step_fn(rt, run.nets, run.opts, micro, cfg, dist)
+            if outcome == UPDATED and run.nets.ema is not None:
                 run.nets.ema.update(run.nets.generator)
             kill_here_in_tests(f"step:{s.step + 1}")
             s.step += 1
             s.batch_in_epoch += 1  # a skipped step still consumed its batch: resume stays in step with the data
-            if run.bad_steps.record(updated, s, parts):
+            if run.bad_steps.record(outcome != BAD, s, parts):
                 raise TrainingDiverged(f"{run.bad_steps.diverged_message(s.step, parts)}; "
                                        f"{saver.resume_hint(run, diverged=True)}")
-            if updated:  # what every process logs: the mean over processes
+            if outcome == SCALER_SKIP:
+                record_scaler_skip(s, rt.scaler, run.monitor)
+            if outcome != BAD:  # what every process logs: the mean over processes (finite losses)
                 parts = distributed.mean_over_ranks(dist, parts, rt.device)
             else:
                 run.monitor.scalars(s.step, {"train/skipped_steps": s.skipped_steps})
             n_images = sum(len(gray_l) for gray_l, _ in micro) * dist.world
-            run.monitor.step(s.step, parts if updated else {}, n_images, wait, rates(run.opts), s.skipped_steps)
+            run.monitor.step(s.step, parts if outcome != BAD else {}, n_images, wait, rates(run.opts), s.skipped_steps)
             show_samples(run, s.step)
             if run.reached_max():  # a stop signal is agreed before the next step (micro_batches)
                 break

@@ -66,17 +66,28 @@ def make_optimizer(net: torch.nn.Module, cfg: Config, which: str = "g") -> torch
     return torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
 
 
-def update(rt: Runtime, optimizer: torch.optim.Optimizer, parts: dict, dist: Dist) -> bool:
-    """One optimizer update, unless a loss or gradient is NaN / Inf on any process: then every process skips it
-    (a collective under torchrun, so that the weights stay the same everywhere)."""
-    finite = rt.finite_gradients(optimizer) and all_finite(parts)
-    return rt.step(optimizer, distributed.every_rank(dist, finite, rt.device))
+UPDATED, SCALER_SKIP, BAD = "updated", "scaler skip", "bad"  # what became of a step (update, the step functions)
+
+
+def update(rt: Runtime, opts: dict, net: str, parts: dict, dist: Dist) -> str:
+    """One update of optimizer opts[net], or why none, the same on every process (a collective under torchrun, so
+    that the weights stay the same everywhere): BAD when a loss or gradient is NaN / Inf on any process (a sign of
+    divergence); SCALER_SKIP when the losses are finite and only fp16's scaled gradients overflowed (the scaler
+    lowers its scale: normal while it settles, and every few thousand steps after)."""
+    optimizer = opts[net]
+    gradients = rt.finite_gradients(optimizer, net)
+    overflow = not gradients and rt.scaler.enabled
+    bad = not all_finite(parts) or not (gradients or overflow)
+    bad, overflow = distributed.all_reduce_sum(dist, [float(bad), float(overflow)], rt.device)
+    outcome = BAD if bad else SCALER_SKIP if overflow else UPDATED
+    rt.step(optimizer, outcome == UPDATED, net)
+    return outcome
 
 
 def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config,
                   dist: Dist = SINGLE) -> tuple[dict, bool]:
     """Stage 1: the reconstruction loss (L1 on ab by default), gradients accumulated over the micro-batches.
-    Returns (losses, whether G was updated)."""
+    Returns (losses, UPDATED / SCALER_SKIP / BAD)."""
     opts["g"].zero_grad(set_to_none=True)
     parts = {}
     for i, (gray_l, real_ab) in enumerate(micro):
@@ -86,9 +97,7 @@ def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config,
             loss, parts_i = pretrain_loss(*objective(gray_l, fake, real_ab, nets, cfg))
             rt.backward(loss / len(micro))
         _accumulate(parts, parts_i, len(micro))
-    updated = update(rt, opts["g"], parts, dist)
-    rt.end_step()
-    return parts, updated
+    return parts, update(rt, opts, "g", parts, dist)
 
 
 def generate(nets: Nets, gray_l: torch.Tensor, real_ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -119,8 +128,11 @@ def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, dist
     against the updated D. With --d-steps K, micro holds K groups of --grad-accum batches: D is updated on each in
     turn, G on the last group's fakes.
 
-    Returns (losses, whether the step went through). A NaN / Inf in the D phase skips the whole step (neither net
-    moves); one in the G phase skips G's update, while D's, made from finite values, stands.
+    Returns (losses, UPDATED / SCALER_SKIP / BAD: what became of G's update). A NaN / Inf or an fp16 overflow in the
+    D phase skips the whole step (neither net moves); one in the G phase skips G's update, while D's, made from finite
+    values against the fakes before it, stands: undoing it would need a copy of D and its optimizer, and pix2pix's
+    order (D, then G against the updated D) leaves no way to learn of G's overflow first. Each net has its own fp16
+    scale (runtime.Scalers), so G's overflows, rare once its scale has settled, lower G's scale alone.
     """
     k = cfg.optim.grad_accum
     groups = [micro[i:i + k] for i in range(0, len(micro), k)]  # --d-steps groups: one D update each, G on the last
@@ -128,15 +140,12 @@ def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, dist
     for group in groups:
         parts_d = {}
         fakes = _discriminator_phase(rt, nets, opts, group, cfg, parts_d)
-        updated = update(rt, opts["d"], parts_d, dist)
+        outcome = update(rt, opts, "d", parts_d, dist)
         _accumulate(parts, parts_d, len(groups))
-        if not updated:
-            break
-    if updated:
-        _generator_phase(rt, nets, opts, groups[-1], fakes, cfg, parts)
-        updated = update(rt, opts["g"], parts, dist)
-    rt.end_step()
-    return parts, updated
+        if outcome != UPDATED:
+            return parts, outcome
+    _generator_phase(rt, nets, opts, groups[-1], fakes, cfg, parts)
+    return parts, update(rt, opts, "g", parts, dist)
 
 
 def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, parts: dict) -> list:
@@ -155,7 +164,7 @@ def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: 
                 judged = judged_fakes(nets, gray_l, fake[0])
                 loss_d, parts_d = discriminator_loss(D(gray_l, real_ab), D(*judged), cfg.optim.gan_mode)
                 loss_d = loss_d + penalties(D, (gray_l, real_ab), judged, cfg.optim, parts_d)
-            rt.backward(loss_d / len(micro))
+            rt.backward(loss_d / len(micro), "d")
         _accumulate(parts, parts_d, len(micro))
     return fakes
 
