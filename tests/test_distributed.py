@@ -182,6 +182,36 @@ def test_a_sigterm_through_torchrun_stops_every_rank_at_the_same_step(photo_fold
     assert ckpt_io.load(folder / "s" / "last.pt")["step"] == int(said[0][0])
 
 
+EMA_AT_START = """import os, sys
+from pathlib import Path
+import torch
+from gan_colorizer.config import explicit_flags
+from gan_colorizer.runtime import unwrap
+from gan_colorizer.train import distributed
+from gan_colorizer.train.cli import build_parser, resolve_config
+from gan_colorizer.train.setup import start
+run = start(resolve_config("pretrain", explicit_flags(build_parser("pretrain"), sys.argv[1:])))
+flat = lambda net: torch.cat([p.detach().flatten() for p in net.parameters()])
+torch.save({"ema": flat(run.nets.ema.model), "generator": flat(unwrap(run.nets.generator))},
+           Path(sys.argv[-1], "rank" + os.environ["RANK"] + ".pt"))
+run.lock.release()
+distributed.cleanup()
+"""
+
+
+def test_every_rank_starts_its_ema_copy_from_the_weights_ddp_broadcast(photo_folder, tmp_path):
+    """Before, the copy was made before DDP's broadcast: rank 1's EMA held its own random init (ranks validated
+    different models)."""
+    script = tmp_path / "ema_at_start.py"
+    script.write_text(EMA_AT_START)
+    args = ["--data", photo_folder, *FAST, "--ema-decay", "0.9", *run_dirs_args(tmp_path, "e")]
+    result = _torchrun(2, str(script), *map(str, args))
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / "checkpoints" / f"rank{r}.pt") for r in (0, 1)]
+    assert torch.equal(ranks[0]["generator"], ranks[1]["generator"])
+    assert torch.equal(ranks[0]["ema"], ranks[1]["ema"]) and torch.equal(ranks[1]["ema"], ranks[1]["generator"])
+
+
 def test_compile_matches_eager_and_a_missing_compiler_is_one_line(monkeypatch):
     from gan_colorizer.errors import UserError
     from gan_colorizer.models.patchgan import PatchDiscriminator

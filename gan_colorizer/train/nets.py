@@ -110,19 +110,19 @@ def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed
     if cfg.model.head == "classification":  # the prior goes in before the EMA copy is made
         nets.classes = ab_prior.attach(nets.generator, prior, cfg, rt.device)
     add_helpers(cfg, rt, nets, resumed, dist.rank)
-    sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in nets_by_name(nets).items())
-    log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
-             f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
     for name in TRAINED:  # not the EMA copy: it has no gradients for DDP to sync, and nothing trains it
         if getattr(nets, name) is not None:
             net = distributed.wrap(getattr(nets, name), dist, rt.device)
             setattr(nets, name, compile_net(net, rt.device) if cfg.optim.compile else net)
+    add_ema(cfg, nets, resumed)  # after DDP broadcast rank 0's weights: every process averages the same generator
+    sizes = ", ".join(f"{n} {count_parameters(net):,} parameters" for n, net in nets_by_name(nets).items())
+    log.info("%s; device %s, amp %s, channels_last %s%s", sizes, rt.device, rt.amp_name, rt.channels_last,
+             f", {dist.world} processes (global batch {cfg.optim.batch_size})" if dist.active else "")
     return nets, opts, state
 
 
 def add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None, rank: int = 0) -> None:
-    """The frozen VGG16 of --perceptual-weight, the EMA copy of --ema-decay and the image pool of --pool-size (the
-    last two from the checkpoint on resume)."""
+    """The frozen VGG16 of --perceptual-weight and the image pool of --pool-size (from the checkpoint on resume)."""
     o = cfg.optim
     if cfg.stage == "gan" and o.pool_size > 0:
         from gan_colorizer.train.pool import ImagePool
@@ -132,10 +132,15 @@ def add_helpers(cfg: Config, rt: Runtime, nets: Nets, resumed: dict | None, rank
     if o.perceptual_weight > 0:
         from gan_colorizer.losses import load_perceptual
         nets.perceptual = rt.place(load_perceptual(o.vgg_weights, o.perceptual_layers))
-    if o.ema_decay > 0:
-        from gan_colorizer.train.ema import EMA
-        nets.ema = EMA(nets.generator, o.ema_decay)
-        if resumed is not None and "generator_ema" in resumed:
-            ckpt_io.load_weights(nets.ema.model, resumed["generator_ema"], cfg.run.resume, "generator_ema")
-        elif resumed is not None:
-            log.info("note: %s has no EMA weights: the average starts now from the resumed generator", cfg.run.resume)
+
+
+def add_ema(cfg: Config, nets: Nets, resumed: dict | None) -> None:
+    """The EMA copy of --ema-decay: from the checkpoint on resume, else a copy of the generator as DDP made it."""
+    if cfg.optim.ema_decay <= 0:
+        return
+    from gan_colorizer.train.ema import EMA
+    nets.ema = EMA(nets.generator, cfg.optim.ema_decay)
+    if resumed is not None and "generator_ema" in resumed:
+        ckpt_io.load_weights(nets.ema.model, resumed["generator_ema"], cfg.run.resume, "generator_ema")
+    elif resumed is not None:
+        log.info("note: %s has no EMA weights: the average starts now from the resumed generator", cfg.run.resume)
