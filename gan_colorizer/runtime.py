@@ -79,10 +79,17 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
-def grads_finite(optimizer: torch.optim.Optimizer) -> bool:
-    """One fused norm per gradient and a single device sync."""
+def finite_flags(optimizer: torch.optim.Optimizer, losses: tuple = ()) -> tuple[bool, bool]:
+    """(every gradient finite, every tensor of `losses` finite): one fused norm per gradient and a single device
+    sync for both."""
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    return not grads or bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+    if not grads and not losses:
+        return True, True
+    device = (grads or losses)[0].device
+    flags = [torch.stack(torch._foreach_norm(grads)).isfinite().all() if grads else torch.ones((), dtype=torch.bool,
+                                                                                                device=device)]
+    flags.append(torch.stack([v.to(device) for v in losses]).isfinite().all() if losses else torch.ones_like(flags[0]))
+    return tuple(torch.stack(flags).tolist())
 
 
 def seed_everything(seed: int) -> None:
@@ -167,8 +174,12 @@ class Runtime:
     def finite_gradients(self, optimizer: torch.optim.Optimizer, net: str = "g") -> bool:
         """Unscale the gradients (fp16; a no-op otherwise) and tell whether every one is finite. Once per optimizer
         update, before step()."""
+        return self.finite(optimizer, net)[0]
+
+    def finite(self, optimizer: torch.optim.Optimizer, net: str = "g", losses: tuple = ()) -> tuple[bool, bool]:
+        """finite_gradients, and whether every tensor of `losses` is finite, in the same device sync."""
         self.scaler[net].unscale_(optimizer)
-        return grads_finite(optimizer)
+        return finite_flags(optimizer, losses)
 
     def step(self, optimizer: torch.optim.Optimizer, finite: bool, net: str = "g") -> bool:
         """Update when `finite` (losses and gradients, on every process); False when the update was skipped. Then

@@ -16,3 +16,41 @@ def test_amp_auto_picks_bf16_only_where_the_gpu_runs_it_natively(monkeypatch, ca
     assert resolve_amp("auto", torch.device("cuda")) == dtype
     assert resolve_amp("bf16", torch.device("cuda")) == torch.bfloat16  # asked for by name: as asked
     assert resolve_amp("off", torch.device("cuda")) is None
+
+
+def host_reads(monkeypatch, optimizers) -> list:
+    """Every read of a tensor's value by the host (a device sync on a GPU), by method name; not those of the
+    optimizers' own steps (Adam reads its step counters, which live on the CPU)."""
+    reads, inside = [], []
+    for name in ("__float__", "__bool__", "__int__", "item", "tolist"):
+        def read(self, *args, _original=getattr(torch.Tensor, name), _name=name):
+            if not inside:
+                reads.append(_name)
+            return _original(self, *args)
+        monkeypatch.setattr(torch.Tensor, name, read)
+    for optimizer in optimizers:
+        def step(*args, _original=optimizer.step, **kwargs):
+            inside.append(1)
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                inside.pop()
+        monkeypatch.setattr(optimizer, "step", step)
+    return reads
+
+
+def test_a_gan_step_reads_its_loss_parts_back_once_not_per_part_and_micro_batch(monkeypatch):
+    """Two micro-batches of stage 2: before, every part of every micro-batch was a float() (8 reads) besides the
+    two update decisions; now the decisions (one per net, gradients and losses together) and one read of all parts."""
+    from test_gan_knobs import batch, gan_cfg, tiny_nets
+
+    from gan_colorizer.runtime import Runtime
+    from gan_colorizer.train.steps import gan_step, make_optimizer
+    cfg = gan_cfg(grad_accum=2)
+    nets, rt = tiny_nets(), Runtime("cpu", "off", channels_last=False)
+    opts = {"g": make_optimizer(nets.generator, cfg), "d": make_optimizer(nets.discriminator, cfg, "d")}
+    reads = host_reads(monkeypatch, opts.values())
+    parts, _ = gan_step(rt, nets, opts, [batch(0), batch(1)], cfg)
+    monkeypatch.undo()
+    assert set(parts) == {"d_real", "d_fake", "g_gan", "g_l1"}
+    assert len(reads) == 3, reads

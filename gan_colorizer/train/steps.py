@@ -5,7 +5,6 @@ of an accumulated step (no_sync), and a frozen discriminator is run without grad
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -44,8 +43,10 @@ class Nets:
     hints: bool = False  # --hints: the generator reads hints simulated from each photo (hints.sample)
 
 
-def all_finite(parts: dict) -> bool:
-    return all(math.isfinite(v) for v in parts.values())
+def as_floats(parts: dict) -> dict:
+    """The loss parts of a step, kept on the device while it ran, read by the host at once: one sync per step rather
+    than one per part and micro-batch."""
+    return dict(zip(parts, torch.stack(list(parts.values())).tolist())) if parts else {}
 
 
 def base_lr(cfg: Config) -> dict:
@@ -74,13 +75,12 @@ def update(rt: Runtime, opts: dict, net: str, parts: dict, dist: Dist) -> str:
     that the weights stay the same everywhere): BAD when a loss or gradient is NaN / Inf on any process (a sign of
     divergence); SCALER_SKIP when the losses are finite and only fp16's scaled gradients overflowed (the scaler
     lowers its scale: normal while it settles, and every few thousand steps after)."""
-    optimizer = opts[net]
-    gradients = rt.finite_gradients(optimizer, net)
+    gradients, losses = rt.finite(opts[net], net, tuple(parts.values()))
     overflow = not gradients and rt.scaler.enabled
-    bad = not all_finite(parts) or not (gradients or overflow)
+    bad = not losses or not (gradients or overflow)
     bad, overflow = distributed.all_reduce_sum(dist, [float(bad), float(overflow)], rt.device)
     outcome = BAD if bad else SCALER_SKIP if overflow else UPDATED
-    rt.step(optimizer, outcome == UPDATED, net)
+    rt.step(opts[net], outcome == UPDATED, net)
     return outcome
 
 
@@ -97,7 +97,8 @@ def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config,
             loss, parts_i = pretrain_loss(*objective(gray_l, fake, real_ab, nets, cfg))
             rt.backward(loss / len(micro))
         _accumulate(parts, parts_i, len(micro))
-    return parts, update(rt, opts, "g", parts, dist)
+    outcome = update(rt, opts, "g", parts, dist)
+    return as_floats(parts), outcome
 
 
 def generate(nets: Nets, gray_l: torch.Tensor, real_ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -143,9 +144,10 @@ def gan_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, dist
         outcome = update(rt, opts, "d", parts_d, dist)
         _accumulate(parts, parts_d, len(groups))
         if outcome != UPDATED:
-            return parts, outcome
+            return as_floats(parts), outcome
     _generator_phase(rt, nets, opts, groups[-1], fakes, cfg, parts)
-    return parts, update(rt, opts, "g", parts, dist)
+    outcome = update(rt, opts, "g", parts, dist)
+    return as_floats(parts), outcome
 
 
 def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config, parts: dict) -> list:
@@ -240,8 +242,10 @@ def _plus(a: tuple, b: tuple) -> tuple:
 
 
 def _accumulate(total: dict, parts: dict, n: int) -> None:
+    """Each part's mean over n micro-batches, on the device in float64: the same sums as Python floats would make,
+    without reading each part back (as_floats reads them all once)."""
     for k, v in parts.items():
-        total[k] = total.get(k, 0.0) + float(v) / n
+        total[k] = total.get(k, 0.0) + torch.as_tensor(v).double() / n
 
 
 @torch.no_grad()
