@@ -6,6 +6,8 @@ so the numbers agree with `skimage.color`.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from gan_colorizer.color_numpy import AB_SCALE, D65 as _D65, L_SCALE, XYZ_FROM_RGB  # noqa: F401 (re-exported)
@@ -14,9 +16,22 @@ _XYZ_FROM_RGB = torch.from_numpy(XYZ_FROM_RGB)
 _RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
 
 
-def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Apply a 3x3 matrix to the channel dimension of a (B, 3, H, W) tensor."""
-    return torch.einsum("ij,bjhw->bihw", matrix.to(device=x.device, dtype=x.dtype), x)
+@functools.lru_cache(maxsize=None)
+def _constants(device: torch.device, dtype: torch.dtype) -> dict:
+    """The Lab constants on a device in a dtype, made once: a copy per call is a host-to-device transfer each time
+    (four per generator step with --perceptual-weight). Made outside inference mode whoever asks first, so that
+    colorizing first and training after still gives tensors autograd may save."""
+    with torch.inference_mode(False):
+        return {"xyz_from_rgb": _XYZ_FROM_RGB.to(device=device, dtype=dtype),
+                "rgb_from_xyz": _RGB_FROM_XYZ.to(device=device, dtype=dtype),
+                "d65": torch.tensor(_D65, dtype=dtype).view(1, 3, 1, 1).to(device),
+                "y_from_rgb": _XYZ_FROM_RGB[1].float().view(3, 1).to(device),
+                "linear": _linear_table(device)}
+
+
+def _mix(matrix: str, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 3x3 matrix of _constants to the channel dimension of a (B, 3, H, W) tensor."""
+    return torch.einsum("ij,bjhw->bihw", _constants(x.device, x.dtype)[matrix], x)
 
 
 def _float32(x: torch.Tensor) -> torch.Tensor:
@@ -28,9 +43,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     with torch.autocast(rgb.device.type, enabled=False):
         rgb = _float32(rgb).clamp(0.0, 1.0)
         linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-        xyz = _mix(_XYZ_FROM_RGB, linear)
-        ref = torch.tensor(_D65, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
-        xyz = xyz / ref
+        xyz = _mix("xyz_from_rgb", linear) / _constants(rgb.device, rgb.dtype)["d65"]
         f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856) ** (1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
         fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
         return torch.cat([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=1)
@@ -45,8 +58,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
         fz = (fy - lab[:, 2:3] / 200.0).clamp_min(0.0)
         f = torch.cat([fx, fy, fz], dim=1)
         xyz = torch.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787)
-        ref = torch.tensor(_D65, device=lab.device, dtype=lab.dtype).view(1, 3, 1, 1)
-        linear = _mix(_RGB_FROM_XYZ, xyz * ref)
+        linear = _mix("rgb_from_xyz", xyz * _constants(lab.device, lab.dtype)["d65"])
         rgb = torch.where(linear > 0.0031308,
                           1.055 * linear.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
         return rgb.clamp(0.0, 1.0)
@@ -96,8 +108,8 @@ def rgb8_to_gray_l(pixels: torch.Tensor) -> torch.Tensor:
     The L of rgb_to_lab to float32 precision, through a 256-entry table: several times cheaper on
     full-size photos, whose only L is needed. Fastest for channels-last (H, W, C) image arrays.
     """
-    last = pixels.permute(0, 2, 3, 1)
-    linear = _linear_table(pixels.device).index_select(0, last.reshape(-1).int()).view(last.shape)
-    y = linear if last.shape[-1] == 1 else linear @ _XYZ_FROM_RGB[1].float().to(pixels.device).view(3, 1)
+    last, constants = pixels.permute(0, 2, 3, 1), _constants(pixels.device, torch.float32)
+    linear = constants["linear"].index_select(0, last.reshape(-1).int()).view(last.shape)
+    y = linear if last.shape[-1] == 1 else linear @ constants["y_from_rgb"]
     f = torch.where(y > 0.008856, y.clamp_min(0.008856) ** (1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
     return ((116.0 / L_SCALE) * f - (16.0 / L_SCALE + 1.0)).permute(0, 3, 1, 2)

@@ -105,3 +105,29 @@ def test_gray_rgb_is_a_neutral_8_bit_image_with_the_input_lightness():
     assert gray.dtype == torch.uint8 and gray.shape == (1, 3, 16, 16)
     assert (gray[:, :1] == gray).all()  # R = G = B
     assert (gray[:, :1].int() - levels.int()).abs().max() <= 1  # the same gray levels back
+
+
+def test_the_lab_constants_reach_the_device_once_not_at_every_call(monkeypatch):
+    """On a GPU each copy of a constant to the device is a host-to-device transfer (four per generator step with
+    --perceptual-weight): after the first call, converting makes no tensor from Python values and moves none."""
+    from gan_colorizer.color import lab_to_rgb, rgb8_to_gray_l, rgb_to_lab
+    rgb, pixels = torch.rand(2, 3, 4, 4), torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    first = (rgb_to_lab(rgb), lab_to_rgb(rgb_to_lab(rgb)), rgb8_to_gray_l(pixels))
+    made = []
+    for module, name in ((torch, "tensor"), (torch, "arange"), (torch.Tensor, "to")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name, **k: (made.append(_n), _o(*a, **k))[1])
+    again = (rgb_to_lab(rgb), lab_to_rgb(rgb_to_lab(rgb)), rgb8_to_gray_l(pixels))
+    monkeypatch.undo()
+    assert made == []
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+def test_constants_first_made_in_inference_mode_still_serve_autograd():
+    from gan_colorizer.color import model_to_rgb
+    gray_l, ab = torch.rand(1, 1, 2, 2, dtype=torch.float64), torch.rand(1, 2, 2, 2, dtype=torch.float64)
+    with torch.inference_mode():
+        model_to_rgb(gray_l, ab)  # colorizing first, in this dtype
+    ab.requires_grad_(True)
+    model_to_rgb(gray_l, ab).sum().backward()  # then a loss through the same conversion
+    assert ab.grad is not None
