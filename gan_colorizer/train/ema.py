@@ -23,8 +23,11 @@ class EMA:
 
     @torch.no_grad()
     def update(self, generator: nn.Module) -> None:
+        """One fused lerp over every parameter and one copy over every buffer (a kernel launch per tensor would be
+        a few hundred per step on a GPU)."""
         current = unwrap(generator)
-        for ema_p, p in zip(self.model.parameters(), current.parameters()):
-            ema_p.lerp_(p.detach(), 1.0 - self.decay)
-        for ema_b, b in zip(self.model.buffers(), current.buffers()):
-            ema_b.copy_(b)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in current.parameters()],
+                             1.0 - self.decay)
+        buffers = list(self.model.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(current.buffers()))
