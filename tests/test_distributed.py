@@ -70,6 +70,38 @@ def test_cpu_sync_batchnorm_equals_batchnorm_over_the_global_batch():
     assert torch.allclose(results[0][4], ref.running_var, atol=1e-5)
 
 
+def _on_main_worker(rank, world, port, out_queue):
+    import datetime
+
+    from gan_colorizer.train.distributed import Dist, on_main
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+
+    def fails():
+        raise ValueError("a bug on rank 0")
+    try:
+        on_main(Dist(rank, world), fails)
+        out_queue.put((rank, "returned"))
+    except Exception as e:
+        out_queue.put((rank, f"{type(e).__name__}: {e}"))
+    dist.destroy_process_group()
+
+
+def test_a_failure_inside_on_main_reaches_every_rank_instead_of_leaving_them_in_the_broadcast():
+    """Before, only a UserError was sent: rank 1 waited in the broadcast until the group's timeout (30 minutes
+    in training) or died with rank 0's closed connection."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_on_main_worker, args=(r, 2, port, queue)) for port in [_free_port()] for r in range(2)]
+    for p in procs:
+        p.start()
+    outcomes = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert outcomes[0] == "ValueError: a bug on rank 0"  # rank 0 keeps its own error (and traceback)
+    assert outcomes[1] == "UserError: process 0 failed (ValueError: a bug on rank 0); its output says more"
+
+
 def _torchrun(nproc: int, script: str, *args):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")

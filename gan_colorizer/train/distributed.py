@@ -69,16 +69,23 @@ def broadcast_object(d: Dist, obj=None):
 
 
 def on_main(d: Dist, fn):
-    """fn() on rank 0, its result on every rank; a UserError there is raised on every rank (all exit cleanly)."""
+    """fn() on rank 0, its result on every rank. A UserError there is raised on every rank (all exit cleanly); any
+    other failure is raised on rank 0 as it was and, as a one-line UserError naming it, on the others, which would
+    otherwise wait in the broadcast until the process group's timeout."""
     if not d.active:
         return fn()
-    result, error = None, None
+    result, error, failure = None, None, None
     if d.main:
         try:
             result = fn()
         except UserError as e:
             error = e
+        except BaseException as e:  # a bug or an interrupt: its traceback stays on rank 0
+            failure, error = e, UserError(f"process 0 failed ({type(e).__name__}: {str(e)[:200]}); its output says "
+                                          "more")
     result, error = broadcast_object(d, (result, error))
+    if failure is not None:
+        raise failure
     if error is not None:
         raise error
     return result
