@@ -39,7 +39,8 @@ class DataConfig:
     include_gray: bool = opt(False, "keep photos that are already gray (no chroma) for training")
     epoch_size: int = opt(0, "training samples per epoch; 0 = one pass over the training files (useful for tiny folders)")
     num_workers: int = workers_opt("DataLoader worker processes that decode and crop images", "1 on CPU (more "
-                                   "workers steal cores from the compute threads), min(8, cores) with CUDA")
+                                   "workers steal cores from the compute threads); with CUDA, min(8, the CPUs this "
+                                   "process may use / processes on the node)")
     prior_images: int = opt(1000, "--head classification: training images (a seeded sample) whose pixels give the "
                                   "color prior of the class rebalancing")
     loader_timeout: float = opt(300.0, "seconds to wait for a batch from the workers before stopping with last.pt "

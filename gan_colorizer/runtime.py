@@ -23,10 +23,15 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_workers(num_workers: int, device: torch.device) -> int:
     """-1 (auto): one worker on CPU, where decoding is cheap next to the step and extra workers preempt the
-    compute threads (measured: 2 workers cost 39% of throughput on 2 cores); min(8, cores) feeding a GPU."""
+    compute threads (measured: 2 workers cost 39% of throughput on 2 cores). Feeding a GPU: this process's share of
+    the CPUs it may run on (its affinity, which a cluster's job limits, not the machine's count) among the node's
+    processes (torchrun's LOCAL_WORLD_SIZE), at most 8."""
     if num_workers >= 0:
         return num_workers
-    return 1 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+    if device.type == "cpu":
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
 
 
 def compile_net(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -92,6 +97,19 @@ def finite_flags(optimizer: torch.optim.Optimizer, losses: tuple = ()) -> tuple[
     return tuple(torch.stack(flags).tolist())
 
 
+@contextlib.contextmanager
+def exact_fp32():
+    """fp32 without TF32 inside (validation's figures, as evaluate.py's fp32 ones), the previous settings after."""
+    before = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before[0]
+        torch.set_float32_matmul_precision(before[1])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -136,11 +154,18 @@ class Scalers:
 class Runtime:
     """Device, autocast dtype, gradient scalers (fp16 only) and memory format, shared by training and evaluation."""
 
-    def __init__(self, device: str = "auto", amp: str = "auto", channels_last: bool = True):
+    def __init__(self, device: str = "auto", amp: str = "auto", channels_last: bool = True, training: bool = False):
         self.device = resolve_device(device)
         self.amp_dtype = resolve_amp(amp, self.device)
         self.channels_last = channels_last
         self.scaler = Scalers(self.device.type, enabled=self.amp_dtype == torch.float16)
+        # cuDNN's per-shape algorithm search pays off on training's fixed crops; full-resolution photos change shape
+        # at nearly every call, and each new shape would be searched again
+        torch.backends.cudnn.benchmark = training
+        # fp32 (--amp off) means fp32: no TF32 convolutions (cuDNN's default on Ampere and newer) or matmuls
+        torch.backends.cudnn.allow_tf32 = self.amp_dtype is not None
+        if self.amp_dtype is None:
+            torch.set_float32_matmul_precision("highest")
 
     @property
     def amp_name(self) -> str:

@@ -54,3 +54,65 @@ def test_a_gan_step_reads_its_loss_parts_back_once_not_per_part_and_micro_batch(
     monkeypatch.undo()
     assert set(parts) == {"d_real", "d_fake", "g_gan", "g_l1"}
     assert len(reads) == 3, reads
+
+
+@pytest.fixture
+def backend_flags(monkeypatch):
+    """torch's global cuDNN / TF32 switches at their defaults, restored after the test."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # torch's default: TF32 convolutions on Ampere
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls allowed, as a user's script may have set
+    yield
+    torch.set_float32_matmul_precision(precision)
+
+
+def test_cudnn_benchmark_is_on_for_training_and_off_for_everything_else(backend_flags):
+    from gan_colorizer.runtime import Runtime
+    Runtime("cpu", "bf16", training=True)
+    assert torch.backends.cudnn.benchmark  # fixed crops: the per-shape algorithm search pays off
+    Runtime("cpu", "bf16")
+    assert not torch.backends.cudnn.benchmark  # full-resolution photos: a new shape at nearly every call
+
+
+def test_fp32_means_no_tf32_and_validation_runs_without_it(backend_flags, monkeypatch):
+    from gan_colorizer.runtime import Runtime
+    from gan_colorizer.train import loop
+    Runtime("cpu", "off")
+    assert not torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "highest"
+    Runtime("cpu", "bf16")
+    assert torch.backends.cudnn.allow_tf32  # under autocast the few fp32 convolutions may use TF32
+    torch.set_float32_matmul_precision("high")
+    seen = []
+
+    def spy(*args):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()))
+        return {"n": 0.0}
+
+    class Run:  # what loop.validate reads of a run
+        val_loader, rt, dist, sources = [()], Runtime("cpu", "bf16"), None, {"val": "photos"}
+        shown_generator = staticmethod(lambda: None)
+
+    class Guard:
+        batches, agree = staticmethod(lambda *a: iter(())), staticmethod(lambda **k: True)
+    monkeypatch.setattr(loop, "validation_sums", spy)
+    monkeypatch.setattr(loop.distributed, "sum_over_ranks", lambda d, sums, device: sums)
+    loop.validate(Run, Guard)
+    assert seen == [(False, "highest")]  # off inside validation, back on after
+    assert torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "high"
+
+
+def test_loader_workers_feeding_a_gpu_are_this_processs_share_of_its_cpus(monkeypatch):
+    """A cluster job sees the machine's 64 cores in os.cpu_count() but may run on 32; torchrun starts 8 processes
+    per node: 4 workers each, not min(8, 64) = 8 each (64 decoding processes on 32 CPUs)."""
+    from gan_colorizer.runtime import resolve_workers
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert resolve_workers(-1, torch.device("cuda")) == 4
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert resolve_workers(-1, torch.device("cuda")) == 8  # one process: at most 8
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert resolve_workers(-1, torch.device("cuda")) == 1  # never none
+    assert resolve_workers(-1, torch.device("cpu")) == 1 and resolve_workers(3, torch.device("cuda")) == 3

@@ -63,8 +63,8 @@ class EvalOptions:
     download: bool = opt(True, "download the LPIPS / FID weights and published models' weights the cache lacks "
                                "(--no-download: cached files only; a metric without weights is null, with the reason; "
                                "a published model without its file is one line)")
-    num_workers: int = workers_opt("DataLoader worker processes that decode images", "1 on CPU, min(8, cores) with "
-                                   "CUDA (as in training)")
+    num_workers: int = workers_opt("DataLoader worker processes that decode images", "1 on CPU; with CUDA, min(8, the "
+                                   "CPUs this process may use / processes on the node), as in training")
     grid_images: int = opt(16, "images shown in grids/, spread evenly over the set, 4 per sheet; 0 = none", metavar="N")
     report: bool = opt(False, "also write OUT/report/index.html: images, sortable metric tables, ab distributions, "
                               "layer view and a pixel inspector; opens from disk, offline", action="store_true")

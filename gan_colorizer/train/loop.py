@@ -11,7 +11,7 @@ from gan_colorizer.config import Config, batches_per_step
 from gan_colorizer.data.dataset import LoaderFailure
 from gan_colorizer.errors import TrainingDiverged
 from gan_colorizer.inspect.features import training_visuals
-from gan_colorizer.runtime import compile_errors_as_user_errors
+from gan_colorizer.runtime import compile_errors_as_user_errors, exact_fp32
 from gan_colorizer.train import distributed, saver
 from gan_colorizer.train.guard import Guard, record_scaler_skip
 from gan_colorizer.train.monitor import sample_grid
@@ -127,7 +127,8 @@ def validate(run: Run, guard: Guard) -> dict:
         return {}
     sums, failure = {}, None
     try:
-        sums = validation_sums(run.rt, run.shown_generator(), guard.batches(run.val_loader, run.sources["val"]))
+        with exact_fp32():  # no TF32 on Ampere and newer: the fp32 figures evaluate.py gives with --amp off
+            sums = validation_sums(run.rt, run.shown_generator(), guard.batches(run.val_loader, run.sources["val"]))
     except LoaderFailure as e:
         failure = e
     if not guard.agree(failure=failure):

@@ -111,7 +111,7 @@ def start(cfg: Config) -> Run:
     dist, device = distributed.setup(cfg.run.device)
     if not dist.main:
         log.setLevel(logging.WARNING)  # one console: rank 0 speaks for all
-    rt = Runtime(device, cfg.optim.amp, cfg.optim.channels_last)
+    rt = Runtime(device, cfg.optim.amp, cfg.optim.channels_last, training=True)
     micro_batch = per_process_batch(cfg.optim.batch_size, dist.world)
     seed_everything(cfg.run.seed + dist.rank)  # dropout differs per process; DDP broadcasts rank 0's weights
     if not (cfg.run.resume or cfg.run.init_generator):  # offline without the ImageNet file: stop before writing
