@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 DEMO_FLAGS := --no-pretrained --image-size 128 --batch-size 8 --epoch-size 400 --log-every 10 --image-every 50 --viz-every 100
 
-.PHONY: install demo test test-fast browser bench docs clean
+.PHONY: install demo test test-fast browser bench gpu-check docs clean
 
 install: $(STAMP)
 
@@ -45,6 +45,13 @@ test-fast: $(STAMP)
 browser:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+
+# The first run on a lent GPU: training steps (bf16 / fp16 + scaler, eager / compiled, channels_last, SyncBatchNorm),
+# the real data path against pure compute, evaluation, full-resolution colorizing, NCCL under torchrun with 2+ GPUs;
+# stops at the first failure with one line, writes bench/results/gpu_check-cuda.json (docs/multi-gpu.md). Without
+# CUDA: a dry run that says what it would measure and runs each check tiny.
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
 
 # Each script prints a table and writes bench/results/NAME-DEVICE.json (about 21 minutes on the 2-core development CPU,
 # plus about 40 for bench/scale.py, which keeps 4 GB of tiny JPEGs under /tmp/gan_colorizer_scale);
