@@ -155,6 +155,14 @@ TABLES = {
         ("generator", "generator"), ("size", "px"), ("batch", "batch"), ("amp", "amp"), ("parameters", "parameters"),
         ("gmacs", "GMACs (one forward, batch 1)"), ("train_img_s", "stage-1 train img/s"),
         ("vs_resnet18", "vs resunet-resnet18"), ("peak_rss_mb", "peak RSS MB")])],
+    "hint_update": [
+        (lambda row: row["what"] == "update", [
+            ("engine", "engine"), ("update_s", "s per update (640 x 480, render 256, 3 hints)"),
+            ("de2000_mean", "CIEDE2000 mean vs fp32"), ("de2000_p99", "CIEDE2000 p99"),
+            ("within_int8_limits", "within the int8 limits")]),
+        (lambda row: row["what"] == "curve", [
+            ("hints", "oracle hints"), ("psnr", "PSNR"), ("delta_e2000", "CIEDE2000"),
+            ("vs_no_hints", "CIEDE2000 vs none")])],
     "published": [(None, [
         ("model", "model"), ("render", "render px"), ("parameters", "parameters"),
         ("network_s", "network s (batch 1)"), ("photo_s", "s per 640 x 480 photo"), ("vs_ours", "vs ours"),

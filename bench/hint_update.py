@@ -1,0 +1,124 @@
+"""Colour hints (issue 25): the app's update and the hint curve of a short hint run.
+
+- update: seconds for one update as the app makes it (Colorizer.colorize with 3 hints: full-size L, the network at a
+  256-px render, upsampling, recombination) of a 640x480 photo, per engine that takes hints, median of --repeats
+  after a warm-up; target <= 0.5 s with the fastest engine whose colour stays within the int8 limits against torch
+  fp32 (CIEDE2000 per pixel over the embedded held-out photos with the same hints: mean < 1.0, p99 < 5, as
+  bench/engines.py). The ONNX engines take no hints (their exported network has no hint inputs): not measured.
+- curve: evaluate.py --hints 0,1,2,5,10,20,50,100 of the same model on the embedded held-out photos (3), CIEDE2000
+  per count; target: 10 hints >= 25% lower than none, 100 hints >= 50% lower.
+
+The model is a short stage-1 --hints run on the embedded photos (trained once, checkpoints/bench-hints), random body.
+
+    python bench/hint_update.py [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as colorize.py runs
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.common import CACHE, photo_folder, print_table, write_results  # noqa: E402
+
+TRAIN = ["--hints", "--no-pretrained", "--image-size", "128", "--epochs", "2", "--epoch-size", "200",
+         "--batch-size", "8"]
+ENGINES = {"torch fp32": "off", "torch bf16": "bf16"}  # the engines that take hints, by --amp
+HINTS = [{"x": 0.25, "y": 0.3, "color": "#c83c28"}, {"x": 0.7, "y": 0.6, "color": "#2850dc"},
+         {"x": 0.5, "y": 0.85, "color": "#3c9641"}]  # placed at these fractions of each photo
+COUNTS = "0,1,2,5,10,20,50,100"
+LIMITS = {"mean": 1.0, "p99": 5.0}
+
+
+def hint_checkpoint() -> Path:
+    path = ROOT / "checkpoints" / "bench-hints" / "best.pt"
+    if not path.is_file():
+        subprocess.run([sys.executable, str(ROOT / "pretrain_generator.py"), *TRAIN, "--name", "bench-hints"],
+                       check=True, cwd=ROOT)
+    return path
+
+
+def placed(width: int, height: int) -> list[dict]:
+    return [{**h, "x": h["x"] * width, "y": h["y"] * height} for h in HINTS]
+
+
+def update_seconds(colorizer, photo, repeats: int) -> float:
+    hints = placed(*photo.size)
+    colorizer.colorize(photo, hints=hints)  # warm-up: the render shape's first run
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        colorizer.colorize(photo, hints=hints)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def color_change(colorizers: dict, photos: list) -> dict:
+    """{engine: (mean, p99) CIEDE2000 per pixel of its output against torch fp32's, the same hints on each photo}."""
+    import numpy as np
+    import torch
+
+    from gan_colorizer.metrics import delta_e2000_map, image_lab
+
+    def lab(colorizer, photo):
+        out = colorizer.colorize(photo, hints=placed(*photo.size))
+        return image_lab(torch.from_numpy(np.asarray(out)).permute(2, 0, 1)[None])
+    reference = [lab(colorizers["torch fp32"], p) for p in photos]
+    out = {}
+    for name, colorizer in colorizers.items():
+        de = torch.cat([delta_e2000_map(lab(colorizer, p), ref).flatten() for p, ref in zip(photos, reference)])
+        out[name] = (float(de.mean()), float(torch.quantile(de.double(), 0.99)))
+    return out
+
+
+def hint_curve(ckpt: Path) -> dict:
+    from gan_colorizer.evaluate.run import EvalOptions, evaluate
+    summary = evaluate(EvalOptions(checkpoints=[str(ckpt)], data="embedded:val", out=str(CACHE / "hint_curve"),
+                                   image_size=256, hints=COUNTS, num_workers=0, grid_images=0, download=False))
+    return next(iter(summary["hints"]["curves"].values()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    from gan_colorizer.colorize.api import Colorizer
+    from gan_colorizer.data.dataset import sample_photos
+    from gan_colorizer.data.images import load_rgb
+    ckpt = hint_checkpoint()
+    photo = load_rgb(sorted(photo_folder(4, (640, 480)).glob("*.jpg"))[0])
+    colorizers = {name: Colorizer.from_checkpoint(ckpt, "cpu", 256, amp) for name, amp in ENGINES.items()}
+    change = color_change(colorizers, [load_rgb(p) for p in sample_photos()[1]])
+    rows = []
+    for name, colorizer in colorizers.items():
+        mean, p99 = change[name]
+        rows.append({"what": "update", "engine": name, "update_s": update_seconds(colorizer, photo, args.repeats),
+                     "de2000_mean": mean, "de2000_p99": p99,
+                     "within_int8_limits": mean < LIMITS["mean"] and p99 < LIMITS["p99"]})
+    fastest = min((r for r in rows if r["within_int8_limits"]), key=lambda r: r["update_s"])
+    curve = hint_curve(ckpt)
+    de = dict(zip(curve["hints"], curve["delta_e2000"]))
+    drop = {k: 1 - de[k] / de[0] for k in (10, 100)}
+    print_table(rows, ["engine", "update_s", "de2000_mean", "de2000_p99", "within_int8_limits"])
+    rows += [{"what": "curve", "hints": k, "psnr": p, "delta_e2000": d, "vs_no_hints": d / de[0] - 1}
+             for k, p, d in zip(curve["hints"], curve["psnr"], curve["delta_e2000"])]
+    print(f"fastest within the int8 limits: {fastest['engine']}, {fastest['update_s']:.3f} s per update "
+          f"(target 0.5 s); CIEDE2000 by hints {de}; 10 hints {drop[10]:.0%} lower, 100 hints {drop[100]:.0%} lower "
+          f"(targets 25%, 50%)")
+    path = write_results("hint_update", rows, {
+        "photo": "640x480, render 256 px, 3 hints", "limits": "CIEDE2000 mean < 1.0, p99 < 5 against torch fp32",
+        "fastest": fastest["engine"], "onnx": "not measured: the exported network has no hint inputs",
+        "curve_data": "embedded:val (3 photos), center-crop 256", "model": " ".join(TRAIN)})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
