@@ -108,8 +108,11 @@ def validate(cfg) -> object:
                                         f"{o.epochs}"),
         (o.lr_policy == "step" or not o.lr_milestones, f"--lr-milestones {o.lr_milestones}: only --lr-policy step "
                                                        f"reads them (the policy is {o.lr_policy})"),
-        (max(milestones, default=0) <= o.epochs, f"--lr-milestones {o.lr_milestones}: epoch "
-                                                 f"{max(milestones, default=0)} is past the run's --epochs {o.epochs}"),
+        (max(milestones, default=0) < o.epochs, f"--lr-milestones {o.lr_milestones}: epoch "
+                                                f"{max(milestones, default=0)} is not before the end of the run's "
+                                                f"--epochs {o.epochs} (a drop there would never take effect)"),
+        (o.lr_policy != "step" or milestones, "--lr-policy step needs --lr-milestones (the epochs after which the "
+                                              "rate is multiplied by --lr-gamma)"),
         (o.lr_policy == "linear" or not o.lr_decay_epochs, f"--lr-decay-epochs {o.lr_decay_epochs}: only --lr-policy "
                                                            f"linear reads it (the policy is {o.lr_policy})"),
         # a value set for a policy or mode the run does not use would be silently ignored
@@ -117,6 +120,11 @@ def validate(cfg) -> object:
          f"--lr-gamma {o.lr_gamma:g}: only --lr-policy step reads it (the policy is {o.lr_policy})"),
         (o.gan_mode == "wgangp" or o.gp_weight == _default(o, "gp_weight"),
          f"--gp-weight {o.gp_weight:g}: only --gan-mode wgangp reads it (the mode is {o.gan_mode})"),
+        (m.generator == "resunet" or (m.backbone == _default(m, "backbone") and not m.backbone_weights),
+         f"--backbone{'-weights' if m.backbone_weights else ''} {m.backbone_weights or m.backbone}: only --generator "
+         f"resunet stands on a body (the generator is {m.generator})"),
+        (m.pretrained or not m.backbone_weights, f"--backbone-weights {m.backbone_weights} with --no-pretrained: "
+                                                 f"the body would load the file; leave out one of the two"),
         (m.generator != "unet" or d.image_size % 256 == 0,
          f"--image-size {d.image_size}: the pix2pix U-Net downsamples 8 times and needs a multiple of 256"),
     ]

@@ -85,10 +85,12 @@ def test_imagenet_weights_load_from_the_hub_cache_with_the_first_conv_summed(nam
     assert torch.equal(next(body.parameters()), rgb.sum(dim=1, keepdim=True))
 
 
-def test_a_state_dict_of_another_model_is_refused_in_one_line(tmp_path):
-    state = torchvision_twin("resnet18", 0).state_dict()
-    with pytest.raises(UserError, match="r18.pth: not a torchvision convnext_tiny state dict"):
-        build_body("convnext_tiny", state, str(tmp_path / "r18.pth"))
+@pytest.mark.parametrize("theirs, ours", [("resnet18", "convnext_tiny"), ("resnet50", "resnet18"),
+                                         ("efficientnet_b2", "efficientnet_b0")])
+def test_a_state_dict_of_another_model_is_refused_in_one_line(theirs, ours):
+    state = torchvision_twin(theirs, 0).state_dict()  # other names, or (same family) the same names at other shapes
+    with pytest.raises(UserError, match=f"^{theirs}.pth: not a torchvision {ours} state dict \\([^\\n]*\\)$"):
+        build_body(ours, state, f"{theirs}.pth")
 
 
 # One body per family goes the whole way in the suite: the others of a family are torchvision's same class at other

@@ -316,3 +316,14 @@ def test_milestones_may_be_a_json_list_in_a_config_file(tmp_path):
     path.write_text(json.dumps({"optim": {"lr_policy": "step", "lr_milestones": [10, "x"]}}))
     with pytest.raises(UserError, match="optim.lr_milestones = \\[10, 'x'\\]: expected str"):
         config_files.read_file(path, "pretrain")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--generator", "unet", "--backbone", "convnext_tiny"], "--backbone convnext_tiny: only --generator resunet stands "
+                                                             "on a body (the generator is unet)"),
+    (["--generator", "resnet9", "--backbone-weights", "r.pth"], "--backbone-weights r.pth: only --generator resunet"),
+    (["--no-pretrained", "--backbone-weights", "r.pth"], "--backbone-weights r.pth with --no-pretrained: the body "
+                                                         "would load the file; leave out one of the two")])
+def test_body_flags_a_run_would_ignore_are_refused(flags, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        validate(update(defaults("pretrain"), explicit_flags(build_parser("pretrain", ""), flags)))

@@ -143,6 +143,17 @@ def test_a_smaller_pool_on_resume_keeps_the_first_stored_fakes():
     assert small.count == 1 and small.images[0, 0, 0, 0] == 1.0
 
 
+def test_a_run_resumed_at_another_image_size_starts_its_pool_again():
+    from gan_colorizer.train.pool import ImagePool
+    old = ImagePool(2, seed=1)
+    old.query(marked([1.0, 2.0]))
+    pool = ImagePool(2, seed=1)
+    pool.load_state_dict(old.state_dict(), "cpu")
+    bigger = torch.full((2, 3, 4, 4), 7.0)
+    assert torch.equal(pool.query(bigger), bigger) and pool.count == 2  # passed on and stored: a fresh pool
+    assert pool.images.shape == (2, 3, 4, 4)
+
+
 def test_the_pool_resumes_from_its_state_and_size_0_is_off():
     from gan_colorizer.train.pool import ImagePool
     a = ImagePool(3, seed=1)
@@ -190,6 +201,24 @@ def test_wgan_gp_and_r1_penalties_are_their_formulas_on_a_critic_with_a_known_gr
     gp.backward()  # the penalty trains D: d/dw of 10 (sqrt(hw (|w|^2 + 1)) - 1)^2
     expected = 10 * 2 * (norm - 1) * (h * w) / norm * torch.tensor([0.3, -0.4])
     assert D.w.grad.flatten() == pytest.approx(expected.tolist(), rel=1e-4)
+
+
+@pytest.mark.parametrize("mode, r1", [("wgangp", 0.0), ("vanilla", 3.0)])
+def test_ds_loss_weighs_its_penalties_against_the_critic_term_as_the_papers_do(mode, r1):
+    """Gulrajani's loss D(fake) - D(real) + lambda GP and Mescheder's adversarial + gamma / 2 R1: ours is that loss
+    halved as a whole (pix2pix halves D's real + fake), so the ratio of penalty to critic term is the paper's."""
+    from gan_colorizer.losses import _adversarial, discriminator_loss, gradient_penalty, r1_penalty
+    from gan_colorizer.train.steps import penalties
+    D, h, w = LinearCritic([0.3, -0.4]), 4, 5
+    real, fake = (torch.zeros(2, 1, h, w), torch.rand(2, 2, h, w)), (torch.zeros(2, 1, h, w), torch.rand(2, 2, h, w))
+    o = dataclasses.replace(defaults("gan").optim, gan_mode=mode, gp_weight=10.0, r1_weight=r1)
+    torch.manual_seed(3)
+    ours = discriminator_loss(D(*real), D(*fake), mode)[0] + penalties(D, real, fake, o, {})
+    torch.manual_seed(3)  # the same random points between real and fake
+    adversarial = _adversarial(D(*real), True, mode, False) + _adversarial(D(*fake), False, mode, False)
+    paper = adversarial + (gradient_penalty(D, real, fake, 10.0)[0] if mode == "wgangp" else
+                           r1_penalty(D, *real, r1)[0])
+    assert ours.item() == pytest.approx(0.5 * paper.item(), rel=1e-6)
 
 
 def test_the_gradient_penalty_of_a_patchgan_matches_finite_differences():
@@ -299,3 +328,22 @@ def test_colorfulness_loss_is_ddcolors_on_the_rebuilt_rgb_and_raises_colorfulnes
     colorfulness_term(gray_l, ab, 0.5)[0].backward()
     assert colorfulness_term(gray_l, ab.detach() - 0.05 * ab.grad, 0.5)[0].item() < loss.item()
     assert colorfulness_term(gray_l, fake_ab, 0.0) == (0.0, {})
+
+
+@pytest.mark.parametrize("flags, size", [(["--d-layers", "5"], 64), (["--d-scales", "3"], 64),
+                                         (["--d-scales", "2", "--d-norm", "instance"], 32)])
+def test_a_discriminator_too_deep_for_the_image_size_is_one_line_before_anything_is_written(flags, size, tmp_path,
+                                                                                          capsys, photo_folder):
+    from gan_colorizer.config import build_parser, explicit_flags, update
+    from gan_colorizer.models.patchgan import build_discriminator
+    args = ["--data", str(photo_folder), "--image-size", str(size), "--num-workers", "0", *GAN, *flags,
+            *run_dirs_args(tmp_path, "deep")]
+    assert main("gan", args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"run out of input at --image-size {size}; they need --image-size " in err[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "checkpoints").exists()
+    need = int(err[0].split("they need --image-size ")[1].split()[0])
+    D = build_discriminator(update(defaults("gan"), explicit_flags(build_parser("gan", ""), GAN + flags)).model)
+    D(torch.zeros(2, 1, need, need), torch.zeros(2, 2, need, need))  # a real step's forward at the size named...
+    with pytest.raises((RuntimeError, ValueError)):  # ...and 32 px less fails
+        D(torch.zeros(2, 1, need - 32, need - 32), torch.zeros(2, 2, need - 32, need - 32))

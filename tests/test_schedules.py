@@ -95,7 +95,9 @@ def test_warmup_rises_linearly_in_front_of_any_policy():
     ({"lr_milestones": "3"}, "only --lr-policy step reads them"),
     ({"lr_policy": "linear", "lr_decay_epochs": 30}, "--lr-decay-epochs 30: more than the run's --epochs 20"),
     ({"lr_decay_epochs": 3}, "--lr-decay-epochs 3: only --lr-policy linear reads it"),
-    ({"lr_policy": "step", "lr_milestones": "5,25"}, "--lr-milestones 5,25: epoch 25 is past the run's --epochs 20"),
+    ({"lr_policy": "step", "lr_milestones": "5,20"}, "--lr-milestones 5,20: epoch 20 is not before the end of the "
+                                                      "run's --epochs 20"),
+    ({"lr_policy": "step"}, "--lr-policy step needs --lr-milestones"),
     ({"lr_gamma": 0.0}, "--lr-gamma 0.0: must be in (0, 1]"),
 ])
 def test_a_schedule_the_run_cannot_use_is_one_line(changes, message):

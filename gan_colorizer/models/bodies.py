@@ -103,7 +103,11 @@ def build_body(name: str, weights: dict | None = None, source: str = "", in_chan
     model = _torchvision_model(spec)
     if weights is not None:
         kept = tuple(f"{layer}." for layer, _ in spec.layers(model))
-        result = model.load_state_dict(weights, strict=False)
+        try:
+            result = model.load_state_dict(weights, strict=False)
+        except RuntimeError as e:  # the same names at other shapes: another model of the family (resnet50's file)
+            first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), type(e).__name__)
+            raise UserError(f"{source}: not a torchvision {name} state dict ({first[:160]})") from None
         missing = [k for k in result.missing_keys if k.startswith(kept)]
         if missing or result.unexpected_keys:
             raise UserError(f"{source}: not a torchvision {name} state dict "
@@ -156,7 +160,7 @@ def layout(name: str) -> Layout:
 def body_weights(model_cfg) -> tuple[dict | None, str]:
     from gan_colorizer.weights import load_state_dict_file
     if model_cfg.backbone_weights:
-        return load_state_dict_file(model_cfg.backbone_weights, "backbone weights"), model_cfg.backbone_weights
+        return load_state_dict_file(model_cfg.backbone_weights, "weight file"), model_cfg.backbone_weights
     if model_cfg.pretrained:
         return imagenet_body(model_cfg.backbone)
     return None, ""
@@ -170,6 +174,7 @@ def check_body_weights(model_cfg) -> None:
         return
     if model_cfg.backbone_weights:
         if not Path(model_cfg.backbone_weights).is_file():
-            raise UserError(f"--backbone-weights {model_cfg.backbone_weights}: file not found")
+            what = "a folder, not a file" if Path(model_cfg.backbone_weights).is_dir() else "file not found"
+            raise UserError(f"--backbone-weights {model_cfg.backbone_weights}: {what}")
     elif model_cfg.pretrained and not hub_file(imagenet_weights(model_cfg.backbone).url).is_file():
         imagenet_body(model_cfg.backbone)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gan_colorizer.errors import UserError
 from gan_colorizer.models.pix2pix import init_normal
 
 
@@ -84,3 +85,26 @@ def build_discriminator(model_cfg) -> nn.Module:
     patchgan = {"in_channels": 3, "filters": m.d_filters, "n_layers": m.d_layers, "norm": m.d_norm}
     net = PatchDiscriminator(**patchgan) if m.d_scales == 1 else MultiScaleDiscriminator(m.d_scales, **patchgan)
     return init_normal(net)
+
+
+def _fits(model_cfg, size: int) -> bool:
+    """Whether the discriminator trains on size x size inputs: a run on the meta device (shapes only), in training
+    mode on two images (batch norm needs two values per channel, instance norm two per image)."""
+    with torch.device("meta"):
+        try:
+            build_discriminator(model_cfg)(torch.empty(2, 1, size, size), torch.empty(2, 2, size, size))
+        except (RuntimeError, ValueError):  # a 4x4 kernel larger than what is left of the input at some scale
+            return False
+    return True
+
+
+def check_input_size(model_cfg, size: int) -> None:
+    """Before a run writes anything: a UserError naming the flags when --d-layers / --d-scales shrink an
+    --image-size input below the PatchGAN's 4x4 kernels, with the smallest size that fits."""
+    if _fits(model_cfg, size):
+        return
+    fits = next((s for s in range(size + 32 - size % 32, 4097, 32) if _fits(model_cfg, s)), None)
+    need = f"--image-size {fits} or more" if fits else "more than --image-size 4096"
+    raise UserError(f"--d-layers {model_cfg.d_layers} with --d-scales {model_cfg.d_scales}: the discriminator's 4x4 "
+                    f"convolutions run out of input at --image-size {size}; they need {need}, or fewer layers or "
+                    f"scales")

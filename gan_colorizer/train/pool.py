@@ -20,8 +20,8 @@ class ImagePool:
         """fakes (B, C, H, W), detached -> what D judges as fake this step (the same shape)."""
         if self.size == 0:
             return fakes
-        if self.images is None:
-            self.images = fakes.new_empty(self.size, *fakes.shape[1:])
+        if self.images is None or self.images.shape[1:] != fakes.shape[1:]:  # a run resumed at another size
+            self.images, self.count = fakes.new_empty(self.size, *fakes.shape[1:]), 0  # starts its pool again
         out = fakes.clone()
         for i, fake in enumerate(fakes):
             if self.count < self.size:

@@ -30,6 +30,7 @@ from gan_colorizer.data.dataset import (
 from gan_colorizer.errors import UserError
 from gan_colorizer.inspect.ab_histograms import bin_distribution_figure
 from gan_colorizer.models.bodies import check_body_weights
+from gan_colorizer.models.patchgan import check_input_size
 from gan_colorizer.runtime import Runtime, resolve_workers, seed_everything, unwrap
 from gan_colorizer.data.shard_stream import shard_loaders, shard_split
 from gan_colorizer.data.shards import is_shards
@@ -116,6 +117,8 @@ def start(cfg: Config) -> Run:
     seed_everything(cfg.run.seed + dist.rank)  # dropout differs per process; DDP broadcasts rank 0's weights
     if not (cfg.run.resume or cfg.run.init_generator):  # offline without the ImageNet file: stop before writing
         distributed.on_main(dist, lambda: check_body_weights(cfg.model))
+    if cfg.stage == "gan":  # a discriminator too deep for the photos fails at its first step: say so now
+        check_input_size(cfg.model, cfg.data.image_size)
     lock = NoLock()  # processes other than rank 0 write nothing and lock nothing
 
     def claim() -> tuple:  # a lock cannot travel between processes: rank 0 keeps it, the others learn it worked

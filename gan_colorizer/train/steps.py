@@ -173,7 +173,9 @@ def _discriminator_phase(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: 
 
 def penalties(D, real: tuple, fake: tuple, o, parts: dict):
     """D's gradient penalties on the (L, ab) pairs it judged, added to its loss: WGAN-GP's under --gan-mode wgangp,
-    R1's when --r1-weight > 0 (their unweighted values reported as d_gp, d_r1)."""
+    R1's when --r1-weight > 0 (their unweighted values reported as d_gp, d_r1). Halved as the adversarial term is
+    (losses.discriminator_loss, pix2pix's (real + fake) / 2), so that --gp-weight and --r1-weight weigh against it as
+    Gulrajani's lambda and Mescheder's gamma do in their papers."""
     total = 0.0
     if o.gan_mode == "wgangp":
         loss, part = gradient_penalty(D, real, fake, o.gp_weight)
@@ -181,7 +183,7 @@ def penalties(D, real: tuple, fake: tuple, o, parts: dict):
     if o.r1_weight > 0:
         loss, part = r1_penalty(D, *real, o.r1_weight)
         total, parts["d_r1"] = total + loss, part["d_r1"]
-    return total
+    return total * 0.5
 
 
 def judged_fakes(nets: Nets, gray_l: torch.Tensor, fake_ab: torch.Tensor) -> tuple:
