@@ -68,3 +68,12 @@ def test_the_first_scales_hold_a_fresh_generators_stage_2_gradients(monkeypatch)
     opts = {"g": make_optimizer(nets.generator, cfg), "d": make_optimizer(nets.discriminator, cfg, "d")}
     assert gan_step(rt, nets, opts, [batch(0)], cfg)[1] == UPDATED
     assert len(opts["g"].state) and len(opts["d"].state)
+
+
+def test_fp16_with_several_d_updates_a_step_updates_ds_scale_after_each(monkeypatch):
+    """--d-steps 2 under fp16: with one scaler for the step, D's second unscale_ came after its step() and raised."""
+    rt = fp16_runtime(monkeypatch)
+    nets, cfg = tiny_nets(), gan_cfg(d_steps=2)
+    opts = {"g": make_optimizer(nets.generator, cfg), "d": make_optimizer(nets.discriminator, cfg, "d")}
+    assert gan_step(rt, nets, opts, [batch(0), batch(1)], cfg)[1] == UPDATED
+    assert opts["d"].state[next(iter(opts["d"].state))]["step"].item() == 2
