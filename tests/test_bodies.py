@@ -104,3 +104,13 @@ def test_each_body_trains_evaluates_colorizes_exports_and_shows_named_layers(nam
     layout = bodies.layout(name)
     shown = [layer["name"] for layer in summary["visualized"]["layers"] if layer["name"].startswith("encoder.")]
     assert shown == [f"encoder.{layout.labels[i]}" for i in layout.stages]
+
+
+def test_a_checkpoint_naming_a_body_this_version_lacks_is_one_line_naming_the_file(tiny_checkpoint, tmp_path):
+    from gan_colorizer.models.registry import load_generator
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["config"]["model"]["backbone"] = "resnet19"
+    torch.save(ckpt, tmp_path / "newer.pt")
+    with pytest.raises(UserError, match=f"^{tmp_path / 'newer.pt'}: its generator cannot be built here "
+                                        f"\\(--backbone resnet19: not a known body"):
+        load_generator(tmp_path / "newer.pt")

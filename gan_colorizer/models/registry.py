@@ -72,7 +72,10 @@ def load_generator(path, device="cpu", weights: str = "auto"):
     cfg = Config.from_dict(ckpt["config"])
     key = generator_key(ckpt, path, weights)
     # the layout alone, then memory for the weights the file holds: no random init, no dummy forward pass
-    generator = build_generator(cfg.model, load_pretrained=False, device="meta").to_empty(device="cpu")
+    try:
+        generator = build_generator(cfg.model, load_pretrained=False, device="meta").to_empty(device="cpu")
+    except UserError as e:  # a config this version cannot build (a body from a newer version): the file is the cause
+        raise UserError(f"{path}: its generator cannot be built here ({e})") from None
     load_weights(generator, ckpt[key], path, key)
     ckpt["weights_used"] = "ema" if key == "generator_ema" else "raw"
     return generator.to(device).eval(), cfg, ckpt
