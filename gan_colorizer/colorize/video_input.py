@@ -100,8 +100,10 @@ def probe(path, max_pixels: int | None = None) -> VideoInfo:
         first = next(decoded(path, container, max_pixels=max_pixels), None)  # (only the first: no count checked)
         if first is None:
             raise UnreadableImage(path, "no frame decodes")
-        matrix = next((struct.unpack("9i", bytes(s)[:36]) for s in first.side_data
-                       if str(s.type).endswith("DISPLAYMATRIX")), None)
+        sides = first.side_data  # iterating it gives the side data in PyAV 18.1.0, their types (its keys) in 18.1.1
+        sides = [side if hasattr(side, "type") else sides[side] for side in sides]
+        matrix = next((struct.unpack("9i", bytes(s)[:36]) for s in sides if str(s.type).endswith("DISPLAYMATRIX")),
+                      None)
         fps = stream.average_rate or stream.guessed_rate or Fraction(25)
         return VideoInfo(first.width, first.height, Fraction(fps), stream.frames or None, int(first.rotation or 0),
                          len(container.streams.audio), matrix)
