@@ -164,7 +164,11 @@ class Guard:
         for loader in (self.run.loader, self.run.val_loader):
             iterator = getattr(loader, "_iterator", None)  # PyTorch keeps the persistent workers' iterator here
             if iterator is not None:
-                iterator._shutdown_workers()
+                try:
+                    iterator._shutdown_workers()
+                except RuntimeError as e:  # PyTorch's SIGCHLD check, for a worker whose death _outcome has reported
+                    if "DataLoader worker" not in str(e):
+                        raise
                 loader._iterator = None
 
 
