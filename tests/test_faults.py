@@ -175,6 +175,33 @@ def test_a_signal_during_validation_cuts_it_short_and_writes_no_partial_best(pho
     assert "stopped by SIGINT at step 3 in epoch 1/20" in capsys.readouterr().err  # during epoch 1's validation
 
 
+@pytest.mark.parametrize("where", ["last step", "validation"])
+@pytest.mark.system
+def test_an_epoch_whose_validation_a_stop_prevented_is_validated_first_on_resume(where, photo_folder, tmp_path,
+                                                                                monkeypatch, capsys):
+    """A stop on an epoch's last step (or during its validation) leaves that epoch unscored: the resumed run scores it
+    before its next step, so best.pt weighs every epoch."""
+    if where == "last step":
+        monkeypatch.setenv(KILL_AT_ENV, "step:3")  # 3 steps an epoch
+        monkeypatch.setenv(KILL_SIGNAL_ENV, "SIGTERM")
+    else:
+        original = training.validation_sums
+        monkeypatch.setattr(training, "validation_sums", lambda *a: (os.kill(os.getpid(), signal.SIGTERM),
+                                                                     original(*a))[1])
+    args = ["--data", str(photo_folder), *FAST, "--epochs", "2", *run_dirs_args(tmp_path, "u")]
+    assert main("pretrain", args) == 143
+    capsys.readouterr()
+    last = tmp_path / "checkpoints" / "u" / "last.pt"
+    assert ckpt_io.load(last)["unvalidated"] is True
+    monkeypatch.undo()
+    time.sleep(1.1)  # event files are named by the second they start in
+    assert main("pretrain", ["--resume", str(last)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out if line.startswith("epoch ")] == ["epoch 1/2 step 3", "epoch 2/2 step 6"]
+    assert [step for step, _ in scalar_values(tmp_path / "runs" / "u", "val/l1")] == [3, 6]
+    assert ckpt_io.load(last)["unvalidated"] is False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.system
 def test_signal_to_the_process_group_with_workers_stops_without_traceback(reference, tmp_path, sig):

@@ -50,6 +50,8 @@ def loop(run: Run, guard: Guard) -> None:
     cfg, s, dist, rt = run.cfg, run.state, run.dist, run.rt
     step_fn = gan_step if cfg.stage == "gan" else pretrain_step
     step_fn = compile_errors_as_user_errors(step_fn) if cfg.optim.compile else step_fn
+    if s.unvalidated and guard.agree():  # a stop landed on an epoch's last step: that epoch's validation first
+        close_epoch(run, guard)
     while not run.done(guard.stopped):
         run.sampler.set_epoch(s.epoch, s.batch_in_epoch * run.micro_batch * batches_per_step(cfg))
         run.monitor.start_epoch(f"epoch {s.epoch + 1}/{cfg.optim.epochs}", run.steps_per_epoch, s.batch_in_epoch,
@@ -79,6 +81,7 @@ def loop(run: Run, guard: Guard) -> None:
             if s.batch_in_epoch < run.steps_per_epoch and run.schedule.due(s.step):
                 saver.write(run, "last.pt", full=True, final=False)
         run.monitor.end_epoch()
+        s.unvalidated = s.batch_in_epoch >= run.steps_per_epoch or run.reached_max()  # kept in last.pt by a stop
         if s.batch_in_epoch >= run.steps_per_epoch:
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
         if not guard.stopped:
@@ -87,15 +90,22 @@ def loop(run: Run, guard: Guard) -> None:
             run.monitor.flush(s.step, rates(run.opts), s.skipped_steps)
         if guard.stopped:
             break  # the guard writes last.pt on its way out
-        metrics = validate(run, guard)
-        run.metrics = metrics or run.metrics
-        run.monitor.scalars(s.step, metrics)
-        show_samples(run, s.step, always=True)
-        improved, final = run.improved(metrics.get(cfg.run.best_metric)), run.done(guard.stopped)
-        saver.write(run, "last.pt", full=True, final=final)
-        if improved:
-            saver.write(run, "best.pt", full=False, final=final)
-        log_epoch(run, metrics, improved)
+        close_epoch(run, guard)
+
+
+def close_epoch(run: Run, guard: Guard) -> None:
+    """Validate, log, and write last.pt (and best.pt when the figure improved)."""
+    s = run.state
+    metrics = validate(run, guard)
+    s.unvalidated = run.val_loader is not None and not metrics  # cut short by a stop: the resumed run does it
+    run.metrics = metrics or run.metrics
+    run.monitor.scalars(s.step, metrics)
+    show_samples(run, s.step, always=True)
+    improved, final = run.improved(metrics.get(run.cfg.run.best_metric)), run.done(guard.stopped)
+    saver.write(run, "last.pt", full=True, final=final)
+    if improved:
+        saver.write(run, "best.pt", full=False, final=final)
+    log_epoch(run, metrics, improved)
 
 
 def micro_batches(run: Run, guard: Guard):

@@ -27,6 +27,7 @@ class TrainState:
     best: float | None = None
     skipped_steps: int = 0  # steps skipped for a NaN / Inf loss or gradient, in all
     scaler_skips: int = 0  # fp16 steps the gradient scaler skipped (overflow with finite losses), in all
+    unvalidated: bool = False  # the steps of an epoch ended and its validation has not run (a stop came first)
 
     @property
     def epoch_number(self) -> int:
@@ -50,7 +51,7 @@ def restore_state(ckpt: dict, path: str, cfg: Config, nets: Nets, opts: dict, rt
         log.info("note: --epochs / --max-steps differ from the resumed run's: the %s schedule is drawn over the new "
                  "length from here on (the rate may jump)", cfg.optim.lr_policy)
     state = TrainState(counters["epoch"], counters["batch_in_epoch"], counters["step"], counters["best_metric"],
-                       counters["skipped_steps"], int(ckpt.get("scaler_skips", 0)))
+                       counters["skipped_steps"], int(ckpt.get("scaler_skips", 0)), bool(ckpt.get("unvalidated")))
     n = state.batch_in_epoch
     into = f"{n} step{'s' if n > 1 else ''} into it" if n else "at its end"
     log.info("resumed %s at %s (%s)", path, state.where(cfg.optim.epochs), into)

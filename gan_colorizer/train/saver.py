@@ -56,7 +56,8 @@ def write(run, name: str, full: bool, final: bool) -> bool:
                     run.bad_steps.streak)
         return False
     counters = {"epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch, "step": s.step, "best_metric": s.best,
-                "skipped_steps": s.skipped_steps, "scaler_skips": s.scaler_skips, "data_digest": run.data_digest,
+                "skipped_steps": s.skipped_steps, "scaler_skips": s.scaler_skips, "unvalidated": s.unvalidated,
+                "data_digest": run.data_digest,
                 "split_rule": run.split_rule}
     if run.training_set is not None:
         counters["train_set"] = run.training_set  # stage 2 checks its validation files against it
