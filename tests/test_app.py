@@ -2,6 +2,7 @@
 in a real headless Chromium: upload a photo, pick a colour, click, see the colour appear there."""
 import importlib
 import json
+import re
 import socket
 import time
 
@@ -92,6 +93,32 @@ def test_gradio_client_colorizes_a_photo_with_hints_and_without(server, tmp_path
     plain = Image.open(client.predict(handle_file(str(tmp_path / "photo.png")), "", 0, 1, 0, "automatic",
                                       api_name="/colorize"))
     assert np.abs(ab_at(plain, 40, 30)).max() < 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text, line", [("{bad json", "hints: not JSON (Expecting property name"),
+                                        ('[{"x": 400, "y": 30, "color": "#ff0000"}]', "outside"),
+                                        ('[{"x": 4, "y": 3, "color": "pink"}]', "pink")])
+def test_an_api_mistake_reaches_the_caller_as_colorize_pys_line(server, tmp_path, text, line):
+    from gradio_client import Client, handle_file
+    gray_photo().save(tmp_path / "photo.png")
+    with pytest.raises(Exception, match=re.escape(line)):
+        Client(server, verbose=False).predict(handle_file(str(tmp_path / "photo.png")), text, 0, 1, 0, "echo",
+                                              api_name="/colorize")
+
+
+@pytest.mark.slow
+def test_port_0_announces_the_port_it_listens_on():
+    page = app.build({"echo": Colorizer(HintEcho(), render_size=64)})
+    said = []
+    url = app.serve(page, 0, block=False, announce=said.append)
+    try:
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        assert said == [url] and port > 0
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        page.close()
 
 
 @pytest.mark.slow

@@ -3,8 +3,11 @@ colorization follow, and downloads the result and the hints. A layer over Colori
 its own. It serves 127.0.0.1 only, sends nothing anywhere (no analytics, no share link) and loads nothing from the
 internet (system fonts, Gradio's own bundled scripts).
 """
+import atexit
 import functools
+import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +103,7 @@ def build(models: dict, first: str | None = None):
     load = models.__getitem__ if isinstance(models, dict) else models
     names = list(models) if isinstance(models, dict) else list(first)
     folder = Path(tempfile.mkdtemp(prefix="gan-colorizer-app-"))
+    atexit.register(shutil.rmtree, folder, True)  # the downloads live as long as the server
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no Google fonts: offline
                               font_mono=["ui-monospace", "monospace"])
     with gr.Blocks(title="gan_colorizer", analytics_enabled=False) as page:
@@ -165,9 +169,16 @@ def build(models: dict, first: str | None = None):
 
         def colorize(image, text, t, s, h, name):
             """The API: a photo, a hints file's JSON text ('' for none), the mood controls and a model -> the
-            colorized photo."""
-            given = parse(__import__("json").loads(text), "hints") if text.strip() else []
-            return render(load(name), image, given, t, s, h)
+            colorized photo. A mistake is the one line colorize.py gives, as the caller's error (gr.Error reaches
+            a client whatever show_error says)."""
+            try:
+                try:
+                    given = parse(json.loads(text), "hints") if text.strip() else []
+                except json.JSONDecodeError as e:
+                    raise UserError(f"hints: not JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+                return render(load(name), image, given, t, s, h)
+            except UserError as e:
+                raise gr.Error(str(e), print_exception=False) from None
         gr.Button(visible=False).click(colorize, [photo, hints_json, *controls, model], result, api_name="colorize")
     page.theme_for_launch = theme
     return page
@@ -180,13 +191,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(page, port: int = 7860, block: bool = True):
-    """Launch on 127.0.0.1 only, no share link (port 0: a free one); returns the page's local URL."""
+def serve(page, port: int = 7860, block: bool = True, announce=None):
+    """Launch on 127.0.0.1 only, no share link (port 0: a free one); announce(url) once it listens, then (block)
+    serve until stopped; returns the page's local URL."""
     try:
-        page.launch(server_name=LOOPBACK, server_port=port or free_port(), share=False, prevent_thread_lock=not block,
+        page.launch(server_name=LOOPBACK, server_port=port or free_port(), share=False, prevent_thread_lock=True,
                     inbrowser=False, quiet=True, theme=page.theme_for_launch)
     except OSError as e:
         raise UserError(f"--port {port}: cannot serve on {LOOPBACK} ({e.strerror or e})") from None
+    if announce is not None:
+        announce(page.local_url)
+    if block:
+        page.block_thread()
     return page.local_url
 
 
@@ -208,6 +224,5 @@ def main(argv=None) -> int:
             raise UserError("the app needs gradio: pip install 'gan_colorizer[app]'") from None
         load = model_loader(args.image_size, args.device, args.amp)
         page = build(load, args.checkpoints)
-        print(f"serving on http://{LOOPBACK}:{args.port}/ (Ctrl-C stops)", flush=True)
-        serve(page, args.port)
+        serve(page, args.port, announce=lambda url: print(f"serving on {url} (Ctrl-C stops)", flush=True))
     return run_command(action)
