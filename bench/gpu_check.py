@@ -10,6 +10,8 @@ Without CUDA it runs dry whatever the flags: what needs a GPU (fp16, torch.compi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -106,10 +108,12 @@ def evaluation(s) -> list[dict]:
     for amp in ("off", "auto"):
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            summary = evaluate(EvalOptions(checkpoints=[str(random_checkpoint())], data=str(folder), out=out,
-                                           image_size=s.size, batch_size=s.batch, device=str(s.device), amp=amp,
-                                           limit=8 if s.dry else None, grid_images=0, num_workers=0 if s.dry else -1,
-                                           download=False))  # LPIPS / FID weights: not what this checks
+            with contextlib.redirect_stdout(io.StringIO()):  # its tables: this check prints one line
+                summary = evaluate(EvalOptions(checkpoints=[str(random_checkpoint())], data=str(folder), out=out,
+                                               image_size=s.size, batch_size=s.batch, device=str(s.device), amp=amp,
+                                               limit=8 if s.dry else None, grid_images=0,
+                                               num_workers=0 if s.dry else -1,
+                                               download=False))  # LPIPS / FID weights: not what this checks
             rows.append({"amp": amp, "images": summary["n_images"],
                          "img_s": summary["n_images"] / (time.perf_counter() - start)})
     return rows
@@ -161,6 +165,10 @@ def parse(argv=None):
     parser.add_argument("--batch", type=int, default=16, help="images per step")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per training set-up")
     args = parser.parse_args(argv)
+    for flag in ("size", "batch", "steps"):
+        if getattr(args, flag) < 1 or (flag == "size" and args.size % 32):
+            parser.error(f"--{flag} {getattr(args, flag)}: must be a positive " + ("multiple of 32" if flag == "size"
+                                                                                  else "number"))
     args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.dry = args.dry_run or args.device.type != "cuda"
     if args.dry:  # tiny, on whatever this machine is
@@ -183,6 +191,10 @@ def main(argv=None) -> int:
             first = (str(e).strip().splitlines() or [""])[0][:300]
             print(f"gpu-check: {name} FAILED: {type(e).__name__}: {first}")
             return 1
+        skipped = [row["skipped"] for row in results[name] if "skipped" in row]
+        if skipped:
+            print(f"gpu-check: {name} skipped: {'; '.join(skipped)}")
+            continue
         print(f"gpu-check: {name} ok: " + "; ".join(", ".join(f"{k} {_short(v)}" for k, v in row.items())
                                                    for row in results[name]))
     if not s.dry:

@@ -35,7 +35,15 @@ def test_the_dry_run_says_what_it_would_measure_and_runs_every_check_tiny_on_cpu
     assert module.main(["--dry-run"]) == 0
     out = capsys.readouterr().out
     for name, _, _ in module.CHECKS:
-        assert f"\n  {name}: " in out and f"gpu-check: {name} ok: " in out
+        assert f"\n  {name}: " in out and (f"gpu-check: {name} ok: " in out or name == "nccl")
     assert "stage-2 steps at 256 px, batch 16" in out and "fp16 + scaler" in out and "torch.compile" in out
-    assert "gpu-check: nccl ok: skipped" in out  # needs 2 GPUs
+    assert "gpu-check: nccl skipped: 0 CUDA device(s); needs 2" in out  # a skipped check is not called ok
+    assert all(line.startswith(("gpu-check", "  ", "each check now")) for line in out.splitlines())  # one line a check
     assert sorted((ROOT / "bench" / "results").glob("gpu_check-*.json")) == results  # a dry run writes no figures
+
+
+@pytest.mark.parametrize("flags", [["--batch", "0"], ["--size", "8"], ["--steps", "-1"]])
+def test_sizes_a_gpu_run_cannot_use_are_refused(flags, capsys):
+    with pytest.raises(SystemExit) as stop:
+        gpu_check().main(flags)
+    assert stop.value.code == 2 and f"{flags[0]} {flags[1]}: must be a positive" in capsys.readouterr().err
