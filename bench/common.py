@@ -40,6 +40,16 @@ def photo_folder(n: int = 96, size=(640, 480), root: Path | None = None) -> Path
     return root
 
 
+def trained_checkpoint(name: str, flags: list[str]) -> Path:
+    """checkpoints/NAME/best.pt: a short stage-1 run on the embedded photos with these flags (trained once)."""
+    root = Path(__file__).resolve().parents[1]
+    path = root / "checkpoints" / name / "best.pt"
+    if not path.is_file():
+        subprocess.run([sys.executable, str(root / "pretrain_generator.py"), *flags, "--name", name], check=True,
+                       cwd=root)
+    return path
+
+
 def random_checkpoint() -> Path:
     """A stage-1 checkpoint of the default generator with random weights (made once): for what does not depend on
     the weights (speed, memory, start-up)."""

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,12 +47,8 @@ def cache() -> Path:
 
 
 def bench_checkpoint() -> Path:
-    """checkpoints/bench-engines/best.pt: a short stage-1 run on the embedded photos (trained once)."""
-    path = ROOT / "checkpoints" / "bench-engines" / "best.pt"
-    if not path.is_file():
-        subprocess.run([sys.executable, str(ROOT / "pretrain_generator.py"), *TRAIN, "--name", "bench-engines"],
-                       check=True, cwd=ROOT)
-    return path
+    from bench.common import trained_checkpoint
+    return trained_checkpoint("bench-engines", TRAIN)
 
 
 def exported(ckpt: Path, int8: bool) -> Path:

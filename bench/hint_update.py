@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as colorize.py runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.common import CACHE, photo_folder, print_table, write_results  # noqa: E402
+from bench.common import CACHE, photo_folder, print_table, trained_checkpoint, write_results  # noqa: E402
 
 TRAIN = ["--hints", "--no-pretrained", "--image-size", "128", "--epochs", "2", "--epoch-size", "200",
          "--batch-size", "8"]
@@ -38,11 +37,7 @@ LIMITS = {"mean": 1.0, "p99": 5.0}
 
 
 def hint_checkpoint() -> Path:
-    path = ROOT / "checkpoints" / "bench-hints" / "best.pt"
-    if not path.is_file():
-        subprocess.run([sys.executable, str(ROOT / "pretrain_generator.py"), *TRAIN, "--name", "bench-hints"],
-                       check=True, cwd=ROOT)
-    return path
+    return trained_checkpoint("bench-hints", TRAIN)
 
 
 def placed(width: int, height: int) -> list[dict]:
