@@ -5,6 +5,7 @@ import functools
 import http.server
 import json
 import os
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -115,31 +116,83 @@ def test_coco_sample_downloads_through_fastai_and_writes_the_tutorials_split(ser
     assert f"extracted at {cache / 'data' / 'coco_sample'}; split into {out}: 8 / 2, seed 123, sorted order" in listed
 
 
-def test_offline_is_one_line_saying_where_to_put_the_archive(tmp_path, capsys):
-    cache = tmp_path / "fastai"
-    assert _run(tmp_path / "out", DEAD_PROXY + "/coco_sample.tgz", cache) == 2
+def left_behind(*roots: Path) -> list[str]:
+    return sorted(str(p) for root in roots if root.exists() for p in [root, *root.rglob("*")])
+
+
+def test_offline_is_one_line_saying_what_is_missing_where_it_goes_and_its_url_and_leaves_nothing(tmp_path, capsys):
+    cache, out = tmp_path / "fastai", tmp_path / "out"
+    dead = DEAD_PROXY + "/coco_sample.tgz"  # a closed port: refused at once, as offline
+    assert _run(out, dead, cache) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith("error: coco-sample: cannot download") and f"into {cache / 'archive'}" in err
+    assert err.startswith(f"error: coco-sample: coco_sample.tgz is not in {cache / 'archive'} and cannot be "
+                          f"downloaded from {dead} (")
+    assert err.endswith(f"put it there (or its extracted folder at {cache / 'data' / 'coco_sample'}) and run again")
+    assert left_behind(out, cache) == []  # no --out, no fastai config.ini, archive/ or its .lock
 
 
-def test_a_download_that_fails_fastais_checksum_is_refused(server, tmp_path, capsys, monkeypatch):
+def test_offline_keeps_what_the_user_had_and_removes_only_what_it_made(tmp_path, capsys, monkeypatch):
+    """$FASTAI_HOME (no --cache) holding the user's config and another archive; an --out that existed, empty."""
+    from fastai.data.external import fastai_cfg
+    home, out = tmp_path / "home", tmp_path / "out"
+    (home / "archive").mkdir(parents=True)
+    (home / "config.ini").write_text("[DEFAULT]\ndata = data\narchive = archive\n")
+    (home / "archive" / "other.tgz").write_bytes(b"mine")
+    out.mkdir()
+    monkeypatch.setenv("FASTAI_HOME", str(home))
+    fastai_cfg.cache_clear()  # fastai keeps the config of the first $FASTAI_HOME it read
+    try:
+        assert main(["coco-sample", "--out", str(out), "--url", DEAD_PROXY + "/coco_sample.tgz"]) == 2
+    finally:
+        fastai_cfg.cache_clear()
+    assert f"coco_sample.tgz is not in {home / 'archive'}" in capsys.readouterr().err
+    assert left_behind(out, home) == sorted(map(str, [out, home, home / "archive", home / "config.ini",
+                                                      home / "archive" / "other.tgz"]))
+
+
+def test_the_real_address_offline_says_how_large_the_missing_archive_is(tmp_path):
+    import urllib.error
+    archive = tmp_path / "archive" / "coco_sample.tgz"
+    error = fetch.fetch_error(urllib.error.URLError("no network"), fetch.COCO_SAMPLE_URL, archive,
+                              tmp_path / "data" / "coco_sample", whole=False, kept=False)
+    assert str(error).startswith(f"coco-sample: coco_sample.tgz (3.2 GB) is not in {archive.parent} and cannot be "
+                                 f"downloaded from {fetch.COCO_SAMPLE_URL} (")
+
+
+def test_without_fastai_it_is_one_line_and_nothing_is_left(tmp_path, capsys, monkeypatch):
+    for module in ("fastai", "fastai.data", "fastai.data.external", "fastdownload"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as when not installed
+    assert _run(tmp_path / "out", DEAD_PROXY + "/coco_sample.tgz", tmp_path / "fastai") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: coco-sample downloads through fastai, which is not installed: pip install "
+                   "'gan_colorizer[data]' (or fastai)")
+    assert left_behind(tmp_path / "out", tmp_path / "fastai") == []
+
+
+def test_a_download_that_fails_fastais_checksum_is_refused_and_removed(server, tmp_path, capsys, monkeypatch):
     url, _ = server
     import fastdownload.core
     monkeypatch.setattr(fastdownload.core, "read_checks", lambda module: {url: (1234, "0" * 32)})
     assert _run(tmp_path / "out", url, tmp_path / "fastai") == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "size or checksum is not fastai's" in err
-    assert not (tmp_path / "out" / "train.txt").exists()
+    assert len(err.splitlines()) == 1 and "size or checksum is not fastai's" in err and "; removed)" in err
+    assert left_behind(tmp_path / "out", tmp_path / "fastai") == []
 
 
-def test_an_archive_that_cannot_be_extracted_is_one_line(server, tmp_path, capsys):
+def test_an_archive_that_cannot_be_extracted_is_one_line(server, coco_archive, tmp_path, capsys):
     url, _ = server
-    assert _run(tmp_path / "out", url.replace("coco_sample.tgz", "broken.tgz"), tmp_path / "fastai") == 2
+    cache = tmp_path / "fastai"
+    assert _run(tmp_path / "out", url.replace("coco_sample.tgz", "broken.tgz"), cache) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith(f"error: coco-sample: cannot extract {tmp_path / 'fastai' / 'archive' / 'broken.tgz'}")
-    assert err.endswith("remove it and run again")
+    assert err.startswith(f"error: coco-sample: cannot extract {cache / 'archive' / 'broken.tgz'}")
+    assert err.endswith("removed: run again") and left_behind(tmp_path / "out", cache) == []
+    (cache / "archive").mkdir(parents=True)  # the user's own copy is theirs to remove
+    (cache / "archive" / "broken.tgz").write_bytes((coco_archive.parent / "broken.tgz").read_bytes())
+    assert _run(tmp_path / "out", url.replace("coco_sample.tgz", "broken.tgz"), cache) == 2
+    assert capsys.readouterr().err.strip().endswith("remove it and run again")
+    assert (cache / "archive" / "broken.tgz").is_file() and not (tmp_path / "out").exists()
 
 
 def test_shards_hold_the_tutorials_train_and_val(server, tmp_path):

@@ -12,6 +12,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -74,36 +75,79 @@ def fastai_store(cache: str | None):
 
 def cache_paths(url: str = COCO_SAMPLE_URL, cache: str | None = None) -> tuple[Path, Path]:
     """(archive, extracted folder) where fastai keeps, or would keep, the dataset at `url`."""
+    store = fastai_store(cache)  # first: without fastai, its one line
     from fastcore.net import urlclean
-    store = fastai_store(cache)
     archive = store.arch_path() / urlclean(Path(url).name)  # fastcore's urldest, once the folder exists
     return archive, store.data_path("data", archive)
 
 
+class Undo:
+    """The paths a run may create, each noted before it can: on failure those that did not exist are removed again
+    (files; folders when empty, `tree` ones whole), so a failed run leaves nothing the user did not have."""
+
+    def __init__(self):
+        self.before: dict[Path, bool] = {}
+        self.trees: set[Path] = set()
+
+    def track(self, *paths: Path, tree: bool = False) -> None:
+        for path in paths:
+            self.before.setdefault(Path(path), os.path.lexists(path))
+            self.trees |= {Path(path)} if tree else set()
+
+    def __call__(self) -> None:
+        for path in sorted((p for p, was in self.before.items() if not was), key=lambda p: -len(p.parts)):
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path) if path in self.trees else path.rmdir()
+                elif os.path.lexists(path):
+                    path.unlink()
+            except OSError:  # a folder something else filled meanwhile stays
+                pass
+
+
+def fastai_home(cache: str | None) -> Path:
+    """The folder fastai's config.ini is in: --cache, else $FASTAI_HOME or ~/.fastai (fastai's fastai_cfg)."""
+    return Path(cache or os.environ.get("FASTAI_HOME", "~/.fastai")).expanduser().absolute()
+
+
 def fetch(url: str = COCO_SAMPLE_URL, cache: str | None = None) -> Path:
-    """The extracted folder, downloaded (with fastai's progress bar) and checked by fastai unless already there."""
-    from fastai.data.external import untar_data
+    """The extracted folder, downloaded (with fastai's progress bar) and checked by fastai unless already there.
+    A failure leaves nothing fastai created for it (its config, archive folder, lock, partial or refused download)."""
+    undo = Undo()
+    undo.track(fastai_home(cache), fastai_home(cache) / "config.ini")  # before fastai's config is made
     archive, folder = cache_paths(url, cache)
+    from fastai.data.external import untar_data
+    undo.track(archive.parent, archive, archive.with_name(archive.name + ".lock"),
+               archive.with_name(archive.name + ".part"), folder.parent)
     if not folder.exists():
         size = f"{COCO_SAMPLE_BYTES / 1e9:.1f} GB, " if url == COCO_SAMPLE_URL else ""
         log.info("coco-sample: %s -> %s (%schecked against the size and checksum fastai records for it)", url,
                  archive, size)
     try:
         return Path(untar_data(url, base=cache) if cache else untar_data(url))
-    except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
-        if archive.is_file():  # downloaded whole (fastai renames it only then): the extraction failed
-            raise UserError(f"coco-sample: cannot extract {archive} into {folder.parent} ({reason(e)}): remove it "
-                            f"and run again") from None
-        if not isinstance(e, OSError):
+    except BaseException as e:
+        whole = archive.is_file()
+        undo()
+        error = fetch_error(e, url, archive, folder, whole, kept=undo.before[archive])
+        if error is None:
             raise
-        # no network (URLError), a refused or missing file (HTTPError), a full disk
-        raise UserError(f"coco-sample: cannot download {url} ({reason(e)}): put {archive.name} into "
-                        f"{archive.parent} (or its extracted folder at {folder}) and run again") from None
-    except Exception as e:  # noqa: BLE001 - fastdownload's size / checksum refusal is a bare Exception
-        if "corrupt" not in str(e):
-            raise
-        raise UserError(f"coco-sample: {archive}: its size or checksum is not fastai's for {url} (damaged or "
-                        f"incomplete download): run again to download it anew") from None
+        raise error from None
+
+
+def fetch_error(e: BaseException, url: str, archive: Path, folder: Path, whole: bool, kept: bool) -> UserError | None:
+    """The one line for a failed untar_data (None: not one we expect); whole: the archive was downloaded whole,
+    kept: it was there before this run (a download of this run is removed)."""
+    if isinstance(e, (OSError, EOFError, tarfile.TarError, zlib.error)) and whole:  # fastai renames it only then
+        then = "remove it and run again" if kept else "removed: run again"
+        return UserError(f"coco-sample: cannot extract {archive} into {folder.parent} ({reason(e)}): {then}")
+    if isinstance(e, OSError):  # no network (URLError), a refused or missing file (HTTPError), a full disk
+        size = f" ({COCO_SAMPLE_BYTES / 1e9:.1f} GB)" if url == COCO_SAMPLE_URL else ""
+        return UserError(f"coco-sample: {archive.name}{size} is not in {archive.parent} and cannot be downloaded "
+                         f"from {url} ({reason(e)}): put it there (or its extracted folder at {folder}) and run again")
+    if type(e) is Exception and "corrupt" in str(e):  # fastdownload's size / checksum refusal
+        return UserError(f"coco-sample: {archive}: its size or checksum is not fastai's for {url} (damaged or "
+                         f"incomplete download{'' if kept else '; removed'}): run again to download it anew")
+    return None
 
 
 def write_split(out: Path, train: list[str], val: list[str], links: bool = True) -> None:
@@ -141,12 +185,19 @@ def check_out(out: Path) -> None:
 
 def coco_sample(out: Path, rule: TutorialSplit = TutorialSplit(), order: str = "sorted", links: bool = True,
                 url: str = COCO_SAMPLE_URL, cache: str | None = None) -> dict:
-    """Fetch COCO_SAMPLE, split it by the tutorial's rule into `out`; returns what split.json records."""
-    check_out(out)
-    folder = fetch(url, cache) / "train_sample"
-    paths = photo_paths(folder, order)
-    train, val = tutorial_split(paths, rule)
-    write_split(out, train, val, links)
+    """Fetch COCO_SAMPLE, split it by the tutorial's rule into `out`; returns what split.json records. A run that
+    fails leaves no --out it made (and fetch nothing of fastai's)."""
+    undo = Undo()
+    undo.track(out, tree=True)
+    try:
+        check_out(out)
+        folder = fetch(url, cache) / "train_sample"
+        paths = photo_paths(folder, order)
+        train, val = tutorial_split(paths, rule)
+        write_split(out, train, val, links)
+    except BaseException:
+        undo()
+        raise
     record = {"dataset": "coco-sample", "source": url, "folder": str(folder), "photos": len(paths),
               "rule": "np.random.seed(seed); choice(photos, count, replace=False); permutation(count): first "
                       "`train` train, the rest validate (the tutorial's)",
