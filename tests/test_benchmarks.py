@@ -3,6 +3,7 @@ rule-made ones against the rule's ends, a folder missing files in one line, and 
 folder laid out like the real one (ImageNet val in synset folders; ADE20K's release folder)."""
 import json
 import re
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from test_evaluate import tiny_generator  # noqa: F401 - the fixture
 from gan_colorizer.data import benchmarks
 from gan_colorizer.errors import UserError
 from gan_colorizer.evaluate.cli import main
+from gan_colorizer.evaluate.options import PROTOCOLS
+from gan_colorizer.evaluate.theirs import beside_ours_lines
 
 LISTS = Path(benchmarks.__file__).parent / "lists"
 EXPECTED = {  # name: (count, pattern of every name), as the papers' sets are known
@@ -71,6 +74,43 @@ def imagenet_val(root: Path, names: list[str], real: int = 0) -> Path:
     return root
 
 
+def test_every_published_figure_carries_its_table_and_where_it_was_read_or_the_split_says_what_was_searched():
+    for name in benchmarks.BENCHMARKS:
+        published = benchmarks.published(name)
+        if published["source"] is None:
+            assert name == "imagenet-ctest10k" and "searched" in published and "ctest10k" in published["searched"]
+            continue
+        source = published["source"]
+        assert re.search(r"Table \d", source["cite"]) and source["read"].startswith("2026-") and source["left_out"]
+        assert source["protocol"]["name"] in PROTOCOLS and source["protocol"]["image_size"] == 256
+        assert set(source["metric_notes"]) == set(benchmarks.COMPARED)
+        assert published["figures"] and all(set(f) <= set(benchmarks.COMPARED) and f for f in published["figures"].values())
+        assert all(isinstance(v, float) and 0 < v < 100 for f in published["figures"].values() for v in f.values())
+    val5k = benchmarks.published("imagenet-val5k")["figures"]  # as read in DDColor's Table 1, ImageNet (val5k)
+    assert val5k["DDColor-large"] == {"fid": 3.92, "colorfulness": 38.26, "delta_colorfulness": 0.05, "psnr": 23.85}
+    assert val5k["DeOldify"]["fid"] == 6.59 and val5k["ColorFormer"]["psnr"] == 23.10 and val5k["CIC"]["fid"] == 8.72
+
+
+def test_the_protocol_line_names_each_difference_from_the_papers_and_always_the_fid_network():
+    bench = benchmarks.BENCHMARKS["imagenet-val5k"]
+    differs = benchmarks.protocol_note(bench, "center-crop", 224, 4990)
+    assert differs.startswith("protocol differs from that of the published figures (DDColor, Kang et al., ICCV 2023")
+    assert ("photo rule ours center-crop, theirs resize; size ours 224 px, theirs 256 px; photos scored ours 4990, "
+            "theirs 5000; FID: theirs torchvision's Inception v3, ours pytorch-fid's TF Inception") in differs
+    same = benchmarks.protocol_note(bench, "resize", 256, 5000)
+    assert same.startswith("protocol as that of the published figures") and "resize, 256 px, all 5000 photos" in same
+    assert "differs" not in same and "FID: theirs torchvision's Inception v3" in same
+    assert benchmarks.protocol_note(benchmarks.BENCHMARKS["imagenet-ctest10k"], "resize", 256, 10_000) is None
+
+
+def test_a_split_without_a_figure_read_says_so_and_what_was_searched():
+    summary = {"benchmark": benchmarks.BENCHMARKS["imagenet-ctest10k"].summary("center-crop", 256, 10_000),
+               "models": {"gray": {"psnr": 20.0}}}
+    lines = beside_ours_lines(summary)
+    assert len(lines) == 1 and lines[0].startswith("published figures for imagenet-ctest10k: no published figure read (")
+    assert summary["benchmark"]["published"]["figures"] == {}
+
+
 def test_files_are_found_by_name_in_any_folder_and_a_missing_one_is_one_line(tmp_path):
     bench = benchmarks.BENCHMARKS["imagenet-val5k"]
     names = bench.names()
@@ -99,12 +139,24 @@ def test_evaluate_on_a_benchmark_names_it_beside_the_papers_figures(tmp_path, ti
                  "--protocol", "resize", "--report"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["benchmark"]["name"] == "ade20k-val2k" and summary["n_images"] == 3
-    assert summary["benchmark"]["published"]["note"] == "figures the papers print, not measured here"
+    published = summary["benchmark"]["published"]
+    assert published["note"].startswith("published (theirs): ") and published["column"] == "ADE20K*"
+    assert published["figures"]["DDColor-large"] == {"fid": 8.21, "colorfulness": 34.80, "delta_colorfulness": 0.24,
+                                                     "psnr": 24.13}
+    assert published["protocol_note"].startswith("protocol differs from that of the published figures (DDColor")
+    assert "size ours 32 px, theirs 256 px; photos scored ours 3, theirs 2000; FID: theirs" in published["protocol_note"]
+    assert "photo rule" not in published["protocol_note"]  # resize, as theirs
     rows = (tmp_path / "out" / "metrics.csv").read_text()
     assert all(name in rows for name in names[:3]) and names[3] not in rows
-    assert "published figures for ade20k-val2k" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    table = out[out.index("published figures for ade20k-val2k beside ours"):].splitlines()
+    assert table[1].split() == ["label", "whose", "psnr", "colorfulness", "delta_colorfulness", "fid"]
+    assert table[2].startswith("gray") and "ours (measured here)" in table[2]
+    assert table[-2].split()[:4] == ["DDColor-large", "published", "(theirs)", "24.13"]
+    assert table[-1] == published["protocol_note"]
     page = (tmp_path / "out" / "report" / "index.html").read_text()
-    assert "3 images of the ade20k-val2k split (ADE20K val" in page and "published figures, theirs" in page
+    assert "3 images of the ade20k-val2k split (ADE20K val" in page and 'id="published-table"' in page
+    assert "DDColor-large \u2013 published (theirs)" in page and escape(published["protocol_note"]) in page
 
 
 def test_evaluate_on_a_folder_missing_benchmark_files_is_one_line(tmp_path, tiny_generator, capsys):  # noqa: F811

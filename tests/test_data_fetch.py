@@ -114,6 +114,10 @@ def test_coco_sample_downloads_through_fastai_and_writes_the_tutorials_split(ser
     assert main(["list", "--cache", str(cache), "--out", str(out)]) == 0
     listed = capsys.readouterr().out
     assert f"extracted at {cache / 'data' / 'coco_sample'}; split into {out}: 8 / 2, seed 123, sorted order" in listed
+    lines = {line.split()[0]: line for line in listed.splitlines() if line.startswith("  ")}
+    assert lines["imagenet-ctest10k"].endswith("; no published figure read")
+    assert lines["ade20k-val2k"].endswith("; published figures: DDColor, Kang et al., ICCV 2023 (arXiv 2212.11613v5), "
+                                          "Table 1")
 
 
 def left_behind(*roots: Path) -> list[str]:

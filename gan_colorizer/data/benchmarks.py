@@ -5,22 +5,19 @@ its source, or made by a stated rule), matched by name against a folder the user
 """
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from gan_colorizer.errors import UserError
 
 LISTS = Path(__file__).resolve().parent / "lists"
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One number a paper publishes for a benchmark: theirs, never ours, with where it is printed."""
-    method: str
-    metric: str
-    value: float
-    source: str
+PUBLISHED = LISTS / "published_figures.json"  # the papers' figures for the splits, each with the table it is from
+THEIRS = "published (theirs)"  # how every paper's figure is marked wherever it is shown beside ours
+OURS = "ours (measured here)"
+COMPARED = ("psnr", "colorfulness", "delta_colorfulness", "fid")  # what the papers print that evaluate.py computes
 
 
 @dataclass(frozen=True)
@@ -33,14 +30,14 @@ class Benchmark:
     protocol: str | None  # evaluate.py's --protocol matching what the papers do to each photo; None: not known here
     list_file: str | None = None  # under data/lists/; None: the names come from `rule`
     rule: str = ""  # how the names are made when there is no list file
-    published: tuple[Figure, ...] = field(default_factory=tuple)
 
-    def summary(self) -> dict:
-        """What summary.json says of the split: its name and source, and the papers' figures, marked as theirs."""
+    def summary(self, protocol: str | None = None, image_size: int | None = None, n_images: int | None = None) -> dict:
+        """What summary.json says of the split: its name and source, and the papers' figures, marked as theirs, with
+        one line saying how our run's protocol (when given) differs from theirs."""
         return {"name": self.name, "title": self.title, "count": self.count, "source": self.source,
                 "papers_protocol": self.protocol,
-                "published": {"note": "figures the papers print, not measured here",
-                              "figures": [vars(f) for f in self.published]}}
+                "published": {**published(self.name), "note": f"{THEIRS}: figures the papers print, not measured here",
+                              "protocol_note": protocol_note(self, protocol, image_size, n_images)}}
 
     def names(self) -> list[str]:
         """The split's file names (with the folders a list keeps, e.g. ImageNet synsets), in the list's order."""
@@ -119,11 +116,41 @@ def check_names(bench: Benchmark) -> list[str]:
     return wrong
 
 
-def published_lines(bench: Benchmark) -> list[str]:
-    """The papers' figures for the split, as printed beside ours after an evaluation, each with its source."""
-    if not bench.published:
-        return [f"published figures for {bench.name}: none recorded here (only figures read in a paper's own text "
-                f"are; docs/data.md)"]
-    lines = [f"published figures for {bench.name} (theirs, not measured here):"]
-    lines += [f"  {f.method:<14} {f.metric:<12} {f.value:>8g}  ({f.source})" for f in bench.published]
-    return lines
+@lru_cache(maxsize=1)
+def _published_file() -> dict:
+    return json.loads(PUBLISHED.read_text())
+
+
+def published(name: str) -> dict:
+    """The papers' figures for split `name` as {method: {metric: value}} (our metric names), with their source
+    (which table, where it was read, under which protocol); or, when none was read, what was searched."""
+    data = _published_file()
+    entry = data["benchmarks"].get(name, {})
+    if "source" not in entry:
+        return {"figures": {}, "source": None, "searched": entry.get("searched", "nothing recorded")}
+    return {"figures": entry["figures"], "column": entry["column"], "source": data["sources"][entry["source"]],
+            "their_metrics": data["metrics"]}
+
+
+def protocol_note(bench: Benchmark, protocol: str | None, image_size: int | None, n_images: int | None) -> str | None:
+    """One line: where our run's protocol differs from that of the split's published figures (photo rule, size,
+    photos evaluated; the FID network always), so nobody compares unlike numbers silently. None: no figures."""
+    source = published(bench.name)["source"]
+    if source is None or protocol is None:
+        return None
+    theirs = source["protocol"]
+    differ = [f"{what} ours {mine}, theirs {their}" for what, mine, their in (
+        ("photo rule", protocol, theirs["name"]), ("size", f"{image_size} px", f"{theirs['image_size']} px"),
+        ("photos scored", n_images, bench.count)) if mine != their]
+    head = (f"protocol differs from that of the published figures ({source['cite']}): {'; '.join(differ)}" if differ
+            else f"protocol as that of the published figures ({source['cite']}): {theirs['name']}, "
+                 f"{theirs['image_size']} px, all {bench.count} photos")
+    return f"{head}; FID: theirs {theirs['fid_network']}, ours pytorch-fid's TF Inception, so FIDs compare roughly"
+
+
+def beside_ours(models: dict, published: dict) -> list[dict]:
+    """The rows of one table: each of our models (summary.json's 'models'), then each method the paper prints, marked
+    as theirs; the metrics both sides have (COMPARED), None where a side has no figure."""
+    rows = [{"label": label, "whose": OURS, **{m: values.get(m) for m in COMPARED}} for label, values in models.items()]
+    return rows + [{"label": method, "whose": THEIRS, **{m: figures.get(m) for m in COMPARED}}
+                   for method, figures in published["figures"].items()]

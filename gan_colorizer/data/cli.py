@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gan_colorizer.console import run_command, setup_logging
 import gan_colorizer.data.fetch as fetch
-from gan_colorizer.data.benchmarks import BENCHMARKS
+from gan_colorizer.data.benchmarks import BENCHMARKS, published
 from gan_colorizer.errors import UserError
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
@@ -87,8 +87,10 @@ def status_lines(cache: str | None = None, out: Path = Path("data/coco-sample"))
     for b in BENCHMARKS.values():
         names = f"list data/lists/{b.list_file}" if b.list_file else f"by rule: {b.rule}"
         protocol = f"--protocol {b.protocol}" if b.protocol else "papers' protocol not known here"
+        source = published(b.name)["source"]
+        figures = f"published figures: {source['cite']}" if source else "no published figure read"
         lines.append(f"  {b.name:<18} {b.count:>6,} photos, {b.title}; {protocol}; {names}; "
-                     f"source: {b.source}")
+                     f"source: {b.source}; {figures}")
     return lines
 
 

@@ -19,6 +19,7 @@ from gan_colorizer.console import Progress
 from gan_colorizer.errors import UserError, reason
 from gan_colorizer.evaluate import hint_curve
 from gan_colorizer.evaluate.clips import ClipEvaluation, list_clips, print_clip_table
+from gan_colorizer.evaluate.theirs import print_beside_ours
 from gan_colorizer.evaluate.lpips_fid import load_fid, load_lpips
 from gan_colorizer.evaluate.options import FULL_RES_MAX_PIXELS, PROTOCOLS, EvalOptions
 from gan_colorizer.evaluate.outputs import Report
@@ -30,7 +31,7 @@ from gan_colorizer.evaluate.protocols import (
     resolve_data,
     single_images,
 )
-from gan_colorizer.data.benchmarks import benchmark, match_files, published_lines
+from gan_colorizer.data.benchmarks import benchmark, match_files
 from gan_colorizer.data.images import MAX_PIXELS
 from gan_colorizer.inspect.class_views import head_info
 from gan_colorizer.metrics import (
@@ -219,8 +220,8 @@ class Evaluator:
             hint_curve.print_curves(summary["hints"]["curves"])
         if self.clips.paths:
             print_clip_table(summary["clips"])
-        for line in published_lines(self.benchmark) if self.benchmark else ():
-            log.info("%s", line)
+        if self.benchmark:
+            print_beside_ours(summary)
         return summary
 
     def _skip(self, index: int, reason: str) -> None:
@@ -300,7 +301,7 @@ class Evaluator:
                     "metrics": METRIC_NOTES}
         skipped = [{"path": str(self.paths[i]), "reason": r} for i, r in self.skipped]  # clips': clips.skipped
         clips = {"clips": self.clips.summary()} if self.clips.paths else {}
-        bench = {"benchmark": self.benchmark.summary()} if self.benchmark else {}
+        bench = {"benchmark": self.benchmark.summary(o.protocol, o.image_size, self.n_images)} if self.benchmark else {}
         hinted = {"hints": self._hint_summary(fids)} if self.hint_counts is not None else {}
         return {"protocol": protocol, **bench, **hinted, "data": o.data, "n_images": self.n_images, "n_files": self.n_eval,
                 "skipped": skipped, "models": models, **clips,

@@ -9,6 +9,7 @@ from html import escape
 
 import numpy as np
 
+from gan_colorizer.data.benchmarks import COMPARED, OURS, THEIRS, beside_ours
 from gan_colorizer.inspect.ab_histograms import DECADES
 from gan_colorizer.metrics import METRICS
 
@@ -235,13 +236,33 @@ over the ab bins (of the nearest of at most 48 x 48 sampled pixels of the networ
 
 
 def benchmark_note(bench: dict | None) -> str:
-    """' of the NAME split (...)' with the papers' figures for it, marked as theirs; '' outside --benchmark."""
+    """' of the NAME split (...)' for the header; '' outside --benchmark."""
     if not bench:
         return ""
-    figures = "; ".join(f"{f['method']} {f['metric']} {f['value']:g} ({f['source']})"
-                        for f in bench["published"]["figures"]) or "none recorded"
     return (f" of the {escape(bench['name'])} split ({escape(bench['title'])}; names from {escape(bench['source'])}; "
-            f"published figures, theirs, not measured here: {escape(figures)})")
+            f'the papers\' figures for it: <a href="#published">published (theirs)</a>)')
+
+
+def published_section(summary: dict) -> str:
+    """The papers' figures for the split in one table with ours, each of theirs marked, the line on how our
+    protocol differs from theirs, and where the figures were read; '' outside --benchmark."""
+    bench = summary.get("benchmark")
+    if not bench:
+        return ""
+    pub = bench["published"]
+    head = f'<section id="published"><h2>Published figures for {escape(bench["name"])} (theirs)</h2>\n'
+    if pub["source"] is None:
+        return f'{head}<p class="note">No published figure read. Searched: {escape(pub["searched"])}</p></section>'
+    src = pub["source"]
+    rows = [(row["label"] if row["whose"] == OURS else f'{row["label"]} \u2013 {THEIRS}', row)
+            for row in beside_ours(summary["models"], pub)]
+    notes = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in src["metric_notes"].items())
+    return (f'{head}<p><strong>{escape(pub["protocol_note"])}</strong></p>\n'
+            f'<p class="note">Rows marked {THEIRS} are {escape(src["cite"])}, column {escape(pub["column"])}, '
+            f'measured by {escape(src["measured_by"])}; not measured here. Their protocol: '
+            f'{escape(src["protocol"]["text"])}.</p>\n' + summary_table("published-table", rows, COMPARED)
+            + f'<p class="note">Metrics: </p><ul class="note">{notes}</ul><p class="note">Read: {escape(src["read"])} '
+            f'Left out: {escape(src["left_out"])}</p></section>')
 
 
 def render(summary: dict, labels, models, worst: list, spread: list, table: ImageTable, colors: dict,
@@ -261,6 +282,7 @@ def render(summary: dict, labels, models, worst: list, spread: list, table: Imag
     counted = " and ".join(([f'{summary["n_images"]} images'] if photos else [])
                            + ([f'{clips["n_clips"]} clip' + "s" * (clips["n_clips"] != 1)] if clips else []))
     counted += benchmark_note(summary.get("benchmark"))
+    pub_nav = '<a href="#published">published (theirs)</a>' if summary.get("benchmark") else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {escape(', '.join(models))}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
@@ -269,10 +291,11 @@ def render(summary: dict, labels, models, worst: list, spread: list, table: Imag
 <div class="muted">{counted} from {escape(str(summary["data"]))} ({skipped} skipped);
 protocol {escape(proto["name"])}: {escape(proto["description"])}; {escape(proto["precision"])} on {escape(summary["device"])}.
 Files: <a href="../summary.json">summary.json</a>, <a href="../metrics.csv">metrics.csv</a>, <a href="../grids/">grids/</a>.</div>
-<nav>{'<a href="#summary">summary</a>' if photos else ""}{'<a href="#clips">clips</a>' if clips else ""}{photo_nav}
+<nav>{'<a href="#summary">summary</a>' if photos else ""}{pub_nav}{'<a href="#clips">clips</a>' if clips else ""}{photo_nav}
 <a href="#notes">metric definitions</a></nav></header>
 <main>
 {photo_summary(summary, colors) if photos else ""}
+{published_section(summary)}
 {clip_section(clips)}
 {photo_sections(worst, spread, table, colors, classes, layers, cards) if photos else ""}
 <section id="notes"><h2>Metric definitions</h2>
