@@ -1,4 +1,4 @@
-"""gan-colorizer-app: a local web page (Gradio) where a person opens a photo, clicks colours onto it, sees the
+"""gan-colorizer-app: a local web page (Gradio) where a person opens photos, clicks colours onto them, sees the
 colorization follow, and downloads the result and the hints. A layer over Colorizer and hints.py: no colorizing of
 its own. It serves 127.0.0.1 only, sends nothing anywhere (no analytics, no share link) and loads nothing from the
 internet (system fonts, Gradio's own bundled scripts).
@@ -58,22 +58,16 @@ def marked(photo, hints: list):
     """The photo with a ring in each hint's colour where it was placed (what the person clicked)."""
     from PIL import ImageDraw
 
+    from gan_colorizer.data.images import to_rgb8
     from gan_colorizer.hints import ab_to_hex
-    shown = photo.convert("RGB")
+    shown = to_rgb8(photo)  # any mode (16-bit gray, CMYK...) as the page shows it
+    shown = photo.copy() if shown is photo else shown  # an RGB photo comes back as it is: the dots go on a copy
     draw = ImageDraw.Draw(shown)
     r = max(4, round(min(shown.size) / 80))
     for h in hints:
         box = (h.x - r, h.y - r, h.x + r, h.y + r)
         draw.ellipse(box, fill=ab_to_hex(h.ab, light=60.0), outline=MARK, width=max(1, r // 3))
     return shown
-
-
-def render(colorizer, photo, hints: list, temperature: float, saturation: float, hue: float):
-    """The colorized photo at full resolution, following the hints when the model reads them."""
-    if photo is None:
-        return None
-    given = hints if colorizer.takes_hints else None
-    return colorizer.colorize(photo, temperature=temperature, saturation=saturation, hue=hue, hints=given)
 
 
 def picked_hint(x: float, y: float, colour: str, radius: int, proposed=None):
@@ -83,38 +77,43 @@ def picked_hint(x: float, y: float, colour: str, radius: int, proposed=None):
     return Hint(float(x), float(y), ab, int(radius))
 
 
-def downloads(result, hints: list, folder: Path) -> list[str]:
-    """The full-resolution result (PNG) and the hints file colorize.py --hints reads, for the download box."""
-    from gan_colorizer.hints import to_json
-    files = []
-    if result is not None:
-        result.save(folder / "colorized.png")
-        files.append(str(folder / "colorized.png"))
-    (folder / "hints.json").write_text(to_json(hints))
-    return files + [str(folder / "hints.json")]
-
-
 def build(models: dict, first: str | None = None):
     """The page: `models` maps each offered name to a Colorizer, or is a loader (name -> Colorizer) with its names
     in `first`'s list. Returns the gradio Blocks (not launched)."""
     import gradio as gr
 
-    from gan_colorizer.hints import RADIUS, parse
+    from gan_colorizer.app.photos import Album, downloads, render, zip_all
+    from gan_colorizer.data.images import UnreadableImage, open_image, to_rgb8
+    from gan_colorizer.hints import RADIUS, ab_to_hex, parse
     load = models.__getitem__ if isinstance(models, dict) else models
     names = list(models) if isinstance(models, dict) else list(first)
-    folder = Path(tempfile.mkdtemp(prefix="gan-colorizer-app-"))
-    atexit.register(shutil.rmtree, folder, True)  # the downloads live as long as the server
+    root = Path(tempfile.mkdtemp(prefix="gan-colorizer-app-"))
+    atexit.register(shutil.rmtree, root, True)  # the downloads live as long as the server
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no Google fonts: offline
                               font_mono=["ui-monospace", "monospace"])
+
+    def colorizer(name: str):
+        """The chosen model; one that fails to load (weights not cached, a bad file) is its one line on the page."""
+        try:
+            return load(name)
+        except UserError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
     with gr.Blocks(title="gan_colorizer", analytics_enabled=False) as page:
-        hints = gr.State([])
-        original = gr.State(None)  # the photo as opened: the page shows it with the hints drawn on
-        gr.Markdown("### gan_colorizer: click on the photo to give a colour there")
+        album = gr.State(Album())  # this session's open photos (gradio copies the value for each session)
+        gr.Markdown("### gan_colorizer: open photos, click on one to give a colour there")
         with gr.Row():
             model = gr.Dropdown(names, value=names[0], label="model")
             engine = gr.Markdown(engine_line(load(names[0])), elem_id="engine")
+        with gr.Row(equal_height=True):
+            opener = gr.UploadButton("open photos", file_count="multiple", file_types=["image"], elem_id="open",
+                                     scale=0, min_width=140)
+            strip = gr.Gallery(label="open photos: click one to work on it", columns=8, fit_columns=False, height=170,
+                               elem_id="photos", allow_preview=False, interactive=False, object_fit="contain",
+                               format="png", buttons=[])
         with gr.Row():
-            photo = gr.Image(type="pil", label="photo (click to place a hint)", elem_id="photo", sources=["upload"])
+            photo = gr.Image(type="filepath", label="photo (click to place a hint)", elem_id="photo",
+                             sources=["upload"])
             result = gr.Image(type="pil", label="colorized", elem_id="result", interactive=False, format="png")
         with gr.Row():
             colour = gr.ColorPicker(PICKED, label="hint colour", elem_id="colour")
@@ -122,10 +121,10 @@ def build(models: dict, first: str | None = None):
             radius = gr.Slider(0, 16, RADIUS, step=1, label="hint radius (render pixels)")
             mode = gr.Radio(["add", "move selected"], value="add", label="a click")
         with gr.Row():
-            table = gr.Dataframe(headers=["#", "x", "y", "colour", "radius"], label="hints", interactive=False,
-                                 elem_id="hints")
+            table = gr.Dataframe(headers=["#", "x", "y", "colour", "radius"], label="hints (click a row to select it)",
+                                 interactive=False, elem_id="hints")
             with gr.Column():
-                selected = gr.Number(0, precision=0, label="selected hint (#)")
+                selected = gr.Number(0, precision=0, label="selected hint (#)", elem_id="selected")
                 remove = gr.Button("remove selected")
                 clear = gr.Button("remove all")
         with gr.Row():
@@ -133,39 +132,82 @@ def build(models: dict, first: str | None = None):
             saturation = gr.Slider(0, 2, 1, step=0.05, label="saturation")
             hue = gr.Slider(-180, 180, 0, step=1, label="hue (degrees)")
         before_after = gr.ImageSlider(label="before / after", type="pil", interactive=False)
-        files = gr.File(label="downloads: the full-resolution result and the hints (colorize.py --hints)",
-                        file_count="multiple", elem_id="downloads")
+        with gr.Row():
+            files = gr.File(label="downloads: this photo's full-resolution result and hints (colorize.py --hints)",
+                            file_count="multiple", elem_id="downloads", scale=2)
+            with gr.Column():
+                zip_button = gr.Button("every open photo in one zip", elem_id="zip-all")
+                zipped = gr.File(label="all results and hints", elem_id="zip")
         hints_json = gr.Textbox(visible=False)  # the API's way in: a hints file's text (see `colorize` below)
         controls = [temperature, saturation, hue]
 
-        def update(name, image, given, t, s, h):
-            if image is None:
-                return None, None, None, [], gr.skip()
-            out = render(load(name), image, given, t, s, h)
-            return marked(image, given), out, (image.convert("RGB"), out), \
-                downloads(out, given, folder), hint_rows(given)
+        def show(state, name, t, s, h):
+            """The current photo with its hints drawn on, its result (made once per model, hints and controls),
+            before / after, its downloads and its hints table."""
+            p = state.photo
+            if p is None:
+                return None, None, None, None, []
+            out = p.result(colorizer(name), name, (t, s, h))
+            return marked(p.image, p.hints), out, (to_rgb8(p.image), out), \
+                downloads(p, out, state.downloads_folder(root)), hint_rows(p.hints)
 
-        shown = [photo, result, before_after, files, table]
-        outputs_of_update = dict(fn=update, inputs=[model, original, hints, *controls], outputs=shown)
+        refresh = dict(fn=show, inputs=[album, model, *controls], outputs=[photo, result, before_after, files, table])
 
-        def clicked(image, given, evt: gr.SelectData, picked, take, r, how, which, current, name):
+        def listed(state):
+            return state, gr.Gallery(state.thumbnails(), selected_index=state.current if state.photos else None), 0
+
+        def opened(state, paths):
+            first = len(state.photos)  # the first of those opened now becomes current
+            for path in [paths] if isinstance(paths, str) else paths or []:
+                try:
+                    state.add(Path(path).stem, open_image(path))
+                except UnreadableImage as e:  # the others open; this one says why it did not
+                    gr.Warning(f"{Path(path).name}: {e.reason}")
+            state.select(first)
+            return listed(state)
+
+        def closed(state):
+            state.close_current()
+            return listed(state)
+
+        def switched(state, evt: gr.SelectData):
+            state.select(evt.index)
+            return state, 0  # no hint of this photo selected
+
+        def clicked(state, evt: gr.SelectData, picked, take, r, how, which, name):
+            """A hint at the click on the current photo: added, or moved there (the selected one). The proposed colour
+            is read from the result without the mood controls, which apply after the hints."""
+            p = state.photo
+            if p is None:
+                return state, gr.skip()
             x, y = evt.index
-            new = picked_hint(x, y, picked, r, current if take and current is not None else None)
-            given = list(given)
-            if how == "move selected" and 1 <= (which or 0) <= len(given):
-                given[int(which) - 1] = new
-            else:
-                given.append(new)
-            return given
+            new = picked_hint(x, y, picked, r, p.result(colorizer(name), name) if take else None)
+            p.place(new, int(which or 0) if how == "move selected" else 0)
+            return state, ab_to_hex(new.ab) if take else gr.skip()
 
-        photo.select(clicked, [photo, hints, colour, proposed, radius, mode, selected, result, model], hints)
-        remove.click(lambda g, i: [h for j, h in enumerate(g, 1) if j != i], [hints, selected], hints)
-        clear.click(lambda: [], None, hints)
-        hints.change(**outputs_of_update)
+        def row_number(evt: gr.SelectData) -> int:
+            return evt.index[0] + 1  # the hint's number, to remove it or move it
+
+        def edited(state, number=None):
+            if state.photo is not None:
+                state.photo.remove(number)
+            return state
+
+        listing = [album, strip, selected]
+        opener.upload(opened, [album, opener], listing).then(**refresh)
+        photo.upload(opened, [album, photo], listing).then(**refresh)
+        photo.clear(closed, album, listing).then(**refresh)
+        strip.select(switched, album, [album, selected]).then(**refresh)
+        photo.select(clicked, [album, colour, proposed, radius, mode, selected, model], [album, colour]) \
+            .then(**refresh)
+        table.select(row_number, None, selected)
+        remove.click(lambda state, i: edited(state, int(i or 0)), [album, selected], album).then(**refresh)
+        clear.click(edited, album, album).then(**refresh)
         for control in controls:
-            control.release(**outputs_of_update)
-        photo.upload(lambda image: (image, []), photo, [original, hints]).then(**outputs_of_update)
-        model.change(lambda name: engine_line(load(name)), model, engine).then(**outputs_of_update)
+            control.release(**refresh)
+        model.change(lambda name: engine_line(colorizer(name)), model, engine).success(**refresh)
+        zip_button.click(lambda state, name, *c: zip_all(state, colorizer(name), name, c, state.downloads_folder(root))
+                         if state.photos else None, [album, model, *controls], zipped)
 
         def colorize(image, text, t, s, h, name):
             """The API: a photo, a hints file's JSON text ('' for none), the mood controls and a model -> the
@@ -206,6 +248,19 @@ def serve(page, port: int = 7860, block: bool = True, announce=None):
     return page.local_url
 
 
+def check_names(names: list[str]) -> None:
+    """Each offered model is a file or a published model's name: a typo is one line at start, not when chosen."""
+    for name in names:
+        if not Path(name).exists():
+            if Path(name).suffix.lower() in (".onnx", ".pt", ".pth"):
+                raise UserError(f"--checkpoint {name}: no such file")
+            from gan_colorizer.models import registry
+            try:
+                registry.find(name)
+            except UserError as e:
+                raise UserError(f"--checkpoint {e}") from None
+
+
 def build_parser():
     from gan_colorizer.options import tool_parser
     return tool_parser(AppOptions, __doc__, prog="gan-colorizer-app")
@@ -222,6 +277,7 @@ def main(argv=None) -> int:
             import gradio  # noqa: F401
         except ImportError:
             raise UserError("the app needs gradio: pip install 'gan_colorizer[app]'") from None
+        check_names(args.checkpoints)
         load = model_loader(args.image_size, args.device, args.amp)
         page = build(load, args.checkpoints)
         serve(page, args.port, announce=lambda url: print(f"serving on {url} (Ctrl-C stops)", flush=True))
