@@ -111,6 +111,19 @@ def test_the_zip_holds_every_photos_result_and_hints_file(tmp_path):
     assert read_file(tmp_path / "out" / "b-hints.json") == []
 
 
+def test_the_published_models_whose_weights_are_cached_are_offered_after_the_checkpoints(tmp_path, monkeypatch):
+    from gan_colorizer.models import registry
+    from gan_colorizer.weights import hub_file
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert app.offered(["own.pt", "zhang-eccv16"]) == ["own.pt", "zhang-eccv16"]  # nothing cached (Hugging Face's
+    # cache is empty in tests too)
+    path = hub_file(registry.find("zhang-siggraph17").weights.url)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"weights")
+    assert app.offered(["own.pt", "zhang-eccv16"]) == ["own.pt", "zhang-eccv16", "zhang-siggraph17"]
+    assert app.offered(["zhang-siggraph17"]) == ["zhang-siggraph17"]
+
+
 @pytest.mark.slow
 def test_a_published_hint_model_by_name_runs_in_the_app_offline_from_the_torch_hub_cache(tmp_path, monkeypatch,
                                                                                         capsys):

@@ -26,7 +26,8 @@ MARK = (255, 255, 255)  # the ring drawn around each hint on the photo
 class AppOptions:
     """What the app serves; the flags of gan-colorizer-app are these fields."""
     checkpoints: list[str] = opt(REQUIRED, "a checkpoint (best.pt, .onnx) or a published model's name to offer; "
-                                           "repeat for several (the first is chosen at start)",
+                                           "repeat for several (the first is chosen at start); the published "
+                                           "models whose weights are cached are offered after them",
                                  flag="--checkpoint", action="append", metavar="CKPT")
     port: int = opt(7860, "the port on 127.0.0.1 (0: a free one)", metavar="N")
     image_size: int = opt(256, "short side of the copy the network sees, as colorize.py's --image-size", metavar="N")
@@ -261,6 +262,15 @@ def check_names(names: list[str]) -> None:
                 raise UserError(f"--checkpoint {e}") from None
 
 
+def offered(checkpoints: list[str]) -> list[str]:
+    """The --checkpoint models, then every published model whose weights are cached (they load offline)."""
+    try:
+        from gan_colorizer.models import registry
+    except ImportError:  # a colorizing-only install, without torch: its .onnx models alone
+        return list(checkpoints)
+    return list(checkpoints) + [n for n in registry.PUBLISHED if n not in checkpoints and registry.cached(n)]
+
+
 def build_parser():
     from gan_colorizer.options import tool_parser
     return tool_parser(AppOptions, __doc__, prog="gan-colorizer-app")
@@ -279,6 +289,6 @@ def main(argv=None) -> int:
             raise UserError("the app needs gradio: pip install 'gan_colorizer[app]'") from None
         check_names(args.checkpoints)
         load = model_loader(args.image_size, args.device, args.amp)
-        page = build(load, args.checkpoints)
+        page = build(load, offered(args.checkpoints))
         serve(page, args.port, announce=lambda url: print(f"serving on {url} (Ctrl-C stops)", flush=True))
     return run_command(action)

@@ -153,6 +153,15 @@ def find(name: str) -> PublishedModel:
     return PUBLISHED[name]
 
 
+def cached(name: str) -> bool:
+    """Whether the named model's weight file is in its library's cache already, so that it loads offline."""
+    weights = find(name).weights
+    if weights.hf_repo:
+        from huggingface_hub import try_to_load_from_cache
+        return isinstance(try_to_load_from_cache(weights.hf_repo, weights.hf_file), str)
+    return hub_file(weights.url).is_file()
+
+
 def is_published(checkpoint) -> bool:
     """True when --checkpoint names a published model rather than a file (a file of that name wins)."""
     return str(checkpoint) in PUBLISHED and not Path(checkpoint).exists()
