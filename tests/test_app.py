@@ -104,6 +104,7 @@ def test_the_zip_holds_every_photos_result_and_hints_file(tmp_path):
     path = photos.zip_all(album, colorizer, "echo", (0, 1, 0), tmp_path)
     with zipfile.ZipFile(path) as archive:
         assert archive.namelist() == ["a-colorized.png", "a-hints.json", "b-colorized.png", "b-hints.json"]
+        assert all(info.date_time[0] >= 2020 for info in archive.infolist())  # dated when made, not 1980
         archive.extractall(tmp_path / "out")
     assert Image.open(tmp_path / "out" / "b-colorized.png").size == (80, 60)
     assert np.abs(ab_at(Image.open(tmp_path / "out" / "a-colorized.png"), 40, 30) - parse_color(RED)).max() < 2.0

@@ -3,6 +3,7 @@ gives its own downloads (the full-resolution result and the hints file colorize.
 one zip. Plain Python over Colorizer: the page (main.py) holds one Album per browser session."""
 from __future__ import annotations
 
+import io
 import re
 import tempfile
 import zipfile
@@ -119,8 +120,9 @@ def zip_all(album: Album, colorizer, model: str, controls: tuple, folder: Path) 
     part = path.with_suffix(".part")
     with zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
         for photo in album.photos:
-            with archive.open(f"{photo.name}-colorized.png", "w") as f:
-                photo.result(colorizer, model, controls).save(f, format="PNG")
+            png = io.BytesIO()
+            photo.result(colorizer, model, controls).save(png, format="PNG")
+            archive.writestr(f"{photo.name}-colorized.png", png.getvalue())  # dated now, as the hints file
             archive.writestr(f"{photo.name}-hints.json", to_json(photo.hints))
     part.replace(path)
     return str(path)
