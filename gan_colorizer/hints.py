@@ -179,3 +179,20 @@ def _centred(span: int, generator) -> int:
     """A start in 0..span-1 drawn around the middle (normal, sd span / 4, clipped), as Zhang et al.'s sampler."""
     value = span / 2 + torch.randn(1, generator=generator, dtype=torch.float64).item() * span / 4
     return int(min(max(value, 0), span - 1))
+
+
+def from_automatic(state: dict, hint_state: dict) -> dict:
+    """An automatic generator's weights (state) laid into a hint net of the same architecture (hint_state: its own
+    state dict, for names and shapes): what the hint net has beyond them (the first conv's hint input channels, the
+    hint head) is zero, so it starts as that automatic net and learns to read hints from there."""
+    out = {}
+    for name, target in hint_state.items():
+        weight = state.get(name)
+        if weight is None or weight.shape == target.shape:
+            out[name] = torch.zeros_like(target) if weight is None else weight
+        elif weight.shape[:1] + weight.shape[2:] == target.shape[:1] + target.shape[2:]:  # more input channels
+            out[name] = torch.cat([weight, weight.new_zeros(target.shape[0], target.shape[1] - weight.shape[1],
+                                                            *target.shape[2:])], dim=1)
+        else:
+            out[name] = weight  # another shape: load_state_dict names it
+    return out

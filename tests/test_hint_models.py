@@ -76,6 +76,39 @@ def test_the_checkpoint_records_hints_and_a_resume_or_init_cannot_switch_them(tm
                                    path)
 
 
+def test_an_automatic_net_starts_a_hint_net_that_is_at_first_the_same_net():
+    torch.manual_seed(0)
+    automatic = build_generator(update(defaults("pretrain"), {"pretrained": False}).model, False).eval()
+    torch.manual_seed(1)  # other random weights: every one must come from the automatic net or be zero
+    hinted = build_generator(hint_config("resunet").model, False).eval()
+    state = hints.from_automatic(automatic.state_dict(), hinted.state_dict())
+    hinted.load_state_dict(state)
+    assert set(state) - set(automatic.state_dict()) == {"hint_head.weight"}
+    assert torch.equal(hinted.body[0].weight[:, :1], automatic.body[0].weight)
+    gray_l = torch.rand(1, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(hinted(gray_l, a_hint(64)), automatic(gray_l))
+    torch.nn.init.normal_(hinted.hint_head.weight)  # once the head reads hints, a hint moves the output near it
+    with torch.no_grad():
+        moved = (hinted(gray_l, a_hint(64, at=10)) - automatic(gray_l)).abs().sum(dim=1)[0]
+    assert moved[8:13, 8:13].mean() > 0 and moved[40:, 40:].abs().max() == 0
+
+
+def test_stage_1_with_hints_starts_from_an_automatic_checkpoint_from_the_command_line(tmp_path):
+    make_photo_folder(tmp_path / "photos", 4)
+    common = ["--data", tmp_path / "photos", "--val-fraction", "0.5", "--max-steps", "2", "--generator", "resnet9",
+              "--unet-filters", "8", *TINY]
+    result = run_script("pretrain_generator.py", *common, *run_dirs_args(tmp_path, "auto"))
+    assert result.returncode == 0, result.stderr
+    auto = tmp_path / "checkpoints" / "auto" / "best.pt"
+    result = run_script("pretrain_generator.py", "--hints", "--init-generator", auto, *common,
+                        *run_dirs_args(tmp_path, "hinted"))
+    assert result.returncode == 0, result.stderr
+    assert "hint inputs start at zero" in result.stderr + result.stdout
+    generator, cfg, _ = load_generator(tmp_path / "checkpoints" / "hinted" / "last.pt")
+    assert cfg.model.hints and generator.takes_hints
+
+
 def tiles(n: int, channels: int, low: float, high: float, size: int) -> torch.Tensor:
     """Photos of 8 x 8 px tiles, each its own value: a hint tells the colour of its tile, nothing of the others."""
     t = torch.rand(n, channels, size // 8, size // 8) * (high - low) + low

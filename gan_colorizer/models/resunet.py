@@ -138,7 +138,8 @@ def unet_stages(body, middle, blocks, upsample, res_block, out) -> list[tuple[st
 
 class ResUNet(nn.Module):
     """A U-Net on a body: layers are DynamicUnet's [body, BatchNorm, ReLU, middle convs, a UnetBlock per skip,
-    pixel shuffle to full size, resize to the input, concat the input, ResBlock, 1x1 conv to n_out].
+    pixel shuffle to full size, resize to the input, concat the input, ResBlock, 1x1 conv to n_out]; a hint net's
+    body reads L and the hint channels, and a 3x3 conv of the hint channels (hint_head) adds to the concat.
 
     A body whose shallowest skip is below half size (ConvNeXt's stem is 1/4) gets one pixel shuffle per halving
     there (DynamicUnet takes one and resizes the last 2x by nearest neighbour)."""
@@ -159,10 +160,13 @@ class ResUNet(nn.Module):
         halvings = round(math.log2(layout.factors[self.skips[0]]))  # back to full size from the shallowest skip
         ups = [pixel_shuffle_up(width, width) for _ in range(halvings)]
         layers += [ups[0] if halvings == 1 else nn.Sequential(*ups), ResizeTo(), CatInput()]
-        width += 1  # L crosses to the head; hints enter through the body alone, so the rest is the automatic net's
+        width += 1  # L crosses to the head
         layers += [ResBlock(width), conv_layer(width, n_out, ks=1, relu=False)]
         kaiming_init(middle, layers[-2])
         self.layers = nn.ModuleList(layers)  # DynamicUnet's attribute: the parameter names are layers.N...
+        if self.takes_hints:  # hints also join at full size where L crosses (the body sees them from 1/2 size on)
+            self.hint_head = nn.Conv2d(n_in - 1, width, 3, padding=1, bias=False)
+            nn.init.zeros_(self.hint_head.weight)  # no draw: an untrained hint net is the automatic one
 
     @property
     def body(self) -> nn.Sequential:
@@ -190,7 +194,7 @@ class ResUNet(nn.Module):
     def extra_groups(self) -> list[tuple[str, nn.Module]]:
         """Parameters outside every stage's hook: the layers between the body's named stages (a ResNet's stem conv
         and BatchNorm before the hooked ReLU)."""
-        return [("encoder", self.body)]
+        return [("encoder", self.body)] + ([("head", self.hint_head)] if self.takes_hints else [])
 
     def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
         """gray_l (N, 1, H, W); a hint net also reads hints (N, 3, H, W) from hints.model_input (none: automatic)."""
@@ -204,7 +208,10 @@ class ResUNet(nn.Module):
         for block, skip in zip(self.blocks, reversed(skips)):
             x = block(x, skip)
         upsample, resize, cat, res_block, out = self.layers[4 + len(self.skips):]
-        return out(res_block(cat(resize(upsample(x), gray_l), gray_l)))
+        x = cat(resize(upsample(x), gray_l), gray_l)
+        if self.takes_hints and hints is not None:
+            x = x + self.hint_head(hints.to(x.dtype))
+        return out(res_block(x))
 
 
 def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2,

@@ -8,6 +8,7 @@ import torch
 
 from gan_colorizer import ab_prior
 from gan_colorizer import checkpoint as ckpt_io
+from gan_colorizer import hints
 from gan_colorizer.config import Config
 from gan_colorizer.errors import UserError
 from gan_colorizer.models.patchgan import build_discriminator
@@ -62,9 +63,17 @@ def init_generator(path: str, cfg: Config, generator: torch.nn.Module, ckpt: dic
     """The weights of the --init-generator checkpoint's generator (a stage-1 run's for stage 2; any run's to fine-tune
     in stage 1; `ckpt`: that file already loaded): its EMA copy unless --init-weights raw (or it has none)."""
     ckpt = ckpt or ckpt_io.load(path)
-    ckpt_io.check_architecture(Config.from_dict(ckpt["config"]), cfg, path)
+    saved = Config.from_dict(ckpt["config"])
+    widen = cfg.model.hints and not saved.model.hints  # an automatic net starts a hint net (--hints)
+    if widen:
+        saved.model.hints = True
+    ckpt_io.check_architecture(saved, cfg, path)
     key = ckpt_io.generator_key(ckpt, path, cfg.run.init_weights, flag="--init-weights")
-    ckpt_io.load_weights(generator, ckpt[key], path, key)
+    state = ckpt_io.strip_wrappers(ckpt[key], path, generator.state_dict().keys())
+    if widen:
+        state = hints.from_automatic(state, generator.state_dict())
+        log.info("generator: an automatic net's weights; its hint inputs start at zero (they learn from here)")
+    ckpt_io.load_weights(generator, state, path, key)
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in (ckpt.get("metrics") or {}).items())
     which = "EMA weights (generator_ema)" if key == "generator_ema" else "trained weights (generator)"
     log.info("generator: %s from %s (%s checkpoint, step %s%s)", which, path, ckpt.get("stage"), ckpt.get("step"),
