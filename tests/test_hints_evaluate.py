@@ -102,3 +102,25 @@ def test_oracle_hints_are_drawn_at_the_render_shape_from_the_truth_there():
         assert mask.any()
         expected = small[i][:, mask].mean(dim=1)
         assert torch.allclose(maps[i, :2][:, mask], expected[:, None].expand(-1, int(mask.sum())), atol=1e-6)
+
+
+def test_siggraph17s_release_gets_the_oracle_hints_at_its_own_render_and_draws_its_curve(monkeypatch, tmp_path):
+    from gan_colorizer.models import registry, zhang
+    network, seen = zhang.SIGGRAPH17(), []
+
+    def forward(l, hint_ab=None, hint_mask=None):  # its output where a hint is: the hinted ab (Lab units), else 0
+        seen.append(hint_mask)
+        return torch.zeros(l.shape[0], 2, *l.shape[2:]) if hint_ab is None else hint_ab
+    monkeypatch.setattr(network, "forward", forward)
+    (tmp_path / "w.pth").write_bytes(b"stands in for the authors' file")  # summary.json records its SHA-256
+    loaded = registry.Loaded(registry.find("zhang-siggraph17"), network, tmp_path / "w.pth", "test")
+    monkeypatch.setattr(registry, "load_network", lambda *args, **kwargs: loaded)
+    make_photo_folder(tmp_path / "photos", 3, size=(60, 40))
+    summary = evaluate(EvalOptions(checkpoints=["zhang-siggraph17"], data=str(tmp_path / "photos"),
+                                   out=str(tmp_path / "out"), image_size=32, num_workers=0, hints="0,5,50"))
+    curve = next(iter(summary["hints"]["curves"].values()))
+    assert curve["hints"] == [0, 5, 50]
+    assert curve["delta_e2000"][0] > curve["delta_e2000"][1] > curve["delta_e2000"][2]  # more truth, less error
+    drawn = [mask for mask in seen if mask is not None]
+    assert drawn and all(mask.shape[-2:] == (256, 256) for mask in drawn)  # its square render, not --image-size
+    assert any(int(mask.sum()) > 0 for mask in drawn)

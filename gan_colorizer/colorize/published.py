@@ -87,7 +87,8 @@ class PublishedPipeline(TorchPipeline):
         return apply_controls(model_ab(self.model, self.generator(net_input, *given), gray, small_l.shape[-2:]),
                               **controls)
 
-    def colorize_l(self, gray_l: torch.Tensor) -> torch.Tensor:
-        """inference.colorize_l for this model: gray_l (B, 1, H, W), model units -> sRGB in [0, 1] with that L."""
-        side = self.model.render_size
-        return recombined(gray_l, self.predict(self.small_l(list(gray_l.split(1)), (side, side))))
+    def colorize_l(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        """inference.colorize_l for this model: gray_l (B, 1, H, W), model units -> sRGB in [0, 1] with that L;
+        hints as predict takes them, at render_shape."""
+        small = self.small_l(list(gray_l.split(1)), self.render_shape(*gray_l.shape[-2:]))
+        return recombined(gray_l, self.predict(small, hints))

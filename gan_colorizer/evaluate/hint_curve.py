@@ -47,7 +47,7 @@ def expand(candidates: list, counts: list[int] | None) -> list:
         return candidates
     out = []
     for cand in candidates:
-        if cand.generator is not None and getattr(cand.generator, "takes_hints", False):
+        if getattr(cand.published or cand.generator, "takes_hints", False):  # ours, or SIGGRAPH17's release
             out += [dataclasses.replace(cand, label=label(cand.label, k), hints=k, base=cand.label) for k in counts]
         else:
             out.append(cand)

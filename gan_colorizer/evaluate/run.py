@@ -109,7 +109,7 @@ def predict(cand: Candidate, gray_l: torch.Tensor, render_size: int, rt: Runtime
     baseline, else ab predicted at render size (with a hint model's hint channels there) and recombined with this L
     (inference.colorize_l)."""
     if cand.published is not None:  # at its own render size, whatever --image-size says
-        return to_uint8(cand.published.pipeline.colorize_l(gray_l))
+        return to_uint8(cand.published.pipeline.colorize_l(gray_l, hints))
     if cand.generator is None:
         return gray_rgb(gray_l)
     return to_uint8(colorize_l(cand.generator, gray_l, render_size, rt, cand.multiple, hints=hints))
@@ -240,6 +240,11 @@ class Evaluator:
                 return
             self._skip(batch["index"][0], f"cannot colorize or score it ({reason(e)})")
 
+    def _render_shape(self, cand: Candidate, gray_l: torch.Tensor) -> tuple[int, int]:
+        if cand.published is not None:
+            return cand.published.pipeline.render_shape(*gray_l.shape[-2:])
+        return render_shape(*gray_l.shape[-2:], self.opts.image_size, cand.multiple)
+
     def _predict(self, cand: Candidate, gray_l: torch.Tensor, hints=None) -> torch.Tensor:
         _sync(self.rt.device)
         clock = time.perf_counter()
@@ -256,8 +261,7 @@ class Evaluator:
         preds, scores = {}, {}
         for cand in self.candidates:
             hints = None if not cand.hints else hint_curve.oracle(
-                truth_ab, batch["index"], cand.hints, self.opts.hint_seed,
-                render_shape(*gray_l.shape[-2:], self.opts.image_size, cand.multiple))
+                truth_ab, batch["index"], cand.hints, self.opts.hint_seed, self._render_shape(cand, gray_l))
             preds[cand.label] = self._predict(cand, gray_l, hints)
             scores[cand.label] = image_metrics(preds[cand.label], truth, truth_lab)
             if self.lpips is not None:
