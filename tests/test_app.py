@@ -159,6 +159,17 @@ def test_a_published_hint_model_by_name_runs_in_the_app_offline_from_the_torch_h
     assert err.startswith("error: --checkpoint zhang-sigraph17: ") and "zhang-siggraph17" in err and "\n" not in err
 
 
+def test_the_page_says_which_engine_runs_and_that_an_onnx_hint_model_reads_hints(tmp_path):
+    from test_onnx_files import good, hint_echo
+
+    from gan_colorizer.colorize.engines import load_onnx
+    hinted, automatic = Colorizer(load_onnx(hint_echo(tmp_path))), Colorizer(load_onnx(good(tmp_path)))
+    assert app.engine_line(hinted) == "engine onnx, onnxruntime on the CPU; reads colour hints"
+    assert app.engine_line(automatic) == ("engine onnx, onnxruntime on the CPU; takes no hints (its export has no "
+                                          "hints input): automatic")
+    assert app.engine_line(Colorizer(HintEcho())) == "device cpu, amp off; reads colour hints"
+
+
 @pytest.fixture(scope="module")
 def server():
     """The page over the HintEcho network (its answer is known: the hint's colour where a hint is), served on a free

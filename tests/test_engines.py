@@ -32,8 +32,8 @@ def exported(tiny_checkpoint, tmp_path_factory):
     return fp32, int8
 
 
-def colorized_lab(colorizer, photo):
-    return image_lab(torch.from_numpy(np.asarray(colorizer.colorize(photo))).permute(2, 0, 1)[None])
+def colorized_lab(colorizer, photo, hints=None):
+    return image_lab(torch.from_numpy(np.asarray(colorizer.colorize(photo, hints=hints))).permute(2, 0, 1)[None])
 
 
 @pytest.mark.slow
@@ -173,7 +173,8 @@ def test_a_readable_calibration_photo_is_used_and_an_unreadable_one_named(tmp_pa
     with caplog.at_level("WARNING"):
         expected, inputs = calibration_inputs(tmp_path, 64, 32, 10)
         inputs = list(inputs)
-    assert expected == 3 and [p.name for p, _ in inputs] == ["a.png", "c.png"] and inputs[0][1].shape[:2] == (1, 1)
+    assert expected == 3 and [p.name for p, _ in inputs] == ["a.png", "c.png"] and list(inputs[0][1]) == ["gray_l"]
+    assert inputs[0][1]["gray_l"].shape[:2] == (1, 1)
     assert len(caplog.records) == 1 and f"skipped calibration photo {tmp_path / 'b.png'}: " in caplog.text
     assert len(list(calibration_inputs(tmp_path, 64, 32, 1)[1])) == 1  # --calibration-count: readable photos at most
 
@@ -312,3 +313,122 @@ def test_the_numpy_path_gives_the_same_rows_in_the_same_order_on_several_threads
         results[threads] = gray_l, [first for first, _ in rows], np.concatenate([r for _, r in rows])
     assert results[1][1] == results[4][1] == sorted(results[4][1]) and len(results[4][1]) > 10
     assert np.array_equal(results[1][0], results[4][0]) and np.array_equal(results[1][2], results[4][2])
+
+
+def test_a_hint_models_calibration_photos_carry_simulated_hints_seeded_per_photo(tmp_path):
+    from gan_colorizer.colorize.int8 import calibration_inputs
+    for i in range(6):
+        color_image(i, size=(96, 80)).save(tmp_path / f"{i}.png")
+    feeds = [f for _, f in calibration_inputs(tmp_path, 64, 32, 10, hints=True)[1]]
+    again = [f for _, f in calibration_inputs(tmp_path, 64, 32, 10, hints=True)[1]]
+    assert all(f["hints"].shape == (1, 3, *f["gray_l"].shape[2:]) for f in feeds)
+    masks = [f["hints"][0, 2] for f in feeds]
+    assert sum(m.any() for m in masks) >= 3 and all(set(np.unique(m)) <= {0.0, 1.0} for m in masks)
+    assert any(np.abs(f["hints"][0, :2]).max() > 0.05 for f in feeds)  # the photos' own colours, in ab / 110
+    assert all(np.array_equal(a["hints"], b["hints"]) for a, b in zip(feeds, again))
+
+
+@pytest.fixture(scope="module")
+def hint_exported(tmp_path_factory):
+    """A hint model (default generator, --hints, seeded random weights, its hint weights made non-zero so hints
+    matter) as a checkpoint and exported as fp32 and as int8: (checkpoint, fp32, int8) paths."""
+    from gan_colorizer.checkpoint import save_atomic
+    from gan_colorizer.config import defaults, update
+    from gan_colorizer.models.registry import build_generator
+    root = tmp_path_factory.mktemp("hint-onnx")
+    cfg = update(defaults("pretrain"), {"hints": True, "pretrained": False})
+    torch.manual_seed(0)
+    generator = build_generator(cfg.model, load_pretrained=False)
+    first = next(m for m in generator.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():  # the hint weights start at zero (an untrained hint model is the automatic one)
+        first.weight[:, 1:].normal_(0, float(first.weight[:, :1].std()))
+    checkpoint = root / "hints.pt"
+    save_atomic({"format_version": 1, "stage": "pretrain", "config": cfg.to_dict(), "generator":
+                 generator.state_dict(), "step": 1, "epoch": 0, "metrics": {}}, checkpoint)
+    (root / "calibration").mkdir()
+    for i in range(4):
+        color_image(i, size=(96, 80)).save(root / "calibration" / f"{i}.png")
+    fp32, int8 = root / "h.onnx", root / "h-int8.onnx"
+    assert export_main(["--checkpoint", str(checkpoint), "--out", str(fp32)]) == 0  # checked with random hints
+    assert export_main(["--checkpoint", str(checkpoint), "--out", str(int8), "--no-check", "--int8",
+                        "--calibration", str(root / "calibration"), "--image-size", "64"]) == 0
+    return checkpoint, fp32, int8
+
+
+HINTS = [{"x": 30, "y": 25, "color": "#c83c28", "radius": 4}, {"x": 90, "y": 70, "color": "#2850dc", "radius": 3}]
+
+
+@pytest.mark.slow
+def test_a_hint_models_export_takes_hints_and_runs_as_torch_does_with_them_and_without(hint_exported):
+    import onnx
+
+    from gan_colorizer.colorize.onnx import random_hints
+    checkpoint, fp32, _ = hint_exported
+    model = onnx.load(str(fp32))
+    assert [i.name for i in model.graph.input] == ["gray_l", "hints"]
+    assert "mask" in {p.key: p.value for p in model.metadata_props}["hints"]
+    torch_fp32 = Colorizer.from_checkpoint(checkpoint, "cpu", amp="off")
+    from_file, in_memory = Colorizer.from_checkpoint(fp32), Colorizer.from_checkpoint(checkpoint, "cpu", engine="onnx")
+    assert torch_fp32.takes_hints and from_file.takes_hints and in_memory.takes_hints
+    for n, h, w in [(1, 96, 160), (2, 128, 64)]:  # traced at (1, 1, 64, 96)
+        gray_l, hints = torch.rand(n, 1, h, w) * 2 - 1, random_hints(n, h, w, seed=h)
+        expected, automatic = (forward_ab(torch_fp32.generator, gray_l, torch_fp32.runtime, x) for x in (hints, None))
+        assert float((expected - automatic).abs().max()) > 0.05  # the hints matter: the comparison below can fail
+        for got, auto in [(torch.from_numpy(from_file.generator(gray_l.numpy(), hints.numpy())),
+                           torch.from_numpy(from_file.generator(gray_l.numpy()))),
+                          (forward_ab(in_memory.generator, gray_l, None, hints),
+                           forward_ab(in_memory.generator, gray_l, None))]:
+            assert float((got - expected).abs().max()) < 1e-3 and float((auto - automatic).abs().max()) < 1e-3
+
+
+@pytest.mark.slow
+def test_both_onnx_engines_colour_a_photo_with_hints_as_torch_does(hint_exported, tmp_path, capsys):
+    import json
+    checkpoint, fp32, int8 = hint_exported
+    engines_ = {"torch": Colorizer.from_checkpoint(checkpoint, "cpu", 64, amp="off"),
+                "onnx": Colorizer.from_checkpoint(fp32, render_size=64),
+                "onnx-int8": Colorizer.from_checkpoint(int8, render_size=64)}
+    assert engines_["onnx-int8"].engine == "onnx-int8" and "mean" in engines_["onnx-int8"].generator.metadata[
+        "int8_change"]
+    photos = [color_image(i, size=(120, 96)) for i in range(10, 13)]
+    lab = {name: [colorized_lab(c, p, HINTS) for p in photos] for name, c in engines_.items()}
+    for name, colorizer in engines_.items():  # hints change every engine's colours
+        automatic = colorized_lab(colorizer, photos[0])
+        assert float(delta_e2000_map(lab[name][0], automatic).mean()) > 1.0, name
+    de = {name: torch.cat([delta_e2000_map(a, b).flatten() for a, b in zip(lab[name], lab["torch"])])
+          for name in ("onnx", "onnx-int8")}
+    assert float(de["onnx"].max()) < 1.0  # 8-bit rounding only
+    assert float(de["onnx-int8"].mean()) < 1.0 and float(torch.quantile(de["onnx-int8"].double(), 0.99)) < 5.0
+    photos[0].save(tmp_path / "photo.png")
+    (tmp_path / "hints.json").write_text(json.dumps({"hints": HINTS}))
+    for path, engine in [(fp32, "onnx"), (int8, "onnx-int8"), (checkpoint, "onnx")]:
+        out = tmp_path / f"out-{engine}-{path.suffix}"
+        assert colorize_cli.main([str(tmp_path / "photo.png"), "--checkpoint", str(path), "--engine", engine,
+                                  "--hints", str(tmp_path / "hints.json"), "--image-size", "64", "--out",
+                                  str(out)]) == 0
+        assert f"engine {engine}" in capsys.readouterr().out
+        with Image.open(out / "photo.png") as written:
+            expected = engines_[engine].colorize(photos[0], hints=HINTS)
+            assert np.abs(np.asarray(written, int) - np.asarray(expected, int)).max() <= (0 if path != checkpoint
+                                                                                          else 1)
+
+
+@pytest.mark.slow
+def test_the_int8_hint_input_spans_every_hint_colour_not_only_the_calibrations(hint_exported):
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(hint_exported[2]))
+    weights = {w.name: numpy_helper.to_array(w) for w in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+
+    def origin(name):  # the tensor before its QuantizeLinear / DequantizeLinear pair
+        while name in producer and producer[name].op_type in ("QuantizeLinear", "DequantizeLinear"):
+            name = producer[name].input[0]
+        return name
+    joined = [n.output[0] for n in model.graph.node
+              if n.op_type == "Concat" and {origin(i) for i in n.input} == {"gray_l", "hints"}]
+    quantized = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in {"hints", *joined}]
+    assert len(joined) == 1 and len(quantized) == 2  # the hints input and hints.with_hints's Concat
+    for node in quantized:
+        scale, zero = float(weights[node.input[1]]), int(weights[node.input[2]])
+        assert -zero * scale == pytest.approx(-128 / 110, abs=0.01) and (255 - zero) * scale > 128 / 110 - 0.01

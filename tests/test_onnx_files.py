@@ -3,6 +3,7 @@
 photo (a shape other than its input's, NaN) fails that photo alone; external data outside the model's folder is
 refused by onnxruntime (the floor in setup.cfg). Nothing here allocates more than a few MB."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -52,6 +53,18 @@ def good(tmp_path, meta=None, name="m.onnx"):
     return model(tmp_path, nodes, inits, meta, name=name)
 
 
+def hint_echo(tmp_path, meta=None, hint_channels=3, name="hints.onnx"):
+    """A hint model of ours (inputs gray_l and hints, 'hints' in its metadata): ab = (0.1 L, -0.1 L) plus the hinted
+    ab, so a hint's colour is known where it is given."""
+    nodes, inits = ab_of(out="auto")
+    nodes += [helper.make_node("Slice", ["hints", "start", "end", "axis"], ["hinted"]),
+              helper.make_node("Add", ["auto", "hinted"], ["ab"])]
+    inits += [const("start", [0], TensorProto.INT64), const("end", [2], TensorProto.INT64),
+              const("axis", [1], TensorProto.INT64)]
+    return model(tmp_path, nodes, inits, {"hints": "hinted ab / 110, then the mask", **(meta or {})},
+                 inputs=[tensor("gray_l", 1), tensor("hints", hint_channels)], name=name)
+
+
 def refused(path, capsys, match: str):
     """colorize.py with the model: exit 2, one line naming the file and matching `match`, nothing written."""
     photos = path.parent / "photos"
@@ -93,6 +106,46 @@ def test_metadata_that_is_not_what_we_write_is_refused(tmp_path, meta, match):
     path = good(tmp_path, meta)
     with pytest.raises(UserError, match=f"^{path}: {match}"):
         engines.load_onnx(path)
+
+
+def test_a_hint_model_reads_its_hints_and_zeros_without_them(tmp_path):
+    from test_hints_colorize import RED, ab_at, gray_photo
+
+    from gan_colorizer.colorize.api import Colorizer
+    from gan_colorizer.hints import parse_color
+    network = engines.load_onnx(hint_echo(tmp_path))
+    gray_l = np.linspace(-1, 1, 2 * 32 * 64, dtype=np.float32).reshape(2, 1, 32, 64)
+    hints = np.random.default_rng(0).uniform(-1, 1, (2, 3, 32, 64)).astype(np.float32)
+    assert network.takes_hints and np.array_equal(network(gray_l), network(gray_l, np.zeros_like(hints)))
+    assert np.allclose(network(gray_l, hints) - network(gray_l), hints[:, :2], atol=1e-6)
+    with pytest.raises(ValueError, match=r"hints \(2, 3, 32, 32\): expected \(2, 3, 32, 64\)"):
+        network(gray_l, hints[..., :32])
+    colorizer = Colorizer(network, render_size=64)
+    out = colorizer.colorize(gray_photo(), hints=[{"x": 40, "y": 30, "color": RED, "radius": 2}])
+    assert colorizer.takes_hints and np.abs(ab_at(out, 40, 30) - parse_color(RED)).max() < 2.5
+    automatic = np.asarray(colorizer.colorize(gray_photo()))
+    assert np.array_equal(np.asarray(out)[100, 130], automatic[100, 130])  # away from the hint: the automatic colour
+    assert not np.array_equal(np.asarray(out)[30, 40], automatic[30, 40])
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"hint_channels": 2}, "input hints has 2 channels: expected 3 (hinted a, b and the mask)"),
+    ({"meta": {"hints": None}}, "its inputs include hints, its metadata says nothing of them"),
+    ({"meta": {"hints": "the metadata alone"}, "plain": True},
+     "its inputs do not include hints, its metadata says it takes them")])
+def test_hint_inputs_that_break_the_contract_are_refused(tmp_path, change, match):
+    plain = change.pop("plain", False)
+    path = good(tmp_path, change["meta"]) if plain else hint_echo(tmp_path, **change)
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))}: {re.escape(match)}"):
+        engines.load_onnx(path)
+
+
+def test_an_automatic_onnx_model_refuses_hints_in_one_line(tmp_path):
+    from gan_colorizer.colorize.api import Colorizer
+    colorizer = Colorizer(engines.load_onnx(good(tmp_path)), render_size=32)
+    with pytest.raises(UserError, match=r"^hints: the onnx model takes no hints \(its export has no hints input\): "
+                                        r"export a model trained with --hints"):
+        colorizer.colorize(color_image(1), hints=[{"x": 1, "y": 1, "color": "#c83c28"}])
 
 
 def test_three_input_channels_are_refused_in_one_line(tmp_path, capsys):

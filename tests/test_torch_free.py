@@ -150,6 +150,31 @@ def test_the_onnx_path_imports_neither_torch_nor_fastai(tmp_path):
     assert len(refusal) == 1 and "needs torch" in refusal[0] and not (tmp_path / "out-pt").exists()
 
 
+def test_an_onnx_hint_model_runs_automatic_without_torch_and_hints_there_are_one_line(tmp_path):
+    from test_onnx_files import hint_echo
+    model = hint_echo(tmp_path)
+    photos(tmp_path / "in")
+    (tmp_path / "hints.json").write_text('[{"x": 5, "y": 5, "color": "#c83c28"}]')
+    done = run_blocked(f"""
+        from gan_colorizer import Colorizer
+        from gan_colorizer.colorize.cli import main
+        from gan_colorizer.errors import UserError
+        colorizer = Colorizer.from_checkpoint({str(model)!r})
+        print(colorizer.takes_hints, colorizer.colorize({str(tmp_path / 'in' / 'gray.png')!r}).size)
+        try:
+            colorizer.colorize({str(tmp_path / 'in' / 'gray.png')!r}, hints=[{{"x": 5, "y": 5, "color": "#c83c28"}}])
+        except UserError as e:
+            print("refused:", e)
+        print("exit", main(["in/gray.png", "--checkpoint", {str(model)!r}, "--hints", "hints.json", "--out", "out"]))
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("True (") and lines[1].startswith("refused: hints: hints need torch") and \
+        lines[-1] == "exit 2", done.stdout
+    assert "error: --hints hints.json: " in done.stderr and "hints need torch" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
 def test_the_import_blocker_refuses_torch(tmp_path):
     """The test above can fail: the torch engine's maths under the same hook is refused."""
     done = run_blocked("import gan_colorizer.colorize.inference", tmp_path)

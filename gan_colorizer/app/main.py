@@ -45,8 +45,10 @@ def model_loader(image_size: int, device: str, amp: str):
 
 
 def engine_line(colorizer) -> str:
-    """What runs the network and whether it reads hints, for the page."""
-    hints = "reads colour hints" if colorizer.takes_hints else "takes no hints (trained without --hints): automatic"
+    """What runs the network (the engine: torch on a device, or onnx / onnx-int8 in onnxruntime) and whether it
+    reads hints, for the page."""
+    why = "trained without --hints" if colorizer.engine == "torch" else "its export has no hints input"
+    hints = "reads colour hints" if colorizer.takes_hints else f"takes no hints ({why}): automatic"
     return f"{colorizer.describe()}; {hints}"
 
 

@@ -84,7 +84,8 @@ class Colorizer:
         if render_size < 1:
             raise ValueError(f"render_size must be >= 1, got {render_size}")
         self.render_size, self.published = render_size, None
-        self.takes_hints = bool(getattr(generator, "takes_hints", False))  # trained with --hints (models say so)
+        # trained with --hints: models say so, and so does an ONNX export of one (its hints input)
+        self.takes_hints = bool(getattr(generator, "takes_hints", False))
         if isinstance(generator, engines.OnnxNetwork):  # onnxruntime on the CPU, fp32 in and out
             self.runtime, self.generator, self.pipeline = None, generator, NumpyPipeline(generator)
             self.multiple, self.decoding, self.engine = generator.multiple, generator.decoding, \
@@ -210,20 +211,27 @@ class Colorizer:
         return given
 
     def check_takes_hints(self, source: str = "hints") -> None:
-        """A UserError, naming `source`, unless the network reads hints."""
+        """A UserError, naming `source`, unless the network reads hints (and torch, which makes their maps, is
+        installed: a colorizing-only install runs the ONNX engines without it)."""
         if not self.takes_hints:
-            why = (f"engine {self.engine} takes no hints (an exported network has no hint inputs): run a model trained "
-                   f"with --hints on the torch engine" if self.engine != "torch" else
-                   "the model takes no hints: train one with --hints (docs/hints.md)")
+            why = ("the model takes no hints: train one with --hints (docs/hints.md)" if self.engine == "torch" else
+                   f"the {self.engine} model takes no hints (its export has no hints input): export a model "
+                   f"trained with --hints (docs/hints.md)")
             raise UserError(f"{source}: {why}")
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise UserError(f"{source}: hints need torch (gan_colorizer/hints.py makes their maps with it), which "
+                            f"this install lacks: install gan_colorizer with its dependencies") from None
 
     def hint_input(self, given: list, batch: list[Prepared], shape: tuple[int, int]):
-        """The hint channels for these photos at the render shape (models.hints.model_input's layout)."""
+        """The hint channels for these photos at the render shape (hints.model_input's layout): a torch tensor on the
+        device, or a numpy array for the ONNX engines."""
         import torch
 
         from gan_colorizer.hints import maps, model_input
-        inputs = [model_input(*maps(given, item.pixels.shape[:2], shape)) for item in batch]
-        return torch.cat(inputs).to(self.device)
+        inputs = torch.cat([model_input(*maps(given, item.pixels.shape[:2], shape)) for item in batch])
+        return inputs.numpy() if self.runtime is None else inputs.to(self.device)
 
     def _colorize(self, batch: list[Prepared], controls: dict, hints: list | None = None) -> list[Image.Image]:
         pipeline = self.pipeline

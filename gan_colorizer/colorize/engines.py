@@ -27,6 +27,7 @@ def require(modules, what: str, install: str) -> None:
 
 
 MAX_MULTIPLE = 256  # the largest size multiple of our generators (the pix2pix U-Net's): the input's sides come from it
+HINT_CHANNELS = 3  # hints.CHANNELS (hinted a, b and the mask); hints.py needs torch, which this module never imports
 MAX_TEXT = 200  # metadata shown to the user (the decoding) is one line of printable text at most this long
 
 
@@ -40,7 +41,8 @@ class OnnxRunError(RuntimeError):
 
 
 class OnnxNetwork:
-    """An ONNX generator in onnxruntime: gray_l (N, 1, H, W) -> ab (N, 2, H, W), numpy float32 in and out.
+    """An ONNX generator in onnxruntime: gray_l (N, 1, H, W) -> ab (N, 2, H, W), numpy float32 in and out; an export
+    of a hint model also reads hints (N, 3, H, W), hints.model_input's channels (takes_hints).
 
     Nothing in the file is trusted: its metadata, input and output are checked and it is run once on a small input
     before use (BadModel); each output is checked for its shape (before onnxruntime allocates it) and for NaN."""
@@ -65,16 +67,24 @@ class OnnxNetwork:
         self.multiple = size_multiple(self.metadata)
         self.decoding = metadata_text(self.metadata, "decoding")
         self.int8 = "quantization" in self.metadata
-        check_signature(self.session)
+        self.takes_hints = check_signature(self.session)
+        if self.takes_hints != ("hints" in self.metadata):
+            raise BadModel(f"its inputs {'' if self.takes_hints else 'do not '}include hints, its metadata says "
+                           f"{'nothing of' if self.takes_hints else 'it takes'} them; export it with {EXPORT}")
         self._try()
 
-    def __call__(self, gray_l: np.ndarray) -> np.ndarray:
-        """ab for gray_l, written by onnxruntime into an array of gray_l's shape with 2 channels: a graph computing
-        another shape fails before its output is allocated. OnnxRunError when it fails or its ab is not finite."""
+    def __call__(self, gray_l: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
+        """ab for gray_l (and a hint model's hint channels: zeros, the automatic mode, when None), written by
+        onnxruntime into an array of gray_l's shape with 2 channels: a graph computing another shape fails before its
+        output is allocated. OnnxRunError when it fails or its ab is not finite."""
         gray_l = np.ascontiguousarray(gray_l, dtype=np.float32)
         ab = np.empty((gray_l.shape[0], 2, *gray_l.shape[2:]), dtype=np.float32)
         binding = self.session.io_binding()
         binding.bind_cpu_input("gray_l", gray_l)
+        if self.takes_hints:
+            binding.bind_cpu_input("hints", self._hints(gray_l.shape, hints))
+        elif hints is not None:
+            raise ValueError("this model takes no hints (its export has no hints input)")
         binding.bind_output("ab", "cpu", 0, np.float32, ab.shape, ab.ctypes.data)
         try:
             self.session.run_with_iobinding(binding)
@@ -83,6 +93,16 @@ class OnnxNetwork:
         if not np.isfinite(ab).all():
             raise OnnxRunError("its ab holds NaN or infinite values")
         return ab
+
+    @staticmethod
+    def _hints(shape, hints: np.ndarray | None) -> np.ndarray:
+        """The hints input for gray_l of `shape`: the given maps (N, 3, H, W), or zeros."""
+        expected = (shape[0], HINT_CHANNELS, *shape[2:])
+        if hints is None:
+            return np.zeros(expected, dtype=np.float32)
+        if tuple(hints.shape) != expected:
+            raise ValueError(f"hints {tuple(hints.shape)}: expected {expected} for gray_l {tuple(shape)}")
+        return np.ascontiguousarray(hints, dtype=np.float32)
 
     def _try(self) -> None:
         """One forward on a small gray ramp: a model that fails or gives a bad ab on any input is refused at load."""
@@ -129,22 +149,31 @@ def metadata_text(metadata: dict, key: str) -> str | None:
     return value
 
 
-def check_signature(session) -> None:
-    """One float input gray_l (N, 1, H, W) and one float output ab (N, 2, H, W), N, H and W free."""
-    for kind, args, name, channels in (("input", session.get_inputs(), "gray_l", 1),
-                                       ("output", session.get_outputs(), "ab", 2)):
-        if [a.name for a in args] != [name] or args[0].type != "tensor(float)":
+def check_signature(session) -> bool:
+    """Float input gray_l (N, 1, H, W), with a hint model's float input hints (N, 3, H, W) after it, and one float
+    output ab (N, 2, H, W), N, H and W free. Returns whether the model takes hints."""
+    inputs = session.get_inputs()
+    takes_hints = [a.name for a in inputs] == ["gray_l", "hints"]
+    expected = {"gray_l": 1, "hints": HINT_CHANNELS} if takes_hints else {"gray_l": 1}
+    for kind, args, channels in (("input", inputs, expected), ("output", session.get_outputs(), {"ab": 2})):
+        if [a.name for a in args] != list(channels) or any(a.type != "tensor(float)" for a in args):
             listed = ", ".join(f"{a.name} ({a.type})" for a in args)[:MAX_TEXT]
-            raise BadModel(f"{kind}s {listed}: expected one {kind}, {name} (tensor(float))")
-        shape = args[0].shape
-        if shape is not None and len(shape) != 4:
-            raise BadModel(f"{kind} {name} has {len(shape)} dimensions: expected 4 (N, {channels}, H, W)")
-        if shape is not None and isinstance(shape[1], int) and shape[1] != channels:
-            what = "L" if channels == 1 else "a and b"
-            raise BadModel(f"{kind} {name} has {shape[1]} channels: expected {channels} ({what})")
-        if kind == "input" and shape is not None and any(isinstance(shape[i], int) for i in (0, 2, 3)):
-            raise BadModel(f"input gray_l has the fixed shape {shape}: its batch, height and width must be free "
-                           f"(dynamic axes); export it with {EXPORT}")
+            wanted = "one output, ab" if kind == "output" else "gray_l (and hints for a hint model)"
+            raise BadModel(f"{kind}s {listed}: expected {wanted} (tensor(float))")
+        for arg in args:
+            _check_shape(kind, arg.name, arg.shape, channels[arg.name])
+    return takes_hints
+
+
+def _check_shape(kind: str, name: str, shape, channels: int) -> None:
+    if shape is not None and len(shape) != 4:
+        raise BadModel(f"{kind} {name} has {len(shape)} dimensions: expected 4 (N, {channels}, H, W)")
+    if shape is not None and isinstance(shape[1], int) and shape[1] != channels:
+        what = {"gray_l": "L", "ab": "a and b", "hints": "hinted a, b and the mask"}[name]
+        raise BadModel(f"{kind} {name} has {shape[1]} channels: expected {channels} ({what})")
+    if kind == "input" and shape is not None and any(isinstance(shape[i], int) for i in (0, 2, 3)):
+        raise BadModel(f"input {name} has the fixed shape {shape}: its batch, height and width must be free "
+                       f"(dynamic axes); export it with {EXPORT}")
 
 
 def open_onnx(path, threads: int | None = None) -> OnnxNetwork:

@@ -45,7 +45,8 @@ def forward_ab(generator: torch.nn.Module, small_l: torch.Tensor, runtime=None, 
     the runtime's autocast and layout. An ONNX engine's network (engines.OnnxNetwork, numpy in and out) is called on
     the CPU and its ab brought back."""
     if not isinstance(generator, torch.nn.Module):
-        return torch.from_numpy(generator(small_l.detach().float().cpu().numpy())).to(small_l.device)
+        hints = None if hints is None else hints.detach().float().cpu().numpy()
+        return torch.from_numpy(generator(small_l.detach().float().cpu().numpy(), hints)).to(small_l.device)
     inputs = (small_l,) if hints is None else (small_l, hints)
     if runtime is None:
         return generator(*inputs).float()

@@ -152,8 +152,9 @@ class NumpyPipeline:
     def small_l(self, gray_l: list, shape: tuple[int, int]) -> np.ndarray:
         return np.stack([downsample_l(one, shape) for one in gray_l])
 
-    def predict(self, small_l: np.ndarray, **controls) -> np.ndarray:
-        return apply_controls(self.network(small_l), **controls)
+    def predict(self, small_l: np.ndarray, hints: np.ndarray | None = None, **controls) -> np.ndarray:
+        """ab at render size, then the mood controls; hints: a hint model's channels (hints.model_input), numpy."""
+        return apply_controls(self.network(small_l, hints), **controls)
 
     def rgb8_rows(self, gray_l: np.ndarray, small_ab: np.ndarray):
         return recombined_rows(gray_l, small_ab)

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import logging
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +28,18 @@ MAX_CHANGE = 8.0
 WORST_FACTOR = 3.0
 
 
-def calibration_inputs(folder, render_size: int, multiple: int, count: int):
-    """(photos expected, iterator of (path, render-size gray_l (1, 1, h, w) numpy array)) for up to `count` readable
-    photos of the folder, as colorize.py feeds them. The first one is read now: a folder without photos, or with none
-    readable, is refused before any export; each unreadable photo is one warning line naming it and the reason."""
+def calibration_inputs(folder, render_size: int, multiple: int, count: int, hints: bool = False):
+    """(photos expected, iterator of (path, feeds)) for up to `count` readable photos of the folder, feeds being the
+    network's inputs as colorize.py makes them: {"gray_l": render-size (1, 1, h, w) numpy array} and for a hint model
+    (`hints`) "hints": (1, 3, h, w) simulated from the photo's colours as training simulates them (hint_feed). The
+    first one is read now: a folder without photos, or with none readable, is refused before any export; each
+    unreadable photo is one warning line naming it and the reason."""
     from gan_colorizer.data.images import list_images
     paths = list_images(folder) if Path(folder).is_dir() else []
     if not paths:
         raise UserError(f"--calibration {folder}: no photos there (a folder of the photos you will colorize)")
-    readable = ((p, x) for p, x in ((p, _calibration_input(p, render_size, multiple)) for p in paths) if x is not None)
+    readable = ((p, x) for p, x in ((p, _calibration_input(p, render_size, multiple, hints)) for p in paths)
+                if x is not None)
     first = next(readable, None)
     if first is None:
         raise UserError(f"--calibration {folder}: none of its {len(paths)} photos is readable (each one's reason is "
@@ -43,8 +47,9 @@ def calibration_inputs(folder, render_size: int, multiple: int, count: int):
     return min(count, len(paths)), itertools.islice(itertools.chain([first], readable), count)
 
 
-def _calibration_input(path, render_size: int, multiple: int):
-    """One photo's render-size gray_l, or None (and a warning line) when it cannot be read."""
+def _calibration_input(path, render_size: int, multiple: int, hints: bool = False):
+    """One photo's feeds (render-size gray_l, and with `hints` its hint channels), or None (and a warning line) when
+    it cannot be read."""
     import torch
 
     from gan_colorizer.colorize.inference import downsample_l, full_res_l, render_shape
@@ -57,19 +62,38 @@ def _calibration_input(path, render_size: int, multiple: int):
     except (OSError, ValueError) as e:
         log.warning("warning: skipped calibration photo %s: %s", path, reason(e))
         return None
-    gray_l = full_res_l(torch.from_numpy(pixels).permute(2, 0, 1)[None])
-    return downsample_l(gray_l, render_shape(*gray_l.shape[-2:], render_size, multiple)).numpy()
+    pixels = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+    gray_l = full_res_l(pixels)
+    shape = render_shape(*gray_l.shape[-2:], render_size, multiple)
+    feeds = {"gray_l": downsample_l(gray_l, shape).numpy()}
+    if hints:
+        feeds["hints"] = hint_feed(pixels, shape, zlib.crc32(Path(path).name.encode()))
+    return feeds
 
 
-def probe_inputs(render_size: int, multiple: int) -> list:
-    """(path, gray_l) of the embedded sample photos (ordinary photos; [] when the packages that ship them are
+def hint_feed(pixels, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Hint channels (1, 3, h, w) for a calibration photo (uint8 (1, 3, H, W) tensor) at the render shape: points
+    simulated from its own ab as training simulates them (hints.sample: geometric count, 1-9 px squares), seeded, so
+    int8's ranges cover the hint channels a person's clicks give (a gray photo's hints are gray, its mask is not)."""
+    import torch
+    import torch.nn.functional as F
+
+    from gan_colorizer.color import rgb_to_lab
+    from gan_colorizer.hints import model_input, sample
+    small = F.interpolate(pixels.float() / 255, size=shape, mode="bilinear", align_corners=False, antialias=True)
+    real_ab = rgb_to_lab(small)[:, 1:]
+    return model_input(*sample(real_ab, generator=torch.Generator().manual_seed(seed))).numpy()
+
+
+def probe_inputs(render_size: int, multiple: int, hints: bool = False) -> list:
+    """(path, feeds) of the embedded sample photos (ordinary photos; [] when the packages that ship them are
     missing): a calibration set that does not represent photos (one flat photo) passes a check on itself alone."""
     from gan_colorizer.data.dataset import sample_photos
     try:
         train, val = sample_photos()
     except UserError:
         return []
-    return [(p, x) for p in train + val if (x := _calibration_input(p, render_size, multiple)) is not None]
+    return [(p, x) for p in train + val if (x := _calibration_input(p, render_size, multiple, hints)) is not None]
 
 
 @dataclass
@@ -87,15 +111,15 @@ class Change:
 
 
 def int8_change(fp32_path, int8_path, inputs, what: str) -> Change:
-    """Change of the int8 model against the fp32 one on (path, gray_l) inputs, both run as the engines run them;
+    """Change of the int8 model against the fp32 one on (path, feeds) inputs, both run as the engines run them;
     a model that fails or gives NaN on one of them is refused (UserError naming the photo)."""
     from gan_colorizer.colorize.engines import OnnxNetwork, OnnxRunError
     fp32, int8 = OnnxNetwork(fp32_path), OnnxNetwork(int8_path)
     per_photo = []
     with Progress(len(inputs), f"int8 check ({what})", "img") as progress:
-        for path, gray_l in inputs:
+        for path, feeds in inputs:
             try:
-                difference = (int8(gray_l) - fp32(gray_l)) * AB_SCALE
+                difference = (int8(**feeds) - fp32(**feeds)) * AB_SCALE
             except OnnxRunError as e:
                 raise UserError(f"{path}: the int8 model fails on it ({e}); nothing written") from None
             per_photo.append(float(np.sqrt((difference ** 2).sum(axis=1)).mean()))
@@ -126,7 +150,7 @@ def export_int8(fp32_path, out, inputs, total: int | None, args, multiple: int) 
     int8_path, calibrated = quantize_int8(fp32_path, Path(fp32_path).with_name("int8.onnx"), inputs, total,
                                           args.calibration_method, args.keep_float)
     changes = [int8_change(fp32_path, int8_path, calibrated, "calibration photos")]
-    probe = probe_inputs(args.image_size, multiple)
+    probe = probe_inputs(args.image_size, multiple, "hints" in calibrated[0][1])
     if probe:
         changes.append(int8_change(fp32_path, int8_path, probe, "embedded sample photos"))
     for change in changes:
@@ -140,7 +164,7 @@ def export_int8(fp32_path, out, inputs, total: int | None, args, multiple: int) 
 def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method: str = "minmax",
                   keep_float=()) -> tuple[Path, list]:
     """Static int8 (QDQ, per-channel int8 weights, uint8 activations) of an fp32 export, calibrated on `inputs`
-    ((path, gray_l) pairs, `total` of them expected), written atomically to out_path. keep_float: node names (or name
+    ((path, feeds) pairs, `total` of them expected), written atomically to out_path. keep_float: node names (or name
     prefixes) left in fp32. The metadata says how the model was quantized. Returns the path and the pairs used."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -160,7 +184,7 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
                 return None
             seen.append(item)
             self.progress.update()  # photos handed to the calibrator
-            return {"gray_l": item[1]}
+            return item[1]
 
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
@@ -177,7 +201,8 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
             # uint8 activations: with int8 ones (the tools' default) onnxruntime ran 13 of 38 convolutions in fp32
             quantize_static(str(tmp), str(tmp), Reader(progress), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=METHODS[method](CalibrationMethod), nodes_to_exclude=excluded)
+                            calibrate_method=METHODS[method](CalibrationMethod), nodes_to_exclude=excluded,
+                            extra_options={"TensorQuantOverrides": hint_ranges(model)})
         kept = f", fp32 kept: {' '.join(excluded)}" if excluded else ""
         wide = f", last cross widened by {widened} zero-weight channels" if widened else ""
         add_metadata(tmp, {**metadata, "quantization": f"int8 static QDQ, per-channel int8 weights, uint8 "
@@ -187,6 +212,20 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
         tmp.unlink(missing_ok=True)
         raise
     return out_path, seen
+
+
+def hint_ranges(model) -> dict:
+    """A hint model's input ranges as quantize_static's overrides: the hints input, and each Concat of graph inputs
+    alone (hints.with_hints), span every hint a person may give (ab within -128..128), not only the calibration's
+    simulated ones: a click of a colour none of the calibration photos held would be clipped there (a hint model of
+    random weights calibrated on 4 made-up photos clipped ab / 110 below -0.63: at a hint of (-0.2, -0.9) int8 moved
+    ab from fp32 by 4.6 Lab units, 2.5 with these ranges; by 1.4 at a gray hint, either way)."""
+    inputs = {i.name for i in model.graph.input}
+    if "hints" not in inputs:
+        return {}
+    bound = np.float32(128 / AB_SCALE)  # also covers gray_l's -1..1
+    joined = [n.output[0] for n in model.graph.node if n.op_type == "Concat" and set(n.input) <= inputs]
+    return {name: [{"rmin": -bound, "rmax": bound}] for name in ["hints", *joined]}
 
 
 @contextlib.contextmanager

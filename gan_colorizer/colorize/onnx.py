@@ -1,7 +1,9 @@
 """Export a checkpoint's generator to ONNX: `python -m gan_colorizer.colorize.onnx --checkpoint CKPT --out OUT.onnx`.
 
 The ONNX model maps gray_l (N, 1, H, W) float32 in model units (L / 50 - 1) to ab (N, 2, H, W) in model units
-(a, b / 110); N, H and W are dynamic, H and W multiples of 32 (of 256 for the pix2pix U-Net). Everything
+(a, b / 110); N, H and W are dynamic, H and W multiples of 32 (of 256 for the pix2pix U-Net). A hint model (trained
+with --hints) has a second input, hints (N, 3, H, W): hints.model_input's hinted ab / 110 and mask (zeros: the
+automatic mode); its metadata says so under "hints". Everything
 around it (Lab conversion, render-size resize, full-resolution recombination) stays with the caller;
 docs/colorizing.md (ONNX export) has a numpy sketch.
 """
@@ -34,16 +36,20 @@ def export_onnx(generator: torch.nn.Module, path, multiple: int = 32, opset: int
     sides that are multiples of `multiple`, which is the input contract of the exported model.
     """
     import torch  # here, not at the top: the module's --help answers without it
+    from gan_colorizer.hints import CHANNELS
     path = Path(path)
     generator = generator.float().cpu().eval()
     example = torch.zeros(1, 1, 2 * multiple, 3 * multiple) if multiple < 256 else torch.zeros(1, 1, 256, 256)
+    inputs = ["gray_l", "hints"] if takes_hints(generator) else ["gray_l"]
+    examples = (example, example.new_zeros(1, CHANNELS, *example.shape[2:]))[:len(inputs)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings on those branches, the exporter's deprecation note
-            torch.onnx.export(generator, (example,), str(tmp), input_names=["gray_l"], output_names=["ab"],
-                              dynamic_axes={"gray_l": DYNAMIC, "ab": DYNAMIC}, opset_version=opset, dynamo=False)
+            torch.onnx.export(generator, examples, str(tmp), input_names=inputs, output_names=["ab"],
+                              dynamic_axes={name: DYNAMIC for name in [*inputs, "ab"]}, opset_version=opset,
+                              dynamo=False)
         if metadata:
             from gan_colorizer.colorize.onnx_graph import add_metadata
             add_metadata(tmp, metadata)
@@ -54,34 +60,54 @@ def export_onnx(generator: torch.nn.Module, path, multiple: int = 32, opset: int
     return path
 
 
+def takes_hints(generator) -> bool:
+    """Whether the network reads hint channels beside gray_l (trained with --hints): its export takes them too."""
+    return bool(getattr(generator, "takes_hints", False))
+
+
 def model_metadata(cfg, multiple: int, decoding: str | None = None) -> dict:
     """What engines.OnnxNetwork needs to run the model as the torch path does (and a reader to use it by hand)."""
     from gan_colorizer.color import AB_SCALE, L_SCALE
+    hints = {"hints": f"hinted ab / {AB_SCALE:g} (2 channels, 0 where no hint), then the mask (1 where a colour is "
+                      f"given), (N, 3, H, W) float32 at gray_l's size; zeros: automatic"} if cfg.model.hints else {}
     if cfg.model.head == "classification" and decoding is None:
         decoding = f"annealed mean, T = {cfg.model.annealed_t:g}"
     decoded = f" ({decoding} of the {cfg.model.head} head's distribution)" if decoding else ""
     return {"input": f"gray_l = L / {L_SCALE:g} - 1, (N, 1, H, W) float32, H and W multiples of {multiple}",
             "output": f"ab / {AB_SCALE:g}, (N, 2, H, W) float32{decoded}", "generator": cfg.model.generator,
             "backbone": cfg.model.backbone, "head": cfg.model.head, "size_multiple": multiple, "stage": cfg.stage,
-            "l_scale": L_SCALE, "ab_scale": AB_SCALE, **({"decoding": decoding} if decoding else {})}
+            "l_scale": L_SCALE, "ab_scale": AB_SCALE, **({"decoding": decoding} if decoding else {}), **hints}
 
 
 def check_onnx(path, generator: torch.nn.Module, shapes, atol: float = 1e-3) -> float:
-    """Max |ONNX - PyTorch| over random inputs of the given (N, H, W) shapes; raises when above atol."""
+    """Max |ONNX - PyTorch| over random inputs of the given (N, H, W) shapes (a hint model's with random hint maps,
+    a few hinted squares each); raises when above atol."""
     import numpy as np
     import onnxruntime
     import torch
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for n, h, w in shapes:
-        gray_l = torch.rand(n, 1, h, w) * 2 - 1
+        inputs = {"gray_l": torch.rand(n, 1, h, w) * 2 - 1}
+        if takes_hints(generator):
+            inputs["hints"] = random_hints(n, h, w)
         with torch.inference_mode():
-            expected = generator(gray_l).numpy()
-        got = session.run(["ab"], {"gray_l": gray_l.numpy()})[0]
+            expected = generator(*inputs.values()).numpy()
+        got = session.run(["ab"], {k: v.numpy() for k, v in inputs.items()})[0]
         worst = max(worst, float(np.abs(got - expected).max()))
     if worst > atol:
         raise UserError(f"{path}: ONNX and PyTorch outputs differ by {worst:.2e} (> {atol:g})")
     return worst
+
+
+def random_hints(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Hint channels (N, 3, H, W) of a few squares per photo, simulated (hints.sample) from random ab: a check input."""
+    import torch
+
+    from gan_colorizer.hints import model_input, sample
+    generator = torch.Generator().manual_seed(seed)
+    real_ab = (torch.rand(n, 2, h, w, generator=generator) * 2 - 1) * 80
+    return model_input(*sample(real_ab, [4] * n, generator))
 
 
 @dataclass
@@ -168,7 +194,8 @@ def export_command(args) -> None:
     metadata = _metadata_or_none(cfg, multiple, set_decoding(generator))
     if args.int8:  # read the first calibration photo now: no photos, or none readable, is refused before exporting
         from gan_colorizer.colorize.int8 import calibration_inputs, export_int8
-        expected, inputs = calibration_inputs(args.calibration, args.image_size, multiple, args.calibration_count)
+        expected, inputs = calibration_inputs(args.calibration, args.image_size, multiple, args.calibration_count,
+                                              takes_hints(generator))
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx" if args.int8 else args.out
         path = export_onnx(generator, fp32, multiple, args.opset, metadata)
@@ -179,8 +206,9 @@ def export_command(args) -> None:
         if args.int8:
             path, changes = export_int8(path, args.out, inputs, expected, args, multiple)
             print(f"checked int8 against fp32 (ab moved, Lab units) on {'; on '.join(c.text() for c in changes)}")
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{', int8' if args.int8 else ''}): gray_l (N, 1, H, W) "
-          f"-> ab (N, 2, H, W), H and W multiples of {multiple}")
+    hints = " and hints (N, 3, H, W)" if takes_hints(generator) else ""
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{', int8' if args.int8 else ''}): gray_l (N, 1, H, W)"
+          f"{hints} -> ab (N, 2, H, W), H and W multiples of {multiple}")
 
 
 def _metadata_or_none(cfg, multiple: int, decoding=None):
