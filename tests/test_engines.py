@@ -414,7 +414,7 @@ def test_both_onnx_engines_colour_a_photo_with_hints_as_torch_does(hint_exported
 
 
 @pytest.mark.slow
-def test_the_int8_hint_input_spans_every_hint_colour_not_only_the_calibrations(hint_exported):
+def test_the_int8_hint_input_spans_every_hint_colour_and_its_last_cross_is_widened(hint_exported):
     import onnx
     from onnx import numpy_helper
     model = onnx.load(str(hint_exported[2]))
@@ -429,6 +429,8 @@ def test_the_int8_hint_input_spans_every_hint_colour_not_only_the_calibrations(h
               if n.op_type == "Concat" and {origin(i) for i in n.input} == {"gray_l", "hints"}]
     quantized = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in {"hints", *joined}]
     assert len(joined) == 1 and len(quantized) == 2  # the hints input and hints.with_hints's Concat
+    quantization = {p.key: p.value for p in model.metadata_props}["quantization"]
+    assert "last cross widened by 3" in quantization  # 97 -> 100 channels, as the automatic model's
     for node in quantized:
         scale, zero = float(weights[node.input[1]]), int(weights[node.input[2]])
         assert -zero * scale == pytest.approx(-128 / 110, abs=0.01) and (255 - zero) * scale > 128 / 110 - 0.01

@@ -19,9 +19,10 @@ def add_metadata(path, metadata: dict) -> None:
 
 
 def widen_last_cross(model, multiple: int = 4) -> int:
-    """Widen DynamicUnet's last cross (Concat(x, gray_l) -> ResBlock -> 1x1 Conv) in place to a multiple of
-    `multiple` channels with more copies of gray_l that zero weights ignore (the output is unchanged); returns the
-    channels added (0: no such block, or a multiple already). onnxruntime's u8 kernels take input channels in fours:
+    """Widen DynamicUnet's last cross (Concat(x, gray_l) -> ResBlock -> 1x1 Conv; a hint model's adds a convolution
+    of the hints to the Concat) in place to a multiple of `multiple` channels with more copies of gray_l that zero
+    weights ignore (the output is unchanged); returns the channels added (0: no such block, or a multiple already).
+    onnxruntime's u8 kernels take input channels in fours:
     its int8 3x3 convolution ran 1.5x faster at 100 than at 97 channels, and these two are the int8 network's largest.
     """
     graph, weights, users = model.graph, {i.name: i for i in model.graph.initializer}, {}
@@ -38,7 +39,14 @@ def widen_last_cross(model, multiple: int = 4) -> int:
         return after[0] if len(after) == 1 and after[0].op_type == op else None
 
     cat = next((n for n in graph.node if n.op_type == "Concat" and n.input[-1] == graph.input[0].name), None)
-    after = sorted(users[cat.output[0]], key=lambda n: n.op_type) if cat is not None else []
+    cross, head = cat, []
+    hinted = next_op(cat, "Add")  # a hint model's: a convolution of the hints added to the cross (models/resunet.py)
+    if hinted is not None:
+        conv = next((n for n in graph.node if n.output[0] in hinted.input and n.op_type == "Conv"), None)
+        if conv is None:
+            return 0
+        cross, head = hinted, [(conv, 1, (0,)), (conv, 2, (0,))]  # its output channels widen with the cross
+    after = sorted(users[cross.output[0]], key=lambda n: n.op_type) if cat is not None else []
     if [n.op_type for n in after] != ["Add", "Conv"]:
         return 0
     add, conv_a = after
@@ -47,7 +55,7 @@ def widen_last_cross(model, multiple: int = 4) -> int:
     if last is None or next_op(conv_b, "Add") is not add or not extra:
         return 0
     for node, index, axes in [(conv_a, 1, (0, 1)), (conv_b, 1, (0, 1)), (last, 1, (1,)), (conv_a, 2, (0,)),
-                              (conv_b, 2, (0,))]:
+                              (conv_b, 2, (0,)), *head]:
         if index < len(node.input):  # (a convolution may have no bias)
             old = array(node.input[index])
             wide = np.pad(old, [(0, extra if axis in axes else 0) for axis in range(old.ndim)])
