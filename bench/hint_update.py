@@ -1,10 +1,11 @@
 """Colour hints (issue 25): the app's update and the hint curve of a short hint run.
 
 - update: seconds for one update as the app makes it (Colorizer.colorize with 3 hints: full-size L, the network at a
-  256-px render, upsampling, recombination) of a 640x480 photo, per engine that takes hints, median of --repeats
-  after a warm-up; target <= 0.5 s with the fastest engine whose colour stays within the int8 limits against torch
-  fp32 (CIEDE2000 per pixel over the embedded held-out photos with the same hints: mean < 1.0, p99 < 5, as
-  bench/engines.py). The ONNX engines take no hints (their exported network has no hint inputs): not measured.
+  256-px render, upsampling, recombination) of a 640x480 photo, per engine (torch fp32 and bf16, onnx fp32, onnx
+  int8: bench/engines.py's, the int8 model calibrated on the embedded training photos with simulated hints), median
+  of --repeats rounds after a warm-up, the engines taking turns in each round; target <= 0.5 s with the fastest
+  engine whose colour stays within the int8 limits against torch fp32 (CIEDE2000 per pixel over the embedded
+  held-out photos with the same hints: mean < 1.0, p99 < 5, as bench/engines.py).
 - curve: evaluate.py --hints 0,1,2,5,10,20,50,100 of the same model on the embedded held-out photos (3), CIEDE2000
   per count; target: 10 hints >= 25% lower than none, 100 hints >= 50% lower.
 
@@ -29,7 +30,6 @@ from bench.common import CACHE, photo_folder, print_table, trained_checkpoint, w
 
 TRAIN = ["--hints", "--no-pretrained", "--image-size", "128", "--epochs", "2", "--epoch-size", "200",
          "--batch-size", "8"]
-ENGINES = {"torch fp32": "off", "torch bf16": "bf16"}  # the engines that take hints, by --amp
 HINTS = [{"x": 0.25, "y": 0.3, "color": "#c83c28"}, {"x": 0.7, "y": 0.6, "color": "#2850dc"},
          {"x": 0.5, "y": 0.85, "color": "#3c9641"}]  # placed at these fractions of each photo
 COUNTS = "0,1,2,5,10,20,50,100"
@@ -44,15 +44,19 @@ def placed(width: int, height: int) -> list[dict]:
     return [{**h, "x": h["x"] * width, "y": h["y"] * height} for h in HINTS]
 
 
-def update_seconds(colorizer, photo, repeats: int) -> float:
+def update_seconds(colorizers: dict, photo, repeats: int) -> dict:
+    """{engine: median seconds of one update}, the engines taking turns in each of `repeats` rounds, so that all see
+    the shared machine's load alike."""
     hints = placed(*photo.size)
-    colorizer.colorize(photo, hints=hints)  # warm-up: the render shape's first run
-    times = []
+    for colorizer in colorizers.values():
+        colorizer.colorize(photo, hints=hints)  # warm-up: the render shape's first run
+    times = {name: [] for name in colorizers}
     for _ in range(repeats):
-        start = time.perf_counter()
-        colorizer.colorize(photo, hints=hints)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, colorizer in colorizers.items():
+            start = time.perf_counter()
+            colorizer.colorize(photo, hints=hints)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def color_change(colorizers: dict, photos: list) -> dict:
@@ -84,17 +88,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from gan_colorizer.colorize.api import Colorizer
+    from bench.engines import load, sources
     from gan_colorizer.data.dataset import sample_photos
     from gan_colorizer.data.images import load_rgb
     ckpt = hint_checkpoint()
     photo = load_rgb(sorted(photo_folder(4, (640, 480)).glob("*.jpg"))[0])
-    colorizers = {name: Colorizer.from_checkpoint(ckpt, "cpu", 256, amp) for name, amp in ENGINES.items()}
+    colorizers = {name: load(*source) for name, source in sources(ckpt).items()}  # bench/engines.py's engines
     change = color_change(colorizers, [load_rgb(p) for p in sample_photos()[1]])
-    rows = []
-    for name, colorizer in colorizers.items():
+    seconds, rows = update_seconds(colorizers, photo, args.repeats), []
+    for name in colorizers:
         mean, p99 = change[name]
-        rows.append({"what": "update", "engine": name, "update_s": update_seconds(colorizer, photo, args.repeats),
+        rows.append({"what": "update", "engine": name, "update_s": seconds[name],
                      "de2000_mean": mean, "de2000_p99": p99,
                      "within_int8_limits": mean < LIMITS["mean"] and p99 < LIMITS["p99"]})
     fastest = min((r for r in rows if r["within_int8_limits"]), key=lambda r: r["update_s"])
@@ -109,7 +113,7 @@ def main() -> int:
           f"(targets 25%, 50%)")
     path = write_results("hint_update", rows, {
         "photo": "640x480, render 256 px, 3 hints", "limits": "CIEDE2000 mean < 1.0, p99 < 5 against torch fp32",
-        "fastest": fastest["engine"], "onnx": "not measured: the exported network has no hint inputs",
+        "fastest": fastest["engine"], "int8_calibration": "embedded training photos, hints simulated (hints.sample)",
         "curve_data": "embedded:val (3 photos), center-crop 256", "model": " ".join(TRAIN)})
     print(f"wrote {path}")
     return 0
