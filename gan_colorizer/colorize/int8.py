@@ -163,7 +163,7 @@ def export_int8(fp32_path, out, inputs, total: int | None, args, multiple: int) 
 
 def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method: str = "minmax",
                   keep_float=()) -> tuple[Path, list]:
-    """Static int8 (QDQ, per-channel int8 weights, uint8 activations) of an fp32 export, calibrated on `inputs`
+    """Static int8 (QDQ, per-channel 7-bit int8 weights, uint8 activations) of an fp32 export, calibrated on `inputs`
     ((path, feeds) pairs, `total` of them expected), written atomically to out_path. keep_float: node names (or name
     prefixes) left in fp32. The metadata says how the model was quantized. Returns the path and the pairs used."""
     import onnx
@@ -198,14 +198,18 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
         names = [n.name for n in model.graph.node]
         excluded = [n for n in names if any(n == k or n.startswith(k) for k in keep_float)]
         with Progress(total, "calibrate", "img") as progress, _root_logger_quiet():
-            # uint8 activations: with int8 ones (the tools' default) onnxruntime ran 13 of 38 convolutions in fp32
+            # uint8 activations: with int8 ones (the tools' default) onnxruntime ran 13 of 38 convolutions in fp32.
+            # 7-bit weights (reduce_range): a CPU without VNNI (AVX2) sums uint8 x int8 pairs in int16, which
+            # saturates with 8-bit weights; there int8 moved ab 8.25 Lab units on tests/test_engines.py's model
+            # (limit 8), and the file may run on any CPU
             quantize_static(str(tmp), str(tmp), Reader(progress), quant_format=QuantFormat.QDQ, per_channel=True,
+                            reduce_range=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=METHODS[method](CalibrationMethod), nodes_to_exclude=excluded,
                             extra_options={"TensorQuantOverrides": hint_ranges(model)})
         kept = f", fp32 kept: {' '.join(excluded)}" if excluded else ""
         wide = f", last cross widened by {widened} zero-weight channels" if widened else ""
-        add_metadata(tmp, {**metadata, "quantization": f"int8 static QDQ, per-channel int8 weights, uint8 "
+        add_metadata(tmp, {**metadata, "quantization": f"int8 static QDQ, per-channel 7-bit int8 weights, uint8 "
                                                        f"activations, {method} calibration{wide}{kept}"})
         os.replace(tmp, out_path)
     except BaseException:
