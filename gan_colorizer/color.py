@@ -113,3 +113,12 @@ def rgb8_to_gray_l(pixels: torch.Tensor) -> torch.Tensor:
     y = linear if last.shape[-1] == 1 else linear @ constants["y_from_rgb"]
     f = torch.where(y > 0.008856, y.clamp_min(0.008856) ** (1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
     return ((116.0 / L_SCALE) * f - (16.0 / L_SCALE + 1.0)).permute(0, 3, 1, 2)
+
+
+def rotate_ab(ab: torch.Tensor, degrees) -> torch.Tensor:
+    """ab (N, 2, H, W) turned about the gray axis by `degrees` (a number, or one per image): the hue turns, chroma
+    and L stay."""
+    angle = torch.as_tensor(degrees, dtype=torch.float64).deg2rad().reshape(-1, 1, 1, 1)
+    cos, sin = angle.cos().to(ab), angle.sin().to(ab)
+    a, b = ab[:, 0:1], ab[:, 1:2]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], 1)

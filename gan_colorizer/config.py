@@ -37,6 +37,9 @@ class DataConfig:
     image_size: int = opt(256, "training crop and validation size in pixels (multiple of 32; of 256 for --generator unet)")
     crop_scale: float = opt(0.25, "smallest random crop, as a share of the photo's area")
     include_gray: bool = opt(False, "keep photos that are already gray (no chroma) for training")
+    hue_jitter: float = opt(0.0, "turn each training photo's ab by a random angle, uniform within +- this many "
+                                 "degrees (0: off): on few photos a hint model (--hints) then cannot learn their "
+                                 "colours from L and learns to take them from the hints (docs/hints.md)")
     epoch_size: int = opt(0, "training samples per epoch; 0 = one pass over the training files (useful for tiny folders)")
     num_workers: int = workers_opt("DataLoader worker processes that decode and crop images", "1 on CPU (more "
                                    "workers steal cores from the compute threads); with CUDA, min(8, the CPUs this "

@@ -101,7 +101,7 @@ def test_stage_1_with_hints_starts_from_an_automatic_checkpoint_from_the_command
     result = run_script("pretrain_generator.py", *common, *run_dirs_args(tmp_path, "auto"))
     assert result.returncode == 0, result.stderr
     auto = tmp_path / "checkpoints" / "auto" / "best.pt"
-    result = run_script("pretrain_generator.py", "--hints", "--init-generator", auto, *common,
+    result = run_script("pretrain_generator.py", "--hints", "--hue-jitter", "180", "--init-generator", auto, *common,
                         *run_dirs_args(tmp_path, "hinted"))
     assert result.returncode == 0, result.stderr
     assert "hint inputs start at zero" in result.stderr + result.stdout
@@ -175,3 +175,28 @@ def test_without_hints_the_step_passes_none(monkeypatch):
     steps.generate(steps.Nets(net), torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 8))
     steps.generate(steps.Nets(net, hints=True), torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 8))
     assert seen[0] == {} and seen[1]["hints"].shape == (1, 3, 8, 8)
+
+
+def test_rotate_ab_turns_each_photo_by_its_angle_keeping_chroma():
+    from gan_colorizer.color import rotate_ab
+    ab = torch.tensor([[1.0, 0.0], [0.3, -0.4]]).view(2, 2, 1, 1).expand(2, 2, 3, 3)
+    turned = rotate_ab(ab, torch.tensor([90.0, 180.0]))
+    assert torch.allclose(turned[0, :, 0, 0], torch.tensor([0.0, 1.0]), atol=1e-6)  # +a turns to +b
+    assert torch.allclose(turned[1, :, 0, 0], torch.tensor([-0.3, 0.4]), atol=1e-6)
+    assert torch.allclose(rotate_ab(ab, 360.0), ab, atol=1e-6)
+    assert torch.allclose(turned.norm(dim=1), ab.norm(dim=1))
+
+
+def test_hue_jitter_draws_an_angle_per_photo_within_the_bound_and_leaves_l():
+    from gan_colorizer.train.loop import hue_jitter
+    gray_l, ab = torch.rand(64, 1, 4, 4), torch.tensor([0.5, 0.0]).view(1, 2, 1, 1).repeat(64, 1, 4, 4)
+    assert hue_jitter(gray_l, ab, 0.0)[1] is ab
+    torch.manual_seed(0)
+    out_l, out_ab = hue_jitter(gray_l, ab, 30.0)
+    angles = torch.rad2deg(torch.atan2(out_ab[:, 1, 0, 0], out_ab[:, 0, 0, 0]))
+    assert out_l is gray_l and torch.allclose(out_ab.norm(dim=1), ab.norm(dim=1))
+    assert angles.abs().max() <= 30.0 + 1e-4 and angles.std() > 10  # uniform in +-30: sd 17
+    assert torch.equal(out_ab[:, :, 0, 0].unsqueeze(-1).unsqueeze(-1).expand_as(out_ab), out_ab)  # one per photo
+    from gan_colorizer.config_checks import validate
+    with pytest.raises(UserError, match="hue.jitter"):
+        validate(update(defaults("pretrain"), {"hue_jitter": 200.0}))

@@ -5,12 +5,11 @@ grows with the photo only by its L, ab and output planes, never by the Lab round
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from gan_colorizer.color import AB_SCALE, lab_to_model, lab_to_rgb, model_to_lab, rgb8_to_gray_l, rgb_to_lab, to_uint8
+from gan_colorizer.color import (AB_SCALE, lab_to_model, lab_to_rgb, model_to_lab, rgb8_to_gray_l, rgb_to_lab,
+                                  rotate_ab, to_uint8)
 from gan_colorizer.colorize.inference_numpy import CHUNK_PIXELS, MAX_ASPECT, render_shape, row_chunks  # noqa: F401
 
 
@@ -61,9 +60,7 @@ def apply_controls(ab: torch.Tensor, temperature: float = 0.0, saturation: float
     applying them at render size gives the same result for less work.
     """
     if hue:
-        angle = math.radians(hue)
-        a, b = ab[:, 0:1], ab[:, 1:2]
-        ab = torch.cat([a * math.cos(angle) - b * math.sin(angle), a * math.sin(angle) + b * math.cos(angle)], 1)
+        ab = rotate_ab(ab, hue)
     if saturation != 1.0:
         ab = ab * saturation
     if temperature:

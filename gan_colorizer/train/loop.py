@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 import time
 
+import torch
+
 from gan_colorizer.checkpoint import kill_here_in_tests
+from gan_colorizer.color import rotate_ab
 from gan_colorizer.config import Config, batches_per_step
 from gan_colorizer.data.dataset import LoaderFailure
 from gan_colorizer.errors import TrainingDiverged
@@ -108,6 +111,14 @@ def close_epoch(run: Run, guard: Guard) -> None:
     log_epoch(run, metrics, improved)
 
 
+def hue_jitter(gray_l, real_ab, degrees: float):
+    """--hue-jitter: each photo's ab turned by its own angle, uniform in +-degrees (drawn from torch's seeded
+    generator, which last.pt carries), so the colours of the photos are no longer a function of their L."""
+    if not degrees:
+        return gray_l, real_ab
+    return gray_l, rotate_ab(real_ab, (torch.rand(real_ab.shape[0], dtype=torch.float64) * 2 - 1) * degrees)
+
+
 def micro_batches(run: Run, guard: Guard):
     """Groups of --grad-accum (x --d-steps) batches on the device (Lab, flips), with the time spent waiting for the
     loader. Every process takes the step or none does: a stop, a failed loader or a missing batch on any process
@@ -120,7 +131,7 @@ def micro_batches(run: Run, guard: Guard):
                 clock = time.perf_counter()
                 pixels, flips = next(batches)
                 wait += time.perf_counter() - clock
-                group.append(run.rt.batch(pixels, flips))
+                group.append(hue_jitter(*run.rt.batch(pixels, flips), run.cfg.data.hue_jitter))
         except StopIteration:
             pass
         except LoaderFailure as e:
