@@ -92,11 +92,16 @@ def timed(fn, warmup: int, steps: int, images_per_step: int, device: torch.devic
     return steps * images_per_step / (time.perf_counter() - start)
 
 
+ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "avx_vnni")  # what bf16 and int8 speed rest on
+
+
 def machine() -> dict:
     """What ran the benchmark: CPU model, cores, memory, GPU (if any) and torch's CPU threads."""
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "threads": torch.get_num_threads()}
     info["cpu"] = _proc_field("/proc/cpuinfo", "model name") or info["cpu"]
+    flags = (_proc_field("/proc/cpuinfo", "flags") or "").split()
+    info["isa"] = [f for f in ISA if f in flags]  # the same model name has come with and without AVX-512
     mem_kb = _proc_field("/proc/meminfo", "MemTotal")
     if mem_kb:
         info["memory_gb"] = round(int(mem_kb.split()[0]) / 2**20, 1)

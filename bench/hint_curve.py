@@ -3,10 +3,11 @@
 evaluate.py --hints 0,1,2,5,10,20,50,100 on the embedded held-out photos (3, centre-crop 256), CIEDE2000 and PSNR per
 count; targets: CIEDE2000 with 10 hints at least 25% lower than with none, with 100 hints at least 50% lower.
 
-The model is a stage-1 --hints run on the embedded training photos (8) with the recipe in TRAIN (trained once into
-checkpoints/bench-hint-curve, resumed from its last.pt when stopped). pix2pix's ResNet-9 generator at 32 filters,
-fp32, 128 px crops: on a 2-core CPU the U-Net on ResNet-18 takes 3.3x its time per step, and bf16 autocast is
-emulated (slower than fp32) on a CPU without AVX-512 BF16.
+The model is a stage-1 --hints run on the embedded training photos (8) with the recipe in TRAIN, trained once into
+checkpoints/bench-hint-curve-STEPS; its last.pt is scored (best.pt is chosen on automatic validation). pix2pix's
+ResNet-9 generator at 32 filters, fp32, 128 px crops: on a 2-core CPU the U-Net on ResNet-18 takes 3.3x its time per
+step, and bf16 autocast is emulated (slower than fp32) on a CPU without AVX-512 BF16. --hue-jitter 180: on 8 photos
+the model otherwise learns their colours from L and leaves the hints unused (docs/hints.md).
 
     python bench/hint_curve.py
 """
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import CACHE, print_table, trained_checkpoint, write_results  # noqa: E402
 
-TRAIN = ["--hints", "--generator", "resnet9", "--unet-filters", "32", "--image-size", "128", "--batch-size", "8",
+TRAIN = ["--hints", "--hue-jitter", "180", "--generator", "resnet9", "--unet-filters", "32", "--image-size", "128", "--batch-size", "8",
          "--lr", "3e-4", "--epoch-size", "400", "--amp", "off", "--epochs", "100", "--max-steps", "{steps}"]
 STEPS = 1200
 COUNTS = "0,1,2,5,10,20,50,100"

@@ -159,10 +159,10 @@ TABLES = {
         (lambda row: row["what"] == "update", [
             ("engine", "engine"), ("update_s", "s per update (640 x 480, render 256, 3 hints)"),
             ("de2000_mean", "CIEDE2000 mean vs fp32"), ("de2000_p99", "CIEDE2000 p99"),
-            ("within_int8_limits", "within the int8 limits")]),
-        (lambda row: row["what"] == "curve", [
-            ("hints", "oracle hints"), ("psnr", "PSNR"), ("delta_e2000", "CIEDE2000"),
-            ("vs_no_hints", "CIEDE2000 vs none")])],
+            ("within_int8_limits", "within the int8 limits")])],
+    "hint_curve": [(None, [
+        ("hints", "oracle hints"), ("psnr", "PSNR"), ("delta_e2000", "CIEDE2000"),
+        ("vs_no_hints", "CIEDE2000 vs none")])],
     "published": [(None, [
         ("model", "model"), ("render", "render px"), ("parameters", "parameters"),
         ("network_s", "network s (batch 1)"), ("photo_s", "s per 640 x 480 photo"), ("vs_ours", "vs ours"),
@@ -202,6 +202,8 @@ def provenance(path: Path, data: dict) -> str:
     """The line beside each table: which file, which machine, when, which code, and how loaded the machine was."""
     m, run = data["machine"], data["run"]
     memory = f", {m['memory_gb']:g} GB" if "memory_gb" in m else ""
+    if "isa" in m:  # recorded since 2026-12-07: one model name came with and without AVX-512
+        memory += f", {' '.join(m['isa']) or 'no AVX2'}"
     commit = (run["git_commit"] or "?")[:10] + (" + uncommitted changes" if run["git_dirty"] else "")
     others = {k: v for k, v in data.items() if k not in ("machine", "run", "rows")}
     text = (f"_`bench/results/{path.name}`, measured {run['date']} on {m['cpu']} ({m['cores']} cores{memory}, "
