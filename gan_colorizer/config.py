@@ -37,6 +37,9 @@ class DataConfig:
     image_size: int = opt(256, "training crop and validation size in pixels (multiple of 32; of 256 for --generator unet)")
     crop_scale: float = opt(0.25, "smallest random crop, as a share of the photo's area")
     include_gray: bool = opt(False, "keep photos that are already gray (no chroma) for training")
+    hint_points: float = opt(7.0, "--hints: mean number of hint points simulated per training photo (geometric from "
+                                  "0: 1 photo in N + 1 gets none); 7 is Zhang et al.'s p = 1/8, more give a short "
+                                  "run more hinted pixels to learn from")
     hue_jitter: float = opt(0.0, "turn each training photo's ab by a random angle, uniform within +- this many "
                                  "degrees (0: off): on few photos a hint model (--hints) then cannot learn their "
                                  "colours from L and learns to take them from the hints (docs/hints.md)")

@@ -40,7 +40,7 @@ WIDTH = Range(1, 1024)  # filters of a layer
 RANGES = {
     # data
     "val_fraction": SHARE, "image_size": Range(32, 4096), "crop_scale": Range(0, 1, low_open=True),
-    "hue_jitter": Range(0, 180),
+    "hue_jitter": Range(0, 180), "hint_points": Range(0, 1000, low_open=True),
     "epoch_size": COUNT, "num_workers": Range(-1, 1024, note="-1 for auto"), "prior_images": Range(1, 1e9),
     "loader_timeout": Range(0, 7 * 86400),  # seconds: a week at most (0 = forever)
     # model

@@ -200,3 +200,19 @@ def test_hue_jitter_draws_an_angle_per_photo_within_the_bound_and_leaves_l():
     from gan_colorizer.config_checks import validate
     with pytest.raises(UserError, match="hue.jitter"):
         validate(update(defaults("pretrain"), {"hue_jitter": 200.0}))
+
+
+def test_hint_points_sets_the_mean_number_of_simulated_hints(monkeypatch):
+    seen = []
+    monkeypatch.setattr(steps, "sample_hints", lambda ab, p: seen.append(p) or hints.sample(ab, p=p))
+    net = build_generator(hint_config("resnet9").model, False)
+    for points in (7.0, 31.0):
+        steps.generate(steps.Nets(net, hints=True, hint_points=points), torch.zeros(2, 1, 32, 32),
+                       torch.zeros(2, 2, 32, 32))
+    assert seen == [1 / 8, 1 / 32]  # geometric from 0 with mean N: p = 1 / (N + 1); 7 is Zhang et al.'s 1/8
+    torch.manual_seed(0)
+    _, mask = hints.sample(torch.zeros(400, 2, 64, 64), p=1 / 32)
+    assert 0.5 < float((mask.sum(dim=(1, 2, 3)) == 0).float().mean()) * 32 < 2  # 1 photo in 32 gets none
+    from gan_colorizer.config_checks import validate
+    with pytest.raises(UserError, match="hint.points"):
+        validate(update(defaults("pretrain"), {"hint_points": 0.0}))

@@ -97,7 +97,8 @@ def nets_by_name(nets: Nets) -> dict:
 def build_nets(cfg: Config, rt: Runtime, resumed: dict | None, dist: distributed.Dist,
                prior=None, initial: dict | None = None) -> tuple[Nets, dict, TrainState]:
     fresh = not (cfg.run.resume or cfg.run.init_generator)
-    nets = Nets(build_generator(cfg.model, load_pretrained=fresh), hints=cfg.model.hints)
+    nets = Nets(build_generator(cfg.model, load_pretrained=fresh), hints=cfg.model.hints,
+                hint_points=cfg.data.hint_points)
     if cfg.stage == "gan":
         nets.discriminator = build_discriminator(cfg.model)
         if cfg.optim.gan_mode == "wgangp" and cfg.model.d_norm == "batch":

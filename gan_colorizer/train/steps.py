@@ -41,6 +41,7 @@ class Nets:
     pool: object | None = None  # pool.ImagePool of earlier fakes for D, --pool-size
     classes: object | None = None  # color_classes.ClassTargets for --head classification
     hints: bool = False  # --hints: the generator reads hints simulated from each photo (hints.sample)
+    hint_points: float = 7.0  # --hint-points: their mean number per photo
 
 
 def as_floats(parts: dict) -> dict:
@@ -104,7 +105,8 @@ def pretrain_step(rt: Runtime, nets: Nets, opts: dict, micro: list, cfg: Config,
 def generate(nets: Nets, gray_l: torch.Tensor, real_ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(fake_ab, logits): the logits of a classification head come out of the same forward; None for regression.
     A hint model reads hints simulated from the photo's own ab, drawn afresh each forward (Zhang et al. 2017)."""
-    given = {"hints": torch.cat(sample_hints(real_ab.detach()), dim=1)} if nets.hints else {}
+    given = {"hints": torch.cat(sample_hints(real_ab.detach(), p=1 / (nets.hint_points + 1)), dim=1)} \
+        if nets.hints else {}
     if nets.classes is None:
         return nets.generator(gray_l, **given), None
     logits, fake_ab = nets.generator(gray_l, return_logits=True, **given)
