@@ -57,12 +57,12 @@ def parse_color(value) -> tuple[float, float]:
         if len(text) == 3:
             text = "".join(c * 2 for c in text)
         if not re.fullmatch(r"[0-9a-fA-F]{6}", text):
-            raise ValueError(f"color {value!r} is not '#rrggbb'")
+            raise ValueError(f"color {value!r} is not '#rrggbb' or '#rgb'")
         return ab_of_rgb(int(text[i:i + 2], 16) for i in (0, 2, 4))
     if (isinstance(value, (list, tuple)) and len(value) == 3 and all(_number(v) for v in value)
             and all(0 <= v <= 255 for v in value)):
         return ab_of_rgb(value)
-    raise ValueError(f"color {value!r} is not '#rrggbb' or [r, g, b] with levels 0-255")
+    raise ValueError(f"color {value!r} is not '#rrggbb', '#rgb' or [r, g, b] with levels 0-255")
 
 
 def _number(v) -> bool:

@@ -120,7 +120,7 @@ def test_colorize_py_hint_errors_are_one_line(hint_cli, tmp_path, cached_coloriz
     bad = tmp_path / "bad.json"
     bad.write_text('[{"x": 1, "y": 2, "color": "#12"}]')
     code, _, err = hint_cli(tmp_path / "photo.png", "--hints", bad)
-    assert code == 2 and err.strip() == f"error: {bad}: hint 1: color '#12' is not '#rrggbb'"
+    assert code == 2 and err.strip() == f"error: {bad}: hint 1: color '#12' is not '#rrggbb' or '#rgb'"
     outside = hints_file(tmp_path, [{"x": 400, "y": 2, "color": RED}])
     code, _, err = hint_cli(tmp_path / "photo.png", "--hints", outside)
     assert code == 1 and f"photo.png: --hints {outside}: hint 1 at x 400, y 2 is outside the 160 x 120 photo" in err
