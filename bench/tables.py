@@ -162,7 +162,7 @@ TABLES = {
             ("within_int8_limits", "within the int8 limits")])],
     "hint_curve": [(None, [
         ("hints", "oracle hints"), ("psnr", "PSNR"), ("delta_e2000", "CIEDE2000"),
-        ("vs_no_hints", "CIEDE2000 vs none")])],
+        ("vs_no_hints", "CIEDE2000 vs none"), ("vs_gray", "CIEDE2000 vs gray (ab = 0)")])],
     "published": [(None, [
         ("model", "model"), ("render", "render px"), ("parameters", "parameters"),
         ("network_s", "network s (batch 1)"), ("photo_s", "s per 640 x 480 photo"), ("vs_ours", "vs ours"),
