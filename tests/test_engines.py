@@ -425,10 +425,14 @@ def test_the_int8_hint_input_spans_every_hint_colour_and_its_last_cross_is_widen
         while name in producer and producer[name].op_type in ("QuantizeLinear", "DequantizeLinear"):
             name = producer[name].input[0]
         return name
-    joined = [n.output[0] for n in model.graph.node
-              if n.op_type == "Concat" and {origin(i) for i in n.input} == {"gray_l", "hints"}]
-    quantized = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in {"hints", *joined}]
-    assert len(joined) == 1 and len(quantized) == 2  # the hints input and hints.with_hints's Concat
+    spread = [n for n in model.graph.node if n.name.startswith("/hint_spread/")]  # hints.Spread: left in fp32
+    features = {out for n in spread for out in n.output}
+    assert spread and not any(producer.get(i) and producer[i].op_type == "DequantizeLinear"
+                              for n in spread for i in n.input)
+    joined = [n.output[0] for n in model.graph.node if n.op_type == "Concat" and not n.name.startswith("/hint_")
+              and {origin(i) for i in n.input} <= {"gray_l", *features}]
+    quantized = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in {*features, *joined}]
+    assert len(joined) == 1 and len(quantized) == 2  # the spread's output and hints.with_hints's Concat
     quantization = {p.key: p.value for p in model.metadata_props}["quantization"]
     assert "last cross widened by 3" in quantization  # 97 -> 100 channels, as the automatic model's
     for node in quantized:

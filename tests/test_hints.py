@@ -7,6 +7,7 @@ import torch
 from skimage.color import rgb2lab
 
 from gan_colorizer import hints
+from gan_colorizer.color import AB_SCALE
 from gan_colorizer.errors import UserError
 
 
@@ -51,8 +52,34 @@ def test_the_model_input_puts_ab_in_the_models_units_then_the_mask():
     assert x.shape == (1, 3, 4, 4)
     assert x[0, :, 2, 2].tolist() == pytest.approx([0.5, -0.1, 1.0])
     gray_l = torch.ones(1, 1, 4, 4)
-    assert torch.equal(hints.with_hints(gray_l, None)[:, 1:], torch.zeros(1, 3, 4, 4))
-    assert torch.equal(hints.with_hints(gray_l, x)[:, 1:], x)
+    spread = hints.Spread()
+    assert torch.equal(spread(gray_l, None), torch.zeros(1, hints.FEATURES, 4, 4))
+    assert torch.equal(hints.with_hints(gray_l, spread(gray_l, x))[:, 1:4], x)
+
+
+def test_the_spread_carries_each_hints_colour_to_its_own_neighbourhood_and_none_to_far_places():
+    """Two 3 x 3 hints in opposite corners of a 128 x 128 render: the whole-image channels hold their mean; the
+    16-px reach holds each hint's own colour near it, and nothing (colour 0, confidence 0) 40 px away from both; the
+    64-px reach, each colour on its own side and nothing 100 px away. Counted here by hand, not by pooling."""
+    ab, mask = hints.maps([hints.Hint(8, 8, (40.0, -20.0), 1), hints.Hint(119, 119, (-60.0, 30.0), 1)], (128, 128))
+    x = hints.model_input(ab, mask)
+    out = hints.Spread()(torch.zeros(1, 1, 128, 128), x)[0]
+    assert out.shape == (hints.FEATURES, 128, 128) and torch.equal(out[:3], x[0])
+    whole, cell64, cell16 = out[3:6], out[6:9], out[9:12]
+    assert torch.allclose(whole[:2], torch.tensor([-10.0, 5.0]).view(2, 1, 1) / AB_SCALE, atol=1e-6)
+    assert torch.allclose(whole[2], torch.tensor(18 / (18 + 1.0)), atol=1e-6)  # 18 hinted pixels of 128 * 128
+    assert cell16[:2, 8, 8].tolist() == pytest.approx([40 / AB_SCALE, -20 / AB_SCALE], abs=1e-6)
+    assert cell16[:2, 119, 119].tolist() == pytest.approx([-60 / AB_SCALE, 30 / AB_SCALE], abs=1e-6)
+    assert cell16[:, 64, 64].abs().max() == 0 and cell16[2, 8, 8] > 0.5
+    assert cell64[0, 20, 20] > 0 > cell64[0, 100, 100]  # each side leans to its own hint
+    assert cell64[2, 10, 10] > cell64[2, 64, 64] > 0 and cell64[:, 10, 118].abs().max() == 0
+
+
+def test_the_spread_of_a_side_that_is_not_a_multiple_of_its_cells_still_covers_every_pixel():
+    ab, mask = hints.maps([hints.Hint(95, 70, (25.0, 25.0), 0)], (72, 100))
+    out = hints.Spread()(torch.zeros(1, 1, 72, 100), hints.model_input(ab, mask))[0]
+    assert out.shape == (hints.FEATURES, 72, 100) and torch.isfinite(out).all()
+    assert out[9:11, 70, 95].tolist() == pytest.approx([25 / AB_SCALE] * 2, abs=1e-6)
 
 
 def test_points_outside_the_photo_are_one_line_errors():

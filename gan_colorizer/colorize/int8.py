@@ -20,6 +20,7 @@ from gan_colorizer.errors import UserError, reason
 log = logging.getLogger(__name__)
 METHODS = {"minmax": lambda m: m.MinMax, "entropy": lambda m: m.Entropy, "percentile": lambda m: m.Percentile}
 KEEP_FLOAT = ()  # node-name prefixes left in fp32 by default: see docs/colorizing.md (int8) for the measurement
+SPREAD_NODES = "/hint_spread/"  # hints.Spread in an export: the names torch gives its nodes (module path)
 # How far int8 may move ab from fp32 (Lab units, export_int8): on average over the photos, and on the worst photo at
 # WORST_FACTOR times that. Calibrated on 1 to 64 ordinary photos, a trained model moved them by 1.2-1.3 (worst 1.6),
 # random weights by 4.8-5.2 (worst 5.8); calibrated on one flat, tiny or dark image, ordinary photos moved by 15-31
@@ -197,6 +198,8 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
         onnx.save(model, str(tmp))
         names = [n.name for n in model.graph.node]
         excluded = [n for n in names if any(n == k or n.startswith(k) for k in keep_float)]
+        spread = [n for n in names if n.startswith(SPREAD_NODES) and n not in excluded]  # ratios of sums: in int8
+        # a hinted ab divided by a small hinted share moved ab 12 Lab units on tests/test_engines.py's hint model
         with Progress(total, "calibrate", "img") as progress, _root_logger_quiet():
             # uint8 activations: with int8 ones (the tools' default) onnxruntime ran 13 of 38 convolutions in fp32.
             # 7-bit weights (reduce_range): a CPU without VNNI (AVX2) sums uint8 x int8 pairs in int16, which
@@ -205,9 +208,9 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
             quantize_static(str(tmp), str(tmp), Reader(progress), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=METHODS[method](CalibrationMethod), nodes_to_exclude=excluded,
+                            calibrate_method=METHODS[method](CalibrationMethod), nodes_to_exclude=excluded + spread,
                             extra_options={"TensorQuantOverrides": hint_ranges(model)})
-        kept = f", fp32 kept: {' '.join(excluded)}" if excluded else ""
+        kept = (f", fp32 kept: {' '.join(excluded)}" if excluded else "") + (", hint spread in fp32" if spread else "")
         wide = f", last cross widened by {widened} zero-weight channels" if widened else ""
         add_metadata(tmp, {**metadata, "quantization": f"int8 static QDQ, per-channel 7-bit int8 weights, uint8 "
                                                        f"activations, {method} calibration{wide}{kept}"})
@@ -220,15 +223,16 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
 
 def hint_ranges(model) -> dict:
     """A hint model's input ranges as quantize_static's overrides: the hints input, and each Concat of graph inputs
-    alone (hints.with_hints), span every hint a person may give (ab within -128..128), not only the calibration's
+    and the hints' spread alone (hints.with_hints, hints.Spread), span every hint a person may give (ab within -128..128), not only the calibration's
     simulated ones: a click of a colour none of the calibration photos held would be clipped there (a hint model of
     random weights calibrated on 4 made-up photos clipped ab / 110 below -0.63: at a hint of (-0.2, -0.9) int8 moved
     ab from fp32 by 4.6 Lab units, 2.5 with these ranges; by 1.4 at a gray hint, either way)."""
     inputs = {i.name for i in model.graph.input}
     if "hints" not in inputs:
         return {}
-    bound = np.float32(128 / AB_SCALE)  # also covers gray_l's -1..1
-    joined = [n.output[0] for n in model.graph.node if n.op_type == "Concat" and set(n.input) <= inputs]
+    bound = np.float32(128 / AB_SCALE)  # also covers gray_l's -1..1 and the spread's hinted shares, 0..1
+    sources = inputs | {out for n in model.graph.node if n.name.startswith(SPREAD_NODES) for out in n.output}
+    joined = [n.output[0] for n in model.graph.node if n.op_type == "Concat" and set(n.input) <= sources]
     return {name: [{"rmin": -bound, "rmax": bound}] for name in ["hints", *joined]}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_colorizer.hints import with_hints
+from gan_colorizer.hints import Spread, with_hints
 
 
 def _down(cin: int, cout: int, act: bool = True, norm: bool = True) -> nn.Sequential:
@@ -40,7 +40,8 @@ class UNetGenerator(nn.Module):
         self.up4, self.up3, self.up2 = _up(16 * f, 4 * f), _up(8 * f, 2 * f), _up(4 * f, f)
         self.up1 = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * f, out_channels, 4, stride=2, padding=1),
                                  *([] if logits else [nn.Tanh()]))
-        self.takes_hints = in_channels > 1  # L, then the hint channels of hints.model_input
+        self.takes_hints = in_channels > 1  # L, then the hint features (hints.Spread of hints.model_input)
+        self.hint_spread = Spread() if self.takes_hints else None
 
     size_multiple = 256  # input sides it takes: eight stride-2 downsamplings
 
@@ -52,7 +53,7 @@ class UNetGenerator(nn.Module):
         return stages + [("head.out", "head", self.up1)]
 
     def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
-        d1 = self.down1(with_hints(gray_l, hints) if self.takes_hints else gray_l)
+        d1 = self.down1(with_hints(gray_l, self.hint_spread(gray_l, hints)) if self.takes_hints else gray_l)
         d2 = self.down2(d1)
         d3 = self.down3(d2)
         d4 = self.down4(d3)
@@ -103,8 +104,11 @@ class ResnetGenerator(nn.Module):
                        nn.BatchNorm2d(f * k // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(f, out_channels, 7), *([] if logits else [nn.Tanh()])]
         self.model = nn.Sequential(*layers)  # pix2pix's attribute: its files name these model.N...
-        self.blocks = blocks
+        self.blocks, self.tail = blocks, 2 if logits else 3  # the output conv's layers: pad, conv (, tanh)
         self.takes_hints = in_channels > 1
+        if self.takes_hints:  # the hints also join at full size before the output conv (the body sees them at 1/4)
+            self.hint_spread = Spread()
+            self.hint_head = nn.Conv2d(in_channels - 1, f, 3, padding=1, bias=False)
 
     def named_stages(self) -> list[tuple[str, str, nn.Module]]:
         """(name, group, module) in forward order (inspect/anatomy.py): the stem, the two downsamplings, the residual
@@ -116,8 +120,16 @@ class ResnetGenerator(nn.Module):
         stages += [("decoder.up1", "decoder", m[12 + n]), ("decoder.up2", "decoder", m[15 + n])]
         return stages + [("head.out", "head", m[-1])]
 
+    def extra_groups(self) -> list[tuple[str, nn.Module]]:
+        """Parameters outside every stage's hook (inspect/anatomy.py): a hint net's hint_head."""
+        return [("head", self.hint_head)] if self.takes_hints else []
+
     def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(with_hints(gray_l, hints) if self.takes_hints else gray_l)
+        if not self.takes_hints:
+            return self.model(gray_l)
+        features = self.hint_spread(gray_l, hints)
+        x = self.model[:-self.tail](with_hints(gray_l, features))
+        return self.model[-self.tail:](x + self.hint_head(features.to(x.dtype)))
 
 
 def init_normal(net: nn.Module, std: float = 0.02) -> nn.Module:

@@ -21,7 +21,7 @@ from gan_colorizer.checkpoint import generator_key, load_weights
 from gan_colorizer.checkpoint import load as load_checkpoint
 from gan_colorizer.config import Config
 from gan_colorizer.errors import UserError, reason
-from gan_colorizer.hints import CHANNELS as HINT_CHANNELS
+from gan_colorizer.hints import FEATURES as HINT_FEATURES
 from gan_colorizer.models import ddcolor, deoldify, zhang
 from gan_colorizer.models.classifier import ColorClassifier
 from gan_colorizer.models.pix2pix import ResnetGenerator, UNetGenerator, init_normal
@@ -46,7 +46,7 @@ def build_generator(model_cfg, load_pretrained: bool = True, device=None) -> nn.
 
 
 def _generator_net(model_cfg, n_out: int, logits: bool, load_pretrained: bool) -> nn.Module:
-    n_in = 1 + (HINT_CHANNELS if model_cfg.hints else 0)  # L, and with --hints the hinted ab and mask
+    n_in = 1 + (HINT_FEATURES if model_cfg.hints else 0)  # L, and with --hints the hints and their spread
     if model_cfg.generator in ("unet", "resnet9"):
         if model_cfg.generator == "unet":
             net = UNetGenerator(n_in, n_out, model_cfg.unet_filters, model_cfg.unet_dropout, logits=logits)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_colorizer.hints import with_hints
+from gan_colorizer.hints import Spread, with_hints
 from gan_colorizer.models.bodies import build_body
 
 TRACE_SIZE = (256, 256)  # the dummy input DynamicUnet drew twice at build time: drawn here too, for the same weights
@@ -139,7 +139,7 @@ def unet_stages(body, middle, blocks, upsample, res_block, out) -> list[tuple[st
 class ResUNet(nn.Module):
     """A U-Net on a body: layers are DynamicUnet's [body, BatchNorm, ReLU, middle convs, a UnetBlock per skip,
     pixel shuffle to full size, resize to the input, concat the input, ResBlock, 1x1 conv to n_out]; a hint net's
-    body reads L and the hint channels, and a 3x3 conv of the hint channels (hint_head) adds to the concat.
+    body reads L and the hint features (hints.Spread), and a 3x3 conv of them (hint_head) adds to the concat.
 
     A body whose shallowest skip is below half size (ConvNeXt's stem is 1/4) gets one pixel shuffle per halving
     there (DynamicUnet takes one and resizes the last 2x by nearest neighbour)."""
@@ -165,6 +165,7 @@ class ResUNet(nn.Module):
         kaiming_init(middle, layers[-2])
         self.layers = nn.ModuleList(layers)  # DynamicUnet's attribute: the parameter names are layers.N...
         if self.takes_hints:  # hints also join at full size where L crosses (the body sees them from 1/2 size on)
+            self.hint_spread = Spread()
             self.hint_head = nn.Conv2d(n_in - 1, width, 3, padding=1, bias=False)
             nn.init.zeros_(self.hint_head.weight)  # no draw: an untrained hint net is the automatic one
 
@@ -199,7 +200,8 @@ class ResUNet(nn.Module):
     def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
         """gray_l (N, 1, H, W); a hint net also reads hints (N, 3, H, W) from hints.model_input (none: automatic)."""
         body, bn, relu, middle = self.layers[:4]
-        skips, x = [], with_hints(gray_l, hints) if self.takes_hints else gray_l
+        features = self.hint_spread(gray_l, hints) if self.takes_hints else None
+        skips, x = [], gray_l if features is None else with_hints(gray_l, features)
         for i, child in enumerate(body):
             x = child(x)
             if i in self.skips:
@@ -210,12 +212,12 @@ class ResUNet(nn.Module):
         upsample, resize, cat, res_block, out = self.layers[4 + len(self.skips):]
         x = cat(resize(upsample(x), gray_l), gray_l)
         if self.takes_hints and hints is not None:
-            x = x + self.hint_head(hints.to(x.dtype))
+            x = x + self.hint_head(features.to(x.dtype))
         return out(res_block(x))
 
 
 def resunet(backbone: str = "resnet18", weights: dict | None = None, source: str = "", n_out: int = 2,
             in_channels: int = 1) -> ResUNet:
     """The U-Net on a body of models/bodies.py (fastai's DynamicUnet layout); 31,099,672 parameters with resnet18
-    (the reference tutorial's net); in_channels 4 for a hint net (L, hinted ab, mask)."""
+    (the reference tutorial's net); in_channels 1 + hints.FEATURES for a hint net (L, the hints, their spread)."""
     return ResUNet(build_body(backbone, weights, source, in_channels), n_out)
