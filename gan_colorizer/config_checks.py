@@ -119,6 +119,9 @@ def validate(cfg) -> object:
         # a value set for a policy or mode the run does not use would be silently ignored
         (o.lr_policy == "step" or o.lr_gamma == _default(o, "lr_gamma"),
          f"--lr-gamma {o.lr_gamma:g}: only --lr-policy step reads it (the policy is {o.lr_policy})"),
+        (m.hints or d.hint_points == _default(d, "hint_points"),
+         f"--hint-points {d.hint_points:g}: only a --hints model reads it (it sets how many hints training "
+         f"simulates)"),
         (o.gan_mode == "wgangp" or o.gp_weight == _default(o, "gp_weight"),
          f"--gp-weight {o.gp_weight:g}: only --gan-mode wgangp reads it (the mode is {o.gan_mode})"),
         (m.generator == "resunet" or (m.backbone == _default(m, "backbone") and not m.backbone_weights),

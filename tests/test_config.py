@@ -301,11 +301,13 @@ def test_the_discriminators_old_names_still_work_in_flags_files_and_saved_runs(t
 
 @pytest.mark.parametrize("flags, message", [
     (["--gp-weight", "5"], "--gp-weight 5: only --gan-mode wgangp reads it (the mode is vanilla)"),
-    (["--lr-gamma", "0.5"], "--lr-gamma 0.5: only --lr-policy step reads it (the policy is constant)")])
+    (["--lr-gamma", "0.5"], "--lr-gamma 0.5: only --lr-policy step reads it (the policy is constant)"),
+    (["--hint-points", "31"], "--hint-points 31: only a --hints model reads it")])
 def test_a_knob_the_runs_mode_does_not_read_is_refused_not_ignored(flags, message):
     with pytest.raises(UserError, match=re.escape(message)):
         validate(update(defaults("gan"), explicit_flags(build_parser("gan", ""), flags)))
-    ok = {"--gp-weight": ["--gan-mode", "wgangp"], "--lr-gamma": ["--lr-policy", "step", "--lr-milestones", "2"]}
+    ok = {"--gp-weight": ["--gan-mode", "wgangp"], "--lr-gamma": ["--lr-policy", "step", "--lr-milestones", "2"],
+          "--hint-points": ["--hints"]}
     validate(update(defaults("gan"), explicit_flags(build_parser("gan", ""), flags + ok[flags[0]])))
 
 
