@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from gan_colorizer.cpu import isa, proc_field
+
 RESULTS = Path(__file__).resolve().parent / "results"  # the JSON files, committed
 CACHE = Path(__file__).resolve().parent / "cache"  # generated photos and checkpoints, reused between runs
 # The machine's load when this benchmark process started: on a shared machine absolute rates move with it.
@@ -92,17 +94,13 @@ def timed(fn, warmup: int, steps: int, images_per_step: int, device: torch.devic
     return steps * images_per_step / (time.perf_counter() - start)
 
 
-ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "avx_vnni")  # what bf16 and int8 speed rest on
-
-
 def machine() -> dict:
     """What ran the benchmark: CPU model, cores, memory, GPU (if any) and torch's CPU threads."""
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "threads": torch.get_num_threads()}
-    info["cpu"] = _proc_field("/proc/cpuinfo", "model name") or info["cpu"]
-    flags = (_proc_field("/proc/cpuinfo", "flags") or "").split()
-    info["isa"] = [f for f in ISA if f in flags]  # the same model name has come with and without AVX-512
-    mem_kb = _proc_field("/proc/meminfo", "MemTotal")
+    info["cpu"] = proc_field("model name") or info["cpu"]
+    info["isa"] = isa()  # what bf16 and int8 speed rest on: the same model name has come with and without AVX-512
+    mem_kb = proc_field("MemTotal", "/proc/meminfo")
     if mem_kb:
         info["memory_gb"] = round(int(mem_kb.split()[0]) / 2**20, 1)
     if torch.cuda.is_available():
@@ -120,16 +118,6 @@ def software() -> dict:
     status = git("status", "--porcelain", "--", "gan_colorizer", "bench", ":!bench/results")
     return {"torch": torch.__version__, "python": platform.python_version(), "git_commit": git("rev-parse", "HEAD"),
             "git_dirty": bool(status) if status is not None else None}
-
-
-def _proc_field(path: str, key: str) -> str | None:
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def peak_rss_mb() -> float:

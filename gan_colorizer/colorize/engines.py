@@ -3,12 +3,16 @@ exported model in onnxruntime, with no torch imported. The Colorizer's path arou
 forward, mood controls, alpha, EXIF, files) is shared; its maths is torch's or numpy's (inference_numpy.py)."""
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
+from gan_colorizer.cpu import has_vnni
 from gan_colorizer.errors import UserError, reason
+
+log = logging.getLogger(__name__)
 
 ENGINES = ("torch", "onnx", "onnx-int8")
 EXPORT = "python -m gan_colorizer.colorize.onnx --checkpoint CKPT --onnx OUT.onnx"
@@ -28,6 +32,7 @@ def require(modules, what: str, install: str) -> None:
 
 MAX_MULTIPLE = 256  # the largest size multiple of our generators (the pix2pix U-Net's): the input's sides come from it
 HINT_CHANNELS = 3  # hints.CHANNELS (hinted a, b and the mask); hints.py needs torch, which this module never imports
+EIGHT_BITS = "8-bit int8 weights"  # in the quantization metadata of an int8 file whose weights need VNNI (int8.py)
 MAX_TEXT = 200  # metadata shown to the user (the decoding) is one line of printable text at most this long
 
 
@@ -67,6 +72,10 @@ class OnnxNetwork:
         self.multiple = size_multiple(self.metadata)
         self.decoding = metadata_text(self.metadata, "decoding")
         self.int8 = "quantization" in self.metadata
+        if EIGHT_BITS in self.metadata.get("quantization", "") and not has_vnni():
+            log.warning("note: %s has 8-bit int8 weights, made for a CPU with VNNI; this CPU has none, where they can "
+                        "saturate and move colour: export it again here (--weight-bits 7)",
+                        model if isinstance(model, (str, Path)) else "this model")
         self.takes_hints = check_signature(self.session)
         if self.takes_hints != ("hints" in self.metadata):
             raise BadModel(f"its inputs {'' if self.takes_hints else 'do not '}include hints, its metadata says "

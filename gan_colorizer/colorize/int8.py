@@ -15,11 +15,13 @@ import numpy as np
 
 from gan_colorizer.color_numpy import AB_SCALE
 from gan_colorizer.console import Progress
+from gan_colorizer.cpu import has_vnni
 from gan_colorizer.errors import UserError, reason
 
 log = logging.getLogger(__name__)
 METHODS = {"minmax": lambda m: m.MinMax, "entropy": lambda m: m.Entropy, "percentile": lambda m: m.Percentile}
 KEEP_FLOAT = ()  # node-name prefixes left in fp32 by default: see docs/colorizing.md (int8) for the measurement
+WEIGHT_BITS = ("auto", "7", "8")
 SPREAD_NODES = "/hint_spread/"  # hints.Spread in an export: the names torch gives its nodes (module path)
 # How far int8 may move ab from fp32 (Lab units, export_int8): on average over the photos, and on the worst photo at
 # WORST_FACTOR times that. Calibrated on 1 to 64 ordinary photos, a trained model moved them by 1.2-1.3 (worst 1.6),
@@ -149,7 +151,7 @@ def export_int8(fp32_path, out, inputs, total: int | None, args, multiple: int) 
     from gan_colorizer.atomic import replacing
     from gan_colorizer.colorize.onnx_graph import add_metadata
     int8_path, calibrated = quantize_int8(fp32_path, Path(fp32_path).with_name("int8.onnx"), inputs, total,
-                                          args.calibration_method, args.keep_float)
+                                          args.calibration_method, args.keep_float, weight_bits(args.weight_bits))
     changes = [int8_change(fp32_path, int8_path, calibrated, "calibration photos")]
     probe = probe_inputs(args.image_size, multiple, "hints" in calibrated[0][1])
     if probe:
@@ -162,11 +164,20 @@ def export_int8(fp32_path, out, inputs, total: int | None, args, multiple: int) 
     return Path(out), changes
 
 
+def weight_bits(choice: str = "auto") -> int:
+    """--weight-bits: 7 or 8 as given; auto: 8 on a CPU with VNNI, 7 without (or where unknown). Without VNNI
+    onnxruntime sums uint8 x int8 pairs in int16, which saturates with 8-bit weights: there int8 moved ab 8.25 Lab
+    units on tests/test_engines.py's model (limit 8); with VNNI, 8-bit weights moved bench/hint_update.py's hint
+    U-Net 0.71 (CIEDE2000 mean against torch fp32) where 7-bit ones moved it 1.11, past the limit of 1.0."""
+    return int(choice) if choice != "auto" else 8 if has_vnni() else 7
+
+
 def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method: str = "minmax",
-                  keep_float=()) -> tuple[Path, list]:
-    """Static int8 (QDQ, per-channel 7-bit int8 weights, uint8 activations) of an fp32 export, calibrated on `inputs`
-    ((path, feeds) pairs, `total` of them expected), written atomically to out_path. keep_float: node names (or name
-    prefixes) left in fp32. The metadata says how the model was quantized. Returns the path and the pairs used."""
+                  keep_float=(), bits: int = 7) -> tuple[Path, list]:
+    """Static int8 (QDQ, per-channel int8 weights of `bits` bits: 7 or 8, uint8 activations) of an fp32 export,
+    calibrated on `inputs` ((path, feeds) pairs, `total` of them expected), written atomically to out_path.
+    keep_float: node names (or name prefixes) left in fp32. The metadata says how the model was quantized. Returns
+    the path and the pairs used."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -202,17 +213,15 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
         # a hinted ab divided by a small hinted share moved ab 12 Lab units on tests/test_engines.py's hint model
         with Progress(total, "calibrate", "img") as progress, _root_logger_quiet():
             # uint8 activations: with int8 ones (the tools' default) onnxruntime ran 13 of 38 convolutions in fp32.
-            # 7-bit weights (reduce_range): a CPU without VNNI (AVX2) sums uint8 x int8 pairs in int16, which
-            # saturates with 8-bit weights; there int8 moved ab 8.25 Lab units on tests/test_engines.py's model
-            # (limit 8), and the file may run on any CPU
+            # 7-bit weights (reduce_range) for a CPU without VNNI: see weight_bits
             quantize_static(str(tmp), str(tmp), Reader(progress), quant_format=QuantFormat.QDQ, per_channel=True,
-                            reduce_range=True,
+                            reduce_range=bits == 7,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=METHODS[method](CalibrationMethod), nodes_to_exclude=excluded + spread,
                             extra_options={"TensorQuantOverrides": hint_ranges(model)})
         kept = (f", fp32 kept: {' '.join(excluded)}" if excluded else "") + (", hint spread in fp32" if spread else "")
         wide = f", last cross widened by {widened} zero-weight channels" if widened else ""
-        add_metadata(tmp, {**metadata, "quantization": f"int8 static QDQ, per-channel 7-bit int8 weights, uint8 "
+        add_metadata(tmp, {**metadata, "quantization": f"int8 static QDQ, per-channel {bits}-bit int8 weights, uint8 "
                                                        f"activations, {method} calibration{wide}{kept}"})
         os.replace(tmp, out_path)
     except BaseException:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan_colorizer.colorize.engines import INSTALL_EXPORT, OnnxNetwork, require
-from gan_colorizer.colorize.int8 import KEEP_FLOAT, MAX_CHANGE, METHODS, WORST_FACTOR
+from gan_colorizer.colorize.int8 import KEEP_FLOAT, MAX_CHANGE, METHODS, WEIGHT_BITS, WORST_FACTOR
 from gan_colorizer.errors import UserError
 from gan_colorizer.options import REQUIRED, opt, parse_options, tool_parser
 
@@ -127,6 +127,9 @@ class ExportOptions:
     calibration_method: str = opt("minmax", "--int8: how activation ranges are chosen", choices=tuple(METHODS))
     image_size: int = opt(256, "--int8: short side the calibration photos are seen at (colorize.py's --image-size)",
                           metavar="N", aliases=("--render-size",))
+    weight_bits: str = opt("auto", "--int8: bits of the int8 weights; auto: 8 on a CPU with VNNI (AVX512-VNNI, "
+                                   "AVX-VNNI), 7 on one without, where 8 saturate (choose 7 for a file that may run "
+                                   "on other CPUs)", choices=WEIGHT_BITS)
     keep_float: list[str] = opt(KEEP_FLOAT, "--int8: ONNX node names (or prefixes) kept in fp32",
                                 nargs="*", metavar="NODE")
     max_change: float = opt(MAX_CHANGE, "--int8: refuse the model (nothing written) when int8 moves ab from fp32 by "
@@ -164,6 +167,8 @@ def main(argv=None) -> int:
             raise UserError("--int8 needs --calibration DIR: a folder of photos like those you will colorize")
         if not (math.isfinite(args.max_change) and args.max_change >= 0):
             raise UserError(f"--max-change {args.max_change:g}: must be a number >= 0 (Lab units; 0: no limit)")
+        if args.weight_bits != "auto" and not args.int8:
+            raise UserError(f"--weight-bits {args.weight_bits}: only an --int8 model has int8 weights")
         if args.calibration and not args.int8:
             raise UserError(f"--calibration {args.calibration}: calibration photos are for --int8 only (add --int8 "
                             f"for an int8 model, or leave --calibration out for fp32)")
