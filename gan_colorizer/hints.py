@@ -19,7 +19,7 @@ from gan_colorizer.config_files import read_json
 from gan_colorizer.errors import UserError
 
 CHANNELS = 3  # hinted a, b and the mask
-SPREAD_REACH = (0, 64, 16)  # how far Spread carries a hint, in pixels of the render; 0: the whole image
+SPREAD_REACH = (0, 63, 15)  # how far Spread carries a hint, in pixels of the render (multiples of 3); 0: everywhere
 FEATURES = CHANNELS + 3 * len(SPREAD_REACH)  # what a hint net reads beside L: the hints and their spread
 RADIUS = 2  # a click's default patch: 5 x 5 pixels of the render, the middle of the 1-9 px patches training draws
 MAX_RADIUS = 16
@@ -153,11 +153,11 @@ def model_input(hint_ab: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class Spread(nn.Module):
     """The hint channels (N, 3, H, W) and the hints spread over the image (normalised convolution), which a hint
-    network reads: per reach in SPREAD_REACH, the mean hinted ab around each pixel weighted by a tent of that
-    half-width (the whole image's mean for 0) and how much of it is hinted (0 none, 0.5 one hinted pixel at the
-    centre, towards 1 many). A network trained on few photos learns to follow these in a few hundred steps; from the
-    points alone it has to learn the spreading itself (Zhang et al. train on 1.3M photos). Any H and W; no hint: all
-    zero (the automatic mode); no parameters."""
+    network reads: per reach in SPREAD_REACH, how much of a smooth kernel around each pixel is hinted (c: 0 none,
+    0.5 one hinted pixel at the centre, towards 1 many) and the mean hinted ab under it times c (the whole image for
+    reach 0). c falls to 0 smoothly at the kernel's edge, so a network reading these draws no edge there. A network
+    trained on few photos learns to follow them in a few hundred steps; from the points alone it has to learn the
+    spreading itself (Zhang et al. train on 1.3M photos). Any H and W; no hint: all zero; no parameters."""
 
     def forward(self, gray_l: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
         if hints is None:
@@ -167,15 +167,15 @@ class Spread(nn.Module):
         sums = torch.cat([hints[:, :2] * mask, mask], dim=1)
         parts = [hints]
         for reach in SPREAD_REACH:
-            if reach:
-                k = reach + 1 - reach % 2  # two boxes of k (odd, centred) make a tent reaching k - 1 pixels
-                weighted, peak = sums, 1.0 / (k * k)  # peak: a hinted pixel's weight at the tent's centre
-                for _ in range(2):  # separable: a row box, then a column box
+            if reach:  # three boxes of odd width k, rows then columns: a bell (near Gaussian) reaching 3 (k - 1) / 2
+                k = 2 * reach // 3 + 1
+                weighted, peak = sums, ((3 * k * k + 1) / (4 * k ** 3)) ** 2  # peak: a pixel's weight at the centre
+                for _ in range(3):
                     weighted = F.avg_pool2d(F.avg_pool2d(weighted, (1, k), 1, (0, k // 2)), (k, 1), 1, (k // 2, 0))
             else:
                 weighted, peak = sums.mean((2, 3), keepdim=True), 1.0 / (hints.shape[2] * hints.shape[3])
-            num, den = weighted[:, :2], weighted[:, 2:]
-            parts += [(num / den.clamp_min(1e-12)).expand_as(hints[:, :2]), (den / (den + peak)).expand_as(mask)]
+            num, den = weighted[:, :2], weighted[:, 2:]  # the mean hinted ab, num / den, times c: num / (den + peak)
+            parts += [(num / (den + peak)).expand_as(hints[:, :2]), (den / (den + peak)).expand_as(mask)]
         return torch.cat(parts, dim=1).to(gray_l.dtype)
 
 

@@ -66,20 +66,31 @@ def test_the_spread_carries_each_hints_colour_to_its_own_neighbourhood_and_none_
     out = hints.Spread()(torch.zeros(1, 1, 128, 128), x)[0]
     assert out.shape == (hints.FEATURES, 128, 128) and torch.equal(out[:3], x[0])
     whole, cell64, cell16 = out[3:6], out[6:9], out[9:12]
-    assert torch.allclose(whole[:2], torch.tensor([-10.0, 5.0]).view(2, 1, 1) / AB_SCALE, atol=1e-6)
-    assert torch.allclose(whole[2], torch.tensor(18 / (18 + 1.0)), atol=1e-6)  # 18 hinted pixels of 128 * 128
-    assert cell16[:2, 8, 8].tolist() == pytest.approx([40 / AB_SCALE, -20 / AB_SCALE], abs=1e-6)
-    assert cell16[:2, 119, 119].tolist() == pytest.approx([-60 / AB_SCALE, 30 / AB_SCALE], abs=1e-6)
+    c = 18 / (18 + 1.0)  # 18 hinted pixels of 128 * 128, against one pixel's share
+    assert torch.allclose(whole[2], torch.tensor(c), atol=1e-6)
+    assert torch.allclose(whole[:2], torch.tensor([-10.0, 5.0]).view(2, 1, 1) / AB_SCALE * c, atol=1e-6)
+    for at, ab in ((8, (40, -20)), (119, (-60, 30))):  # the hinted colour there: ab x c over c
+        assert (cell16[:2, at, at] / cell16[2, at, at]).tolist() == pytest.approx([v / AB_SCALE for v in ab], abs=1e-5)
     assert cell16[:, 64, 64].abs().max() == 0 and cell16[2, 8, 8] > 0.5
     assert cell64[0, 20, 20] > 0 > cell64[0, 100, 100]  # each side leans to its own hint
     assert cell64[2, 10, 10] > cell64[2, 64, 64] > 0 and cell64[:, 10, 118].abs().max() == 0
+
+
+def test_the_spread_fades_out_with_no_edge_where_its_reach_ends():
+    """Along the row through one hint, every spread channel moves by little from pixel to pixel, also where the
+    reach ends (a colour held at full strength up to there drew a square's edge in the output)."""
+    ab, mask = hints.maps([hints.Hint(64, 64, (40.0, -20.0), 1)], (128, 128))
+    out = hints.Spread()(torch.zeros(1, 1, 128, 128), hints.model_input(ab, mask))[0]
+    row = out[6:, 64, :]  # the reaches of 64 and 16 px
+    assert row[:, 64].abs().min() > 0.15 and row[3:, 0].abs().max() == 0  # at the hint; 16 px: nothing 64 px off
+    assert (row.diff(dim=1).abs().max(dim=1).values < 0.2 * row.abs().max(dim=1).values).all()  # steps < 20%
 
 
 def test_the_spread_of_a_side_that_is_not_a_multiple_of_its_cells_still_covers_every_pixel():
     ab, mask = hints.maps([hints.Hint(95, 70, (25.0, 25.0), 0)], (72, 100))
     out = hints.Spread()(torch.zeros(1, 1, 72, 100), hints.model_input(ab, mask))[0]
     assert out.shape == (hints.FEATURES, 72, 100) and torch.isfinite(out).all()
-    assert out[9:11, 70, 95].tolist() == pytest.approx([25 / AB_SCALE] * 2, abs=1e-6)
+    assert (out[9:11, 70, 95] / out[11, 70, 95]).tolist() == pytest.approx([25 / AB_SCALE] * 2, abs=1e-5)
 
 
 def test_points_outside_the_photo_are_one_line_errors():
