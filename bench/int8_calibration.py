@@ -61,7 +61,7 @@ def measure(ckpt: Path, label: str, sets: dict[str, Path], image_size: int) -> l
                            metadata=model_metadata(cfg, multiple, set_decoding(generator)))
         for name, folder in sets.items():
             args = SimpleNamespace(calibration_method="minmax", keep_float=(), max_change=0, calibration=folder,
-                                   image_size=image_size)
+                                   image_size=image_size, weight_bits="auto")
             start = time.perf_counter()
             total, inputs = calibration_inputs(folder, image_size, multiple, 200)
             _, (own, sample) = export_int8(fp32, Path(tmp) / "checked.onnx", inputs, total, args, multiple)

@@ -21,6 +21,17 @@ def test_the_cpus_instruction_sets_come_from_its_flags_line(tmp_path):
     assert cpu.proc_field("flags", str(tmp_path / "missing")) is None
 
 
+def test_where_the_flags_cannot_be_read_vnni_is_unknown_and_auto_picks_7(monkeypatch):
+    monkeypatch.setattr(cpu, "proc_field", lambda *a: None)  # no /proc/cpuinfo: not Linux
+    assert cpu.has_vnni() is None and int8.weight_bits("auto") == 7
+    assert cpu.has_vnni("avx512_vnni")  # a flags line given is still read
+
+
+def test_a_cpuinfo_that_is_not_text_is_no_flags(tmp_path):
+    (tmp_path / "cpuinfo").write_bytes(b"flags\t: \xff\xfe avx2\n")
+    assert cpu.proc_field("flags", str(tmp_path / "cpuinfo")) is None
+
+
 def test_auto_weight_bits_are_8_with_vnni_and_7_without(monkeypatch):
     for vnni, bits in ((True, 8), (False, 7)):
         monkeypatch.setattr(int8, "has_vnni", lambda: vnni)
@@ -56,7 +67,7 @@ def test_the_file_holds_weights_of_the_bits_asked_for_and_says_so(by_bits):
 
 
 def test_an_8_bit_file_on_a_cpu_without_vnni_gets_a_note_and_a_7_bit_one_none(by_bits, monkeypatch, caplog):
-    for vnni, bits, noted in ((False, 8, True), (True, 8, False), (False, 7, False)):
+    for vnni, bits, noted in ((False, 8, True), (True, 8, False), (False, 7, False), (None, 8, False)):
         monkeypatch.setattr(engines, "has_vnni", lambda: vnni)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
@@ -71,3 +82,14 @@ def test_weight_bits_without_int8_is_refused(tiny_checkpoint, tmp_path, capsys):
     code = export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "g.onnx"), "--weight-bits", "8"])
     assert code == 2 and "--weight-bits 8: only an --int8 model has int8 weights" in capsys.readouterr().err
     assert not (tmp_path / "g.onnx").exists()
+
+
+def test_an_int8_file_from_before_the_bits_were_written_is_taken_as_8_bit(by_bits, monkeypatch, caplog):
+    import onnx
+    monkeypatch.setattr(engines, "has_vnni", lambda: False)
+    model = onnx.load(str(by_bits[8]))
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta["quantization"] = "int8 static QDQ, per-channel int8 weights, uint8 activations, minmax calibration"
+    with caplog.at_level(logging.WARNING):
+        engines.OnnxNetwork(model.SerializeToString(), meta)
+    assert any("8-bit int8 weights" in r.getMessage() and "this model" in r.getMessage() for r in caplog.records)

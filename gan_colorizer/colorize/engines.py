@@ -32,7 +32,7 @@ def require(modules, what: str, install: str) -> None:
 
 MAX_MULTIPLE = 256  # the largest size multiple of our generators (the pix2pix U-Net's): the input's sides come from it
 HINT_CHANNELS = 3  # hints.CHANNELS (hinted a, b and the mask); hints.py needs torch, which this module never imports
-EIGHT_BITS = "8-bit int8 weights"  # in the quantization metadata of an int8 file whose weights need VNNI (int8.py)
+SEVEN_BITS = "7-bit int8 weights"  # in an int8 file's quantization metadata (int8.py): safe on any CPU; others need VNNI
 MAX_TEXT = 200  # metadata shown to the user (the decoding) is one line of printable text at most this long
 
 
@@ -52,9 +52,9 @@ class OnnxNetwork:
     Nothing in the file is trusted: its metadata, input and output are checked and it is run once on a small input
     before use (BadModel); each output is checked for its shape (before onnxruntime allocates it) and for NaN."""
 
-    def __init__(self, model, metadata: dict | None = None, threads: int | None = None):
+    def __init__(self, model, metadata: dict | None = None, threads: int | None = None, note_bits: bool = True):
         """model: a file path or the serialized bytes; metadata: model_metadata's keys as strings (default: the
-        model's own metadata_props)."""
+        model's own metadata_props); note_bits: a line when int8 weights of 8 bits meet a CPU known to lack VNNI."""
         import onnxruntime
         options = onnxruntime.SessionOptions()
         if threads:
@@ -72,8 +72,9 @@ class OnnxNetwork:
         self.multiple = size_multiple(self.metadata)
         self.decoding = metadata_text(self.metadata, "decoding")
         self.int8 = "quantization" in self.metadata
-        if EIGHT_BITS in self.metadata.get("quantization", "") and not has_vnni():
-            log.warning("note: %s has 8-bit int8 weights, made for a CPU with VNNI; this CPU has none, where they can "
+        quantization = self.metadata.get("quantization", "")  # files before 2026-12-07 say no bits: they had 8
+        if note_bits and quantization and SEVEN_BITS not in quantization and has_vnni() is False:
+            log.warning("%s has 8-bit int8 weights, made for a CPU with VNNI; this CPU has none, where they can "
                         "saturate and move colour: export it again here (--weight-bits 7)",
                         model if isinstance(model, (str, Path)) else "this model")
         self.takes_hints = check_signature(self.session)

@@ -117,7 +117,7 @@ def int8_change(fp32_path, int8_path, inputs, what: str) -> Change:
     """Change of the int8 model against the fp32 one on (path, feeds) inputs, both run as the engines run them;
     a model that fails or gives NaN on one of them is refused (UserError naming the photo)."""
     from gan_colorizer.colorize.engines import OnnxNetwork, OnnxRunError
-    fp32, int8 = OnnxNetwork(fp32_path), OnnxNetwork(int8_path)
+    fp32, int8 = OnnxNetwork(fp32_path), OnnxNetwork(int8_path, note_bits=False)  # its bits were chosen just now
     per_photo = []
     with Progress(len(inputs), f"int8 check ({what})", "img") as progress:
         for path, feeds in inputs:
@@ -145,7 +145,7 @@ def export_int8(fp32_path, out, inputs, total: int | None, args, multiple: int) 
     """--int8: quantize the fp32 export (beside it), calibrated on `inputs` (calibration_inputs), check it against
     fp32 on the calibration photos and on the embedded sample photos, and only then write it to `out` (atomically),
     its metadata saying how far it moved. args: the export's options (calibration_method, keep_float, max_change,
-    calibration, image_size)."""
+    calibration, image_size, weight_bits)."""
     import shutil
 
     from gan_colorizer.atomic import replacing
@@ -169,7 +169,7 @@ def weight_bits(choice: str = "auto") -> int:
     onnxruntime sums uint8 x int8 pairs in int16, which saturates with 8-bit weights: there int8 moved ab 8.25 Lab
     units on tests/test_engines.py's model (limit 8); with VNNI, 8-bit weights moved bench/hint_update.py's hint
     U-Net 0.71 (CIEDE2000 mean against torch fp32) where 7-bit ones moved it 1.11, past the limit of 1.0."""
-    return int(choice) if choice != "auto" else 8 if has_vnni() else 7
+    return int(choice) if choice != "auto" else 8 if has_vnni() else 7  # unknown (no /proc/cpuinfo): 7
 
 
 def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method: str = "minmax",
