@@ -114,6 +114,8 @@ def _not_a_torch_file(path: Path) -> str | None:
         return "empty file"
     if head.startswith(b"PK") or head[:1] == b"\x80":
         return None
+    if path.suffix.lower() == ".onnx":
+        return "an ONNX export: this tool reads PyTorch checkpoints (best.pt, last.pt); colorize.py and the app run it"
     return f"not a file torch.save wrote: it starts with {head!r}"
 
 

@@ -77,6 +77,14 @@ def test_unreadable_checkpoints_are_one_line_errors(tmp_path, content, reason):
     assert str(err.value).startswith(f"{path}: not a readable checkpoint ({reason}") and "\n" not in str(err.value)
 
 
+def test_an_onnx_export_given_as_a_checkpoint_is_named_as_one(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x08\x08\x12\x07pytorch" + b"\x00" * 50)  # an ONNX protobuf's first fields
+    with pytest.raises(UserError, match=r"model.onnx: not a readable checkpoint \(an ONNX export: this tool reads "
+                                        r"PyTorch checkpoints"):
+        ckpt_io.load(path)
+
+
 def test_pickle_that_would_run_code_is_refused_without_running(tmp_path):
     marker = tmp_path / "ran"
 
