@@ -171,12 +171,22 @@ class Spread(nn.Module):
                 k = 2 * reach // 3 + 1
                 weighted, peak = sums, ((3 * k * k + 1) / (4 * k ** 3)) ** 2  # peak: a pixel's weight at the centre
                 for _ in range(3):
-                    weighted = F.avg_pool2d(F.avg_pool2d(weighted, (1, k), 1, (0, k // 2)), (k, 1), 1, (k // 2, 0))
+                    weighted = box(box(weighted, k, 3), k, 2)
             else:
                 weighted, peak = sums.mean((2, 3), keepdim=True), 1.0 / (hints.shape[2] * hints.shape[3])
             num, den = weighted[:, :2], weighted[:, 2:]  # the mean hinted ab, num / den, times c: num / (den + peak)
             parts += [(num / (den + peak)).expand_as(hints[:, :2]), (den / (den + peak)).expand_as(mask)]
         return torch.cat(parts, dim=1).to(gray_l.dtype)
+
+
+def box(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """The mean of x over a centred window of odd width k along dim (2: rows, 3: columns), zeros outside: running
+    sums in float64, so the cost does not grow with k (avg_pool2d's did: 45 ms of an app update's 220 ms at 256 px)
+    and a pixel whose window holds only zeros gets exactly 0."""
+    half = k // 2
+    sums = F.pad(x.double(), (half + 1, half, 0, 0) if dim == 3 else (0, 0, half + 1, half)).cumsum(dim)
+    ends, starts = (sums[..., k:], sums[..., :-k]) if dim == 3 else (sums[:, :, k:], sums[:, :, :-k])
+    return ((ends - starts) / k).to(x.dtype)
 
 
 def with_hints(gray_l: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage.color import rgb2lab
 
 from gan_colorizer import hints
@@ -74,6 +75,18 @@ def test_the_spread_carries_each_hints_colour_to_its_own_neighbourhood_and_none_
     assert cell16[:, 64, 64].abs().max() == 0 and cell16[2, 8, 8] > 0.5
     assert cell64[0, 20, 20] > 0 > cell64[0, 100, 100]  # each side leans to its own hint
     assert cell64[2, 10, 10] > cell64[2, 64, 64] > 0 and cell64[:, 10, 118].abs().max() == 0
+
+
+def test_the_running_sum_box_is_the_zero_padded_window_mean_and_exactly_zero_where_it_sees_nothing():
+    x = torch.zeros(2, 3, 37, 53)
+    x[:, :, 5:9, 40:44] = torch.rand(2, 3, 4, 4)
+    for dim, pool in ((3, lambda t, k: F.avg_pool2d(t, (1, k), 1, (0, k // 2))),
+                      (2, lambda t, k: F.avg_pool2d(t, (k, 1), 1, (k // 2, 0)))):
+        for k in (1, 11, 43, 75):  # 75: wider than the image
+            out = hints.box(x, k, dim)
+            assert out.shape == x.shape and torch.allclose(out, pool(x, k), atol=1e-7)
+    wide = hints.box(x, 11, 3)
+    assert wide[:, :, :, :34].abs().max() == 0 and wide[:, :, 10:].abs().max() == 0  # beyond the reach: exactly 0
 
 
 def test_the_spread_fades_out_with_no_edge_where_its_reach_ends():
