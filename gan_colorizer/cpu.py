@@ -33,6 +33,5 @@ def isa(flags: str | None = None) -> list[str]:
 
 def has_vnni(flags: str | None = None) -> bool | None:
     """Whether the CPU has VNNI; None where its flags cannot be read (not Linux)."""
-    if flags is None and proc_field("flags") is None:
-        return None
-    return any(f in VNNI for f in isa(flags))
+    flags = proc_field("flags") if flags is None else flags
+    return None if flags is None else any(f in VNNI for f in flags.split())

@@ -32,7 +32,7 @@ def require(modules, what: str, install: str) -> None:
 
 MAX_MULTIPLE = 256  # the largest size multiple of our generators (the pix2pix U-Net's): the input's sides come from it
 HINT_CHANNELS = 3  # hints.CHANNELS (hinted a, b and the mask); hints.py needs torch, which this module never imports
-SEVEN_BITS = "7-bit int8 weights"  # in an int8 file's quantization metadata (int8.py): safe on any CPU; others need VNNI
+SEVEN_BITS = "7-bit int8 weights"  # in an int8 file's quantization metadata (int8.py): any CPU; other files need VNNI
 MAX_TEXT = 200  # metadata shown to the user (the decoding) is one line of printable text at most this long
 
 

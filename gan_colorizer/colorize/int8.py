@@ -232,10 +232,11 @@ def quantize_int8(fp32_path, out_path, inputs, total: int | None = None, method:
 
 def hint_ranges(model) -> dict:
     """A hint model's input ranges as quantize_static's overrides: the hints input, and each Concat of graph inputs
-    and the hints' spread alone (hints.with_hints, hints.Spread), span every hint a person may give (ab within -128..128), not only the calibration's
-    simulated ones: a click of a colour none of the calibration photos held would be clipped there (a hint model of
-    random weights calibrated on 4 made-up photos clipped ab / 110 below -0.63: at a hint of (-0.2, -0.9) int8 moved
-    ab from fp32 by 4.6 Lab units, 2.5 with these ranges; by 1.4 at a gray hint, either way)."""
+    and the hints' spread alone (hints.with_hints, hints.Spread), span every hint a person may give (ab within
+    -128..128), not only the calibration's simulated ones: a click of a colour none of the calibration photos held
+    would be clipped there (a hint model of random weights calibrated on 4 made-up photos clipped ab / 110 below
+    -0.63: at a hint of (-0.2, -0.9) int8 moved ab from fp32 by 4.6 Lab units, 2.5 with these ranges; by 1.4 at a
+    gray hint, either way)."""
     inputs = {i.name for i in model.graph.input}
     if "hints" not in inputs:
         return {}
